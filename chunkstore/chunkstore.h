@@ -1,0 +1,145 @@
+/* chunkstore/chunkstore.h - the data path under every front end.
+ *
+ * A pool is the node's devices (DATA/devices/*), its rings (DATA/ring/) and
+ * its metadata (DATA/meta/). Bytes go in through a writer, which cuts them
+ * into chunks (the pool's chunking policy), fingerprints them (SHA-256),
+ * skips chunks the dedup index already holds and all-zero chunks, and packs
+ * new ones into open stripes on the devices (O_DIRECT, io_uring). A manifest
+ * (an ordered list of chunks, reference-counted) is created from a finished
+ * writer inside a commit; objects, images and clone parents hold manifest
+ * ids. The chunk store knows nothing of buckets, volumes or protocols.
+ *
+ * Durability: cs_commit() returns 0 only after the writer's data is synced
+ * and the metadata transaction committed. One committer thread joins data
+ * syncs and LMDB transactions of many requests into groups; it is the only
+ * path by which metadata writes reach LMDB once the pool is open.
+ *
+ * Threads: a pool is shared by all threads. A writer or reader is used by one
+ * thread at a time. cs_commit() may be called from any thread and blocks.
+ * The commit callback runs on the committer thread inside the group's write
+ * transaction (in a nested transaction of its own, so its failure undoes only
+ * its own changes); it must not block on I/O or call cs_commit().
+ */
+#ifndef CAIRN_CHUNKSTORE_CHUNKSTORE_H
+#define CAIRN_CHUNKSTORE_CHUNKSTORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "chunkstore/format.h"
+#include "core/err.h"
+#include "meta/meta.h"
+
+struct ring;
+
+struct cs_pool_opts {
+	const char *data_dir;   /* DATA: holds meta/, devices/, ring/ */
+	/* Used only when the pool is created (first start); later starts read
+	 * the pool record and ignore these. 0 = default. */
+	uint32_t devices;       /* device folders to create: 6 */
+	uint32_t k, m;          /* 4, 2 */
+	uint32_t replicas;      /* replica policy copies: min(3, devices) */
+	uint32_t unit_size;     /* 1 MiB */
+	uint32_t chunk_size;    /* fixed chunking block: 64 KiB */
+	uint32_t inline_max;    /* 4096 */
+	uint32_t part_power;    /* ring partition power: 10 */
+	/* Every start. */
+	size_t map_size;        /* LMDB map; 0 = 64 GiB */
+	unsigned workers;       /* chunk worker threads; 0 = one per core */
+	bool powerloss_sim;     /* core/io power-loss test mode */
+};
+
+struct cs_pool;
+struct cs_writer;
+struct cs_reader;
+struct cs_txn;
+
+struct cs_mid {
+	uint8_t b[CS_MID_LEN];
+};
+
+enum cs_policy { CS_POLICY_EC = 0, CS_POLICY_REPLICA = 1 };
+
+/* Opens the pool in opts->data_dir, creating it (devices, rings, pool
+ * record) on first start. Starts the committer and workers. */
+int cs_pool_open(const struct cs_pool_opts *opts, struct cs_pool **out) CAIRN_WUR;
+/* Stops threads after in-flight commits finish; NULL is fine. */
+void cs_pool_close(struct cs_pool *pool);
+
+/* The pool's metadata environment, for read transactions (never writes). */
+struct meta_env *cs_pool_meta(struct cs_pool *pool);
+/* The ring of a policy; valid until the pool closes. */
+const struct ring *cs_pool_ring(struct cs_pool *pool, enum cs_policy policy);
+/* The metadata partition of a name (bucket, volume, image): keyed hash with
+ * the replica ring. */
+uint32_t cs_name_partition(struct cs_pool *pool, const void *name, size_t len);
+/* The pool's format record (valid until close). */
+const struct cs_pool_rec *cs_pool_format(struct cs_pool *pool);
+
+/* ---- writing ---- */
+
+int cs_writer_open(struct cs_pool *pool, struct cs_writer **out) CAIRN_WUR;
+/* Appends bytes (copied). Full chunks are handed to the worker pool; may
+ * block while too many chunks of this writer are in flight (bounded memory). */
+int cs_writer_write(struct cs_writer *w, const void *buf, size_t len) CAIRN_WUR;
+/* Ends the stream: cuts the last chunk and waits for every chunk of this
+ * writer to be written (not yet synced: cs_commit syncs). */
+int cs_writer_finish(struct cs_writer *w) CAIRN_WUR;
+/* Logical bytes written so far. */
+uint64_t cs_writer_size(const struct cs_writer *w);
+/* Frees the writer. Data of a writer whose manifest was never committed is
+ * dead by construction (no chunk index entry points at it). NULL is fine. */
+void cs_writer_free(struct cs_writer *w);
+
+/* ---- committing ---- */
+
+typedef int (*cs_commit_fn)(struct cs_txn *txn, void *arg);
+
+/* Syncs w's data (w may be NULL for metadata-only changes), then runs
+ * fn(txn, arg) in the next group transaction and waits until that
+ * transaction is durable. Returns fn's negative result (its changes undone),
+ * a commit error, or 0. */
+int cs_commit(struct cs_pool *pool, struct cs_writer *w, cs_commit_fn fn, void *arg) CAIRN_WUR;
+
+/* Inside a commit callback: the write transaction. */
+struct meta_txn *cs_txn_meta(struct cs_txn *txn);
+/* Creates a manifest (refcount 1) from the finished writer given to
+ * cs_commit, adding chunk references. */
+int cs_manifest_create(struct cs_txn *txn, struct cs_mid *out) CAIRN_WUR;
+/* Adds one reference to a manifest (copy, image registration, clone). */
+int cs_manifest_ref(struct cs_txn *txn, const struct cs_mid *mid) CAIRN_WUR;
+/* Drops one reference; at zero the manifest's records go and its chunks'
+ * refcounts drop (chunks at zero stay on disk until GC). */
+int cs_manifest_unref(struct cs_txn *txn, const struct cs_mid *mid) CAIRN_WUR;
+
+/* ---- reading ---- */
+
+/* Manifest facts, in a read transaction the caller holds. */
+int cs_manifest_size(struct meta_txn *txn, struct cs_pool *pool, const struct cs_mid *mid,
+		     uint64_t *size) CAIRN_WUR;
+
+int cs_reader_open(struct cs_pool *pool, const struct cs_mid *mid, struct cs_reader **out) CAIRN_WUR;
+uint64_t cs_reader_size(const struct cs_reader *r);
+/* Reads up to len bytes at off; returns bytes read (0 at the end) or a
+ * negative code (CAIRN_ECORRUPT when no copy verifies). Sequential reads are
+ * prefetched. Holds no LMDB transaction between calls. */
+long cs_reader_read(struct cs_reader *r, uint64_t off, void *buf, size_t len) CAIRN_WUR;
+void cs_reader_free(struct cs_reader *r);
+
+/* ---- stats ---- */
+
+struct cs_stats {
+	uint64_t logical_bytes;   /* sum of manifest sizes x refcount */
+	uint64_t unique_bytes;    /* raw bytes of live chunks */
+	uint64_t stored_bytes;    /* stored payload bytes of live chunks */
+	uint64_t physical_bytes;  /* bytes in unit files on all devices */
+	uint64_t chunks;          /* live chunks */
+	uint64_t manifests;
+	uint64_t stripes;
+	uint64_t commits;         /* group transactions committed */
+	uint64_t commit_requests; /* requests they carried */
+};
+int cs_pool_stats(struct cs_pool *pool, struct cs_stats *out) CAIRN_WUR;
+
+#endif
