@@ -46,6 +46,9 @@ void io_ctx_free(struct io_ctx *ctx);
  * that refuse it (tmpfs). */
 int io_open(const char *path, int flags, mode_t mode) CAIRN_WUR;
 int io_close(int fd);
+/* ftruncate(2) that the power-loss log knows about (use it instead of
+ * ftruncate on files written through this module). Returns 0 or -errno. */
+int io_ftruncate(int fd, uint64_t size) CAIRN_WUR;
 
 enum io_op { IO_READ = 0, IO_WRITE = 1 };
 struct io_req {
@@ -54,10 +57,14 @@ struct io_req {
 	void *buf;
 	size_t len;
 	uint64_t off;
-	long result;  /* out: bytes done or -errno */
+	long result; /* out: bytes done or -errno */
 };
-/* Submits n requests (any mix) and waits for all. Returns 0 when every
- * request completed in full, else the first error (-EIO for a short write). */
+/* Submits n requests (any mix) and waits for all (at most the ctx depth in
+ * flight; short reads are resubmitted). Returns 0 when every request
+ * completed in full, else the error of the lowest-numbered failed request:
+ * -EIO for a short write, -ENODATA for a read that met end of file (its
+ * result then holds the bytes read), -EINVAL for a misaligned O_DIRECT
+ * request. Every request's result is set either way. */
 int io_batch(struct io_ctx *ctx, struct io_req *reqs, size_t n) CAIRN_WUR;
 int io_pwrite(struct io_ctx *ctx, int fd, const void *buf, size_t len, uint64_t off) CAIRN_WUR;
 /* Returns bytes read (short at end of file) or -errno. */
@@ -69,14 +76,18 @@ int io_fsync_dir(const char *dir) CAIRN_WUR;
 /* mkdir -p with a durable parent chain. */
 int io_mkdirs(const char *dir, mode_t mode) CAIRN_WUR;
 
-void *io_alloc(size_t len);   /* IO_ALIGN-aligned, zeroed; NULL on ENOMEM */
+void *io_alloc(size_t len); /* IO_ALIGN-aligned, zeroed; NULL on ENOMEM */
 void io_free(void *p);
 
 /* Power-loss test mode. log_path is where undo records go. */
 int io_powerloss_enable(const char *log_path) CAIRN_WUR;
 bool io_powerloss_enabled(void);
+/* Stops logging and closes the log (tests; the log stays for replay). */
+void io_powerloss_disable(void);
 /* Applies a log left by a killed process (see above) and removes it.
- * Returns the number of writes reverted, or a negative code. */
+ * Returns the number of writes reverted (0 when there is no log), or a
+ * negative code. The torn write keeps CAIRN_POWERLOSS_KEEP percent (default
+ * 50) of its 512-byte sectors, rounded down. Record format: io_powerloss.c. */
 long io_powerloss_replay(const char *log_path) CAIRN_WUR;
 
 #endif

@@ -29,21 +29,21 @@
 
 enum meta_table {
 	META_T_POOL = 0,  /* pool format record, counters (chunkstore) */
-	META_T_CHUNKS,    /* [part][sha256] -> struct cs_chunk_rec */
-	META_T_STRIPES,   /* [part][stripe id] -> struct cs_stripe_rec */
-	META_T_MHDR,      /* [part][manifest id] -> struct cs_mhdr_rec */
+	META_T_CHUNKS,	  /* [part][sha256] -> struct cs_chunk_rec */
+	META_T_STRIPES,	  /* [part][stripe id] -> struct cs_stripe_rec */
+	META_T_MHDR,	  /* [part][manifest id] -> struct cs_mhdr_rec */
 	META_T_MANIFESTS, /* [part][manifest id][offset] -> struct cs_ment_rec */
-	META_T_BUCKETS,   /* [part][bucket name] -> objstore bucket record */
-	META_T_OBJECTS,   /* [part][bucket name][0][key] -> objstore object record */
-	META_T_USERS,     /* user name -> user record (objstore/s3_users.h) */
-	META_T_KEYS,      /* access key id -> key record */
+	META_T_BUCKETS,	  /* [part][bucket name] -> objstore bucket record */
+	META_T_OBJECTS,	  /* [part][bucket name][0][key] -> objstore object record */
+	META_T_USERS,	  /* user name -> user record (objstore/s3_users.h) */
+	META_T_KEYS,	  /* access key id -> key record */
 	META_T_COUNT
 };
 
 #define META_KEY_MAX 511 /* LMDB's default maximum key size */
 
 struct meta_opts {
-	size_t map_size;   /* bytes; 0 = 64 GiB (sparse; grows no file until used) */
+	size_t map_size;      /* bytes; 0 = 64 GiB (sparse; grows no file until used) */
 	unsigned max_readers; /* 0 = 1024 */
 };
 
@@ -68,10 +68,13 @@ bool meta_txn_is_write(const struct meta_txn *txn);
 int meta_get(struct meta_txn *txn, enum meta_table t, const void *key, size_t klen,
 	     const void **val, size_t *vlen) CAIRN_WUR;
 #define META_NOOVERWRITE 1u
-int meta_put(struct meta_txn *txn, enum meta_table t, const void *key, size_t klen,
-	     const void *val, size_t vlen, unsigned flags) CAIRN_WUR;
+int meta_put(struct meta_txn *txn, enum meta_table t, const void *key, size_t klen, const void *val,
+	     size_t vlen, unsigned flags) CAIRN_WUR;
 int meta_del(struct meta_txn *txn, enum meta_table t, const void *key, size_t klen) CAIRN_WUR;
 
+/* A cursor belongs to its transaction: when the transaction ends the cursor
+ * goes dead (its calls return CAIRN_EINVAL) but must still be freed with
+ * meta_cursor_close (NULL is fine). */
 int meta_cursor_open(struct meta_txn *txn, enum meta_table t, struct meta_cursor **out) CAIRN_WUR;
 void meta_cursor_close(struct meta_cursor *c);
 /* Positions at the first key >= key (klen 0: the first key) and returns it. */
@@ -79,7 +82,12 @@ int meta_cursor_seek(struct meta_cursor *c, const void *key, size_t klen, const 
 		     size_t *kl, const void **v, size_t *vl) CAIRN_WUR;
 int meta_cursor_next(struct meta_cursor *c, const void **k, size_t *kl, const void **v,
 		     size_t *vl) CAIRN_WUR;
-/* Positions at the last key <= key (for offset seeks). */
+/* Positions at the key before the current one (CAIRN_ENOTFOUND at the
+ * start; an unpositioned cursor goes to the last key). */
+int meta_cursor_prev(struct meta_cursor *c, const void **k, size_t *kl, const void **v,
+		     size_t *vl) CAIRN_WUR;
+/* Positions at the last key <= key (for offset seeks); klen 0: the last key.
+ * CAIRN_ENOTFOUND when every key is greater. */
 int meta_cursor_seek_le(struct meta_cursor *c, const void *key, size_t klen, const void **k,
 			size_t *kl, const void **v, size_t *vl) CAIRN_WUR;
 /* Deletes the record under the cursor (write transactions). */
@@ -91,7 +99,10 @@ int meta_usage(struct meta_env *env, uint64_t *used_bytes, uint64_t *map_bytes) 
 /* Big-endian helpers for key encoding. */
 static inline void meta_be32(uint8_t *p, uint32_t v)
 {
-	p[0] = (uint8_t)(v >> 24); p[1] = (uint8_t)(v >> 16); p[2] = (uint8_t)(v >> 8); p[3] = (uint8_t)v;
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
 }
 static inline void meta_be64(uint8_t *p, uint64_t v)
 {
