@@ -2,13 +2,24 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "node/config.h"
+#include "node/node.h"
 #include "ring/ring.h"
 
 static int usage(FILE *f)
 {
 	fprintf(f, "usage: cairn COMMAND [ARGS]\n\n"
+		   "cairn is a storage service: an S3 API over one deduplicated,\n"
+		   "erasure-coded pool of devices.\n\n"
 		   "commands:\n"
-		   "  ring BUILDER_FILE VERB ...   build and inspect placement rings\n"
+		   "  serve [OPTIONS]                   run a node (S3 API, admin API, /metrics)\n"
+		   "  user create NAME | list | delete NAME\n"
+		   "                                    manage S3 users on a running node\n"
+		   "  key create USER | list [USER] | delete ID\n"
+		   "                                    manage access keys on a running node\n"
+		   "  ring BUILDER_FILE VERB ...        build and inspect placement rings\n"
+		   "  powerloss-replay DATA             apply a power-loss test log (tests)\n"
+		   "  version                           print the version\n"
 		   "\nRun 'cairn COMMAND --help' for a command's options.\n");
 	return f == stdout ? 0 : 2;
 }
@@ -17,10 +28,23 @@ int main(int argc, char **argv)
 {
 	if (argc < 2)
 		return usage(stderr);
-	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)
+	const char *cmd = argv[1];
+	if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0)
 		return usage(stdout);
-	if (strcmp(argv[1], "ring") == 0)
+	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+		printf("cairn %s\n", CAIRN_VERSION);
+		return 0;
+	}
+	if (strcmp(cmd, "ring") == 0)
 		return ring_cli_main(argc - 2, argv + 2);
-	fprintf(stderr, "cairn: unknown command '%s'\n", argv[1]);
+	if (strcmp(cmd, "serve") == 0)
+		return node_serve_main(argc - 1, argv + 1);
+	if (strcmp(cmd, "user") == 0)
+		return node_user_main(argc - 1, argv + 1);
+	if (strcmp(cmd, "key") == 0)
+		return node_key_main(argc - 1, argv + 1);
+	if (strcmp(cmd, "powerloss-replay") == 0)
+		return node_powerloss_replay_main(argc - 1, argv + 1);
+	fprintf(stderr, "cairn: unknown command '%s'\n", cmd);
 	return usage(stderr);
 }

@@ -1,0 +1,483 @@
+/* node/cli.c - `cairn user|key ...` (admin API client) and
+ * `cairn powerloss-replay`.
+ *
+ * The CLI talks to a running node's admin API with libcurl and signs every
+ * request with SigV4 (CURLOPT_AWS_SIGV4) using the root credentials, from
+ * CAIRN_ROOT_USER/CAIRN_ROOT_PASSWORD, --credentials FILE, or
+ * DATA/root-credentials, in that order. Exit codes: 0 done, 1 failed,
+ * 2 usage.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <jansson.h>
+#include <openssl/evp.h>
+
+#include "core/hash.h"
+#include "core/io.h"
+#include "node/config.h"
+#include "node/node.h"
+
+#define DEFAULT_ENDPOINT "http://127.0.0.1:9100"
+
+struct cli {
+	const char *endpoint;
+	const char *credentials;
+	const char *data_dir;
+	bool json;
+	struct node_creds creds;
+};
+
+struct buf {
+	char *p;
+	size_t len;
+};
+
+static size_t write_cb(char *data, size_t size, size_t n, void *arg)
+{
+	struct buf *b = arg;
+	size_t add = size * n;
+	char *np = realloc(b->p, b->len + add + 1);
+	if (!np)
+		return 0;
+	memcpy(np + b->len, data, add);
+	b->p = np;
+	b->len += add;
+	b->p[b->len] = '\0';
+	return add;
+}
+
+static int cli_creds(struct cli *c)
+{
+	char err[600], path[4096];
+	int ret = node_creds_from_env(&c->creds, err, sizeof(err));
+	if (ret == 0)
+		return 0;
+	if (ret < 0) {
+		fprintf(stderr, "cairn: %s\n", err);
+		return ret;
+	}
+	if (c->credentials) {
+		ret = node_creds_read(c->credentials, &c->creds, err, sizeof(err));
+		if (ret < 0)
+			fprintf(stderr, "cairn: %s\n", err);
+		return ret;
+	}
+	snprintf(path, sizeof(path), "%s/%s", c->data_dir, NODE_CREDS_FILE);
+	ret = node_creds_read(path, &c->creds, err, sizeof(err));
+	if (ret == -ENOENT || ret == -EACCES) {
+		fprintf(stderr,
+			"cairn: no root credentials: set CAIRN_ROOT_USER and CAIRN_ROOT_PASSWORD, "
+			"pass --credentials FILE, or --data DIR of the node (%s: %s)\n",
+			path, strerror(-ret));
+		return ret;
+	}
+	if (ret < 0)
+		fprintf(stderr, "cairn: %s\n", err);
+	return ret;
+}
+
+/* Performs one signed request. On success *status is the HTTP status and
+ * *out the parsed JSON body (NULL when there was none). Returns 0, or -1
+ * after printing why the request could not be made. */
+static int api_call(struct cli *c, const char *method, const char *path, const char *body,
+		    long *status, json_t **out)
+{
+	int ret = -1;
+	char url[2048];
+	struct buf resp = {0};
+	struct curl_slist *hdrs = NULL;
+	CURL *h = curl_easy_init();
+
+	*out = NULL;
+	if (!h) {
+		fprintf(stderr, "cairn: cannot initialise libcurl\n");
+		return -1;
+	}
+	size_t el = strlen(c->endpoint);
+	while (el > 0 && c->endpoint[el - 1] == '/')
+		el--;
+	snprintf(url, sizeof(url), "%.*s%s", (int)el, c->endpoint, path);
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	curl_easy_setopt(h, CURLOPT_AWS_SIGV4, "aws:amz:us-east-1:s3");
+	curl_easy_setopt(h, CURLOPT_USERNAME, c->creds.user);
+	curl_easy_setopt(h, CURLOPT_PASSWORD, c->creds.password);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, write_cb);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, &resp);
+	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 5L);
+	curl_easy_setopt(h, CURLOPT_TIMEOUT, 60L);
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	hdrs = curl_slist_append(hdrs, "Accept: application/json");
+	/* S3-style signing: the body's SHA-256 goes in x-amz-content-sha256,
+	 * which the server checks against the body (curl signs the same hash). */
+	{
+		uint8_t md[32];
+		char hex[65], line[100];
+		unsigned mdlen = 0;
+		if (!EVP_Digest(body ? body : "", body ? strlen(body) : 0, md, &mdlen, EVP_sha256(),
+				NULL)) {
+			fprintf(stderr, "cairn: cannot hash the request body\n");
+			goto out;
+		}
+		hash_hex(md, 32, hex);
+		snprintf(line, sizeof(line), "x-amz-content-sha256: %s", hex);
+		hdrs = curl_slist_append(hdrs, line);
+	}
+	if (body) {
+		hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
+		curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+	}
+	if (strcmp(method, "GET") != 0 && !(strcmp(method, "POST") == 0 && body))
+		curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+
+	CURLcode cc = curl_easy_perform(h);
+	if (cc == CURLE_COULDNT_CONNECT || cc == CURLE_COULDNT_RESOLVE_HOST) {
+		fprintf(stderr, "cairn: cannot reach cairn at %.*s: is `cairn serve` running?\n",
+			(int)el, c->endpoint);
+		goto out;
+	}
+	if (cc != CURLE_OK) {
+		fprintf(stderr, "cairn: request to %s failed: %s\n", url, curl_easy_strerror(cc));
+		goto out;
+	}
+	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
+	if (resp.len) {
+		json_error_t jerr;
+		*out = json_loadb(resp.p, resp.len, 0, &jerr);
+		if (!*out) {
+			fprintf(stderr,
+				"cairn: %s answered %ld with a body that is not JSON: is "
+				"%.*s the admin API (not S3)?\n",
+				url, *status, (int)el, c->endpoint);
+			goto out;
+		}
+	}
+	ret = 0;
+out:
+	curl_slist_free_all(hdrs);
+	curl_easy_cleanup(h);
+	free(resp.p);
+	return ret;
+}
+
+/* Prints the server's error and returns the exit code 1. */
+static int api_error(long status, json_t *body)
+{
+	json_t *e = json_object_get(body, "error");
+	const char *code = json_string_value(json_object_get(e, "code"));
+	const char *msg = json_string_value(json_object_get(e, "message"));
+	fprintf(stderr, "cairn: %s (HTTP %ld): %s\n", code ? code : "error", status,
+		msg ? msg : "no details");
+	return 1;
+}
+
+static void print_json(json_t *j)
+{
+	char *s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	if (s) {
+		puts(s);
+		free(s);
+	}
+}
+
+static void fmt_time(json_int_t t, char *out, size_t len)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+	if (!gmtime_r(&tt, &tm) || !strftime(out, len, "%Y-%m-%dT%H:%M:%SZ", &tm))
+		snprintf(out, len, "%lld", (long long)t);
+}
+
+static void print_users(json_t *body)
+{
+	json_t *users = json_object_get(body, "users"), *u;
+	size_t i;
+	printf("%-32s %-5s %s\n", "NAME", "ROOT", "CREATED");
+	json_array_foreach(users, i, u)
+	{
+		char t[32];
+		fmt_time(json_integer_value(json_object_get(u, "created")), t, sizeof(t));
+		printf("%-32s %-5s %s\n", json_string_value(json_object_get(u, "name")),
+		       json_is_true(json_object_get(u, "root")) ? "yes" : "no", t);
+	}
+}
+
+static void print_keys(json_t *body)
+{
+	json_t *keys = json_object_get(body, "keys"), *k;
+	size_t i;
+	printf("%-24s %-24s %s\n", "ACCESS KEY ID", "USER", "CREATED");
+	json_array_foreach(keys, i, k)
+	{
+		char t[32];
+		fmt_time(json_integer_value(json_object_get(k, "created")), t, sizeof(t));
+		printf("%-24s %-24s %s\n", json_string_value(json_object_get(k, "id")),
+		       json_string_value(json_object_get(k, "user")), t);
+	}
+}
+
+static char *escape(const char *s)
+{
+	char *e = curl_easy_escape(NULL, s, 0);
+	if (!e) {
+		fprintf(stderr, "cairn: out of memory\n");
+		exit(1);
+	}
+	return e;
+}
+
+static void cli_usage(FILE *f, const char *what)
+{
+	if (strcmp(what, "user") == 0)
+		fprintf(f, "usage: cairn user create NAME | list | delete NAME [OPTIONS]\n");
+	else
+		fprintf(f, "usage: cairn key create USER | list [USER] | delete ID [OPTIONS]\n");
+	fprintf(
+	    f,
+	    "\n"
+	    "Manages S3 users and access keys on a running node, through its admin API.\n"
+	    "\n"
+	    "options:\n"
+	    "  --endpoint URL       admin API of the node (default %s)\n"
+	    "  --credentials FILE   root credentials file (CAIRN_ROOT_USER=/CAIRN_ROOT_PASSWORD=\n"
+	    "                       lines); default DATA/root-credentials\n"
+	    "  --data DIR           the node's data directory, to find root-credentials\n"
+	    "                       (default ./data)\n"
+	    "  --json               machine-readable output\n"
+	    "  -h, --help           this text\n"
+	    "\n"
+	    "CAIRN_ROOT_USER and CAIRN_ROOT_PASSWORD in the environment take precedence.\n",
+	    DEFAULT_ENDPOINT);
+}
+
+/* Parses the common options; positional words are left in args. Returns
+ * the number of positional words, or -1 (usage error; printed) or -2
+ * (--help; printed). */
+static int cli_parse(int argc, char **argv, struct cli *c, char **args, int maxargs)
+{
+	static const struct option lo[] = {
+	    {"endpoint", required_argument, NULL, 'e'},
+	    {"credentials", required_argument, NULL, 'c'},
+	    {"data", required_argument, NULL, 'd'},
+	    {"json", no_argument, NULL, 'j'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	memset(c, 0, sizeof(*c));
+	c->endpoint = getenv("CAIRN_ENDPOINT") ? getenv("CAIRN_ENDPOINT") : DEFAULT_ENDPOINT;
+	c->data_dir = "./data";
+	optind = 0;
+	opterr = 0;
+	for (;;) {
+		int o = getopt_long(argc, argv, "h", lo, NULL);
+		if (o == -1)
+			break;
+		switch (o) {
+		case 'e':
+			c->endpoint = optarg;
+			break;
+		case 'c':
+			c->credentials = optarg;
+			break;
+		case 'd':
+			c->data_dir = optarg;
+			break;
+		case 'j':
+			c->json = true;
+			break;
+		case 'h':
+			cli_usage(stdout, argv[0]);
+			return -2;
+		default:
+			fprintf(stderr, "cairn %s: %s '%s'\n", argv[0],
+				optopt ? "option needs a value:" : "unknown option",
+				argv[optind - 1]);
+			cli_usage(stderr, argv[0]);
+			return -1;
+		}
+	}
+	int n = 0;
+	for (int i = optind; i < argc; i++) {
+		if (n >= maxargs) {
+			fprintf(stderr, "cairn %s: too many arguments\n", argv[0]);
+			cli_usage(stderr, argv[0]);
+			return -1;
+		}
+		args[n++] = argv[i];
+	}
+	return n;
+}
+
+int node_user_main(int argc, char **argv)
+{
+	struct cli c;
+	char *args[3];
+	char path[1024];
+	long status = 0;
+	json_t *body = NULL;
+	int rc = 1;
+	int n = cli_parse(argc, argv, &c, args, 3);
+	if (n == -2)
+		return 0;
+	if (n < 1 || n == -1)
+		goto usage;
+	const char *verb = args[0];
+	bool create = strcmp(verb, "create") == 0, del = strcmp(verb, "delete") == 0,
+	     list = strcmp(verb, "list") == 0;
+	if (!(create || del || list) || (list && n != 1) || ((create || del) && n != 2))
+		goto usage;
+	if (cli_creds(&c) < 0)
+		return 1;
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	if (list) {
+		if (api_call(&c, "GET", "/admin/v1/users", NULL, &status, &body) < 0)
+			goto out;
+	} else if (create) {
+		json_t *req = json_pack("{s:s}", "name", args[1]);
+		char *text = req ? json_dumps(req, JSON_COMPACT) : NULL;
+		json_decref(req);
+		if (!text)
+			goto out;
+		int r = api_call(&c, "POST", "/admin/v1/users", text, &status, &body);
+		free(text);
+		if (r < 0)
+			goto out;
+	} else {
+		char *e = escape(args[1]);
+		snprintf(path, sizeof(path), "/admin/v1/users/%s", e);
+		curl_free(e);
+		if (api_call(&c, "DELETE", path, NULL, &status, &body) < 0)
+			goto out;
+	}
+	if (status < 200 || status > 299) {
+		rc = api_error(status, body);
+		goto out;
+	}
+	if (c.json)
+		print_json(body);
+	else if (list)
+		print_users(body);
+	else if (create)
+		printf("created user %s\n", args[1]);
+	else
+		printf("deleted user %s (and its keys)\n", args[1]);
+	rc = 0;
+out:
+	json_decref(body);
+	curl_global_cleanup();
+	memset(&c.creds, 0, sizeof(c.creds));
+	return rc;
+usage:
+	cli_usage(stderr, "user");
+	return 2;
+}
+
+int node_key_main(int argc, char **argv)
+{
+	struct cli c;
+	char *args[3];
+	char path[1024];
+	long status = 0;
+	json_t *body = NULL;
+	int rc = 1;
+	int n = cli_parse(argc, argv, &c, args, 3);
+	if (n == -2)
+		return 0;
+	if (n < 1 || n == -1)
+		goto usage;
+	const char *verb = args[0];
+	bool create = strcmp(verb, "create") == 0, del = strcmp(verb, "delete") == 0,
+	     list = strcmp(verb, "list") == 0;
+	if (!(create || del || list) || (list && n > 2) || ((create || del) && n != 2))
+		goto usage;
+	if (cli_creds(&c) < 0)
+		return 1;
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	char *e = n == 2 ? escape(args[1]) : NULL;
+	if (list && !e)
+		snprintf(path, sizeof(path), "/admin/v1/keys");
+	else if (list || create)
+		snprintf(path, sizeof(path), "/admin/v1/users/%s/keys", e);
+	else
+		snprintf(path, sizeof(path), "/admin/v1/keys/%s", e);
+	curl_free(e);
+	if (api_call(&c,
+		     list     ? "GET"
+		     : create ? "POST"
+			      : "DELETE",
+		     path, create ? "{}" : NULL, &status, &body) < 0)
+		goto out;
+	if (status < 200 || status > 299) {
+		rc = api_error(status, body);
+		goto out;
+	}
+	if (c.json) {
+		print_json(body);
+	} else if (list) {
+		print_keys(body);
+	} else if (create) {
+		printf("access key id:     %s\n"
+		       "secret access key: %s\n"
+		       "user:              %s\n"
+		       "(the secret is shown only this once)\n",
+		       json_string_value(json_object_get(body, "id")),
+		       json_string_value(json_object_get(body, "secret")),
+		       json_string_value(json_object_get(body, "user")));
+	} else {
+		printf("deleted key %s\n", args[1]);
+	}
+	rc = 0;
+out:
+	json_decref(body);
+	curl_global_cleanup();
+	memset(&c.creds, 0, sizeof(c.creds));
+	return rc;
+usage:
+	cli_usage(stderr, "key");
+	return 2;
+}
+
+int node_powerloss_replay_main(int argc, char **argv)
+{
+	char path[4096];
+	if (argc != 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+		FILE *f = argc == 2 ? stdout : stderr;
+		fprintf(f, "usage: cairn powerloss-replay DATA\n\n"
+			   "Applies DATA/powerloss.log, left by a node run with --powerloss-sim\n"
+			   "and killed: reverts every write not covered by a sync, tears the last\n"
+			   "one and removes files whose creation was not durable, as a power cut\n"
+			   "would. `cairn serve` does this by itself at start.\n");
+		return argc == 2 ? 0 : 2;
+	}
+	snprintf(path, sizeof(path), "%s/%s", argv[1], NODE_POWERLOSS_LOG);
+	if (access(path, F_OK) != 0) {
+		if (errno == ENOENT) {
+			printf("no power-loss log at %s: nothing to replay\n", path);
+			return 0;
+		}
+		fprintf(stderr, "cairn: %s: %s\n", path, strerror(errno));
+		return 1;
+	}
+	char err[600];
+	int lock_fd = node_data_lock(argv[1], err, sizeof(err));
+	if (lock_fd < 0) {
+		fprintf(stderr, "cairn: %s\n", err);
+		return 1;
+	}
+	long n = io_powerloss_replay(path);
+	close(lock_fd);
+	if (n < 0) {
+		fprintf(stderr, "cairn: cannot replay %s: %s\n", path, cairn_strerror((int)n));
+		return 1;
+	}
+	printf("replayed %s: %ld unsynced write%s reverted\n", path, n, n == 1 ? "" : "s");
+	return 0;
+}

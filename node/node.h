@@ -1,0 +1,93 @@
+/* node/node.h - the pieces of the `cairn` binary: daemon, admin API, CLI.
+ *
+ * node_serve_main runs the daemon until SIGINT/SIGTERM. The admin API is a
+ * libmicrohttpd server of its own (thread per connection; low traffic) that
+ * serves /metrics, /health and the users/keys JSON API the CLI talks to,
+ * authenticated by SigV4 exactly like S3 and allowed only to the root user.
+ * Root credentials are an S3 access key id and secret ("user" and
+ * "password" to operators), from the environment or DATA/root-credentials.
+ *
+ * Threads: *_main and the creds helpers run on the main thread; the admin
+ * server's handlers run on its connection threads and only call the
+ * thread-safe objstore/chunkstore APIs.
+ */
+#ifndef CAIRN_NODE_NODE_H
+#define CAIRN_NODE_NODE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/err.h"
+
+#define NODE_CREDS_FILE "root-credentials"
+#define NODE_POWERLOSS_LOG "powerloss.log"
+#define NODE_PASSWORD_MIN 8
+#define NODE_CRED_MAX 128 /* S3_KEY_ID_MAX and S3_SECRET_MAX */
+
+struct cs_pool;
+
+/* ---- commands (return the process exit code) ---- */
+int node_serve_main(int argc, char **argv);
+int node_user_main(int argc, char **argv);
+int node_key_main(int argc, char **argv);
+int node_powerloss_replay_main(int argc, char **argv);
+
+/* ---- root credentials (node/creds.c) ---- */
+struct node_creds {
+	char user[NODE_CRED_MAX + 1];	  /* access key id */
+	char password[NODE_CRED_MAX + 1]; /* secret access key */
+};
+
+/* From CAIRN_ROOT_USER/CAIRN_ROOT_PASSWORD: 0 when both are set, 1 when
+ * neither is, CAIRN_EINVAL (message in err) when only one is or a value is
+ * invalid. */
+int node_creds_from_env(struct node_creds *out, char *err, size_t errlen) CAIRN_WUR;
+/* Reads a credentials file (KEY=VALUE lines; CAIRN_ROOT_USER/PASSWORD or
+ * AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY; '#' comments; an "export "
+ * prefix is ignored, so the file can be sourced by a shell). Returns 0,
+ * -errno, or CAIRN_EINVAL with a message. */
+int node_creds_read(const char *path, struct node_creds *out, char *err, size_t errlen) CAIRN_WUR;
+/* Checks the access key id (3..128 of [A-Za-z0-9._@+=-]) and the password
+ * (8..128 printable characters, no spaces). */
+int node_creds_validate(const struct node_creds *c, char *err, size_t errlen) CAIRN_WUR;
+/* Random credentials from RAND_bytes: a 20-character key id, a 40-character
+ * secret. */
+int node_creds_generate(struct node_creds *out) CAIRN_WUR;
+/* Writes the file durably with mode 0600; fails with -EEXIST rather than
+ * replace one. */
+int node_creds_write(const char *path, const struct node_creds *c) CAIRN_WUR;
+
+/* ---- the data directory lock (node/serve.c) ---- */
+
+/* Takes DATA/cairn.lock (flock, exclusive, non-blocking) for the life of the
+ * process, so two daemons (or a replay under a running daemon) never share
+ * a data directory. Returns the fd to keep open, or -EWOULDBLOCK (message
+ * with the holder's pid in err) or -errno. */
+int node_data_lock(const char *data_dir, char *err, size_t errlen) CAIRN_WUR;
+
+/* ---- admin API (node/admin.c) ---- */
+struct admin_server;
+
+struct admin_config {
+	const char *listen;   /* HOST:PORT */
+	const char *root_key; /* the root access key id; its user is the root user */
+	bool access_log;
+};
+
+/* Binds and starts serving. Errors: -EADDRINUSE etc. from bind (message
+ * names the address in err), CAIRN_ENOTFOUND when the root key is unknown. */
+int admin_start(const struct admin_config *cfg, struct cs_pool *pool, struct admin_server **out,
+		char *err, size_t errlen) CAIRN_WUR;
+uint16_t admin_port(const struct admin_server *srv);
+/* /health answers 503 from now on (the pool is going away). */
+void admin_set_stopping(struct admin_server *srv);
+/* Stops the listener, waits for requests in flight, frees; NULL is fine. */
+void admin_stop(struct admin_server *srv);
+
+/* Binds a listening TCP socket on "HOST:PORT" (SO_REUSEADDR, CLOEXEC).
+ * Returns the fd or -errno (-EADDRINUSE, -EADDRNOTAVAIL, -EINVAL for an
+ * unparsable or unresolvable address). */
+int node_listen_socket(const char *listen) CAIRN_WUR;
+
+#endif

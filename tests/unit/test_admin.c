@@ -1,0 +1,388 @@
+/* tests/unit/test_admin.c - node/admin.c over a real pool: /metrics,
+ * /health, and the users/keys API signed with SigV4 by libcurl exactly as
+ * the `cairn` CLI signs it. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <jansson.h>
+
+#include "chunkstore/chunkstore.h"
+#include "core/metrics.h"
+#include "node/node.h"
+#include "objstore/s3.h"
+
+#define ROOT_KEY "ADMINTESTROOTKEY"
+#define ROOT_SECRET "admin-test-root-secret"
+
+static char tmpdir[256];
+static struct cs_pool *pool;
+static struct admin_server *srv;
+static char base[64];
+
+struct resp {
+	long status;
+	char *body;
+	size_t len;
+	char allow[64];
+};
+
+static size_t wr(char *d, size_t s, size_t n, void *arg)
+{
+	struct resp *r = arg;
+	char *p = realloc(r->body, r->len + s * n + 1);
+	if (!p)
+		return 0;
+	memcpy(p + r->len, d, s * n);
+	r->body = p;
+	r->len += s * n;
+	p[r->len] = '\0';
+	return s * n;
+}
+
+static size_t hdr(char *d, size_t s, size_t n, void *arg)
+{
+	struct resp *r = arg;
+	if (s * n > 7 && strncasecmp(d, "Allow: ", 7) == 0) {
+		size_t l = s * n - 7;
+		if (l >= sizeof(r->allow))
+			l = sizeof(r->allow) - 1;
+		memcpy(r->allow, d + 7, l);
+		r->allow[l] = '\0';
+		r->allow[strcspn(r->allow, "\r\n")] = '\0';
+	}
+	return s * n;
+}
+
+/* key NULL: unsigned request. extra_hdr: one more header, or NULL. */
+static json_t *call(const char *method, const char *path, const char *body, const char *key,
+		    const char *secret, const char *extra_hdr, struct resp *r)
+{
+	char url[512];
+	struct curl_slist *h = NULL;
+	CURL *c = curl_easy_init();
+	assert_non_null(c);
+	memset(r, 0, sizeof(*r));
+	snprintf(url, sizeof(url), "%s%s", base, path);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, wr);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
+	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, hdr);
+	curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
+	if (key) {
+		curl_easy_setopt(c, CURLOPT_AWS_SIGV4, "aws:amz:us-east-1:s3");
+		curl_easy_setopt(c, CURLOPT_USERNAME, key);
+		curl_easy_setopt(c, CURLOPT_PASSWORD, secret);
+	}
+	if (extra_hdr)
+		h = curl_slist_append(h, extra_hdr);
+	if (body) {
+		h = curl_slist_append(h, "Content-Type: application/json");
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+	}
+	if (strcmp(method, "GET") != 0 && !(body && strcmp(method, "POST") == 0))
+		curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+	assert_int_equal(curl_easy_perform(c), CURLE_OK);
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
+	curl_slist_free_all(h);
+	curl_easy_cleanup(c);
+	return r->body ? json_loads(r->body, 0, NULL) : NULL;
+}
+
+static const char *err_code(json_t *j)
+{
+	return json_string_value(json_object_get(json_object_get(j, "error"), "code"));
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	char err[256];
+	snprintf(tmpdir, sizeof(tmpdir), "/tmp/cairn-test-admin-XXXXXX");
+	if (!mkdtemp(tmpdir))
+		return -1;
+	struct cs_pool_opts o = {.data_dir = tmpdir, .map_size = 64u << 20};
+	if (cs_pool_open(&o, &pool) != 0)
+		return -1;
+	if (s3_users_bootstrap(pool, ROOT_KEY, ROOT_SECRET) != 0)
+		return -1;
+	struct admin_config ac = {
+	    .listen = "127.0.0.1:0", .root_key = ROOT_KEY, .access_log = false};
+	if (admin_start(&ac, pool, &srv, err, sizeof(err)) != 0) {
+		fprintf(stderr, "admin_start: %s\n", err);
+		return -1;
+	}
+	snprintf(base, sizeof(base), "http://127.0.0.1:%u", admin_port(srv));
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	admin_stop(srv);
+	cs_pool_close(pool);
+	curl_global_cleanup();
+	char cmd[300];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+static void test_admin_health_ok(void **state)
+{
+	(void)state;
+	struct resp r;
+	json_t *j = call("GET", "/health", NULL, NULL, NULL, NULL, &r);
+	assert_int_equal(r.status, 200);
+	assert_string_equal(json_string_value(json_object_get(j, "status")), "ok");
+	assert_int_equal(json_object_size(j), 1);
+	json_decref(j);
+	free(r.body);
+}
+
+static void test_admin_metrics_prometheus_text(void **state)
+{
+	(void)state;
+	struct resp r;
+	/* One request the metrics must count. */
+	json_t *j = call("GET", "/health", NULL, NULL, NULL, NULL, &r);
+	json_decref(j);
+	free(r.body);
+	j = call("GET", "/metrics", NULL, NULL, NULL, NULL, &r);
+	assert_null(j); /* not JSON */
+	assert_int_equal(r.status, 200);
+	assert_non_null(strstr(r.body, "# TYPE cairn_requests_total counter\n"));
+	const char *s = strstr(r.body, "cairn_requests_total{frontend=\"admin\",op=\"Health\","
+				       "status=\"200\"} ");
+	assert_non_null(s);
+	assert_true(strtol(strchr(s, '}') + 2, NULL, 10) >= 1);
+	free(r.body);
+	j = call("POST", "/metrics", "{}", NULL, NULL, NULL, &r);
+	assert_int_equal(r.status, 405);
+	assert_string_equal(r.allow, "GET");
+	json_decref(j);
+	free(r.body);
+}
+
+static void test_admin_unsigned_and_unknown_key_denied(void **state)
+{
+	(void)state;
+	struct resp r;
+	json_t *j = call("GET", "/admin/v1/users", NULL, NULL, NULL, NULL, &r);
+	assert_int_equal(r.status, 403);
+	assert_string_equal(err_code(j), "AccessDenied");
+	json_decref(j);
+	free(r.body);
+	j = call("GET", "/admin/v1/users", NULL, "NOSUCHKEYID", "whatever-secret", NULL, &r);
+	assert_int_equal(r.status, 403);
+	assert_string_equal(err_code(j), "InvalidAccessKeyId");
+	json_decref(j);
+	free(r.body);
+	j = call("GET", "/admin/v1/users", NULL, ROOT_KEY, "wrong-secret!!", NULL, &r);
+	assert_int_equal(r.status, 403);
+	assert_string_equal(err_code(j), "SignatureDoesNotMatch");
+	json_decref(j);
+	free(r.body);
+}
+
+static void test_admin_user_and_key_lifecycle(void **state)
+{
+	(void)state;
+	struct resp r;
+	json_t *j;
+
+	j = call("POST", "/admin/v1/users", "{\"name\":\"alice\"}", ROOT_KEY, ROOT_SECRET, NULL,
+		 &r);
+	assert_int_equal(r.status, 201);
+	assert_string_equal(json_string_value(json_object_get(j, "name")), "alice");
+	json_decref(j);
+	free(r.body);
+
+	j = call("POST", "/admin/v1/users", "{\"name\":\"alice\"}", ROOT_KEY, ROOT_SECRET, NULL,
+		 &r);
+	assert_int_equal(r.status, 409);
+	assert_string_equal(err_code(j), "UserAlreadyExists");
+	json_decref(j);
+	free(r.body);
+
+	j = call("POST", "/admin/v1/users", "{\"name\":\"no spaces\"}", ROOT_KEY, ROOT_SECRET, NULL,
+		 &r);
+	assert_int_equal(r.status, 400);
+	assert_string_equal(err_code(j), "InvalidUserName");
+	json_decref(j);
+	free(r.body);
+
+	j = call("POST", "/admin/v1/users", "not json", ROOT_KEY, ROOT_SECRET, NULL, &r);
+	assert_int_equal(r.status, 400);
+	assert_string_equal(err_code(j), "MalformedJSON");
+	json_decref(j);
+	free(r.body);
+
+	j = call("GET", "/admin/v1/users", NULL, ROOT_KEY, ROOT_SECRET, NULL, &r);
+	assert_int_equal(r.status, 200);
+	json_t *users = json_object_get(j, "users");
+	assert_int_equal(json_array_size(users), 2); /* alice, root: sorted */
+	assert_string_equal(json_string_value(json_object_get(json_array_get(users, 0), "name")),
+			    "alice");
+	assert_true(json_is_false(json_object_get(json_array_get(users, 0), "root")));
+	assert_true(json_is_true(json_object_get(json_array_get(users, 1), "root")));
+	json_decref(j);
+	free(r.body);
+
+	/* A key for alice; the secret is returned once. */
+	j = call("POST", "/admin/v1/users/alice/keys", "{}", ROOT_KEY, ROOT_SECRET, NULL, &r);
+	assert_int_equal(r.status, 201);
+	char id[S3_KEY_ID_MAX + 1], secret[S3_SECRET_MAX + 1];
+	snprintf(id, sizeof(id), "%s", json_string_value(json_object_get(j, "id")));
+	snprintf(secret, sizeof(secret), "%s", json_string_value(json_object_get(j, "secret")));
+	assert_int_equal(strlen(id), 20);
+	assert_int_equal(strlen(secret), 40);
+	json_decref(j);
+	free(r.body);
+
+	/* Listing never shows secrets. */
+	j = call("GET", "/admin/v1/users/alice/keys", NULL, ROOT_KEY, ROOT_SECRET, NULL, &r);
+	assert_int_equal(r.status, 200);
+	assert_int_equal(json_array_size(json_object_get(j, "keys")), 1);
+	assert_null(strstr(r.body, secret));
+	assert_null(json_object_get(json_array_get(json_object_get(j, "keys"), 0), "secret"));
+	json_decref(j);
+	free(r.body);
+	j = call("GET", "/admin/v1/keys", NULL, ROOT_KEY, ROOT_SECRET, NULL, &r);
+	assert_int_equal(json_array_size(json_object_get(j, "keys")), 2);
+	json_decref(j);
+	free(r.body);
+	j = call("GET", "/admin/v1/users/nobody/keys", NULL, ROOT_KEY, ROOT_SECRET, NULL, &r);
+	assert_int_equal(r.status, 404);
+	assert_string_equal(err_code(j), "NoSuchUser");
+	json_decref(j);
+	free(r.body);
+
+	/* alice's valid signature is still not root: 403. */
+	j = call("GET", "/admin/v1/users", NULL, id, secret, NULL, &r);
+	assert_int_equal(r.status, 403);
+	assert_string_equal(err_code(j), "AccessDenied");
+	json_decref(j);
+	free(r.body);
+
+	/* The root user and the root key cannot be deleted here. */
+	j = call("DELETE", "/admin/v1/users/root", NULL, ROOT_KEY, ROOT_SECRET, NULL, &r);
+	assert_int_equal(r.status, 403);
+	json_decref(j);
+	free(r.body);
+	j = call("DELETE", "/admin/v1/keys/" ROOT_KEY, NULL, ROOT_KEY, ROOT_SECRET, NULL, &r);
+	assert_int_equal(r.status, 403);
+	json_decref(j);
+	free(r.body);
+
+	char path[256];
+	snprintf(path, sizeof(path), "/admin/v1/keys/%s", id);
+	j = call("DELETE", path, NULL, ROOT_KEY, ROOT_SECRET, NULL, &r);
+	assert_int_equal(r.status, 200);
+	json_decref(j);
+	free(r.body);
+	j = call("DELETE", path, NULL, ROOT_KEY, ROOT_SECRET, NULL, &r);
+	assert_int_equal(r.status, 404);
+	assert_string_equal(err_code(j), "NoSuchKey");
+	json_decref(j);
+	free(r.body);
+	struct s3_key k;
+	assert_int_equal(s3_key_lookup(pool, id, &k), CAIRN_ENOTFOUND);
+
+	j = call("DELETE", "/admin/v1/users/alice", NULL, ROOT_KEY, ROOT_SECRET, NULL, &r);
+	assert_int_equal(r.status, 200);
+	json_decref(j);
+	free(r.body);
+	j = call("DELETE", "/admin/v1/users/alice", NULL, ROOT_KEY, ROOT_SECRET, NULL, &r);
+	assert_int_equal(r.status, 404);
+	assert_string_equal(err_code(j), "NoSuchUser");
+	json_decref(j);
+	free(r.body);
+}
+
+static void test_admin_body_hash_checked(void **state)
+{
+	(void)state;
+	struct resp r;
+	/* The hash of the empty body, sent with a non-empty one. */
+	json_t *j = call("POST", "/admin/v1/users", "{\"name\":\"mallory\"}", ROOT_KEY, ROOT_SECRET,
+			 "x-amz-content-sha256: "
+			 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+			 &r);
+	assert_int_equal(r.status, 400);
+	assert_string_equal(err_code(j), "XAmzContentSHA256Mismatch");
+	json_decref(j);
+	free(r.body);
+	struct s3_user u[8];
+	long n = s3_user_list(pool, u, 8);
+	for (long i = 0; i < n; i++)
+		assert_string_not_equal(u[i].name, "mallory");
+}
+
+static void test_admin_unknown_paths_and_methods(void **state)
+{
+	(void)state;
+	struct resp r;
+	json_t *j = call("GET", "/nope", NULL, NULL, NULL, NULL, &r);
+	assert_int_equal(r.status, 404);
+	assert_string_equal(err_code(j), "NotFound");
+	json_decref(j);
+	free(r.body);
+	j = call("PUT", "/admin/v1/users", NULL, ROOT_KEY, ROOT_SECRET, NULL, &r);
+	assert_int_equal(r.status, 405);
+	assert_string_equal(r.allow, "GET, POST");
+	json_decref(j);
+	free(r.body);
+	j = call("GET", "/admin/v1/users/x/y", NULL, ROOT_KEY, ROOT_SECRET, NULL, &r);
+	assert_int_equal(r.status, 404);
+	json_decref(j);
+	free(r.body);
+}
+
+static void test_admin_health_503_when_stopping(void **state)
+{
+	(void)state;
+	struct resp r;
+	admin_set_stopping(srv);
+	json_t *j = call("GET", "/health", NULL, NULL, NULL, NULL, &r);
+	assert_int_equal(r.status, 503);
+	assert_string_equal(json_string_value(json_object_get(j, "status")), "unavailable");
+	json_decref(j);
+	free(r.body);
+}
+
+static void test_admin_listen_in_use_reports_eaddrinuse(void **state)
+{
+	(void)state;
+	char listen[64], err[256] = "";
+	struct admin_server *s2 = NULL;
+	snprintf(listen, sizeof(listen), "127.0.0.1:%u", admin_port(srv));
+	struct admin_config ac = {.listen = listen, .root_key = ROOT_KEY};
+	assert_int_equal(admin_start(&ac, pool, &s2, err, sizeof(err)), -EADDRINUSE);
+	assert_null(s2);
+	assert_non_null(strstr(err, listen));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_admin_health_ok),
+	    cmocka_unit_test(test_admin_metrics_prometheus_text),
+	    cmocka_unit_test(test_admin_unsigned_and_unknown_key_denied),
+	    cmocka_unit_test(test_admin_user_and_key_lifecycle),
+	    cmocka_unit_test(test_admin_body_hash_checked),
+	    cmocka_unit_test(test_admin_unknown_paths_and_methods),
+	    cmocka_unit_test(test_admin_listen_in_use_reports_eaddrinuse),
+	    cmocka_unit_test(test_admin_health_503_when_stopping),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
