@@ -58,7 +58,8 @@ struct sigv4_auth {
  * no SigV4 credentials at all (anonymous), CAIRN_EINVAL for a malformed
  * Authorization header or query (the S3 layer answers
  * AuthorizationHeaderMalformed / AuthorizationQueryParametersError), or
- * CAIRN_EINVAL for signature versions other than 4. */
+ * CAIRN_EINVAL for signature versions other than 4. On failure out is
+ * zeroed except out->presigned, which tells which of the two errors to use. */
 int sigv4_parse(const struct sigv4_request *req, struct sigv4_auth *out) CAIRN_WUR;
 
 /* Checks time: header requests within SIGV4_SKEW_MAX of now (CAIRN_ESKEW);
@@ -75,5 +76,11 @@ int sigv4_verify(const struct sigv4_request *req, const struct sigv4_auth *auth,
  * negative code (CAIRN_ETOOBIG when cap is too small). */
 long sigv4_canonical_request(const struct sigv4_request *req, const struct sigv4_auth *auth,
 			     char *out, size_t cap) CAIRN_WUR;
+
+/* Added by the SigV4 implementation: the string to sign (for the
+ * StringToSign element of SignatureDoesNotMatch). Same returns as
+ * sigv4_canonical_request. Never log it next to the signature. */
+long sigv4_string_to_sign(const struct sigv4_request *req, const struct sigv4_auth *auth,
+			  char *out, size_t cap) CAIRN_WUR;
 
 #endif
