@@ -1,6 +1,6 @@
 /* chunkstore/chunkstore.h - the data path under every front end.
  *
- * A pool is the node's devices (DATA/devices/*), its rings (DATA/ring/) and
+ * A pool is the node's devices (DATA/devices/<dev>/), its rings (DATA/ring/) and
  * its metadata (DATA/meta/). Bytes go in through a writer, which cuts them
  * into chunks (the pool's chunking policy), fingerprints them (SHA-256),
  * skips chunks the dedup index already holds and all-zero chunks, and packs
@@ -62,9 +62,14 @@ struct cs_mid {
 enum cs_policy { CS_POLICY_EC = 0, CS_POLICY_REPLICA = 1 };
 
 /* Opens the pool in opts->data_dir, creating it (devices, rings, pool
- * record) on first start. Starts the committer and workers. */
+ * record) on first start. Starts the committer and workers. Creation needs
+ * devices >= k + m (CAIRN_EINVAL otherwise); a pool record newer than this
+ * build gives CAIRN_EFORMAT. With powerloss_sim the undo log is
+ * DATA/powerloss.log; after a simulated crash the caller runs
+ * io_powerloss_replay() on it before opening again. */
 int cs_pool_open(const struct cs_pool_opts *opts, struct cs_pool **out) CAIRN_WUR;
-/* Stops threads after in-flight commits finish; NULL is fine. */
+/* Stops threads after in-flight commits finish; NULL is fine. Every writer
+ * and reader must be freed first. */
 void cs_pool_close(struct cs_pool *pool);
 
 /* The pool's metadata environment, for read transactions (never writes). */
@@ -84,7 +89,9 @@ int cs_writer_open(struct cs_pool *pool, struct cs_writer **out) CAIRN_WUR;
  * block while too many chunks of this writer are in flight (bounded memory). */
 int cs_writer_write(struct cs_writer *w, const void *buf, size_t len) CAIRN_WUR;
 /* Ends the stream: cuts the last chunk and waits for every chunk of this
- * writer to be written (not yet synced: cs_commit syncs). */
+ * writer to be written (not yet synced: cs_commit syncs). A stream of at most
+ * inline_max bytes writes nothing: its bytes go into the manifest header.
+ * Returns the first error of any chunk (the writer is then useless). */
 int cs_writer_finish(struct cs_writer *w) CAIRN_WUR;
 /* Logical bytes written so far. */
 uint64_t cs_writer_size(const struct cs_writer *w);
@@ -99,23 +106,29 @@ typedef int (*cs_commit_fn)(struct cs_txn *txn, void *arg);
 /* Syncs w's data (w may be NULL for metadata-only changes), then runs
  * fn(txn, arg) in the next group transaction and waits until that
  * transaction is durable. Returns fn's negative result (its changes undone),
- * a commit error, or 0. */
+ * a commit error, or 0. w must be finished (else CAIRN_EINVAL); fn may be
+ * NULL. Cost: one fdatasync per dirty unit file and one LMDB commit, both
+ * shared with every request of the same group. */
 int cs_commit(struct cs_pool *pool, struct cs_writer *w, cs_commit_fn fn, void *arg) CAIRN_WUR;
 
 /* Inside a commit callback: the write transaction. */
 struct meta_txn *cs_txn_meta(struct cs_txn *txn);
 /* Creates a manifest (refcount 1) from the finished writer given to
- * cs_commit, adding chunk references. */
+ * cs_commit, adding chunk references (one per entry). Once the request
+ * commits, the writer cannot make another manifest (CAIRN_EINVAL).
+ * CAIRN_ENOTFOUND: a deduplicated chunk vanished (GC) before the commit. */
 int cs_manifest_create(struct cs_txn *txn, struct cs_mid *out) CAIRN_WUR;
 /* Adds one reference to a manifest (copy, image registration, clone). */
 int cs_manifest_ref(struct cs_txn *txn, const struct cs_mid *mid) CAIRN_WUR;
 /* Drops one reference; at zero the manifest's records go and its chunks'
- * refcounts drop (chunks at zero stay on disk until GC). */
+ * refcounts drop (chunks at zero stay on disk until GC). O(entries) at zero.
+ * Both return CAIRN_ENOTFOUND for an unknown manifest. */
 int cs_manifest_unref(struct cs_txn *txn, const struct cs_mid *mid) CAIRN_WUR;
 
 /* ---- reading ---- */
 
-/* Manifest facts, in a read transaction the caller holds. */
+/* Manifest facts, in a read transaction the caller holds. CAIRN_ENOTFOUND
+ * for an unknown manifest. */
 int cs_manifest_size(struct meta_txn *txn, struct cs_pool *pool, const struct cs_mid *mid,
 		     uint64_t *size) CAIRN_WUR;
 
@@ -123,7 +136,13 @@ int cs_reader_open(struct cs_pool *pool, const struct cs_mid *mid, struct cs_rea
 uint64_t cs_reader_size(const struct cs_reader *r);
 /* Reads up to len bytes at off; returns bytes read (0 at the end) or a
  * negative code (CAIRN_ECORRUPT when no copy verifies). Sequential reads are
- * prefetched. Holds no LMDB transaction between calls. */
+ * prefetched. Holds no LMDB transaction between calls.
+ * Never short except at the end: returns min(len, size - off), 0 when
+ * off >= size. Cost: a manifest range seek per 32 chunks (2 MiB at 64 KiB),
+ * then one batched O_DIRECT read of up to 16 chunks; a read continuing the
+ * previous one reads ahead 16 chunks, later calls are served from memory.
+ * Zero chunks and inline manifests cost no I/O. A reader owns an io_uring
+ * (made on the first chunk read) and up to 16 cached unit fds (~1.2 MiB). */
 long cs_reader_read(struct cs_reader *r, uint64_t off, void *buf, size_t len) CAIRN_WUR;
 void cs_reader_free(struct cs_reader *r);
 
@@ -133,12 +152,17 @@ struct cs_stats {
 	uint64_t logical_bytes;   /* sum of manifest sizes x refcount */
 	uint64_t unique_bytes;    /* raw bytes of live chunks */
 	uint64_t stored_bytes;    /* stored payload bytes of live chunks */
-	uint64_t physical_bytes;  /* bytes in unit files on all devices */
+	uint64_t physical_bytes;  /* bytes in unit files on all devices (from
+				   * committed fill x copies; uncommitted data
+				   * is not counted) */
 	uint64_t chunks;          /* live chunks */
 	uint64_t manifests;
 	uint64_t stripes;
 	uint64_t commits;         /* group transactions committed */
 	uint64_t commit_requests; /* requests they carried */
+	/* since open (not persisted): chunk copies that failed to read or
+	 * verify and were replaced by another copy */
+	uint64_t read_fallbacks;
 };
 int cs_pool_stats(struct cs_pool *pool, struct cs_stats *out) CAIRN_WUR;
 

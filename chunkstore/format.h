@@ -53,14 +53,33 @@ struct cs_pool_rec {
 	uint32_t unit_size;    /* data area of a unit */
 	uint32_t inline_max;   /* manifests up to this size keep bytes inline */
 	uint16_t node_id;      /* high 16 bits of stripe ids made here */
-	uint8_t reserved1[6];
+	uint8_t reserved1[10]; /* explicit: keeps pool_uuid and created aligned */
 	uint8_t pool_uuid[16];
 	uint64_t created;      /* unix seconds */
-	uint8_t reserved2[32];
+	uint8_t reserved2[48];
 };
 static_assert(sizeof(struct cs_pool_rec) == 120, "cs_pool_rec layout");
 
 /* META_T_POOL key "next_stripe": u64, the next stripe counter (low 48 bits). */
+
+/* META_T_POOL key "stats": pool counters, updated in every group commit so
+ * cs_pool_stats() is O(1). Little-endian; recomputable by fsck. */
+#define CS_STATS_VERSION 1
+struct cs_stats_rec {
+	uint8_t version;
+	uint8_t reserved[7];
+	uint64_t logical_bytes;
+	uint64_t unique_bytes;
+	uint64_t stored_bytes;
+	uint64_t physical_bytes;
+	uint64_t chunks;
+	uint64_t manifests;
+	uint64_t stripes;
+	uint64_t commits;
+	uint64_t commit_requests;
+	uint64_t reserved2[4];
+};
+static_assert(sizeof(struct cs_stats_rec) == 112, "cs_stats_rec layout");
 
 /* ---- chunk index: META_T_CHUNKS [part be32][fp 32] ---- */
 #define CS_CHUNK_VERSION 1

@@ -1,0 +1,661 @@
+/* chunkstore/cs_commit.c - the committer (group commit) and manifests.
+ *
+ * One committer thread takes every queued request at once, fdatasyncs the
+ * union of the unit files their writers dirtied (each file once, many in
+ * flight; directories of newly created files fsynced once), then runs each
+ * request's callback in a child of ONE LMDB write transaction and commits
+ * it. Invariant: a request is answered 0 only after its data was synced and
+ * the transaction holding its metadata committed.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <uuid/uuid.h>
+
+#include "chunkstore/cs_internal.h"
+#include "core/fault.h"
+#include "core/io.h"
+#include "core/log.h"
+#include "ring/ring.h"
+
+static const char K_STATS[] = "stats";
+
+/* ---- stripe record cache (one entry, written back on switch) ---- */
+
+struct cs_scache {
+	bool valid, dirty;
+	uint64_t id;
+	uint8_t key[12];
+	struct cs_stripe_rec rec;
+};
+
+static int cs_scache_flush(struct cs_txn *t, struct cs_scache *sc)
+{
+	if (!sc->valid || !sc->dirty)
+		return 0;
+	int rc = meta_put(t->txn, META_T_STRIPES, sc->key, sizeof(sc->key), &sc->rec,
+			  sizeof(sc->rec), 0);
+	if (rc == 0)
+		sc->dirty = false;
+	return rc;
+}
+
+/* Loads (or creates, when create is true) the record of a stripe. */
+static int cs_scache_get(struct cs_txn *t, struct cs_scache *sc, uint64_t id, bool create)
+{
+	struct cs_pool *pool = t->pool;
+	if (sc->valid && sc->id == id)
+		return 0;
+	int rc = cs_scache_flush(t, sc);
+	if (rc < 0)
+		return rc;
+	sc->valid = false;
+	uint32_t part = cs_stripe_part(pool, id);
+	cs_key_stripe(sc->key, part, id);
+	const void *v;
+	size_t vl;
+	rc = meta_get(t->txn, META_T_STRIPES, sc->key, sizeof(sc->key), &v, &vl);
+	if (rc == 0) {
+		if (vl < sizeof(sc->rec))
+			return CAIRN_ECORRUPT;
+		memcpy(&sc->rec, v, sizeof(sc->rec));
+		if (sc->rec.version > CS_STRIPE_VERSION)
+			return CAIRN_EFORMAT;
+		sc->dirty = false;
+	} else if (rc == CAIRN_ENOTFOUND && create) {
+		struct cs_stripe_rec *r = &sc->rec;
+		memset(r, 0, sizeof(*r));
+		r->version = CS_STRIPE_VERSION;
+		r->state = CS_STRIPE_OPEN;
+		r->k = pool->rec.k;
+		r->m = pool->rec.m;
+		r->unit_size = pool->rec.unit_size;
+		r->created = (uint64_t)time(NULL);
+		const uint32_t *devs = ring_part_devs(pool->ring_ec, part);
+		for (unsigned i = 0; i < (unsigned)r->k + r->m; i++)
+			r->devs[i] = devs[i];
+		sc->dirty = true;
+		t->d.stripes++;
+	} else {
+		if (rc == CAIRN_ENOTFOUND)
+			log_err(CS_TAG, "stripe %016llx has no record", (unsigned long long)id);
+		return rc == CAIRN_ENOTFOUND ? CAIRN_ECORRUPT : rc;
+	}
+	sc->valid = true;
+	sc->id = id;
+	return 0;
+}
+
+/* ---- chunk references ---- */
+
+static int cs_chunk_ref(struct cs_txn *t, struct cs_scache *sc, const struct cs_wchunk *c)
+{
+	struct cs_pool *pool = t->pool;
+	uint8_t key[4 + CS_FP_LEN];
+	size_t kl = cs_key_chunk(key, cs_chunk_part(pool, c->ment.fp), c->ment.fp);
+	struct cs_chunk_rec r;
+	const void *v;
+	size_t vl;
+	int rc;
+
+	if (c->is_new) {
+		/* The record is on disk either way: the stripe's fill covers it. */
+		rc = cs_scache_get(t, sc, c->stripe_id, true);
+		if (rc < 0)
+			return rc;
+		uint32_t end = (uint32_t)cs_align_up(
+		    c->offset + sizeof(struct cs_chunk_hdr) + c->stored_len, CS_REC_ALIGN);
+		uint32_t *fill = &sc->rec.fill[c->unit];
+		if (end > *fill) {
+			uint64_t copies = 1u + sc->rec.m;
+			t->d.physical_bytes +=
+			    (int64_t)(((*fill ? 0 : CS_UNIT_HDR_SIZE) + end - *fill) * copies);
+			*fill = end;
+			sc->dirty = true;
+		}
+	}
+	rc = meta_get(t->txn, META_T_CHUNKS, key, kl, &v, &vl);
+	if (rc == CAIRN_ENOTFOUND) {
+		if (!c->is_new) {
+			/* A dedup hit whose entry vanished (GC ran in between). */
+			log_warn(CS_TAG, "chunk index entry vanished before commit");
+			return CAIRN_ENOTFOUND;
+		}
+		r = (struct cs_chunk_rec){
+		    .version = CS_CHUNK_VERSION,
+		    .compression = CS_COMP_NONE,
+		    .crc32c = c->crc,
+		    .refcount = 1,
+		    .stripe_id = c->stripe_id,
+		    .unit = c->unit,
+		    .offset = c->offset,
+		    .stored_len = c->stored_len,
+		    .raw_len = c->ment.len,
+		};
+		/* sc holds this stripe already (is_new) */
+		sc->rec.live_bytes += r.stored_len;
+		sc->dirty = true;
+		t->d.unique_bytes += r.raw_len;
+		t->d.stored_bytes += r.stored_len;
+		t->d.chunks++;
+		return meta_put(t->txn, META_T_CHUNKS, key, kl, &r, sizeof(r), 0);
+	}
+	if (rc < 0)
+		return rc;
+	if (vl < sizeof(r))
+		return CAIRN_ECORRUPT;
+	memcpy(&r, v, sizeof(r));
+	if (r.version > CS_CHUNK_VERSION)
+		return CAIRN_EFORMAT;
+	if (r.refcount == 0) {
+		/* revived: its bytes are live again */
+		rc = cs_scache_get(t, sc, r.stripe_id, false);
+		if (rc < 0)
+			return rc;
+		sc->rec.live_bytes += r.stored_len;
+		sc->dirty = true;
+		t->d.unique_bytes += r.raw_len;
+		t->d.stored_bytes += r.stored_len;
+		t->d.chunks++;
+	}
+	r.refcount++;
+	return meta_put(t->txn, META_T_CHUNKS, key, kl, &r, sizeof(r), 0);
+}
+
+static int cs_chunk_unref(struct cs_txn *t, struct cs_scache *sc, const uint8_t fp[CS_FP_LEN])
+{
+	struct cs_pool *pool = t->pool;
+	uint8_t key[4 + CS_FP_LEN];
+	size_t kl = cs_key_chunk(key, cs_chunk_part(pool, fp), fp);
+	struct cs_chunk_rec r;
+	const void *v;
+	size_t vl;
+	int rc = meta_get(t->txn, META_T_CHUNKS, key, kl, &v, &vl);
+	if (rc < 0)
+		return rc == CAIRN_ENOTFOUND ? CAIRN_ECORRUPT : rc;
+	if (vl < sizeof(r))
+		return CAIRN_ECORRUPT;
+	memcpy(&r, v, sizeof(r));
+	if (r.refcount == 0) {
+		log_err(CS_TAG, "chunk refcount underflow");
+		return CAIRN_ECORRUPT;
+	}
+	if (--r.refcount == 0) {
+		/* Stays in the index at 0 until GC. */
+		rc = cs_scache_get(t, sc, r.stripe_id, false);
+		if (rc < 0)
+			return rc;
+		sc->rec.live_bytes -=
+		    sc->rec.live_bytes < r.stored_len ? sc->rec.live_bytes : r.stored_len;
+		sc->dirty = true;
+		t->d.unique_bytes -= r.raw_len;
+		t->d.stored_bytes -= r.stored_len;
+		t->d.chunks--;
+	}
+	return meta_put(t->txn, META_T_CHUNKS, key, kl, &r, sizeof(r), 0);
+}
+
+/* ---- manifests ---- */
+
+struct meta_txn *cs_txn_meta(struct cs_txn *txn)
+{
+	return txn->txn;
+}
+
+int cs_manifest_create(struct cs_txn *t, struct cs_mid *out)
+{
+	struct cs_pool *pool = t->pool;
+	struct cs_writer *w = t->w;
+	struct cs_scache sc = {0};
+	uint8_t key[4 + CS_MID_LEN + 8];
+	uint8_t *val = NULL;
+	int rc;
+
+	if (!w || !w->finished || w->consumed)
+		return CAIRN_EINVAL;
+	if (w->err)
+		return w->err;
+	uuid_generate_random(out->b);
+	uint32_t part = cs_mid_part(pool, out);
+	struct cs_mhdr_rec h = {
+	    .version = CS_MHDR_VERSION,
+	    .refcount = 1,
+	    .size = w->size,
+	    .created = (uint64_t)time(NULL),
+	};
+	size_t kl = cs_key_mhdr(key, part, out);
+	if (w->is_inline) {
+		h.flags = CS_MHDR_INLINE;
+		val = malloc(sizeof(h) + w->size + 1);
+		if (!val)
+			return -ENOMEM;
+		memcpy(val, &h, sizeof(h));
+		if (w->size)
+			memcpy(val + sizeof(h), ((struct cs_task *)w->cur)->buf, w->size);
+		rc = meta_put(t->txn, META_T_MHDR, key, kl, val, sizeof(h) + w->size,
+			      META_NOOVERWRITE);
+		goto done;
+	}
+	size_t reclen = sizeof(struct cs_ment_rec_hdr) + CS_MENT_PER_REC * sizeof(struct cs_ment);
+	val = malloc(reclen);
+	if (!val)
+		return -ENOMEM;
+	uint64_t off = 0;
+	for (size_t i = 0; i < w->nchunks; i += CS_MENT_PER_REC) {
+		size_t n = w->nchunks - i < CS_MENT_PER_REC ? w->nchunks - i : CS_MENT_PER_REC;
+		struct cs_ment_rec_hdr rh = {.version = CS_MENT_VERSION, .count = (uint16_t)n};
+		memcpy(val, &rh, sizeof(rh));
+		uint64_t first = off;
+		for (size_t j = 0; j < n; j++) {
+			const struct cs_wchunk *c = &w->chunks[i + j];
+			if (!c->done) {
+				rc = CAIRN_EINVAL;
+				goto out;
+			}
+			memcpy(val + sizeof(rh) + j * sizeof(struct cs_ment), &c->ment,
+			       sizeof(c->ment));
+			off += c->ment.len;
+			if (!(c->ment.flags & CS_MENT_ZERO)) {
+				rc = cs_chunk_ref(t, &sc, c);
+				if (rc < 0)
+					goto out;
+			}
+		}
+		size_t ekl = cs_key_ment(key, part, out, first);
+		rc = meta_put(t->txn, META_T_MANIFESTS, key, ekl, val,
+			      sizeof(rh) + n * sizeof(struct cs_ment), 0);
+		if (rc < 0)
+			goto out;
+		h.nrecords++;
+	}
+	h.nchunks = w->nchunks;
+	rc = cs_scache_flush(t, &sc);
+	if (rc < 0)
+		goto out;
+	kl = cs_key_mhdr(key, part, out);
+	rc = meta_put(t->txn, META_T_MHDR, key, kl, &h, sizeof(h), META_NOOVERWRITE);
+done:
+	if (rc == 0) {
+		t->d.logical_bytes += (int64_t)w->size;
+		t->d.manifests++;
+		t->created = true;
+	}
+out:
+	free(val);
+	return rc;
+}
+
+static int cs_mhdr_get(struct meta_txn *txn, struct cs_pool *pool, const struct cs_mid *mid,
+		       struct cs_mhdr_rec *h, const void **val, size_t *vlen)
+{
+	uint8_t key[4 + CS_MID_LEN];
+	size_t kl = cs_key_mhdr(key, cs_mid_part(pool, mid), mid);
+	const void *v;
+	size_t vl;
+	int rc = meta_get(txn, META_T_MHDR, key, kl, &v, &vl);
+	if (rc < 0)
+		return rc;
+	if (vl < sizeof(*h))
+		return CAIRN_ECORRUPT;
+	memcpy(h, v, sizeof(*h));
+	if (h->version > CS_MHDR_VERSION)
+		return CAIRN_EFORMAT;
+	if ((h->flags & CS_MHDR_INLINE) && vl != sizeof(*h) + h->size)
+		return CAIRN_ECORRUPT;
+	if (val)
+		*val = v;
+	if (vlen)
+		*vlen = vl;
+	return 0;
+}
+
+int cs_manifest_size(struct meta_txn *txn, struct cs_pool *pool, const struct cs_mid *mid,
+		     uint64_t *size)
+{
+	struct cs_mhdr_rec h;
+	int rc = cs_mhdr_get(txn, pool, mid, &h, NULL, NULL);
+	if (rc == 0)
+		*size = h.size;
+	return rc;
+}
+
+int cs_manifest_ref(struct cs_txn *t, const struct cs_mid *mid)
+{
+	struct cs_pool *pool = t->pool;
+	struct cs_mhdr_rec h;
+	const void *v;
+	size_t vl;
+	int rc = cs_mhdr_get(t->txn, pool, mid, &h, &v, &vl);
+	if (rc < 0)
+		return rc;
+	uint8_t *copy = malloc(vl);
+	if (!copy)
+		return -ENOMEM;
+	memcpy(copy, v, vl);
+	h.refcount++;
+	memcpy(copy, &h, sizeof(h));
+	uint8_t key[4 + CS_MID_LEN];
+	size_t kl = cs_key_mhdr(key, cs_mid_part(pool, mid), mid);
+	rc = meta_put(t->txn, META_T_MHDR, key, kl, copy, vl, 0);
+	free(copy);
+	if (rc == 0)
+		t->d.logical_bytes += (int64_t)h.size;
+	return rc;
+}
+
+int cs_manifest_unref(struct cs_txn *t, const struct cs_mid *mid)
+{
+	struct cs_pool *pool = t->pool;
+	struct meta_cursor *cur = NULL;
+	struct cs_scache sc = {0};
+	struct cs_mhdr_rec h;
+	uint8_t key[4 + CS_MID_LEN + 8];
+	uint8_t rec[sizeof(struct cs_ment_rec_hdr) + CS_MENT_PER_REC * sizeof(struct cs_ment)];
+	const void *v;
+	size_t vl;
+	uint32_t part = cs_mid_part(pool, mid);
+	int rc = cs_mhdr_get(t->txn, pool, mid, &h, &v, &vl);
+	if (rc < 0)
+		return rc;
+	size_t kl = cs_key_mhdr(key, part, mid);
+	if (h.refcount > 1) {
+		uint8_t *copy = malloc(vl);
+		if (!copy)
+			return -ENOMEM;
+		memcpy(copy, v, vl);
+		h.refcount--;
+		memcpy(copy, &h, sizeof(h));
+		rc = meta_put(t->txn, META_T_MHDR, key, kl, copy, vl, 0);
+		free(copy);
+		if (rc == 0)
+			t->d.logical_bytes -= (int64_t)h.size;
+		return rc;
+	}
+	rc = meta_del(t->txn, META_T_MHDR, key, kl);
+	if (rc < 0)
+		return rc;
+	rc = meta_cursor_open(t->txn, META_T_MANIFESTS, &cur);
+	if (rc < 0)
+		return rc;
+	size_t pkl = cs_key_ment(key, part, mid, 0);
+	size_t plen = pkl - 8; /* [part][mid] prefix */
+	for (;;) {
+		const void *k;
+		size_t kl2;
+		rc = meta_cursor_seek(cur, key, pkl, &k, &kl2, &v, &vl);
+		if (rc == CAIRN_ENOTFOUND) {
+			rc = 0;
+			break;
+		}
+		if (rc < 0)
+			goto out;
+		if (kl2 != pkl || memcmp(k, key, plen) != 0)
+			break;
+		if (vl < sizeof(struct cs_ment_rec_hdr) || vl > sizeof(rec)) {
+			rc = CAIRN_ECORRUPT;
+			goto out;
+		}
+		memcpy(rec, v, vl);
+		rc = meta_cursor_del(cur);
+		if (rc < 0)
+			goto out;
+		struct cs_ment_rec_hdr rh;
+		memcpy(&rh, rec, sizeof(rh));
+		if (rh.version > CS_MENT_VERSION) {
+			rc = CAIRN_EFORMAT;
+			goto out;
+		}
+		if (sizeof(rh) + (size_t)rh.count * sizeof(struct cs_ment) != vl) {
+			rc = CAIRN_ECORRUPT;
+			goto out;
+		}
+		for (unsigned j = 0; j < rh.count; j++) {
+			struct cs_ment e;
+			memcpy(&e, rec + sizeof(rh) + j * sizeof(e), sizeof(e));
+			if (e.flags & CS_MENT_ZERO)
+				continue;
+			rc = cs_chunk_unref(t, &sc, e.fp);
+			if (rc < 0)
+				goto out;
+		}
+	}
+	rc = cs_scache_flush(t, &sc);
+	if (rc == 0) {
+		t->d.logical_bytes -= (int64_t)h.size;
+		t->d.manifests--;
+	}
+out:
+	meta_cursor_close(cur);
+	return rc;
+}
+
+/* ---- the committer ---- */
+
+static int cs_ptr_cmp(const void *a, const void *b)
+{
+	uintptr_t x = (uintptr_t) * (void *const *)a, y = (uintptr_t) * (void *const *)b;
+	return x < y ? -1 : x > y;
+}
+
+static int cs_str_cmp(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+int cs_files_sync(struct io_ctx *io, struct cs_file **files, size_t n)
+{
+	const char **dirs = malloc((n + 1) * sizeof(*dirs));
+	int *fds = malloc((n + 1) * sizeof(*fds));
+	size_t nd = 0;
+	int rc = 0;
+	if (!dirs || !fds) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (!atomic_load(&files[i]->dir_synced))
+			dirs[nd++] = files[i]->dir;
+	qsort(dirs, nd, sizeof(*dirs), cs_str_cmp);
+	for (size_t i = 0; i < nd; i++) {
+		if (i && !strcmp(dirs[i - 1], dirs[i]))
+			continue;
+		rc = io_fsync_dir(dirs[i]);
+		if (rc < 0) {
+			log_err(CS_TAG, "fsync %s: %s", dirs[i], cairn_strerror(rc));
+			goto out;
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		atomic_store(&files[i]->dir_synced, true);
+		fds[i] = files[i]->fd;
+	}
+	if (FAULT("cs.fdatasync")) {
+		rc = -EIO;
+		goto out;
+	}
+	for (size_t i = 0; i < n; i += CS_WORKER_DEPTH) {
+		size_t cnt = n - i < CS_WORKER_DEPTH ? n - i : CS_WORKER_DEPTH;
+		rc = io_fdatasync(io, fds + i, cnt);
+		if (rc < 0) {
+			log_err(CS_TAG, "fdatasync of %zu unit files: %s", cnt, cairn_strerror(rc));
+			goto out;
+		}
+	}
+out:
+	free(dirs);
+	free(fds);
+	return rc;
+}
+
+/* Syncs the union of the group's writers' files, each file once. */
+static int cs_group_sync(struct cs_pool *pool, struct cs_req *reqs)
+{
+	size_t n = 0;
+	for (struct cs_req *r = reqs; r; r = r->next)
+		if (r->w)
+			n += r->w->nfiles;
+	if (!n)
+		return 0;
+	struct cs_file **files = malloc(n * sizeof(*files));
+	if (!files)
+		return -ENOMEM;
+	n = 0;
+	for (struct cs_req *r = reqs; r; r = r->next)
+		if (r->w)
+			for (size_t i = 0; i < r->w->nfiles; i++)
+				files[n++] = r->w->files[i];
+	qsort(files, n, sizeof(*files), cs_ptr_cmp);
+	size_t u = 0;
+	for (size_t i = 0; i < n; i++)
+		if (!u || files[u - 1] != files[i])
+			files[u++] = files[i];
+	int rc = cs_files_sync(pool->cio, files, u);
+	free(files);
+	return rc;
+}
+
+static void cs_delta_apply(struct cs_stats_rec *s, const struct cs_stats_delta *d)
+{
+	s->logical_bytes += (uint64_t)d->logical_bytes;
+	s->unique_bytes += (uint64_t)d->unique_bytes;
+	s->stored_bytes += (uint64_t)d->stored_bytes;
+	s->physical_bytes += (uint64_t)d->physical_bytes;
+	s->chunks += (uint64_t)d->chunks;
+	s->manifests += (uint64_t)d->manifests;
+	s->stripes += (uint64_t)d->stripes;
+}
+
+static void cs_group_run(struct cs_pool *pool, struct cs_req *reqs)
+{
+	struct meta_txn *txn = NULL;
+	struct cs_stats_rec st;
+	size_t nreq = 0;
+	int rc;
+
+	for (struct cs_req *r = reqs; r; r = r->next)
+		nreq++;
+	int data_rc = cs_group_sync(pool, reqs);
+	pthread_mutex_lock(&pool->st_mu);
+	st = pool->stats;
+	pthread_mutex_unlock(&pool->st_mu);
+
+	rc = meta_txn_begin(pool->meta, true, &txn);
+	if (rc < 0)
+		goto fail_all;
+	for (struct cs_req *r = reqs; r; r = r->next) {
+		if (r->w && r->w->nfiles && data_rc < 0) {
+			r->result = data_rc;
+			continue;
+		}
+		struct cs_txn t = {.pool = pool, .w = r->w};
+		r->result = meta_txn_begin_child(txn, &t.txn);
+		if (r->result < 0)
+			continue;
+		r->result = r->fn ? r->fn(&t, r->arg) : 0;
+		if (r->result < 0) {
+			meta_txn_abort(t.txn);
+			continue;
+		}
+		r->result = meta_txn_commit(t.txn);
+		if (r->result == 0) {
+			cs_delta_apply(&st, &t.d);
+			r->created = t.created;
+		}
+	}
+	st.commits++;
+	st.commit_requests += nreq;
+	rc = meta_put(txn, META_T_POOL, K_STATS, sizeof(K_STATS) - 1, &st, sizeof(st), 0);
+	if (rc < 0)
+		goto fail_all;
+	if (FAULT("cs.commit")) {
+		rc = -EIO;
+		goto fail_all;
+	}
+	rc = meta_txn_commit(txn);
+	txn = NULL;
+	if (rc < 0)
+		goto fail_all;
+	pthread_mutex_lock(&pool->st_mu);
+	pool->stats = st;
+	pthread_mutex_unlock(&pool->st_mu);
+	for (struct cs_req *r = reqs; r; r = r->next)
+		if (r->result == 0 && r->created)
+			r->w->consumed = true;
+	return;
+fail_all:
+	meta_txn_abort(txn);
+	log_err(CS_TAG, "group commit of %zu requests: %s", nreq, cairn_strerror(rc));
+	for (struct cs_req *r = reqs; r; r = r->next)
+		if (r->result == 0)
+			r->result = rc;
+}
+
+static void *cs_committer_main(void *arg)
+{
+	struct cs_pool *pool = arg;
+	pthread_mutex_lock(&pool->cq_mu);
+	for (;;) {
+		if (!pool->cq_head) {
+			if (pool->cq_stop)
+				break;
+			pthread_cond_wait(&pool->cq_cv, &pool->cq_mu);
+			continue;
+		}
+		struct cs_req *reqs = pool->cq_head;
+		pool->cq_head = pool->cq_tail = NULL;
+		pthread_mutex_unlock(&pool->cq_mu);
+		cs_group_run(pool, reqs);
+		pthread_mutex_lock(&pool->cq_mu);
+		for (struct cs_req *r = reqs, *nx; r; r = nx) {
+			nx = r->next;
+			r->done = true; /* r may be gone once done is seen */
+		}
+		pthread_cond_broadcast(&pool->done_cv);
+	}
+	pthread_mutex_unlock(&pool->cq_mu);
+	return NULL;
+}
+
+int cs_committer_start(struct cs_pool *pool)
+{
+	int rc = pthread_create(&pool->committer, NULL, cs_committer_main, pool);
+	if (rc)
+		return -rc;
+	pool->committer_running = true;
+	return 0;
+}
+
+void cs_committer_stop(struct cs_pool *pool)
+{
+	if (!pool->committer_running)
+		return;
+	pthread_mutex_lock(&pool->cq_mu);
+	pool->cq_stop = true;
+	pthread_cond_broadcast(&pool->cq_cv);
+	pthread_mutex_unlock(&pool->cq_mu);
+	pthread_join(pool->committer, NULL);
+	pool->committer_running = false;
+}
+
+int cs_commit(struct cs_pool *pool, struct cs_writer *w, cs_commit_fn fn, void *arg)
+{
+	if (w && (!w->finished || w->pool != pool))
+		return CAIRN_EINVAL;
+	struct cs_req req = {.w = w, .fn = fn, .arg = arg};
+	pthread_mutex_lock(&pool->cq_mu);
+	if (pool->cq_stop) {
+		pthread_mutex_unlock(&pool->cq_mu);
+		return CAIRN_ESHUTDOWN;
+	}
+	if (pool->cq_tail)
+		pool->cq_tail->next = &req;
+	else
+		pool->cq_head = &req;
+	pool->cq_tail = &req;
+	pthread_cond_signal(&pool->cq_cv);
+	while (!req.done)
+		pthread_cond_wait(&pool->done_cv, &pool->cq_mu);
+	pthread_mutex_unlock(&pool->cq_mu);
+	return req.result;
+}

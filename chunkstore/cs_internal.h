@@ -1,0 +1,245 @@
+/* chunkstore/cs_internal.h - private structures shared by the chunk store's
+ * .c files (pool, writer/workers, committer, reader). Not for other modules.
+ *
+ * Threads and ownership:
+ *  - struct cs_pool is shared; its mutable parts are guarded as noted.
+ *  - a worker (struct cs_worker) owns its open stripe and that stripe's
+ *    staging buffer: only the worker thread appends to it (no lock).
+ *  - struct cs_file is a unit file shared by the worker that appends to it
+ *    and by every writer whose records it holds (refcounted; the fd closes
+ *    with the last reference). The committer fdatasyncs it.
+ *  - the committer thread is the only LMDB writer once the pool is open.
+ */
+#ifndef CAIRN_CHUNKSTORE_CS_INTERNAL_H
+#define CAIRN_CHUNKSTORE_CS_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "chunkstore/chunkstore.h"
+#include "chunkstore/format.h"
+
+#define CS_TAG "chunkstore"
+#define CS_STRIPE_ID_BLOCK 1024u /* stripe ids reserved per "next_stripe" update */
+#define CS_WORKER_DEPTH 64u
+#define CS_WRITE_BATCH (256u << 10) /* bytes of whole blocks per unit write */
+#define CS_PATH_MAX 512
+#define CS_EARLY_SYNC_FILES 48u /* a writer syncs closed units early past this */
+
+/* Signed deltas of one request (applied to the pool's counters only when the
+ * request's child transaction committed). */
+struct cs_stats_delta {
+	int64_t logical_bytes, unique_bytes, stored_bytes, physical_bytes;
+	int64_t chunks, manifests, stripes;
+};
+
+struct cs_file {
+	atomic_int refs;
+	int fd;
+	atomic_bool dir_synced; /* its creation is durable (directory fsynced) */
+	atomic_bool closed;	/* no more writes: its worker moved on */
+	char dir[CS_PATH_MAX];
+	char path[CS_PATH_MAX];
+};
+
+/* One chunk of a writer, as the worker left it. */
+struct cs_wchunk {
+	struct cs_ment ment; /* flags, len, fp */
+	bool is_new;	     /* stored by this writer (else a dedup hit or zero) */
+	bool done;
+	uint64_t stripe_id;
+	uint32_t unit;
+	uint32_t offset; /* record offset in the data area */
+	uint32_t stored_len;
+	uint32_t crc;
+};
+
+/* Where one worker last put a record of a writer (slot owned by that worker). */
+struct cs_wlast {
+	uint64_t stripe_id; /* 0: this worker holds nothing of the writer */
+	uint32_t unit;
+	uint64_t end; /* file offset after the record */
+	uint64_t gen; /* the worker's abort_gen at this writer's first record */
+};
+
+struct cs_writer {
+	struct cs_pool *pool;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	uint64_t size; /* logical bytes */
+	uint8_t *cur;  /* chunk being filled (chunk_size) */
+	size_t cur_len;
+	/* results, indexed by chunk number; grown by the writer thread under mu */
+	struct cs_wchunk *chunks;
+	size_t nchunks, cap_chunks;
+	/* bounded memory: free chunk buffers */
+	uint8_t **freebufs;
+	size_t nfree, nbufs, nalloc;
+	unsigned inflight;
+	unsigned flush_pending;
+	int err; /* first error of a chunk task */
+	bool finished;
+	bool consumed; /* a manifest was created from it */
+	bool is_inline;
+	/* files the writer's records live in (one ref each); appended by workers */
+	struct cs_file **files;
+	size_t nfiles, cap_files;
+	struct cs_wlast *last; /* [pool->nworkers] */
+	struct io_ctx *io;     /* for early syncs; made on first need */
+};
+
+enum cs_task_kind { CS_TASK_CHUNK = 1, CS_TASK_FLUSH = 2, CS_TASK_STOP = 3 };
+struct cs_task {
+	struct cs_task *next;
+	enum cs_task_kind kind;
+	struct cs_writer *w;
+	size_t idx;
+	uint8_t *buf;
+	size_t len;
+};
+
+struct cs_worker {
+	struct cs_pool *pool;
+	unsigned id;
+	pthread_t thread;
+	struct io_ctx *io;
+	struct cs_task *flush_head, *flush_tail; /* tasks for this worker only */
+	/* the open stripe (owned by this thread) */
+	uint64_t stripe_id; /* 0: none */
+	uint32_t part;
+	uint32_t devs[CS_MAX_FRAGS];
+	uint32_t unit;			      /* current data unit */
+	struct cs_file *ufiles[CS_MAX_FRAGS]; /* copies of the current unit */
+	unsigned ncopies;
+	uint8_t *stage;	 /* CS_UNIT_HDR_SIZE + unit_size, aligned */
+	uint64_t pos;	 /* next record's file offset */
+	uint64_t wr_pos; /* first block not yet written (aligned) */
+	/* bumped whenever the open stripe is dropped after an error: records
+	 * still unwritten in it are lost, so a writer that placed records here
+	 * before the bump fails at finish */
+	uint64_t abort_gen;
+};
+
+struct cs_req {
+	struct cs_req *next;
+	struct cs_writer *w;
+	cs_commit_fn fn;
+	void *arg;
+	int result;
+	bool done;
+	bool created; /* its callback created a manifest from w */
+};
+
+struct cs_txn {
+	struct cs_pool *pool;
+	struct cs_writer *w;
+	struct meta_txn *txn; /* the request's child transaction */
+	struct cs_stats_delta d;
+	bool created; /* cs_manifest_create succeeded in this request */
+};
+
+struct cs_pool {
+	char data_dir[CS_PATH_MAX];
+	struct meta_env *meta;
+	struct ring *ring_ec, *ring_rep;
+	struct cs_pool_rec rec;
+	char (*dev_dirs)[CS_PATH_MAX]; /* by ring device id */
+	uint32_t ndev_dirs;
+
+	/* stripe ids: guarded by id_mu */
+	pthread_mutex_t id_mu;
+	uint64_t next_stripe, stripe_limit;
+
+	/* partition directories already created: guarded by dir_mu */
+	pthread_mutex_t dir_mu;
+	uint8_t *dir_made; /* [ndev_dirs << part_power] */
+
+	/* workers: the task queue is guarded by wq_mu */
+	pthread_mutex_t wq_mu;
+	pthread_cond_t wq_cv;
+	struct cs_task *wq_head, *wq_tail;
+	struct cs_worker *workers;
+	unsigned nworkers, nstarted;
+	bool workers_stop;
+
+	/* committer */
+	pthread_mutex_t cq_mu;
+	pthread_cond_t cq_cv;	/* committer waits for requests */
+	pthread_cond_t done_cv; /* requesters wait for results */
+	struct cs_req *cq_head, *cq_tail;
+	bool cq_stop;
+	bool committer_running;
+	pthread_t committer;
+	struct io_ctx *cio;
+
+	/* counters: written by the committer, read by anyone; guarded by st_mu */
+	pthread_mutex_t st_mu;
+	struct cs_stats_rec stats;
+	atomic_uint_fast64_t read_fallbacks;
+};
+
+/* cs_pool.c */
+uint32_t cs_stripe_part(const struct cs_pool *pool, uint64_t stripe_id);
+uint32_t cs_chunk_part(const struct cs_pool *pool, const uint8_t fp[CS_FP_LEN]);
+uint32_t cs_mid_part(const struct cs_pool *pool, const struct cs_mid *mid);
+int cs_stripe_id_alloc(struct cs_pool *pool, uint64_t *out) CAIRN_WUR;
+/* Path of a unit file of a stripe on device dev. */
+int cs_unit_path(const struct cs_pool *pool, uint32_t dev, uint64_t stripe_id, uint32_t part,
+		 uint32_t unit, char *dir, size_t dlen, char *path, size_t plen) CAIRN_WUR;
+int cs_part_dir_make(struct cs_pool *pool, uint32_t dev, uint32_t part, const char *dir) CAIRN_WUR;
+
+/* cs_writer.c */
+int cs_workers_start(struct cs_pool *pool) CAIRN_WUR;
+void cs_workers_stop(struct cs_pool *pool);
+void cs_file_put(struct cs_file *f);
+/* Syncs files[0..n): directories of created ones, then fdatasync, many in
+ * flight. */
+int cs_files_sync(struct io_ctx *io, struct cs_file **files, size_t n) CAIRN_WUR;
+
+/* cs_commit.c */
+int cs_committer_start(struct cs_pool *pool) CAIRN_WUR;
+void cs_committer_stop(struct cs_pool *pool);
+
+/* Key builders. */
+static inline size_t cs_key_chunk(uint8_t *k, uint32_t part, const uint8_t fp[CS_FP_LEN])
+{
+	meta_be32(k, part);
+	for (int i = 0; i < CS_FP_LEN; i++)
+		k[4 + i] = fp[i];
+	return 4 + CS_FP_LEN;
+}
+static inline size_t cs_key_stripe(uint8_t *k, uint32_t part, uint64_t id)
+{
+	meta_be32(k, part);
+	meta_be64(k + 4, id);
+	return 12;
+}
+static inline size_t cs_key_mhdr(uint8_t *k, uint32_t part, const struct cs_mid *mid)
+{
+	meta_be32(k, part);
+	for (int i = 0; i < CS_MID_LEN; i++)
+		k[4 + i] = mid->b[i];
+	return 4 + CS_MID_LEN;
+}
+static inline size_t cs_key_ment(uint8_t *k, uint32_t part, const struct cs_mid *mid, uint64_t off)
+{
+	size_t n = cs_key_mhdr(k, part, mid);
+	meta_be64(k + n, off);
+	return n + 8;
+}
+
+/* snprintf that reports truncation: 0 or -ENAMETOOLONG. */
+int cs_fmt(char *out, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static inline uint64_t cs_align_up(uint64_t v, uint64_t a)
+{
+	return (v + a - 1) / a * a;
+}
+static inline uint64_t cs_align_down(uint64_t v, uint64_t a)
+{
+	return v / a * a;
+}
+
+#endif

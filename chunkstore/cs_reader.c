@@ -1,0 +1,532 @@
+/* chunkstore/cs_reader.c - reading a manifest's bytes.
+ *
+ * A read finds the manifest record covering its offset (a range seek),
+ * resolves the locations of that record's chunks (chunk index + stripe
+ * record) in one short read transaction, ends it, then reads the chunks:
+ * one contiguous O_DIRECT read per chunk (the 4 KiB-aligned range around
+ * its record), several in one io_batch. Every chunk is verified (header
+ * CRC, payload CRC, fingerprint); a bad or missing copy is replaced by the
+ * unit's next copy (the open stripe's replicas on D[k..k+m)).
+ *
+ * The current record's locations and a window of CS_RSLOTS decoded chunks
+ * are cached, so sequential reads cost one seek per record (32 chunks) and
+ * one batched read per window; a read that continues the previous one reads
+ * ahead a full window.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chunkstore/cs_internal.h"
+#include "core/hash.h"
+#include "core/io.h"
+#include "core/log.h"
+
+#define CS_RSLOTS 16
+#define CS_RFDS CS_RSLOTS
+
+struct cs_rloc {
+	uint64_t off; /* logical offset */
+	uint32_t len;
+	uint8_t flags;
+	uint8_t compression;
+	uint8_t fp[CS_FP_LEN];
+	uint64_t stripe_id;
+	uint32_t part;
+	uint32_t unit, offset, stored_len, crc;
+	uint32_t devs[CS_MAX_FRAGS]; /* copies of the unit: D[unit], D[k..k+m) */
+	unsigned ncopies;
+};
+
+struct cs_rslot {
+	bool valid;
+	uint64_t off;	     /* logical offset of the chunk held */
+	uint8_t *buf;	     /* aligned read buffer */
+	const uint8_t *data; /* payload inside buf */
+};
+
+struct cs_rfd {
+	char path[CS_PATH_MAX];
+	int fd;
+	uint64_t used; /* LRU stamp */
+};
+
+struct cs_reader {
+	struct cs_pool *pool;
+	struct cs_mid mid;
+	uint32_t part;
+	uint64_t size;
+	uint8_t *inline_bytes; /* CS_MHDR_INLINE */
+	bool is_inline;
+	/* the cached manifest record */
+	uint64_t rec_start, rec_end;
+	struct cs_rloc *locs; /* [CS_MENT_PER_REC] */
+	unsigned nlocs;
+	struct cs_rslot slots[CS_RSLOTS];
+	size_t slot_len;
+	struct cs_rfd fds[CS_RFDS];
+	uint64_t fd_clock;
+	struct io_ctx *io;
+	uint64_t last_end; /* end of the previous read (sequential detection) */
+};
+
+int cs_reader_open(struct cs_pool *pool, const struct cs_mid *mid, struct cs_reader **out)
+{
+	struct meta_txn *txn = NULL;
+	struct cs_reader *r = calloc(1, sizeof(*r));
+	uint8_t key[4 + CS_MID_LEN];
+	const void *v;
+	size_t vl;
+	int rc;
+
+	*out = NULL;
+	if (!r)
+		return -ENOMEM;
+	r->pool = pool;
+	r->mid = *mid;
+	r->part = cs_mid_part(pool, mid);
+	r->last_end = UINT64_MAX;
+	for (unsigned i = 0; i < CS_RFDS; i++)
+		r->fds[i].fd = -1;
+	rc = meta_txn_begin(pool->meta, false, &txn);
+	if (rc < 0)
+		goto out;
+	size_t kl = cs_key_mhdr(key, r->part, mid);
+	rc = meta_get(txn, META_T_MHDR, key, kl, &v, &vl);
+	if (rc < 0)
+		goto out;
+	struct cs_mhdr_rec h;
+	if (vl < sizeof(h)) {
+		rc = CAIRN_ECORRUPT;
+		goto out;
+	}
+	memcpy(&h, v, sizeof(h));
+	if (h.version > CS_MHDR_VERSION) {
+		rc = CAIRN_EFORMAT;
+		goto out;
+	}
+	r->size = h.size;
+	if (h.flags & CS_MHDR_INLINE) {
+		if (vl != sizeof(h) + h.size) {
+			rc = CAIRN_ECORRUPT;
+			goto out;
+		}
+		r->is_inline = true;
+		r->inline_bytes = malloc(h.size + 1);
+		if (!r->inline_bytes) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		memcpy(r->inline_bytes, (const uint8_t *)v + sizeof(h), h.size);
+	}
+out:
+	meta_txn_abort(txn);
+	if (rc < 0) {
+		cs_reader_free(r);
+		return rc;
+	}
+	*out = r;
+	return 0;
+}
+
+uint64_t cs_reader_size(const struct cs_reader *r)
+{
+	return r->size;
+}
+
+void cs_reader_free(struct cs_reader *r)
+{
+	if (!r)
+		return;
+	for (unsigned i = 0; i < CS_RSLOTS; i++)
+		io_free(r->slots[i].buf);
+	for (unsigned i = 0; i < CS_RFDS; i++)
+		if (r->fds[i].fd >= 0)
+			io_close(r->fds[i].fd);
+	io_ctx_free(r->io);
+	free(r->locs);
+	free(r->inline_bytes);
+	free(r);
+}
+
+/* Loads the manifest record covering pos and its chunks' locations, in one
+ * short read transaction. */
+static int cs_load_record(struct cs_reader *r, uint64_t pos)
+{
+	struct cs_pool *pool = r->pool;
+	struct meta_txn *txn = NULL;
+	struct meta_cursor *cur = NULL;
+	uint8_t key[4 + CS_MID_LEN + 8];
+	const void *k, *v;
+	size_t kl, vl;
+	int rc;
+
+	if (!r->locs) {
+		r->locs = calloc(CS_MENT_PER_REC, sizeof(*r->locs));
+		if (!r->locs)
+			return -ENOMEM;
+	}
+	r->nlocs = 0;
+	r->rec_start = r->rec_end = 0;
+	rc = meta_txn_begin(pool->meta, false, &txn);
+	if (rc < 0)
+		return rc;
+	rc = meta_cursor_open(txn, META_T_MANIFESTS, &cur);
+	if (rc < 0)
+		goto out;
+	size_t skl = cs_key_ment(key, r->part, &r->mid, pos);
+	rc = meta_cursor_seek_le(cur, key, skl, &k, &kl, &v, &vl);
+	if (rc == CAIRN_ENOTFOUND || (rc == 0 && (kl != skl || memcmp(k, key, skl - 8) != 0))) {
+		rc = CAIRN_ECORRUPT;
+		goto out;
+	}
+	if (rc < 0)
+		goto out;
+	struct cs_ment_rec_hdr rh;
+	if (vl < sizeof(rh)) {
+		rc = CAIRN_ECORRUPT;
+		goto out;
+	}
+	memcpy(&rh, v, sizeof(rh));
+	if (rh.version > CS_MENT_VERSION) {
+		rc = CAIRN_EFORMAT;
+		goto out;
+	}
+	if (rh.count == 0 || rh.count > CS_MENT_PER_REC ||
+	    vl != sizeof(rh) + (size_t)rh.count * sizeof(struct cs_ment)) {
+		rc = CAIRN_ECORRUPT;
+		goto out;
+	}
+	uint64_t off = meta_get_be64((const uint8_t *)k + skl - 8);
+	uint64_t start = off;
+	const uint8_t *ents = (const uint8_t *)v + sizeof(rh);
+	/* copy the entries before any other lookup in the txn */
+	for (unsigned i = 0; i < rh.count; i++) {
+		struct cs_ment e;
+		memcpy(&e, ents + i * sizeof(e), sizeof(e));
+		struct cs_rloc *l = &r->locs[i];
+		memset(l, 0, offsetof(struct cs_rloc, devs));
+		l->off = off;
+		l->len = e.len;
+		l->flags = e.flags;
+		memcpy(l->fp, e.fp, CS_FP_LEN);
+		off += e.len;
+	}
+	for (unsigned i = 0; i < rh.count; i++) {
+		struct cs_rloc *l = &r->locs[i];
+		if (l->flags & CS_MENT_ZERO)
+			continue;
+		uint8_t ck[4 + CS_FP_LEN];
+		size_t ckl = cs_key_chunk(ck, cs_chunk_part(pool, l->fp), l->fp);
+		struct cs_chunk_rec c;
+		rc = meta_get(txn, META_T_CHUNKS, ck, ckl, &v, &vl);
+		if (rc == 0 && vl < sizeof(c))
+			rc = CAIRN_ECORRUPT;
+		if (rc < 0)
+			goto lost;
+		memcpy(&c, v, sizeof(c));
+		if (c.version > CS_CHUNK_VERSION) {
+			rc = CAIRN_EFORMAT;
+			goto out;
+		}
+		l->compression = c.compression;
+		l->stripe_id = c.stripe_id;
+		l->unit = c.unit;
+		l->offset = c.offset;
+		l->stored_len = c.stored_len;
+		l->crc = c.crc32c;
+		if (c.raw_len != l->len) {
+			rc = CAIRN_ECORRUPT;
+			goto lost;
+		}
+		uint8_t sk[12];
+		l->part = cs_stripe_part(pool, c.stripe_id);
+		cs_key_stripe(sk, l->part, c.stripe_id);
+		struct cs_stripe_rec s;
+		rc = meta_get(txn, META_T_STRIPES, sk, sizeof(sk), &v, &vl);
+		if (rc == 0 && vl < sizeof(s))
+			rc = CAIRN_ECORRUPT;
+		if (rc < 0)
+			goto lost;
+		memcpy(&s, v, sizeof(s));
+		if (s.version > CS_STRIPE_VERSION) {
+			rc = CAIRN_EFORMAT;
+			goto out;
+		}
+		if (c.unit >= s.k || (unsigned)s.k + s.m > CS_MAX_FRAGS) {
+			rc = CAIRN_ECORRUPT;
+			goto lost;
+		}
+		l->devs[0] = s.devs[c.unit];
+		l->ncopies = 1;
+		/* Open stripes keep replicas of every data unit on D[k..k+m).
+		 * (Sealed stripes would need a rebuild from parity: not yet.) */
+		if (s.state == CS_STRIPE_OPEN)
+			for (unsigned j = 0; j < s.m; j++)
+				l->devs[l->ncopies++] = s.devs[s.k + j];
+	}
+	r->nlocs = rh.count;
+	r->rec_start = start;
+	r->rec_end = off;
+	if (pos < start || pos >= off)
+		rc = CAIRN_ECORRUPT;
+	goto out;
+lost:
+	if (rc == CAIRN_ENOTFOUND)
+		rc = CAIRN_ECORRUPT;
+	log_err(CS_TAG, "manifest record at %llu: chunk location: %s", (unsigned long long)pos,
+		cairn_strerror(rc));
+out:
+	meta_cursor_close(cur);
+	meta_txn_abort(txn);
+	if (rc < 0)
+		r->nlocs = 0, r->rec_start = r->rec_end = 0;
+	return rc;
+}
+
+/* Unit file fds, least recently used evicted. A batch has at most
+ * CS_RFDS requests, so an fd it uses is never evicted under it. */
+static int cs_rfd_get(struct cs_reader *r, const char *path)
+{
+	struct cs_rfd *victim = &r->fds[0];
+	for (unsigned i = 0; i < CS_RFDS; i++) {
+		struct cs_rfd *s = &r->fds[i];
+		if (s->fd >= 0 && !strcmp(s->path, path)) {
+			s->used = ++r->fd_clock;
+			return s->fd;
+		}
+		/* an empty slot first, else the least recently used */
+		if (victim->fd >= 0 && (s->fd < 0 || s->used < victim->used))
+			victim = s;
+	}
+	int fd = io_open(path, O_RDONLY | O_DIRECT | O_CLOEXEC, 0);
+	if (fd < 0)
+		return fd;
+	if (victim->fd >= 0)
+		io_close(victim->fd);
+	snprintf(victim->path, sizeof(victim->path), "%s", path);
+	victim->fd = fd;
+	victim->used = ++r->fd_clock;
+	return fd;
+}
+
+static void cs_rfd_drop(struct cs_reader *r, int fd)
+{
+	for (unsigned i = 0; i < CS_RFDS; i++)
+		if (r->fds[i].fd == fd) {
+			io_close(fd);
+			r->fds[i].fd = -1;
+		}
+}
+
+/* Prepares the read of copy c of a chunk into slot s; returns 0 or < 0 when
+ * that copy cannot even be opened. */
+static int cs_prep_read(struct cs_reader *r, const struct cs_rloc *l, unsigned c,
+			struct cs_rslot *s, struct io_req *req)
+{
+	char dir[CS_PATH_MAX], path[CS_PATH_MAX];
+	int rc = cs_unit_path(r->pool, l->devs[c], l->stripe_id, l->part, l->unit, dir, sizeof(dir),
+			      path, sizeof(path));
+	if (rc < 0)
+		return rc;
+	int fd = cs_rfd_get(r, path);
+	if (fd < 0)
+		return fd;
+	uint64_t foff = CS_UNIT_HDR_SIZE + (uint64_t)l->offset;
+	uint64_t a0 = cs_align_down(foff, CS_BLOCK);
+	uint64_t a1 = cs_align_up(foff + sizeof(struct cs_chunk_hdr) + l->stored_len, CS_BLOCK);
+	if (a1 - a0 > r->slot_len)
+		return CAIRN_ECORRUPT;
+	*req = (struct io_req){.op = IO_READ, .fd = fd, .buf = s->buf, .len = a1 - a0, .off = a0};
+	s->data = s->buf + (foff - a0) + sizeof(struct cs_chunk_hdr);
+	return 0;
+}
+
+static bool cs_verify(const struct cs_rloc *l, const struct io_req *req, const struct cs_rslot *s)
+{
+	if (req->result != (long)req->len) {
+		return false;
+	}
+	struct cs_chunk_hdr h;
+	memcpy(&h, s->data - sizeof(h), sizeof(h));
+	uint32_t hc = h.hdr_crc;
+	h.hdr_crc = 0;
+	if (h.magic != CS_CHUNK_MAGIC || h.version > 1 || crc32c(0, &h, sizeof(h)) != hc)
+		return false;
+	if (h.stored_len != l->stored_len || h.raw_len != l->len || h.compression != CS_COMP_NONE ||
+	    memcmp(h.fp, l->fp, CS_FP_LEN) != 0)
+		return false;
+	uint32_t pc = crc32c(0, s->data, h.stored_len);
+	return pc == h.payload_crc && pc == l->crc;
+}
+
+/* Reads chunks want[0..n) of the current record into the given slots; a
+ * chunk whose first copy fails is retried from its other copies. */
+static int cs_read_chunks(struct cs_reader *r, const unsigned *want, struct cs_rslot **slots,
+			  unsigned n)
+{
+	struct io_req reqs[CS_RSLOTS];
+	bool ok[CS_RSLOTS];
+	unsigned nreq = 0, map[CS_RSLOTS];
+	int rc;
+
+	if (!r->io) {
+		rc = io_ctx_create(CS_RSLOTS * 2, &r->io);
+		if (rc < 0) {
+			r->io = NULL;
+			return rc;
+		}
+	}
+	for (unsigned i = 0; i < n; i++) {
+		ok[i] = false;
+		slots[i]->valid = false;
+		const struct cs_rloc *l = &r->locs[want[i]];
+		if (l->compression != CS_COMP_NONE)
+			return CAIRN_EFORMAT;
+		if (cs_prep_read(r, l, 0, slots[i], &reqs[nreq]) == 0)
+			map[nreq++] = i;
+	}
+	if (nreq)
+		rc = io_batch(r->io, reqs, nreq); /* per-request results checked below */
+	for (unsigned q = 0; q < nreq; q++) {
+		unsigned i = map[q];
+		ok[i] = cs_verify(&r->locs[want[i]], &reqs[q], slots[i]);
+		if (!ok[i])
+			cs_rfd_drop(r, reqs[q].fd);
+	}
+	for (unsigned i = 0; i < n; i++) {
+		const struct cs_rloc *l = &r->locs[want[i]];
+		if (!ok[i])
+			atomic_fetch_add(&r->pool->read_fallbacks, 1);
+		if (!ok[i])
+			log_warn(CS_TAG,
+				 "chunk at %llu: stripe %016llx unit %u copy 0 on device %u "
+				 "missing or corrupt; trying replicas",
+				 (unsigned long long)l->off, (unsigned long long)l->stripe_id,
+				 l->unit, l->devs[0]);
+		for (unsigned c = 1; !ok[i] && c < l->ncopies; c++) {
+			struct io_req req;
+			if (cs_prep_read(r, l, c, slots[i], &req) < 0)
+				continue;
+			rc = io_batch(r->io, &req, 1);
+			ok[i] = cs_verify(l, &req, slots[i]);
+			if (!ok[i])
+				cs_rfd_drop(r, req.fd);
+		}
+		if (!ok[i]) {
+			log_err(CS_TAG, "chunk at %llu (stripe %016llx unit %u): no copy verifies",
+				(unsigned long long)l->off, (unsigned long long)l->stripe_id,
+				l->unit);
+			return CAIRN_ECORRUPT;
+		}
+		slots[i]->valid = true;
+		slots[i]->off = l->off;
+	}
+	return 0;
+}
+
+static struct cs_rslot *cs_slot_find(struct cs_reader *r, uint64_t off)
+{
+	for (unsigned i = 0; i < CS_RSLOTS; i++)
+		if (r->slots[i].valid && r->slots[i].off == off)
+			return &r->slots[i];
+	return NULL;
+}
+
+/* Makes chunk i (and, when reading ahead, the window after it up to want_last)
+ * resident. */
+static int cs_fill_window(struct cs_reader *r, unsigned i, unsigned last)
+{
+	unsigned want[CS_RSLOTS], n = 0;
+	bool keep[CS_RSLOTS] = {false};
+	struct cs_rslot *slots[CS_RSLOTS];
+
+	if (!r->slot_len) {
+		r->slot_len =
+		    cs_align_up(r->pool->rec.chunk_size + sizeof(struct cs_chunk_hdr), CS_BLOCK) +
+		    CS_BLOCK;
+	}
+	for (unsigned j = i; j <= last && j < r->nlocs && j < i + CS_RSLOTS; j++) {
+		if (r->locs[j].flags & CS_MENT_ZERO)
+			continue;
+		struct cs_rslot *s = cs_slot_find(r, r->locs[j].off);
+		if (s) {
+			keep[s - r->slots] = true;
+			continue;
+		}
+		want[n++] = j;
+	}
+	unsigned si = 0;
+	for (unsigned q = 0; q < n; q++) {
+		while (keep[si])
+			si++;
+		struct cs_rslot *s = &r->slots[si++];
+		if (!s->buf) {
+			s->buf = io_alloc(r->slot_len);
+			if (!s->buf)
+				return -ENOMEM;
+		}
+		slots[q] = s;
+	}
+	return n ? cs_read_chunks(r, want, slots, n) : 0;
+}
+
+long cs_reader_read(struct cs_reader *r, uint64_t off, void *buf, size_t len)
+{
+	uint8_t *out = buf;
+	if (off >= r->size || len == 0)
+		return 0;
+	if (len > r->size - off)
+		len = (size_t)(r->size - off);
+	if (len > (size_t)INT64_MAX)
+		len = (size_t)INT64_MAX;
+	if (r->is_inline) {
+		memcpy(out, r->inline_bytes + off, len);
+		return (long)len;
+	}
+	bool seq = off == r->last_end;
+	size_t done = 0;
+	while (done < len) {
+		uint64_t pos = off + done;
+		int rc;
+		if (pos < r->rec_start || pos >= r->rec_end) {
+			rc = cs_load_record(r, pos);
+			if (rc < 0)
+				return rc;
+		}
+		unsigned i = 0;
+		while (i + 1 < r->nlocs && r->locs[i + 1].off <= pos)
+			i++;
+		const struct cs_rloc *l = &r->locs[i];
+		size_t in = (size_t)(pos - l->off);
+		size_t n = l->len - in;
+		if (n > len - done)
+			n = len - done;
+		if (l->flags & CS_MENT_ZERO) {
+			memset(out + done, 0, n);
+		} else {
+			struct cs_rslot *s = cs_slot_find(r, l->off);
+			if (!s) {
+				/* the chunks this call needs, plus read-ahead when sequential */
+				unsigned last = i;
+				while (last + 1 < r->nlocs && r->locs[last + 1].off < off + len)
+					last++;
+				if (seq || last > i)
+					last = i + CS_RSLOTS - 1;
+				rc = cs_fill_window(r, i, last);
+				if (rc < 0)
+					return rc;
+				s = cs_slot_find(r, l->off);
+				if (!s)
+					return CAIRN_ECORRUPT;
+			}
+			memcpy(out + done, s->data + in, n);
+		}
+		done += n;
+	}
+	r->last_end = off + done;
+	return (long)done;
+}

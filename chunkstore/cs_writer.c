@@ -1,0 +1,740 @@
+/* chunkstore/cs_writer.c - writers, the chunk worker pool, open stripes.
+ *
+ * A writer cuts its stream into fixed-size chunks and queues each full one
+ * to the worker pool; at most nbufs chunks of one writer exist at a time
+ * (the writer blocks for a free buffer), so memory per writer is bounded.
+ *
+ * A worker fingerprints a chunk (SHA-256), skips all-zero chunks, looks the
+ * fingerprint up in the chunk index (a short read txn) and appends a new
+ * chunk as a record to its own open stripe: data unit u on D[u] plus replicas
+ * on D[k..k+m), the same blocks written to all m+1 copies in one io_batch.
+ * Only whole 4 KiB blocks are written as records arrive; the partial tail
+ * block stays in the worker's staging buffer until a writer that has a
+ * record in it finishes (or the unit fills), and is then written zero-padded
+ * and the unit's next record starts at the next block. Invariant: no block
+ * that may have been synced is ever written again.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "chunkstore/cs_internal.h"
+#include "core/fault.h"
+#include "core/hash.h"
+#include "core/io.h"
+#include "core/log.h"
+#include "ring/ring.h"
+
+/* ---- unit files ---- */
+
+void cs_file_put(struct cs_file *f)
+{
+	if (!f)
+		return;
+	if (atomic_fetch_sub(&f->refs, 1) == 1) {
+		if (f->fd >= 0)
+			io_close(f->fd);
+		free(f);
+	}
+}
+
+static void cs_file_get(struct cs_file *f)
+{
+	atomic_fetch_add(&f->refs, 1);
+}
+
+/* ---- the worker's open stripe ---- */
+
+static int cs_write_copies(struct cs_worker *wk, uint64_t off, uint64_t len)
+{
+	struct io_req reqs[CS_MAX_FRAGS];
+	if (len == 0)
+		return 0;
+	for (unsigned c = 0; c < wk->ncopies; c++)
+		reqs[c] = (struct io_req){.op = IO_WRITE,
+					  .fd = wk->ufiles[c]->fd,
+					  .buf = wk->stage + off,
+					  .len = len,
+					  .off = off};
+	return io_batch(wk->io, reqs, wk->ncopies);
+}
+
+/* Writes the partial tail block (zero padded) and moves the next record to
+ * the next block boundary. */
+static int cs_flush_tail(struct cs_worker *wk)
+{
+	if (wk->wr_pos >= wk->pos)
+		return 0;
+	uint64_t end = cs_align_up(wk->pos, CS_BLOCK);
+	memset(wk->stage + wk->pos, 0, end - wk->pos); /* padding: magic 0 */
+	int rc = cs_write_copies(wk, wk->wr_pos, end - wk->wr_pos);
+	if (rc < 0)
+		return rc;
+	wk->wr_pos = wk->pos = end;
+	return 0;
+}
+
+static void cs_unit_release(struct cs_worker *wk)
+{
+	for (unsigned c = 0; c < wk->ncopies; c++) {
+		atomic_store(&wk->ufiles[c]->closed, true);
+		cs_file_put(wk->ufiles[c]);
+		wk->ufiles[c] = NULL;
+	}
+	wk->ncopies = 0;
+}
+
+/* Closes the current unit: its tail goes to disk, the worker lets go. */
+static int cs_unit_close(struct cs_worker *wk)
+{
+	int rc = 0;
+	if (wk->ncopies)
+		rc = cs_flush_tail(wk);
+	cs_unit_release(wk);
+	return rc;
+}
+
+static void cs_stripe_abandon(struct cs_worker *wk)
+{
+	cs_unit_release(wk);
+	wk->stripe_id = 0;
+	wk->abort_gen++;
+}
+
+static int cs_unit_open(struct cs_worker *wk)
+{
+	struct cs_pool *pool = wk->pool;
+	const struct cs_pool_rec *pr = &pool->rec;
+	int rc = 0;
+
+	wk->ncopies = 0;
+	for (unsigned c = 0; c < 1u + pr->m; c++) {
+		uint32_t dev = c == 0 ? wk->devs[wk->unit] : wk->devs[pr->k + c - 1];
+		struct cs_file *f = calloc(1, sizeof(*f));
+		if (!f) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		atomic_init(&f->refs, 1);
+		atomic_init(&f->dir_synced, false);
+		atomic_init(&f->closed, false);
+		f->fd = -1;
+		wk->ufiles[wk->ncopies++] = f;
+		rc = cs_unit_path(pool, dev, wk->stripe_id, wk->part, wk->unit, f->dir,
+				  sizeof(f->dir), f->path, sizeof(f->path));
+		if (rc < 0)
+			goto out;
+		rc = cs_part_dir_make(pool, dev, wk->part, f->dir);
+		if (rc < 0)
+			goto out;
+		if (FAULT("cs.unit_create")) {
+			rc = -EIO;
+			goto out;
+		}
+		/* Stripe ids never repeat, so an existing file is a bug. */
+		f->fd = io_open(f->path, O_RDWR | O_CREAT | O_EXCL | O_DIRECT | O_CLOEXEC, 0644);
+		if (f->fd < 0) {
+			rc = f->fd;
+			log_err(CS_TAG, "creating %s: %s", f->path, cairn_strerror(rc));
+			goto out;
+		}
+		/* Full size up front: O_DIRECT appends then never extend the
+		 * file (no size update per write). Best effort. */
+		(void)fallocate(f->fd, 0, 0, (off_t)CS_UNIT_HDR_SIZE + pr->unit_size);
+	}
+	/* Only the header block is cleared here; record gaps and tail padding
+	 * are zeroed as they are made (no 1 MiB memset per unit). */
+	memset(wk->stage, 0, CS_UNIT_HDR_SIZE);
+	struct cs_unit_hdr h = {
+	    .magic = CS_UNIT_MAGIC,
+	    .version = CS_UNIT_VERSION,
+	    .stripe_id = wk->stripe_id,
+	    .unit = wk->unit,
+	    .kind = CS_UNIT_DATA,
+	    .k = pr->k,
+	    .m = pr->m,
+	    .unit_size = pr->unit_size,
+	    .data_offset = CS_UNIT_HDR_SIZE,
+	    .created = (uint64_t)time(NULL),
+	};
+	memcpy(h.pool_uuid, pr->pool_uuid, sizeof(h.pool_uuid));
+	h.hdr_crc = crc32c(0, &h, sizeof(h));
+	memcpy(wk->stage, &h, sizeof(h));
+	wk->pos = CS_UNIT_HDR_SIZE;
+	wk->wr_pos = 0;
+out:
+	if (rc < 0)
+		cs_unit_release(wk);
+	return rc;
+}
+
+/* Opens a new stripe: a fresh id, its partition's k+m devices from the ec
+ * ring (they must be distinct, or two copies would share a file). */
+static int cs_stripe_open(struct cs_worker *wk)
+{
+	struct cs_pool *pool = wk->pool;
+	uint32_t n = (uint32_t)pool->rec.k + pool->rec.m;
+	uint64_t id;
+	int rc = cs_stripe_id_alloc(pool, &id);
+	if (rc < 0)
+		return rc;
+	uint32_t part = cs_stripe_part(pool, id);
+	const uint32_t *devs = ring_part_devs(pool->ring_ec, part);
+	for (uint32_t i = 0; i < n; i++) {
+		for (uint32_t j = 0; j < i; j++)
+			if (devs[i] == devs[j]) {
+				log_err(CS_TAG, "ec ring partition %u repeats device %u", part,
+					devs[i]);
+				return CAIRN_EDEGRADED;
+			}
+		wk->devs[i] = devs[i];
+	}
+	wk->stripe_id = id;
+	wk->part = part;
+	wk->unit = 0;
+	return cs_unit_open(wk);
+}
+
+/* Appends one record; fills the chunk's location. */
+static int cs_append(struct cs_worker *wk, struct cs_writer *w, const uint8_t *payload,
+		     uint32_t len, const uint8_t fp[CS_FP_LEN], struct cs_wchunk *out)
+{
+	struct cs_pool *pool = wk->pool;
+	const struct cs_pool_rec *pr = &pool->rec;
+	uint64_t rec_len = sizeof(struct cs_chunk_hdr) + len;
+	uint64_t area_end = CS_UNIT_HDR_SIZE + (uint64_t)pr->unit_size;
+	int rc;
+
+	if (wk->stripe_id && wk->pos + rec_len > area_end) {
+		rc = cs_unit_close(wk);
+		if (rc < 0) {
+			cs_stripe_abandon(wk);
+			return rc;
+		}
+		if (++wk->unit < pr->k) {
+			rc = cs_unit_open(wk);
+			if (rc < 0) {
+				cs_stripe_abandon(wk);
+				return rc;
+			}
+		} else {
+			/* All k units full: the stripe stays open (sealing
+			 * comes later), a new one takes over. */
+			wk->stripe_id = 0;
+		}
+	}
+	if (!wk->stripe_id) {
+		rc = cs_stripe_open(wk);
+		if (rc < 0) {
+			wk->stripe_id = 0;
+			return rc;
+		}
+	}
+
+	uint64_t at = wk->pos;
+	struct cs_chunk_hdr h = {
+	    .magic = CS_CHUNK_MAGIC,
+	    .version = 1,
+	    .compression = CS_COMP_NONE,
+	    .raw_len = len,
+	    .stored_len = len,
+	    .payload_crc = crc32c(0, payload, len),
+	};
+	memcpy(h.fp, fp, CS_FP_LEN);
+	h.hdr_crc = crc32c(0, &h, sizeof(h));
+	memcpy(wk->stage + at, &h, sizeof(h));
+	memcpy(wk->stage + at + sizeof(h), payload, len);
+	uint64_t end = at + rec_len;
+	uint64_t next = cs_align_up(end, CS_REC_ALIGN);
+	if (next > area_end)
+		next = area_end;
+	memset(wk->stage + end, 0, next - end);
+	uint64_t full = cs_align_down(end, CS_BLOCK);
+	/* Whole blocks go out in batches of CS_WRITE_BATCH (fewer, larger
+	 * O_DIRECT writes); a finishing writer flushes what is pending. */
+	if (full >= wk->wr_pos + CS_WRITE_BATCH) {
+		rc = cs_write_copies(wk, wk->wr_pos, full - wk->wr_pos);
+		if (rc < 0) {
+			log_err(CS_TAG, "writing stripe %016llx unit %u: %s",
+				(unsigned long long)wk->stripe_id, wk->unit, cairn_strerror(rc));
+			cs_stripe_abandon(wk);
+			return rc;
+		}
+		wk->wr_pos = full;
+	}
+	wk->pos = next;
+
+	/* The writer now depends on this unit's files. */
+	struct cs_wlast *last = &w->last[wk->id];
+	bool new_unit = last->stripe_id != wk->stripe_id || last->unit != wk->unit;
+	if (new_unit) {
+		pthread_mutex_lock(&w->mu);
+		if (w->nfiles + wk->ncopies > w->cap_files) {
+			size_t cap = w->cap_files ? w->cap_files * 2 : 16;
+			while (cap < w->nfiles + wk->ncopies)
+				cap *= 2;
+			struct cs_file **nf = realloc(w->files, cap * sizeof(*nf));
+			if (!nf) {
+				pthread_mutex_unlock(&w->mu);
+				return -ENOMEM;
+			}
+			w->files = nf;
+			w->cap_files = cap;
+		}
+		for (unsigned c = 0; c < wk->ncopies; c++) {
+			cs_file_get(wk->ufiles[c]);
+			w->files[w->nfiles++] = wk->ufiles[c];
+		}
+		pthread_mutex_unlock(&w->mu);
+	}
+	if (!last->stripe_id)
+		last->gen = wk->abort_gen;
+	last->stripe_id = wk->stripe_id;
+	last->unit = wk->unit;
+	last->end = end;
+
+	out->is_new = true;
+	out->stripe_id = wk->stripe_id;
+	out->unit = wk->unit;
+	out->offset = (uint32_t)(at - CS_UNIT_HDR_SIZE);
+	out->stored_len = len;
+	out->crc = h.payload_crc;
+	return 0;
+}
+
+/* ---- tasks ---- */
+
+static int cs_chunk_lookup(struct cs_pool *pool, const uint8_t fp[CS_FP_LEN], bool *found)
+{
+	struct meta_txn *txn = NULL;
+	uint8_t key[4 + CS_FP_LEN];
+	const void *v;
+	size_t vl;
+	*found = false;
+	int rc = meta_txn_begin(pool->meta, false, &txn);
+	if (rc < 0)
+		return rc;
+	size_t kl = cs_key_chunk(key, cs_chunk_part(pool, fp), fp);
+	rc = meta_get(txn, META_T_CHUNKS, key, kl, &v, &vl);
+	meta_txn_abort(txn);
+	if (rc == 0) {
+		*found = true;
+		return 0;
+	}
+	return rc == CAIRN_ENOTFOUND ? 0 : rc;
+}
+
+static void cs_do_chunk(struct cs_worker *wk, EVP_MD_CTX *md, struct cs_task *t)
+{
+	struct cs_writer *w = t->w;
+	struct cs_wchunk r = {0};
+	int rc = 0;
+
+	r.ment.len = (uint32_t)t->len;
+	if (hash_is_zero(t->buf, t->len)) {
+		r.ment.flags = CS_MENT_ZERO;
+	} else {
+		unsigned fl = 0;
+		if (!md) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		if (EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1 ||
+		    EVP_DigestUpdate(md, t->buf, t->len) != 1 ||
+		    EVP_DigestFinal_ex(md, r.ment.fp, &fl) != 1 || fl != CS_FP_LEN) {
+			rc = -EIO;
+			goto out;
+		}
+		bool found;
+		rc = cs_chunk_lookup(wk->pool, r.ment.fp, &found);
+		if (rc < 0 || found)
+			goto out;
+		if (!wk->io) {
+			rc = io_ctx_create(CS_WORKER_DEPTH, &wk->io);
+			if (rc < 0) {
+				wk->io = NULL;
+				goto out;
+			}
+		}
+		rc = cs_append(wk, w, t->buf, (uint32_t)t->len, r.ment.fp, &r);
+	}
+out:
+	r.done = true;
+	pthread_mutex_lock(&w->mu);
+	w->chunks[t->idx] = r;
+	if (rc < 0 && !w->err)
+		w->err = rc;
+	t->next = NULL;
+	/* the task (and its buffer) goes back to the writer's free list */
+	w->freebufs[w->nfree++] = (uint8_t *)t;
+	w->inflight--;
+	pthread_cond_broadcast(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+}
+
+static void cs_do_flush(struct cs_worker *wk, struct cs_task *t)
+{
+	struct cs_writer *w = t->w;
+	const struct cs_wlast *last = &w->last[wk->id];
+	int rc = 0;
+	if (last->stripe_id && last->stripe_id == wk->stripe_id && last->unit == wk->unit &&
+	    wk->ncopies && wk->wr_pos < last->end) {
+		rc = cs_flush_tail(wk);
+		if (rc < 0)
+			cs_stripe_abandon(wk);
+	}
+	if (rc == 0 && last->stripe_id && last->gen != wk->abort_gen) {
+		log_err(CS_TAG, "writer lost unwritten records to a failed stripe write");
+		rc = -EIO;
+	}
+	pthread_mutex_lock(&w->mu);
+	if (rc < 0 && !w->err)
+		w->err = rc;
+	w->flush_pending--;
+	pthread_cond_broadcast(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+	free(t);
+}
+
+static void *cs_worker_main(void *arg)
+{
+	struct cs_worker *wk = arg;
+	struct cs_pool *pool = wk->pool;
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+
+	pthread_mutex_lock(&pool->wq_mu);
+	for (;;) {
+		struct cs_task *t = NULL;
+		if (wk->flush_head) {
+			t = wk->flush_head;
+			wk->flush_head = t->next;
+			if (!wk->flush_head)
+				wk->flush_tail = NULL;
+		} else if (pool->wq_head) {
+			t = pool->wq_head;
+			pool->wq_head = t->next;
+			if (!pool->wq_head)
+				pool->wq_tail = NULL;
+		} else if (pool->workers_stop) {
+			break;
+		} else {
+			pthread_cond_wait(&pool->wq_cv, &pool->wq_mu);
+			continue;
+		}
+		pthread_mutex_unlock(&pool->wq_mu);
+		if (t->kind == CS_TASK_FLUSH)
+			cs_do_flush(wk, t);
+		else
+			cs_do_chunk(wk, md, t);
+		pthread_mutex_lock(&pool->wq_mu);
+	}
+	pthread_mutex_unlock(&pool->wq_mu);
+	(void)cs_unit_close(wk);
+	EVP_MD_CTX_free(md);
+	io_ctx_free(wk->io);
+	wk->io = NULL;
+	return NULL;
+}
+
+int cs_workers_start(struct cs_pool *pool)
+{
+	size_t stage_len = CS_UNIT_HDR_SIZE + (size_t)pool->rec.unit_size;
+	pool->workers = calloc(pool->nworkers, sizeof(*pool->workers));
+	if (!pool->workers)
+		return -ENOMEM;
+	for (unsigned i = 0; i < pool->nworkers; i++) {
+		struct cs_worker *wk = &pool->workers[i];
+		wk->pool = pool;
+		wk->id = i;
+		wk->stage = io_alloc(stage_len);
+		if (!wk->stage)
+			return -ENOMEM;
+	}
+	for (unsigned i = 0; i < pool->nworkers; i++) {
+		int rc = pthread_create(&pool->workers[i].thread, NULL, cs_worker_main,
+					&pool->workers[i]);
+		if (rc)
+			return -rc;
+		pool->nstarted = i + 1;
+	}
+	return 0;
+}
+
+void cs_workers_stop(struct cs_pool *pool)
+{
+	if (!pool->workers)
+		return;
+	pthread_mutex_lock(&pool->wq_mu);
+	pool->workers_stop = true;
+	pthread_cond_broadcast(&pool->wq_cv);
+	pthread_mutex_unlock(&pool->wq_mu);
+	for (unsigned i = 0; i < pool->nstarted; i++)
+		pthread_join(pool->workers[i].thread, NULL);
+	for (unsigned i = 0; i < pool->nworkers; i++)
+		io_free(pool->workers[i].stage);
+	free(pool->workers);
+	pool->workers = NULL;
+}
+
+/* ---- writer ---- */
+
+int cs_writer_open(struct cs_pool *pool, struct cs_writer **out)
+{
+	struct cs_writer *w = calloc(1, sizeof(*w));
+	*out = NULL;
+	if (!w)
+		return -ENOMEM;
+	w->pool = pool;
+	pthread_mutex_init(&w->mu, NULL);
+	pthread_cond_init(&w->cv, NULL);
+	w->nbufs = 2 * (size_t)pool->nworkers + 2;
+	if (w->nbufs < 4)
+		w->nbufs = 4;
+	w->freebufs = calloc(w->nbufs, sizeof(*w->freebufs));
+	w->last = calloc(pool->nworkers, sizeof(*w->last));
+	if (!w->freebufs || !w->last) {
+		cs_writer_free(w);
+		return -ENOMEM;
+	}
+	*out = w;
+	return 0;
+}
+
+/* A task with its chunk buffer right after it. */
+static struct cs_task *cs_task_get(struct cs_writer *w)
+{
+	struct cs_task *t = NULL;
+	pthread_mutex_lock(&w->mu);
+	for (;;) {
+		if (w->nfree) {
+			t = (struct cs_task *)w->freebufs[--w->nfree];
+			break;
+		}
+		if (w->nalloc < w->nbufs) {
+			/* fewer buffers exist than the bound: make one */
+			w->nalloc++;
+			pthread_mutex_unlock(&w->mu);
+			size_t hdr = cs_align_up(sizeof(struct cs_task), 64);
+			t = malloc(hdr + w->pool->rec.chunk_size);
+			if (!t) {
+				pthread_mutex_lock(&w->mu);
+				w->nalloc--;
+				pthread_mutex_unlock(&w->mu);
+				return NULL;
+			}
+			t->buf = (uint8_t *)t + hdr;
+			return t;
+		}
+		pthread_cond_wait(&w->cv, &w->mu);
+	}
+	pthread_mutex_unlock(&w->mu);
+	return t;
+}
+
+static int cs_submit(struct cs_writer *w)
+{
+	struct cs_pool *pool = w->pool;
+	struct cs_task *t = (struct cs_task *)w->cur;
+	pthread_mutex_lock(&w->mu);
+	if (w->nchunks == w->cap_chunks) {
+		size_t cap = w->cap_chunks ? w->cap_chunks * 2 : 64;
+		struct cs_wchunk *nc = realloc(w->chunks, cap * sizeof(*nc));
+		if (!nc) {
+			pthread_mutex_unlock(&w->mu);
+			return -ENOMEM;
+		}
+		w->chunks = nc;
+		w->cap_chunks = cap;
+	}
+	t->idx = w->nchunks;
+	memset(&w->chunks[w->nchunks++], 0, sizeof(w->chunks[0]));
+	w->inflight++;
+	pthread_mutex_unlock(&w->mu);
+	t->kind = CS_TASK_CHUNK;
+	t->w = w;
+	t->len = w->cur_len;
+	t->next = NULL;
+	w->cur = NULL;
+	w->cur_len = 0;
+	pthread_mutex_lock(&pool->wq_mu);
+	if (pool->wq_tail)
+		pool->wq_tail->next = t;
+	else
+		pool->wq_head = t;
+	pool->wq_tail = t;
+	pthread_cond_signal(&pool->wq_cv);
+	pthread_mutex_unlock(&pool->wq_mu);
+	return 0;
+}
+
+/* A long writer syncs the units its workers have closed, so its open files
+ * (and the final commit's sync) stay bounded. Syncing early is always safe. */
+static int cs_writer_early_sync(struct cs_writer *w)
+{
+	struct cs_file **done = NULL;
+	size_t n = 0;
+	int rc = 0;
+	pthread_mutex_lock(&w->mu);
+	done = malloc(w->nfiles * sizeof(*done));
+	if (done) {
+		size_t keep = 0;
+		for (size_t i = 0; i < w->nfiles; i++) {
+			if (atomic_load(&w->files[i]->closed))
+				done[n++] = w->files[i];
+			else
+				w->files[keep++] = w->files[i];
+		}
+		w->nfiles = keep;
+	}
+	pthread_mutex_unlock(&w->mu);
+	if (!done)
+		return -ENOMEM;
+	if (n && !w->io) {
+		rc = io_ctx_create(CS_WORKER_DEPTH, &w->io);
+		if (rc < 0)
+			w->io = NULL;
+	}
+	if (n && rc == 0)
+		rc = cs_files_sync(w->io, done, n);
+	for (size_t i = 0; i < n; i++)
+		cs_file_put(done[i]);
+	free(done);
+	return rc;
+}
+
+/* The writer's first error and file count (workers update both). */
+static int cs_writer_state(struct cs_writer *w, size_t *nfiles)
+{
+	pthread_mutex_lock(&w->mu);
+	int err = w->err;
+	if (nfiles)
+		*nfiles = w->nfiles;
+	pthread_mutex_unlock(&w->mu);
+	return err;
+}
+
+int cs_writer_write(struct cs_writer *w, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+	uint32_t cs = w->pool->rec.chunk_size;
+	int err;
+	if (w->finished)
+		return CAIRN_EINVAL;
+	while (len) {
+		size_t nfiles = 0;
+		if ((err = cs_writer_state(w, &nfiles)) < 0)
+			return err;
+		if (nfiles >= CS_EARLY_SYNC_FILES) {
+			int rc = cs_writer_early_sync(w);
+			if (rc < 0) {
+				pthread_mutex_lock(&w->mu);
+				if (!w->err)
+					w->err = rc;
+				pthread_mutex_unlock(&w->mu);
+				return rc;
+			}
+		}
+		if (!w->cur) {
+			struct cs_task *t = cs_task_get(w);
+			if (!t)
+				return -ENOMEM;
+			w->cur = (uint8_t *)t;
+			w->cur_len = 0;
+		}
+		struct cs_task *t = (struct cs_task *)w->cur;
+		size_t n = cs - w->cur_len;
+		if (n > len)
+			n = len;
+		memcpy(t->buf + w->cur_len, p, n);
+		w->cur_len += n;
+		w->size += n;
+		p += n;
+		len -= n;
+		if (w->cur_len == cs) {
+			int rc = cs_submit(w);
+			if (rc < 0)
+				return rc;
+		}
+	}
+	return cs_writer_state(w, NULL);
+}
+
+static void cs_writer_wait_idle(struct cs_writer *w)
+{
+	pthread_mutex_lock(&w->mu);
+	while (w->inflight || w->flush_pending)
+		pthread_cond_wait(&w->cv, &w->mu);
+	pthread_mutex_unlock(&w->mu);
+}
+
+int cs_writer_finish(struct cs_writer *w)
+{
+	struct cs_pool *pool = w->pool;
+	int rc = 0;
+	if (w->finished)
+		return CAIRN_EINVAL;
+	if (w->nchunks == 0 && w->size <= pool->rec.inline_max) {
+		/* inline: the bytes stay in cur and go into the manifest header */
+		w->is_inline = true;
+	} else if (w->cur && w->cur_len) {
+		rc = cs_submit(w);
+	}
+	cs_writer_wait_idle(w);
+	/* Every worker holding a record of this writer in its tail writes it. */
+	for (unsigned i = 0; i < pool->nworkers; i++) {
+		if (!w->last[i].stripe_id)
+			continue;
+		struct cs_task *t = calloc(1, sizeof(*t));
+		if (!t) {
+			rc = rc ? rc : -ENOMEM;
+			continue;
+		}
+		t->kind = CS_TASK_FLUSH;
+		t->w = w;
+		pthread_mutex_lock(&w->mu);
+		w->flush_pending++;
+		pthread_mutex_unlock(&w->mu);
+		struct cs_worker *wk = &pool->workers[i];
+		pthread_mutex_lock(&pool->wq_mu);
+		if (wk->flush_tail)
+			wk->flush_tail->next = t;
+		else
+			wk->flush_head = t;
+		wk->flush_tail = t;
+		pthread_cond_broadcast(&pool->wq_cv);
+		pthread_mutex_unlock(&pool->wq_mu);
+	}
+	cs_writer_wait_idle(w);
+	w->finished = true;
+	if (!rc)
+		rc = cs_writer_state(w, NULL);
+	return rc;
+}
+
+uint64_t cs_writer_size(const struct cs_writer *w)
+{
+	return w->size;
+}
+
+void cs_writer_free(struct cs_writer *w)
+{
+	if (!w)
+		return;
+	cs_writer_wait_idle(w);
+	for (size_t i = 0; i < w->nfiles; i++)
+		cs_file_put(w->files[i]);
+	free(w->files);
+	for (size_t i = 0; i < w->nfree; i++)
+		free(w->freebufs[i]);
+	free(w->cur);
+	free(w->freebufs);
+	free(w->chunks);
+	free(w->last);
+	io_ctx_free(w->io);
+	pthread_mutex_destroy(&w->mu);
+	pthread_cond_destroy(&w->cv);
+	free(w);
+}
