@@ -120,9 +120,11 @@ struct meta_txn *cs_txn_meta(struct cs_txn *txn);
 int cs_manifest_create(struct cs_txn *txn, struct cs_mid *out) CAIRN_WUR;
 /* Adds one reference to a manifest (copy, image registration, clone). */
 int cs_manifest_ref(struct cs_txn *txn, const struct cs_mid *mid) CAIRN_WUR;
-/* Drops one reference; at zero the manifest's records go and its chunks'
- * refcounts drop (chunks at zero stay on disk until GC). O(entries) at zero.
- * Both return CAIRN_ENOTFOUND for an unknown manifest. */
+/* Drops one reference. At zero the manifest's chunks each lose a reference
+ * (chunks at zero stay on disk until GC), and the manifest itself stays
+ * readable with refcount 0 for readers opened before, until GC removes it.
+ * O(entries) at zero. Both ref and unref return CAIRN_ENOTFOUND for an
+ * unknown or dead manifest. */
 int cs_manifest_unref(struct cs_txn *txn, const struct cs_mid *mid) CAIRN_WUR;
 
 /* ---- reading ---- */

@@ -329,6 +329,8 @@ int cs_manifest_ref(struct cs_txn *t, const struct cs_mid *mid)
 	int rc = cs_mhdr_get(t->txn, pool, mid, &h, &v, &vl);
 	if (rc < 0)
 		return rc;
+	if (h.refcount == 0) /* dead: its chunk references are gone */
+		return CAIRN_ENOTFOUND;
 	uint8_t *copy = malloc(vl);
 	if (!copy)
 		return -ENOMEM;
@@ -359,31 +361,39 @@ int cs_manifest_unref(struct cs_txn *t, const struct cs_mid *mid)
 	if (rc < 0)
 		return rc;
 	size_t kl = cs_key_mhdr(key, part, mid);
-	if (h.refcount > 1) {
-		uint8_t *copy = malloc(vl);
-		if (!copy)
-			return -ENOMEM;
-		memcpy(copy, v, vl);
-		h.refcount--;
-		memcpy(copy, &h, sizeof(h));
-		rc = meta_put(t->txn, META_T_MHDR, key, kl, copy, vl, 0);
-		free(copy);
-		if (rc == 0)
-			t->d.logical_bytes -= (int64_t)h.size;
-		return rc;
-	}
-	rc = meta_del(t->txn, META_T_MHDR, key, kl);
+	if (h.refcount == 0)
+		return CAIRN_ENOTFOUND;
+	/* A manifest at zero keeps its header and entries (refcount 0) so that
+	 * readers opened before the last unref still read it; GC removes them
+	 * under an epoch that covers every open reader, as it does chunks. */
+	uint8_t *copy = malloc(vl);
+	if (!copy)
+		return -ENOMEM;
+	memcpy(copy, v, vl);
+	h.refcount--;
+	memcpy(copy, &h, sizeof(h));
+	rc = meta_put(t->txn, META_T_MHDR, key, kl, copy, vl, 0);
+	free(copy);
 	if (rc < 0)
 		return rc;
+	t->d.logical_bytes -= (int64_t)h.size;
+	if (h.refcount > 0)
+		return 0;
+	t->d.logical_bytes += (int64_t)h.size; /* counted once more below */
 	rc = meta_cursor_open(t->txn, META_T_MANIFESTS, &cur);
 	if (rc < 0)
 		return rc;
 	size_t pkl = cs_key_ment(key, part, mid, 0);
 	size_t plen = pkl - 8; /* [part][mid] prefix */
+	bool first = true;
 	for (;;) {
 		const void *k;
 		size_t kl2;
-		rc = meta_cursor_seek(cur, key, pkl, &k, &kl2, &v, &vl);
+		if (first)
+			rc = meta_cursor_seek(cur, key, pkl, &k, &kl2, &v, &vl);
+		else
+			rc = meta_cursor_next(cur, &k, &kl2, &v, &vl);
+		first = false;
 		if (rc == CAIRN_ENOTFOUND) {
 			rc = 0;
 			break;
@@ -397,9 +407,6 @@ int cs_manifest_unref(struct cs_txn *t, const struct cs_mid *mid)
 			goto out;
 		}
 		memcpy(rec, v, vl);
-		rc = meta_cursor_del(cur);
-		if (rc < 0)
-			goto out;
 		struct cs_ment_rec_hdr rh;
 		memcpy(&rh, rec, sizeof(rh));
 		if (rh.version > CS_MENT_VERSION) {
