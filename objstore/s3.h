@@ -1,9 +1,18 @@
 /* objstore/s3.h - the S3 service: HTTP server, users and access keys.
  *
  * s3_server_start() serves the S3 REST API on one listener with
- * libmicrohttpd (a thread per connection, capped, with timeouts), on top of
- * a chunk store pool. Users and their access keys are kept in the pool's
- * metadata (META_T_USERS, META_T_KEYS); secrets are never logged.
+ * libmicrohttpd (a thread per connection, capped in total and per client
+ * address, with an idle timeout and a deadline for a request head), on top
+ * of a chunk store pool. Users and their access keys are kept in the pool's
+ * metadata (META_T_USERS, META_T_KEYS); secrets are never logged. Records
+ * are described in objstore/s3_format.h.
+ *
+ * Behaviour choices: every request must be SigV4-signed (header or
+ * presigned) with a credential scope naming this server's region;
+ * CreateBucket of a bucket the caller owns answers 200 in us-east-1 (as AWS
+ * there) and 409 BucketAlreadyOwnedByYou in other regions; another user's
+ * bucket is AccessDenied. Multipart, copy, aws-chunked, ACLs and other
+ * subresources answer 501 NotImplemented.
  *
  * Threads: start/stop from the main thread; the users API from any thread
  * (writes go through cs_commit). Strings returned in structs are owned by
@@ -27,6 +36,7 @@ struct s3_config {
 	const char *domain;        /* virtual-host suffix, e.g. "s3.localhost"; NULL: path style only */
 	unsigned max_connections;  /* 0 = 1024 */
 	unsigned timeout_sec;      /* idle connection timeout; 0 = 60 */
+	unsigned max_per_ip;       /* connections from one address; 0 = max_connections / 2 */
 	bool access_log;           /* one line per request on stderr */
 };
 
@@ -42,6 +52,7 @@ void s3_server_stop(struct s3_server *srv);
 #define S3_USER_MAX 64
 #define S3_KEY_ID_MAX 128
 #define S3_SECRET_MAX 128
+#define S3_ROOT_USER "root" /* the user s3_users_bootstrap keeps; cannot be deleted */
 
 struct s3_user {
 	char name[S3_USER_MAX + 1];
@@ -60,8 +71,12 @@ struct s3_key {
  * or updating them). Called at every start. */
 int s3_users_bootstrap(struct cs_pool *pool, const char *root_key_id,
 		       const char *root_secret) CAIRN_WUR;
+/* CAIRN_EINVAL for a bad name (1..64 of [A-Za-z0-9_.@+=,-]), CAIRN_EEXISTS. */
 int s3_user_create(struct cs_pool *pool, const char *name) CAIRN_WUR;
-/* Deletes a user and its keys; CAIRN_ENOTEMPTY while it owns buckets. */
+/* One user; CAIRN_ENOTFOUND when absent. out may be NULL (existence check). */
+int s3_user_get(struct cs_pool *pool, const char *name, struct s3_user *out) CAIRN_WUR;
+/* Deletes a user and its keys; CAIRN_ENOTEMPTY while it owns buckets,
+ * CAIRN_EDENIED for the root user, CAIRN_ENOTFOUND when absent. */
 int s3_user_delete(struct cs_pool *pool, const char *name) CAIRN_WUR;
 /* Fills up to max users sorted by name; returns the count or a negative code. */
 long s3_user_list(struct cs_pool *pool, struct s3_user *out, size_t max) CAIRN_WUR;

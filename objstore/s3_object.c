@@ -1,0 +1,603 @@
+/* objstore/s3_object.c - PutObject, GetObject/HeadObject, DeleteObject(s).
+ *
+ * PUT streams the body into a chunk store writer as it arrives (never
+ * buffered whole; the server hashes it on the way), then one cs_commit
+ * callback, inside the group's write transaction, re-checks the bucket,
+ * creates the manifest, writes the object record and drops the manifest of
+ * the object it replaces: a reader sees the old object or the new one, and
+ * a 200 goes out only once both data and record are durable.
+ *
+ * GET copies the record out of a short read transaction, then streams the
+ * manifest through a cs_reader in S3_GET_BLOCK pieces from libmicrohttpd's
+ * content callback, holding no LMDB transaction while bytes move.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/fault.h"
+#include "core/hash.h"
+#include "core/log.h"
+#include "objstore/s3_server_internal.h"
+#include "objstore/s3_xml.h"
+
+#define TAG "s3"
+
+/* ---- field buffer ---- */
+
+struct fbuf {
+	uint8_t *p;
+	size_t len, cap;
+	uint16_t n;
+	int err;
+};
+
+static void fbuf_add(struct fbuf *f, uint8_t tag, const char *name, size_t nlen,
+		     const char *val, size_t vlen)
+{
+	struct s3_field_hdr h = { .tag = tag, .nlen = (uint16_t)nlen, .vlen = (uint16_t)vlen };
+	size_t need = sizeof(h) + nlen + vlen;
+
+	if (f->err)
+		return;
+	if (nlen > UINT16_MAX || vlen > UINT16_MAX || f->n == UINT16_MAX) {
+		f->err = CAIRN_ETOOBIG;
+		return;
+	}
+	if (f->len + need > f->cap) {
+		size_t cap = (f->cap ? f->cap * 2 : 256) + need;
+		uint8_t *np = realloc(f->p, cap);
+		if (!np) {
+			f->err = -ENOMEM;
+			return;
+		}
+		f->p = np;
+		f->cap = cap;
+	}
+	memcpy(f->p + f->len, &h, sizeof(h));
+	memcpy(f->p + f->len + sizeof(h), name, nlen);
+	memcpy(f->p + f->len + sizeof(h) + nlen, val, vlen);
+	f->len += need;
+	f->n++;
+}
+
+static const struct {
+	const char *header;
+	uint8_t tag;
+} std_fields[] = {
+	{ "Content-Type", S3_F_CONTENT_TYPE },
+	{ "Content-Encoding", S3_F_CONTENT_ENCODING },
+	{ "Content-Disposition", S3_F_CONTENT_DISPOSITION },
+	{ "Content-Language", S3_F_CONTENT_LANGUAGE },
+	{ "Cache-Control", S3_F_CACHE_CONTROL },
+	{ "Expires", S3_F_EXPIRES },
+};
+
+/* ---- PutObject ---- */
+
+struct put_state {
+	struct cs_writer *w;
+	struct fbuf f;
+};
+
+static void put_free(void *arg)
+{
+	struct put_state *ps = arg;
+
+	if (!ps)
+		return;
+	cs_writer_free(ps->w);
+	free(ps->f.p);
+	free(ps);
+}
+
+static int put_body(struct s3_req *r, const void *data, size_t len)
+{
+	struct put_state *ps = r->op_state;
+
+	if (r->body_bytes > S3_OBJECT_MAX)
+		return CAIRN_ETOOBIG;
+	return cs_writer_write(ps->w, data, len);
+}
+
+struct put_arg {
+	uint32_t part;
+	const char *bucket, *key, *owner;
+	size_t klen;
+	uint8_t *rec;
+	size_t reclen;
+};
+
+static int put_fn(struct cs_txn *txn, void *arg)
+{
+	struct put_arg *a = arg;
+	struct meta_txn *t = cs_txn_meta(txn);
+	struct s3_bucket b;
+	struct s3_obj_rec rec;
+	struct cs_mid mid, old;
+	bool had_old = false;
+	int rc = s3_bucket_read(t, a->part, a->bucket, &b);
+
+	if (rc < 0)
+		return rc;
+	if (strcmp(b.owner, a->owner) != 0)
+		return CAIRN_EDENIED;
+	rc = cs_manifest_create(txn, &mid);
+	if (rc < 0)
+		return rc;
+	memcpy(&rec, a->rec, sizeof(rec));
+	memcpy(rec.mid, mid.b, CS_MID_LEN);
+	memcpy(a->rec, &rec, sizeof(rec));
+	rc = s3_idx_put(t, a->part, a->bucket, a->key, a->klen, a->rec, a->reclen, &old, &had_old);
+	if (rc < 0)
+		return rc;
+	if (had_old)
+		rc = cs_manifest_unref(txn, &old);
+	return rc;
+}
+
+static void put_finish(struct s3_req *r)
+{
+	struct put_state *ps = r->op_state;
+	struct s3_obj_rec rec = { .version = S3_OBJ_VERSION };
+	struct put_arg a = {
+		.part = r->part,
+		.bucket = r->addr.bucket,
+		.key = r->addr.key,
+		.klen = r->addr.key_len,
+		.owner = r->key.user,
+	};
+	struct MHD_Response *resp;
+	char hex[33], etag[40];
+	int rc = cs_writer_finish(ps->w);
+
+	if (rc < 0) {
+		s3_reply_code(r, rc, S3E_INTERNAL_ERROR);
+		return;
+	}
+	rec.nfields = ps->f.n;
+	rec.size = cs_writer_size(ps->w);
+	rec.mtime_ns = s3_now_ns();
+	memcpy(rec.md5, r->body_md5, 16);
+	a.reclen = sizeof(rec) + ps->f.len;
+	a.rec = malloc(a.reclen);
+	if (!a.rec || FAULT("s3.put_alloc")) {
+		free(a.rec);
+		s3_reply_error(r, S3E_SLOW_DOWN, "Out of memory");
+		return;
+	}
+	memcpy(a.rec, &rec, sizeof(rec));
+	if (ps->f.len)
+		memcpy(a.rec + sizeof(rec), ps->f.p, ps->f.len);
+	rc = cs_commit(r->srv->pool, ps->w, put_fn, &a);
+	free(a.rec);
+	if (rc < 0) {
+		s3_reply_code(r, rc, S3E_NO_SUCH_BUCKET);
+		return;
+	}
+	hash_hex(r->body_md5, 16, hex);
+	snprintf(etag, sizeof(etag), "\"%s\"", hex);
+	resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+	if (resp)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, etag);
+	s3_reply_response(r, 200, resp);
+}
+
+void s3_op_put_object_start(struct s3_req *r)
+{
+	struct put_state *ps;
+	struct s3_bucket b;
+	const char *ce = s3_req_header(r, "Content-Encoding");
+	size_t meta = 0;
+	int rc;
+
+	if (!r->has_cl && !r->chunked) {
+		s3_reply_error(r, S3E_MISSING_CONTENT_LENGTH, NULL);
+		return;
+	}
+	if (r->has_cl && r->content_length > S3_OBJECT_MAX) {
+		s3_reply_error(r, S3E_ENTITY_TOO_LARGE, NULL);
+		return;
+	}
+	if (ce && strstr(ce, "aws-chunked")) {
+		s3_reply_error(r, S3E_NOT_IMPLEMENTED,
+			       "aws-chunked streaming uploads are not supported yet");
+		return;
+	}
+	if (s3_bucket_check(r, &b))
+		return;
+	ps = calloc(1, sizeof(*ps));
+	if (!ps) {
+		s3_reply_error(r, S3E_SLOW_DOWN, "Out of memory");
+		return;
+	}
+	r->op_state = ps;
+	r->op_free = put_free;
+	for (size_t i = 0; i < sizeof(std_fields) / sizeof(std_fields[0]); i++) {
+		const char *v = s3_req_header(r, std_fields[i].header);
+		if (v)
+			fbuf_add(&ps->f, std_fields[i].tag, "", 0, v, strlen(v));
+	}
+	if (!s3_req_header(r, "Content-Type"))
+		fbuf_add(&ps->f, S3_F_CONTENT_TYPE, "", 0, "binary/octet-stream", 19);
+	for (size_t i = 0; i < r->nhdrs; i++) {
+		const char *name = r->hdrs[i].name, *v = r->hdrs[i].value;
+		char lower[256];
+		size_t nl;
+		if (!s3_meta_is_user(name))
+			continue;
+		if (s3_meta_name_check(name) < 0) {
+			s3_reply_error(r, S3E_INVALID_ARGUMENT, "Invalid x-amz-meta- header name");
+			return;
+		}
+		meta += s3_meta_size(name, v);
+		nl = strlen(name) - strlen(S3_META_PREFIX);
+		if (meta > S3_META_MAX || nl >= sizeof(lower)) {
+			s3_reply_error(r, S3E_METADATA_TOO_LARGE, NULL);
+			return;
+		}
+		for (size_t j = 0; j < nl; j++) {
+			char c = name[strlen(S3_META_PREFIX) + j];
+			lower[j] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+		}
+		fbuf_add(&ps->f, S3_F_USER_META, lower, nl, v, strlen(v));
+	}
+	fbuf_add(&ps->f, S3_F_OWNER, "", 0, r->key.user, strlen(r->key.user));
+	if (ps->f.err) {
+		s3_reply_error(r, ps->f.err == -ENOMEM ? S3E_SLOW_DOWN : S3E_METADATA_TOO_LARGE, NULL);
+		return;
+	}
+	rc = cs_writer_open(r->srv->pool, &ps->w);
+	if (rc < 0) {
+		s3_reply_code(r, rc, S3E_INTERNAL_ERROR);
+		return;
+	}
+	r->body_fn = put_body;
+	r->finish = put_finish;
+	r->state = S3_ST_BODY;
+}
+
+/* ---- GetObject / HeadObject ---- */
+
+struct get_stream {
+	struct cs_reader *rd;
+	uint64_t start, len;
+	uint64_t *bytes_out; /* the request's counter; only touched while reading */
+};
+
+static ssize_t get_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	struct get_stream *gs = cls;
+	long n;
+
+	if (!gs->rd)
+		return MHD_CONTENT_READER_END_WITH_ERROR;
+	if (pos >= gs->len)
+		return MHD_CONTENT_READER_END_OF_STREAM;
+	if (max > gs->len - pos)
+		max = (size_t)(gs->len - pos);
+	n = cs_reader_read(gs->rd, gs->start + pos, buf, max);
+	if (n <= 0) {
+		log_err(TAG, "read at %llu failed: %s", (unsigned long long)(gs->start + pos),
+			n == 0 ? "premature end" : cairn_strerror((int)n));
+		return MHD_CONTENT_READER_END_WITH_ERROR;
+	}
+	*gs->bytes_out += (uint64_t)n;
+	return (ssize_t)n;
+}
+
+static void get_free(void *cls)
+{
+	struct get_stream *gs = cls;
+
+	cs_reader_free(gs->rd);
+	free(gs);
+}
+
+static void add_field_headers(struct MHD_Response *resp, const struct s3_objinfo *o,
+			      struct s3_req *r)
+{
+	static const struct {
+		uint8_t tag;
+		const char *header, *override;
+	} map[] = {
+		{ S3_F_CONTENT_TYPE, "Content-Type", "response-content-type" },
+		{ S3_F_CONTENT_ENCODING, "Content-Encoding", "response-content-encoding" },
+		{ S3_F_CONTENT_DISPOSITION, "Content-Disposition", "response-content-disposition" },
+		{ S3_F_CONTENT_LANGUAGE, "Content-Language", "response-content-language" },
+		{ S3_F_CACHE_CONTROL, "Cache-Control", "response-cache-control" },
+		{ S3_F_EXPIRES, "Expires", "response-expires" },
+	};
+	const uint8_t *p = o->fields, *end = o->fields + o->fields_len;
+	const char *name, *val;
+	size_t nlen, vlen;
+	uint8_t tag;
+	char hname[300], hval[S3_META_MAX + 1];
+
+	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
+		/* Overrides apply to signed requests only; every request that
+		 * gets here is signed. */
+		const char *ov = s3_query_get(&r->q, map[i].override);
+		if (ov) {
+			MHD_add_response_header(resp, map[i].header, ov);
+			continue;
+		}
+		if (s3_field_find(o, map[i].tag, &val, &vlen)) {
+			char *v = strndup(val, vlen);
+			if (v) {
+				MHD_add_response_header(resp, map[i].header, v);
+				free(v);
+			}
+		}
+	}
+	while (s3_field_next(&p, end, &tag, &name, &nlen, &val, &vlen) == 1) {
+		if (tag != S3_F_USER_META || nlen + 12 > sizeof(hname) || vlen >= sizeof(hval))
+			continue;
+		snprintf(hname, sizeof(hname), "x-amz-meta-%.*s", (int)nlen, name);
+		memcpy(hval, val, vlen);
+		hval[vlen] = 0;
+		MHD_add_response_header(resp, hname, hval);
+	}
+}
+
+void s3_op_get_object(struct s3_req *r)
+{
+	bool head = strcmp(r->method, "HEAD") == 0;
+	struct s3_bucket b;
+	struct meta_txn *t = NULL;
+	struct s3_objinfo o;
+	struct s3_range range;
+	struct s3_cond cond = {
+		.if_match = s3_req_header(r, "If-Match"),
+		.if_none_match = s3_req_header(r, "If-None-Match"),
+		.if_modified_since = s3_req_header(r, "If-Modified-Since"),
+		.if_unmodified_since = s3_req_header(r, "If-Unmodified-Since"),
+	};
+	struct get_stream *gs = NULL;
+	struct MHD_Response *resp = NULL;
+	const void *v;
+	size_t vl;
+	void *copy = NULL;
+	char hex[33], etag[48], date[S3_HTTP_DATE_LEN + 1];
+	uint64_t start = 0, len;
+	time_t mtime;
+	bool partial = false;
+	int rc;
+
+	if (s3_bucket_check(r, &b))
+		return;
+	rc = meta_txn_begin(cs_pool_meta(r->srv->pool), false, &t);
+	if (rc == 0)
+		rc = s3_idx_get(t, r->part, r->addr.bucket, r->addr.key, r->addr.key_len, &v, &vl);
+	if (rc == 0) {
+		copy = malloc(vl);
+		if (copy)
+			memcpy(copy, v, vl);
+		else
+			rc = -ENOMEM;
+	}
+	meta_txn_abort(t);
+	if (rc == 0)
+		rc = s3_obj_parse(copy, vl, &o);
+	if (rc < 0) {
+		if (rc == CAIRN_ENOTFOUND && !head) {
+			struct s3_err_extra ex = { "Key", r->addr.key };
+			s3_reply_error_extra(r, S3E_NO_SUCH_KEY, NULL, &ex, 1);
+		} else {
+			s3_reply_code(r, rc, S3E_NO_SUCH_KEY);
+		}
+		goto out;
+	}
+	hash_hex(o.rec.md5, 16, hex);
+	if (o.rec.parts)
+		snprintf(etag, sizeof(etag), "%s-%u", hex, o.rec.parts);
+	else
+		snprintf(etag, sizeof(etag), "%s", hex);
+	mtime = (time_t)(o.rec.mtime_ns / 1000000000u);
+	s3_http_date_format(mtime, date);
+	rc = s3_cond_eval(&cond, etag, mtime);
+	if (rc == CAIRN_ENOTMODIFIED) {
+		resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+		if (resp) {
+			char q[52];
+			snprintf(q, sizeof(q), "\"%s\"", etag);
+			MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, q);
+			MHD_add_response_header(resp, MHD_HTTP_HEADER_LAST_MODIFIED, date);
+		}
+		s3_reply_response(r, 304, resp);
+		goto out;
+	}
+	if (rc < 0) {
+		s3_reply_code(r, rc, S3E_PRECONDITION_FAILED);
+		goto out;
+	}
+	len = o.rec.size;
+	rc = s3_range_parse(s3_req_header(r, "Range"), o.rec.size, &range);
+	if (rc == CAIRN_ERANGE) {
+		char sz[24];
+		snprintf(sz, sizeof(sz), "%llu", (unsigned long long)o.rec.size);
+		struct s3_err_extra ex[2] = { { "RangeRequested", s3_req_header(r, "Range") },
+					      { "ActualObjectSize", sz } };
+		s3_reply_error_extra(r, S3E_INVALID_RANGE, NULL, ex, 2);
+		goto out;
+	}
+	if (rc == 0) {
+		partial = true;
+		start = range.start;
+		len = range.end - range.start + 1;
+	}
+	gs = calloc(1, sizeof(*gs));
+	if (!gs) {
+		s3_reply_error(r, S3E_SLOW_DOWN, "Out of memory");
+		goto out;
+	}
+	gs->start = start;
+	gs->len = len;
+	gs->bytes_out = &r->bytes_out;
+	if (!head && len > 0) {
+		struct cs_mid mid;
+		memcpy(mid.b, o.rec.mid, CS_MID_LEN);
+		rc = cs_reader_open(r->srv->pool, &mid, &gs->rd);
+		if (rc < 0) {
+			/* ENOTFOUND: deleted since the record was read. */
+			free(gs);
+			s3_reply_code(r, rc, S3E_NO_SUCH_KEY);
+			goto out;
+		}
+	}
+	resp = MHD_create_response_from_callback(len, S3_GET_BLOCK, get_read, gs, get_free);
+	if (!resp) {
+		get_free(gs);
+		s3_reply_error(r, S3E_SLOW_DOWN, "Out of memory");
+		goto out;
+	}
+	{
+		char q[52];
+		snprintf(q, sizeof(q), "\"%s\"", etag);
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, q);
+	}
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_LAST_MODIFIED, date);
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes");
+	if (partial) {
+		char cr[80];
+		snprintf(cr, sizeof(cr), "bytes %llu-%llu/%llu", (unsigned long long)range.start,
+			 (unsigned long long)range.end, (unsigned long long)o.rec.size);
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_RANGE, cr);
+	}
+	add_field_headers(resp, &o, r);
+	s3_reply_response(r, partial ? 206 : 200, resp);
+out:
+	free(copy);
+}
+
+/* ---- DeleteObject ---- */
+
+struct del_arg {
+	uint32_t part;
+	const char *bucket, *owner;
+	size_t n;
+	struct s3_delete_obj *objs; /* keys to delete */
+	const int *skip;            /* per key: non-zero = not to delete */
+};
+
+static int del_fn(struct cs_txn *txn, void *arg)
+{
+	struct del_arg *a = arg;
+	struct meta_txn *t = cs_txn_meta(txn);
+	struct s3_bucket b;
+	int rc = s3_bucket_read(t, a->part, a->bucket, &b);
+
+	if (rc < 0)
+		return rc;
+	if (strcmp(b.owner, a->owner) != 0)
+		return CAIRN_EDENIED;
+	for (size_t i = 0; i < a->n; i++) {
+		struct cs_mid old;
+		bool had = false;
+		if (a->skip && a->skip[i])
+			continue;
+		rc = s3_idx_del(t, a->part, a->bucket, a->objs[i].key, a->objs[i].key_len, &old,
+				&had);
+		if (rc == 0 && had)
+			rc = cs_manifest_unref(txn, &old);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+void s3_op_delete_object(struct s3_req *r)
+{
+	struct s3_bucket b;
+	struct s3_delete_obj obj = { .key = (char *)r->addr.key, .key_len = r->addr.key_len };
+	struct del_arg a = { r->part, r->addr.bucket, r->key.user, 1, &obj, NULL };
+	int rc;
+
+	if (s3_bucket_check(r, &b))
+		return;
+	rc = cs_commit(r->srv->pool, NULL, del_fn, &a);
+	if (rc < 0) {
+		s3_reply_code(r, rc, S3E_NO_SUCH_BUCKET);
+		return;
+	}
+	/* S3 answers 204 whether or not the key existed. */
+	s3_reply_empty(r, 204);
+}
+
+/* ---- DeleteObjects ---- */
+
+static void delete_objects_finish(struct s3_req *r)
+{
+	struct s3_delete_req dr = { 0 };
+	struct s3_xml x;
+	int *skip = NULL;
+	char *body;
+	size_t len;
+	int rc = s3_xml_parse_delete(r->body ? r->body : "", r->body_len, &dr);
+
+	if (rc < 0) {
+		s3_reply_error(r, rc == -ENOMEM ? S3E_SLOW_DOWN : S3E_MALFORMED_XML, NULL);
+		return;
+	}
+	skip = calloc(dr.n ? dr.n : 1, sizeof(*skip));
+	if (!skip) {
+		s3_delete_req_free(&dr);
+		s3_reply_error(r, S3E_SLOW_DOWN, "Out of memory");
+		return;
+	}
+	for (size_t i = 0; i < dr.n; i++)
+		skip[i] = s3_key_check(dr.objs[i].key, dr.objs[i].key_len);
+	{
+		struct del_arg a = { r->part, r->addr.bucket, r->key.user, dr.n, dr.objs, skip };
+		rc = cs_commit(r->srv->pool, NULL, del_fn, &a);
+	}
+	if (rc < 0) {
+		s3_reply_code(r, rc, S3E_NO_SUCH_BUCKET);
+		goto out;
+	}
+	s3_xml_init(&x);
+	s3_xml_open(&x, "DeleteResult", S3_XMLNS);
+	for (size_t i = 0; i < dr.n; i++) {
+		if (skip[i]) {
+			enum s3_error e = skip[i] == CAIRN_ETOOBIG ? S3E_KEY_TOO_LONG
+								    : S3E_INVALID_ARGUMENT;
+			s3_xml_open(&x, "Error", NULL);
+			s3_xml_elemn(&x, "Key", dr.objs[i].key, dr.objs[i].key_len);
+			s3_xml_elem(&x, "Code", s3_err_code(e));
+			s3_xml_elem(&x, "Message", s3_err_info(e)->message);
+			s3_xml_close(&x);
+			continue;
+		}
+		if (dr.quiet)
+			continue;
+		s3_xml_open(&x, "Deleted", NULL);
+		s3_xml_elemn(&x, "Key", dr.objs[i].key, dr.objs[i].key_len);
+		if (dr.objs[i].version_id)
+			s3_xml_elem(&x, "VersionId", dr.objs[i].version_id);
+		s3_xml_close(&x);
+	}
+	if (s3_xml_finish(&x, &body, &len) < 0) {
+		s3_reply_error(r, S3E_SLOW_DOWN, "Out of memory");
+		goto out;
+	}
+	s3_reply_xml(r, 200, body, len);
+out:
+	free(skip);
+	s3_delete_req_free(&dr);
+}
+
+void s3_op_delete_objects_start(struct s3_req *r)
+{
+	struct s3_bucket b;
+
+	if (r->has_cl && r->content_length > S3_DELETE_BODY_MAX) {
+		s3_reply_error(r, S3E_MAX_MESSAGE_LENGTH_EXCEEDED, NULL);
+		return;
+	}
+	if (s3_bucket_check(r, &b))
+		return;
+	r->finish = delete_objects_finish;
+	r->state = S3_ST_BODY;
+}

@@ -1,0 +1,1054 @@
+/* objstore/s3_server.c - the S3 HTTP server: listener, routing, auth, replies.
+ *
+ * libmicrohttpd serves each connection on its own thread (capped, with an
+ * idle timeout and a per-IP cap). A request goes: URI log callback (keeps
+ * the raw target: MHD decodes '+' in queries, SigV4 needs the bytes as
+ * sent) -> access handler, first call: split the target, find bucket and
+ * key, authenticate, route, and either answer (no body, or an error before
+ * the body is read: MHD then closes the connection instead of reading it)
+ * or accept the body -> body calls: hash (SHA-256 when signed, MD5 always)
+ * and hand bytes to the operation -> last call: check digests, finish the
+ * operation -> completion callback: metrics, access log, free.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/rand.h>
+
+#include "core/fault.h"
+#include "core/hash.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "objstore/s3_server_internal.h"
+#include "objstore/s3_xml.h"
+
+#define TAG "s3"
+
+static struct MHD_Response *resp_oom;
+
+static void conn_phase(struct s3_server *srv, struct MHD_Connection *conn, bool in_request); /* static 503 for requests we cannot allocate */
+
+static uint64_t now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+uint64_t s3_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+size_t s3_b64_encode(const uint8_t *in, size_t n, char *out, size_t cap)
+{
+	if (cap < 4 * ((n + 2) / 3) + 1)
+		return 0;
+	return (size_t)EVP_EncodeBlock((unsigned char *)out, in, (int)n);
+}
+
+long s3_b64_decode(const char *in, size_t n, uint8_t *out, size_t cap)
+{
+	size_t pad = 0;
+	int len;
+
+	if (n == 0)
+		return 0;
+	if (n % 4 != 0 || cap < n / 4 * 3)
+		return -1;
+	if (in[n - 1] == '=')
+		pad++;
+	if (n >= 2 && in[n - 2] == '=')
+		pad++;
+	len = EVP_DecodeBlock(out, (const unsigned char *)in, (int)n);
+	if (len < 0)
+		return -1;
+	return len - (long)pad;
+}
+
+/* ---- headers and replies ---- */
+
+const char *s3_req_header(struct s3_req *r, const char *name)
+{
+	for (size_t i = 0; i < r->nhdrs; i++)
+		if (strcasecmp(r->hdrs[i].name, name) == 0)
+			return r->hdrs[i].value;
+	return NULL;
+}
+
+void s3_reply_response(struct s3_req *r, int status, struct MHD_Response *resp)
+{
+	if (!resp) {
+		/* No memory for even the reply: the connection closes. */
+		r->status = 0;
+		r->state = S3_ST_DONE;
+		return;
+	}
+	MHD_add_response_header(resp, "x-amz-request-id", r->reqid);
+	MHD_add_response_header(resp, "x-amz-id-2", r->id2);
+	MHD_add_response_header(resp, "Server", "cairn");
+	if (r->close)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+	if (MHD_queue_response(r->conn, (unsigned)status, resp) == MHD_YES)
+		r->status = status;
+	else
+		log_warn(TAG, "request %s: response not queued", r->reqid);
+	MHD_destroy_response(resp);
+	r->state = S3_ST_DONE;
+}
+
+void s3_reply_xml(struct s3_req *r, int status, char *body, size_t len)
+{
+	struct MHD_Response *resp =
+		MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+
+	if (!resp) {
+		free(body);
+		s3_reply_response(r, 503, NULL);
+		return;
+	}
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/xml");
+	r->bytes_out = len;
+	s3_reply_response(r, status, resp);
+}
+
+void s3_reply_empty(struct s3_req *r, int status)
+{
+	s3_reply_response(r, status,
+			  MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT));
+}
+
+static char *req_resource(struct s3_req *r, char *buf, size_t cap)
+{
+	size_t n = r->tgt.path ? r->tgt.path_len : 0;
+
+	if (n >= cap)
+		n = cap - 1;
+	memcpy(buf, r->tgt.path ? r->tgt.path : "", n);
+	buf[n] = 0;
+	return buf;
+}
+
+void s3_reply_error_extra(struct s3_req *r, enum s3_error e, const char *message,
+			  const struct s3_err_extra *extra, size_t nextra)
+{
+	char resource[S3_KEY_MAX * 3 + 128];
+	char *body = NULL;
+	size_t len = 0;
+	int status = s3_err_status(e);
+
+	if (r->state == S3_ST_NEW && (r->chunked || (r->has_cl && r->content_length > 0)))
+		r->close = true; /* the body stays unread */
+	if (status == 304 || (r->method && strcmp(r->method, "HEAD") == 0)) {
+		/* No body: HEAD answers and 304 carry only the status. */
+		s3_reply_empty(r, status);
+		return;
+	}
+	if (s3_err_xml(e, message, req_resource(r, resource, sizeof(resource)), r->reqid, extra,
+		       nextra, &body, &len) < 0) {
+		s3_reply_response(r, 503, NULL);
+		return;
+	}
+	s3_reply_xml(r, status, body, len);
+}
+
+void s3_reply_error(struct s3_req *r, enum s3_error e, const char *message)
+{
+	s3_reply_error_extra(r, e, message, NULL, 0);
+}
+
+void s3_reply_code(struct s3_req *r, int err, enum s3_error notfound)
+{
+	enum s3_error e;
+
+	if (err == CAIRN_ENOTFOUND || err == -ENOENT)
+		e = notfound;
+	else
+		e = s3_err_from_cairn(err);
+	if (e == S3E_INTERNAL_ERROR)
+		log_err(TAG, "request %s (%s): %s", r->reqid, r->op ? r->op : "-",
+			cairn_strerror(err));
+	s3_reply_error(r, e, NULL);
+}
+
+/* ---- per-request allocation and teardown ---- */
+
+static void *uri_cb(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+	struct s3_server *srv = cls;
+	struct s3_req *r;
+	uint64_t seq;
+	uint8_t rnd[24];
+
+	if (FAULT("s3.req_alloc"))
+		return NULL;
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return NULL;
+	r->raw_target = strdup(uri ? uri : "");
+	if (!r->raw_target) {
+		free(r);
+		return NULL;
+	}
+	r->srv = srv;
+	r->conn = conn;
+	r->t0_us = now_us();
+	seq = atomic_fetch_add(&srv->seq, 1);
+	snprintf(r->reqid, sizeof(r->reqid), "%08X%08X", srv->boot, (uint32_t)seq);
+	if (RAND_bytes(rnd, sizeof(rnd)) != 1)
+		memset(rnd, 0, sizeof(rnd));
+	s3_b64_encode(rnd, sizeof(rnd), r->id2, sizeof(r->id2));
+	return r;
+}
+
+static void req_free(struct s3_req *r)
+{
+	if (!r)
+		return;
+	if (r->op_free)
+		r->op_free(r->op_state);
+	EVP_MD_CTX_free(r->sha);
+	EVP_MD_CTX_free(r->md5);
+	free(r->body);
+	s3_query_free(&r->q);
+	free(r->addrbuf);
+	free(r->hdrs);
+	explicit_bzero(&r->key, sizeof(r->key));
+	free(r->raw_target);
+	free(r);
+}
+
+static void access_log(struct s3_req *r, enum MHD_RequestTerminationCode toe)
+{
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	char addr[INET6_ADDRSTRLEN + 8] = "-";
+	uint64_t ms = (now_us() - r->t0_us) / 1000u;
+	int plen = r->tgt.path ? (int)(r->tgt.path_len > 2048 ? 2048 : r->tgt.path_len) : 0;
+
+	if (ci && ci->client_addr) {
+		const struct sockaddr *sa = ci->client_addr;
+		if (sa->sa_family == AF_INET)
+			inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, addr,
+				  sizeof(addr));
+		else if (sa->sa_family == AF_INET6)
+			inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, addr,
+				  sizeof(addr));
+	}
+	/* The path only: a presigned query string carries a signature. */
+	log_info("s3access", "%s %s %s %.*s %d %llu %llu %llums %s %s%s", addr,
+		 r->authed ? r->key.user : "-", r->method ? r->method : "-", plen,
+		 r->tgt.path ? r->tgt.path : "-", r->status, (unsigned long long)r->body_bytes,
+		 (unsigned long long)r->bytes_out, (unsigned long long)ms, r->reqid,
+		 r->op ? r->op : "-", toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted");
+}
+
+static void done_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
+		    enum MHD_RequestTerminationCode toe)
+{
+	struct s3_server *srv = cls;
+	struct s3_req *r = *con_cls;
+
+	if (!r)
+		return;
+	r->conn = conn;
+	if (r->status)
+		metrics_request("s3", r->op ? r->op : "Unknown", r->status, r->body_bytes,
+				r->bytes_out, now_us() - r->t0_us);
+	if (srv->access_log)
+		access_log(r, toe);
+	conn_phase(srv, conn, false);
+	req_free(r);
+	*con_cls = NULL;
+}
+
+/* ---- connections: the slow-head reaper ---- */
+
+static struct s3_conn *conn_of(struct MHD_Connection *conn)
+{
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	return ci ? ci->socket_context : NULL;
+}
+
+static void conn_phase(struct s3_server *srv, struct MHD_Connection *conn, bool in_request)
+{
+	struct s3_conn *c = conn_of(conn);
+
+	if (!c)
+		return;
+	pthread_mutex_lock(&srv->conns_lock);
+	c->in_request = in_request;
+	c->phase_start_us = now_us();
+	pthread_mutex_unlock(&srv->conns_lock);
+}
+
+static void conn_cb(void *cls, struct MHD_Connection *conn, void **socket_context,
+		    enum MHD_ConnectionNotificationCode code)
+{
+	struct s3_server *srv = cls;
+	struct s3_conn *c = *socket_context;
+
+	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+		const union MHD_ConnectionInfo *ci =
+			MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+		c = ci ? calloc(1, sizeof(*c)) : NULL;
+		if (!c)
+			return; /* untracked: only the idle timeout applies */
+		c->fd = ci->connect_fd;
+		c->phase_start_us = now_us();
+		pthread_mutex_lock(&srv->conns_lock);
+		c->next = srv->conns;
+		if (srv->conns)
+			srv->conns->prev = c;
+		srv->conns = c;
+		pthread_mutex_unlock(&srv->conns_lock);
+		*socket_context = c;
+		return;
+	}
+	if (!c)
+		return;
+	/* CLOSED comes before libmicrohttpd closes the socket, so the reaper
+	 * never touches a descriptor that could have been reused. */
+	pthread_mutex_lock(&srv->conns_lock);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		srv->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	pthread_mutex_unlock(&srv->conns_lock);
+	free(c);
+	*socket_context = NULL;
+}
+
+static void *reaper_main(void *arg)
+{
+	struct s3_server *srv = arg;
+
+	pthread_mutex_lock(&srv->conns_lock);
+	while (!srv->stopping) {
+		struct timespec ts;
+		uint64_t now = now_us();
+
+		/* O(connections) once a second. */
+		for (struct s3_conn *c = srv->conns; c; c = c->next) {
+			if (c->in_request || c->reaped || now - c->phase_start_us < srv->head_deadline_us)
+				continue;
+			/* The connection's own thread sees EOF and closes it. */
+			shutdown(c->fd, SHUT_RDWR);
+			c->reaped = true;
+			log_info(TAG, "closed a connection that sent no complete request head in %llus",
+				 (unsigned long long)(srv->head_deadline_us / 1000000u));
+		}
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 1;
+		pthread_cond_timedwait(&srv->reaper_cond, &srv->conns_lock, &ts);
+	}
+	pthread_mutex_unlock(&srv->conns_lock);
+	return NULL;
+}
+
+/* ---- routing ---- */
+
+static void op_not_implemented(struct s3_req *r)
+{
+	s3_reply_error(r, S3E_NOT_IMPLEMENTED, NULL);
+}
+
+static void op_method_not_allowed(struct s3_req *r)
+{
+	s3_reply_error(r, S3E_METHOD_NOT_ALLOWED, NULL);
+}
+
+/* Subresources of the later issues (multipart, versioning, ACLs...). */
+static const char *const later_subresources[] = {
+	"acl", "policy", "cors", "lifecycle", "tagging", "versioning", "website", "logging",
+	"notification", "replication", "encryption", "object-lock", "retention", "legal-hold",
+	"uploads", "uploadId", "versions", "accelerate", "requestPayment", "inventory",
+	"analytics", "metrics", "intelligent-tiering", "ownershipControls", "publicAccessBlock",
+	"restore", "select", "torrent", "attributes", "policyStatus", "partNumber", NULL,
+};
+
+static const char *later_subresource(struct s3_req *r)
+{
+	for (int i = 0; later_subresources[i]; i++)
+		if (s3_query_has(&r->q, later_subresources[i]))
+			return later_subresources[i];
+	return NULL;
+}
+
+static s3_handler_fn route(struct s3_req *r)
+{
+	const char *m = r->method;
+	const char *sub = later_subresource(r);
+	bool bucket_level = r->addr.key[0] == 0;
+
+	if (r->addr.bucket[0] == 0) {
+		r->op = "ListBuckets";
+		if (strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0)
+			return s3_op_list_buckets;
+		return op_method_not_allowed;
+	}
+	if (bucket_level) {
+		if (strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0) {
+			if (strcmp(m, "HEAD") == 0) {
+				r->op = "HeadBucket";
+				return s3_op_head_bucket;
+			}
+			if (s3_query_has(&r->q, "location")) {
+				r->op = "GetBucketLocation";
+				return s3_op_get_bucket_location;
+			}
+			if (sub) {
+				r->op = strcmp(sub, "uploads") == 0 ? "ListMultipartUploads"
+								    : "GetBucketSubresource";
+				return op_not_implemented;
+			}
+			{
+				const char *lt = s3_query_get(&r->q, "list-type");
+				r->op = lt && strcmp(lt, "2") == 0 ? "ListObjectsV2" : "ListObjects";
+			}
+			return s3_op_list_objects;
+		}
+		if (strcmp(m, "PUT") == 0) {
+			r->op = "CreateBucket";
+			if (sub) {
+				r->op = "PutBucketSubresource";
+				return op_not_implemented;
+			}
+			return s3_op_create_bucket_start;
+		}
+		if (strcmp(m, "DELETE") == 0) {
+			r->op = "DeleteBucket";
+			if (sub) {
+				r->op = "DeleteBucketSubresource";
+				return op_not_implemented;
+			}
+			return s3_op_delete_bucket;
+		}
+		if (strcmp(m, "POST") == 0) {
+			if (s3_query_has(&r->q, "delete")) {
+				r->op = "DeleteObjects";
+				return s3_op_delete_objects_start;
+			}
+			r->op = "PostObject";
+			return op_not_implemented;
+		}
+		r->op = "Unknown";
+		return op_method_not_allowed;
+	}
+	if (strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0) {
+		r->op = strcmp(m, "HEAD") == 0 ? "HeadObject" : "GetObject";
+		if (sub) {
+			r->op = strcmp(sub, "uploadId") == 0 ? "ListParts" : "GetObjectSubresource";
+			return op_not_implemented;
+		}
+		return s3_op_get_object;
+	}
+	if (strcmp(m, "PUT") == 0) {
+		r->op = "PutObject";
+		if (s3_req_header(r, "x-amz-copy-source")) {
+			r->op = "CopyObject";
+			return op_not_implemented;
+		}
+		if (sub) {
+			r->op = strcmp(sub, "uploadId") == 0 || strcmp(sub, "partNumber") == 0
+					? "UploadPart"
+					: "PutObjectSubresource";
+			return op_not_implemented;
+		}
+		return s3_op_put_object_start;
+	}
+	if (strcmp(m, "DELETE") == 0) {
+		r->op = "DeleteObject";
+		if (sub) {
+			r->op = strcmp(sub, "uploadId") == 0 ? "AbortMultipartUpload"
+							     : "DeleteObjectSubresource";
+			return op_not_implemented;
+		}
+		return s3_op_delete_object;
+	}
+	if (strcmp(m, "POST") == 0) {
+		r->op = s3_query_has(&r->q, "uploads")	  ? "CreateMultipartUpload"
+			: s3_query_has(&r->q, "uploadId") ? "CompleteMultipartUpload"
+							  : "PostObject";
+		return op_not_implemented;
+	}
+	r->op = "Unknown";
+	return op_method_not_allowed;
+}
+
+/* ---- authentication ---- */
+
+/* Authenticates the request; replies and returns non-zero on failure. */
+static int authenticate(struct s3_req *r)
+{
+	struct sigv4_request sr = {
+		.method = r->method,
+		.target = r->raw_target,
+		.headers = r->hdrs,
+		.nheaders = r->nhdrs,
+	};
+	struct s3_user user;
+	int rc = sigv4_parse(&sr, &r->auth);
+
+	if (rc == 1) {
+		s3_reply_error(r, S3E_ACCESS_DENIED, "Anonymous access is not allowed");
+		return 1;
+	}
+	if (rc < 0) {
+		bool presigned = s3_query_has(&r->q, "X-Amz-Signature") ||
+				 s3_query_has(&r->q, "X-Amz-Credential") ||
+				 s3_query_has(&r->q, "X-Amz-Algorithm");
+		s3_reply_error(r, presigned ? S3E_AUTH_QUERY_ERROR : S3E_AUTH_HEADER_MALFORMED, NULL);
+		return 1;
+	}
+	if (strcmp(r->auth.service, "s3") != 0) {
+		s3_reply_error(r, r->auth.presigned ? S3E_AUTH_QUERY_ERROR : S3E_AUTH_HEADER_MALFORMED,
+			       "The credential scope's service must be 's3'");
+		return 1;
+	}
+	if (strcmp(r->auth.region, r->srv->region) != 0) {
+		/* As S3: the scope must name this server's region. */
+		char msg[200];
+		struct s3_err_extra ex = { "Region", r->srv->region };
+		snprintf(msg, sizeof(msg), "The authorization %s is malformed; the region '%s' is wrong; expecting '%s'",
+			 r->auth.presigned ? "query" : "header", r->auth.region, r->srv->region);
+		s3_reply_error_extra(r, r->auth.presigned ? S3E_AUTH_QUERY_ERROR : S3E_AUTH_HEADER_MALFORMED,
+				     msg, &ex, 1);
+		return 1;
+	}
+	rc = sigv4_check_time(&r->auth, time(NULL));
+	if (rc < 0) {
+		s3_reply_code(r, rc, S3E_ACCESS_DENIED);
+		return 1;
+	}
+	rc = s3_key_lookup(r->srv->pool, r->auth.access_key, &r->key);
+	if (rc == CAIRN_ENOTFOUND) {
+		s3_reply_error(r, S3E_INVALID_ACCESS_KEY_ID, NULL);
+		return 1;
+	}
+	if (rc < 0) {
+		s3_reply_code(r, rc, S3E_INTERNAL_ERROR);
+		return 1;
+	}
+	rc = sigv4_verify(&sr, &r->auth, r->key.secret);
+	explicit_bzero(r->key.secret, sizeof(r->key.secret));
+	if (rc == CAIRN_EAUTH) {
+		/* As S3 does, show the canonical request we computed: it
+		 * holds no secret and is what a client needs to find out why
+		 * its signer disagrees. */
+		char *creq = malloc(16384);
+		long n = creq ? sigv4_canonical_request(&sr, &r->auth, creq, 16384) : -1;
+		struct s3_err_extra ex[2] = { { "AWSAccessKeyId", r->auth.access_key },
+					      { "CanonicalRequest", n >= 0 ? creq : "" } };
+		s3_reply_error_extra(r, S3E_SIGNATURE_DOES_NOT_MATCH, NULL, ex, n >= 0 ? 2 : 1);
+		free(creq);
+		return 1;
+	}
+	if (rc < 0) {
+		s3_reply_code(r, rc, S3E_INTERNAL_ERROR);
+		return 1;
+	}
+	rc = s3_user_get(r->srv->pool, r->key.user, &user);
+	if (rc < 0) {
+		/* A key whose user is gone: treat as unknown. */
+		s3_reply_error(r, S3E_INVALID_ACCESS_KEY_ID, NULL);
+		return 1;
+	}
+	r->caller_root = user.root;
+	r->authed = true;
+	if (r->auth.payload == SIGV4_PAYLOAD_STREAMING) {
+		s3_reply_error(r, S3E_NOT_IMPLEMENTED,
+			       "aws-chunked streaming uploads are not supported yet");
+		return 1;
+	}
+	return 0;
+}
+
+/* ---- the access handler ---- */
+
+static enum MHD_Result hdr_iter(void *cls, enum MHD_ValueKind kind, const char *key,
+				const char *value)
+{
+	struct s3_req *r = cls;
+
+	if (r->nhdrs >= S3_MAX_HEADERS)
+		return MHD_NO;
+	r->hdrs[r->nhdrs].name = key;
+	r->hdrs[r->nhdrs].value = value ? value : "";
+	r->nhdrs++;
+	return MHD_YES;
+}
+
+static bool parse_u64(const char *s, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	if (!s || *s < '0' || *s > '9')
+		return false;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || *end)
+		return false;
+	*out = v;
+	return true;
+}
+
+static bool header_has_token(const char *v, const char *token)
+{
+	size_t n = strlen(token);
+
+	for (const char *p = v; p && *p;) {
+		while (*p == ' ' || *p == '\t' || *p == ',')
+			p++;
+		if (strncasecmp(p, token, n) == 0 && (p[n] == 0 || p[n] == ',' || p[n] == ' ' ||
+						      p[n] == ';'))
+			return true;
+		p = strchr(p, ',');
+	}
+	return false;
+}
+
+static void request_start(struct s3_req *r)
+{
+	const char *host, *cl, *te, *md5;
+	s3_handler_fn fn;
+	size_t cap;
+	int rc;
+
+	r->hdrs = calloc(S3_MAX_HEADERS, sizeof(*r->hdrs));
+	if (!r->hdrs || FAULT("s3.req_start")) {
+		s3_reply_error(r, S3E_SLOW_DOWN, "Out of memory");
+		return;
+	}
+	if (MHD_get_connection_values(r->conn, MHD_HEADER_KIND, hdr_iter, r) < 0 ||
+	    r->nhdrs >= S3_MAX_HEADERS) {
+		s3_reply_error(r, S3E_INVALID_REQUEST, "Too many request headers");
+		return;
+	}
+	{
+		size_t total = 0;
+		for (size_t i = 0; i < r->nhdrs; i++)
+			total += strlen(r->hdrs[i].name) + strlen(r->hdrs[i].value);
+		if (total > S3_HEADERS_MAX_BYTES) {
+			s3_reply_error(r, S3E_INVALID_REQUEST,
+				       "Your request header section exceeds the maximum allowed size.");
+			return;
+		}
+	}
+	cl = s3_req_header(r, "Content-Length");
+	te = s3_req_header(r, "Transfer-Encoding");
+	r->chunked = te && header_has_token(te, "chunked");
+	if (cl) {
+		if (!parse_u64(cl, &r->content_length)) {
+			s3_reply_error(r, S3E_INVALID_ARGUMENT, "Invalid Content-Length");
+			return;
+		}
+		r->has_cl = true;
+	}
+	if (s3_target_split(r->raw_target, &r->tgt) < 0) {
+		r->tgt.path = NULL;
+		s3_reply_error(r, S3E_INVALID_URI, NULL);
+		return;
+	}
+	rc = s3_query_parse(r->tgt.query, r->tgt.query_len, &r->q);
+	if (rc < 0) {
+		s3_reply_error(r, rc == -ENOMEM ? S3E_SLOW_DOWN : S3E_INVALID_URI, NULL);
+		return;
+	}
+	host = s3_req_header(r, "Host");
+	cap = r->tgt.path_len + (host ? strlen(host) : 0) + 2;
+	r->addrbuf = malloc(cap);
+	if (!r->addrbuf) {
+		s3_reply_error(r, S3E_SLOW_DOWN, "Out of memory");
+		return;
+	}
+	rc = s3_addr_parse(r->tgt.path, r->tgt.path_len, host, r->srv->domain, r->addrbuf, cap,
+			   &r->addr);
+	if (rc < 0) {
+		s3_reply_error(r, S3E_INVALID_URI, NULL);
+		return;
+	}
+	fn = route(r);
+	if (authenticate(r))
+		return;
+	if (fn == op_not_implemented || fn == op_method_not_allowed) {
+		fn(r);
+		return;
+	}
+	if (r->addr.bucket[0]) {
+		if (s3_bucket_name_check(r->addr.bucket) < 0) {
+			s3_reply_error(r, S3E_INVALID_BUCKET_NAME, NULL);
+			return;
+		}
+		r->part = cs_name_partition(r->srv->pool, r->addr.bucket, strlen(r->addr.bucket));
+	}
+	if (r->addr.key[0]) {
+		rc = s3_key_check(r->addr.key, r->addr.key_len);
+		if (rc < 0) {
+			s3_reply_error(r, rc == CAIRN_ETOOBIG ? S3E_KEY_TOO_LONG : S3E_INVALID_ARGUMENT,
+				       rc == CAIRN_ETOOBIG ? NULL : "Object key is not valid UTF-8");
+			return;
+		}
+	}
+	md5 = s3_req_header(r, "Content-MD5");
+	if (md5) {
+		uint8_t tmp[24];
+		if (s3_b64_decode(md5, strlen(md5), tmp, sizeof(tmp)) != 16) {
+			s3_reply_error(r, S3E_INVALID_DIGEST, NULL);
+			return;
+		}
+		memcpy(r->content_md5, tmp, 16);
+		r->has_content_md5 = true;
+	}
+	fn(r);
+	if (r->state != S3_ST_BODY)
+		return;
+	/* The operation takes a body: set up the digests it is checked with. */
+	r->md5 = EVP_MD_CTX_new();
+	if (!r->md5 || EVP_DigestInit_ex(r->md5, EVP_md5(), NULL) != 1)
+		goto oom;
+	if (r->auth.payload == SIGV4_PAYLOAD_HASH) {
+		r->sha = EVP_MD_CTX_new();
+		if (!r->sha || EVP_DigestInit_ex(r->sha, EVP_sha256(), NULL) != 1)
+			goto oom;
+	}
+	return;
+oom:
+	r->state = S3_ST_NEW;
+	s3_reply_error(r, S3E_SLOW_DOWN, "Out of memory");
+}
+
+static int request_body(struct s3_req *r, const char *data, size_t len)
+{
+	if (EVP_DigestUpdate(r->md5, data, len) != 1)
+		return -EIO;
+	if (r->sha && EVP_DigestUpdate(r->sha, data, len) != 1)
+		return -EIO;
+	r->body_bytes += len;
+	if (r->body_fn)
+		return r->body_fn(r, data, len);
+	if (r->body_len + len > S3_SMALL_BODY_MAX)
+		return -EMSGSIZE;
+	{
+		char *nb = realloc(r->body, r->body_len + len + 1);
+		if (!nb)
+			return -ENOMEM;
+		r->body = nb;
+	}
+	memcpy(r->body + r->body_len, data, len);
+	r->body_len += len;
+	r->body[r->body_len] = 0;
+	return 0;
+}
+
+static void request_end(struct s3_req *r)
+{
+	unsigned mdlen = 0;
+
+	if (EVP_DigestFinal_ex(r->md5, r->body_md5, &mdlen) != 1) {
+		s3_reply_error(r, S3E_INTERNAL_ERROR, NULL);
+		return;
+	}
+	if (r->has_cl && r->body_bytes != r->content_length) {
+		s3_reply_error(r, S3E_INCOMPLETE_BODY, NULL);
+		return;
+	}
+	if (r->sha) {
+		uint8_t sha[32];
+		char hex[65];
+		if (EVP_DigestFinal_ex(r->sha, sha, &mdlen) != 1) {
+			s3_reply_error(r, S3E_INTERNAL_ERROR, NULL);
+			return;
+		}
+		hash_hex(sha, 32, hex);
+		if (strcasecmp(hex, r->auth.payload_hash) != 0) {
+			struct s3_err_extra ex[2] = {
+				{ "ClientComputedContentSHA256", r->auth.payload_hash },
+				{ "S3ComputedContentSHA256", hex },
+			};
+			s3_reply_error_extra(r, S3E_CONTENT_SHA256_MISMATCH, NULL, ex, 2);
+			return;
+		}
+	}
+	if (r->has_content_md5 && memcmp(r->content_md5, r->body_md5, 16) != 0) {
+		s3_reply_error(r, S3E_BAD_DIGEST, NULL);
+		return;
+	}
+	r->finish(r);
+	if (r->state != S3_ST_DONE)
+		s3_reply_error(r, S3E_INTERNAL_ERROR, NULL);
+}
+
+static bool request_has_body(struct MHD_Connection *conn)
+{
+	const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+	const char *te = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Transfer-Encoding");
+
+	return te || (cl && strcmp(cl, "0") != 0);
+}
+
+static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const char *url,
+				 const char *method, const char *version,
+				 const char *upload_data, size_t *upload_data_size, void **con_cls)
+{
+	struct s3_req *r = *con_cls;
+	int rc;
+
+	if (!r) {
+		/* The URI callback could not allocate: answer 503 from the
+		 * static response and close. */
+		if (*upload_data_size) {
+			*upload_data_size = 0;
+			return MHD_YES;
+		}
+		return MHD_queue_response(conn, 503, resp_oom);
+	}
+	r->conn = conn;
+	switch (r->state) {
+	case S3_ST_NEW:
+		r->method = method;
+		conn_phase(r->srv, conn, true);
+		if (!request_has_body(conn)) {
+			/* A reply queued on the first call makes libmicrohttpd
+			 * close the connection (it cannot know no body
+			 * follows); without a body, answer on the next call. */
+			r->state = S3_ST_DEFER;
+			return MHD_YES;
+		}
+		request_start(r);
+		return r->status || r->state != S3_ST_DONE ? MHD_YES : MHD_NO;
+	case S3_ST_DEFER:
+		r->state = S3_ST_NEW;
+		request_start(r);
+		if (r->state == S3_ST_BODY)
+			request_end(r); /* the (empty) body is complete already */
+		return r->status ? MHD_YES : MHD_NO;
+	case S3_ST_BODY:
+		if (*upload_data_size) {
+			rc = request_body(r, upload_data, *upload_data_size);
+			*upload_data_size = 0;
+			if (rc < 0) {
+				/* A reply cannot be queued while the body is being
+				 * read: close the connection; nothing was stored. */
+				log_info(TAG, "request %s (%s): body refused: %s", r->reqid, r->op,
+					 cairn_strerror(rc));
+				r->state = S3_ST_DONE;
+				return MHD_NO;
+			}
+			return MHD_YES;
+		}
+		request_end(r);
+		return r->status ? MHD_YES : MHD_NO;
+	case S3_ST_DONE:
+		/* Answered early; MHD discards what is left of the body. */
+		*upload_data_size = 0;
+		return MHD_YES;
+	}
+	return MHD_NO;
+}
+
+/* ---- start and stop ---- */
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char buf[512];
+	size_t n;
+
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	n = strlen(buf);
+	while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+		buf[--n] = 0;
+	log_debug("mhd", "%s", buf);
+}
+
+static int listen_socket(const char *listen_addr, int *fd_out, uint16_t *port_out, bool *v6)
+{
+	char host[256];
+	const char *port, *colon;
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
+	struct addrinfo *ai = NULL;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	int fd = -1, one = 1, rc;
+
+	if (!listen_addr)
+		return CAIRN_EINVAL;
+	if (listen_addr[0] == '[') {
+		const char *end = strchr(listen_addr, ']');
+		if (!end || end[1] != ':' || (size_t)(end - listen_addr - 1) >= sizeof(host))
+			return CAIRN_EINVAL;
+		memcpy(host, listen_addr + 1, (size_t)(end - listen_addr - 1));
+		host[end - listen_addr - 1] = 0;
+		port = end + 2;
+	} else {
+		colon = strrchr(listen_addr, ':');
+		if (!colon || (size_t)(colon - listen_addr) >= sizeof(host))
+			return CAIRN_EINVAL;
+		memcpy(host, listen_addr, (size_t)(colon - listen_addr));
+		host[colon - listen_addr] = 0;
+		port = colon + 1;
+	}
+	rc = getaddrinfo(host[0] ? host : NULL, port, &hints, &ai);
+	if (rc != 0) {
+		log_err(TAG, "cannot resolve listen address %s: %s", listen_addr, gai_strerror(rc));
+		return CAIRN_EINVAL;
+	}
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		rc = -errno;
+		goto out;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	*v6 = ai->ai_family == AF_INET6;
+	if (*v6) {
+		/* "::" serves IPv4 too (dual stack); a specific v6 address only v6. */
+		int v6only = !IN6_IS_ADDR_UNSPECIFIED(&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr);
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof(v6only));
+	}
+	if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 512) < 0 ||
+	    getsockname(fd, (struct sockaddr *)&ss, &sl) < 0) {
+		rc = -errno;
+		log_err(TAG, "cannot listen on %s: %s", listen_addr, strerror(-rc));
+		goto out;
+	}
+	*port_out = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+						   : ((struct sockaddr_in *)&ss)->sin_port);
+	*fd_out = fd;
+	fd = -1;
+	rc = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	freeaddrinfo(ai);
+	return rc;
+}
+
+int s3_server_start(const struct s3_config *cfg, struct cs_pool *pool, struct s3_server **out)
+{
+	struct s3_server *srv = calloc(1, sizeof(*srv));
+	unsigned maxc = cfg->max_connections ? cfg->max_connections : 1024;
+	unsigned per_ip = cfg->max_per_ip ? cfg->max_per_ip : (maxc / 2 ? maxc / 2 : 1);
+	unsigned timeout = cfg->timeout_sec ? cfg->timeout_sec : 60;
+	unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+			 MHD_USE_ERROR_LOG | MHD_USE_ITC; /* ITC: MHD_quiesce_daemon */
+	bool v6 = false;
+	int rc;
+
+	if (!srv)
+		return -ENOMEM;
+	srv->lfd = -1;
+	pthread_mutex_init(&srv->conns_lock, NULL);
+	pthread_cond_init(&srv->reaper_cond, NULL);
+	srv->pool = pool;
+	srv->access_log = cfg->access_log;
+	srv->region = strdup(cfg->region && cfg->region[0] ? cfg->region : "us-east-1");
+	srv->domain = cfg->domain && cfg->domain[0] ? strdup(cfg->domain) : NULL;
+	if (!srv->region || (cfg->domain && cfg->domain[0] && !srv->domain)) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	srv->head_deadline_us = (uint64_t)(timeout + S3_HEADER_GRACE_SEC) * 1000000u;
+	if (RAND_bytes((uint8_t *)&srv->boot, sizeof(srv->boot)) != 1)
+		srv->boot = (uint32_t)time(NULL);
+	if (!resp_oom) {
+		static const char body[] =
+			"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SlowDown</Code>"
+			"<Message>Out of memory</Message></Error>";
+		resp_oom = MHD_create_response_from_buffer(sizeof(body) - 1, (void *)body,
+							   MHD_RESPMEM_PERSISTENT);
+		if (!resp_oom) {
+			rc = -ENOMEM;
+			goto fail;
+		}
+		MHD_add_response_header(resp_oom, MHD_HTTP_HEADER_CONTENT_TYPE, "application/xml");
+		MHD_add_response_header(resp_oom, MHD_HTTP_HEADER_CONNECTION, "close");
+		/* No request struct to number it: a fixed id. */
+		MHD_add_response_header(resp_oom, "x-amz-request-id", "0000000000000000");
+	}
+	rc = listen_socket(cfg->listen, &srv->lfd, &srv->port, &v6);
+	if (rc < 0)
+		goto fail;
+	if (v6)
+		flags |= MHD_USE_IPv6;
+	srv->mhd = MHD_start_daemon(
+		flags, 0, NULL, NULL, access_cb, srv, MHD_OPTION_LISTEN_SOCKET, srv->lfd,
+		MHD_OPTION_CONNECTION_LIMIT, maxc, MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip,
+		MHD_OPTION_CONNECTION_TIMEOUT, timeout, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+		(size_t)(256u << 10), MHD_OPTION_URI_LOG_CALLBACK, uri_cb, srv,
+		MHD_OPTION_NOTIFY_COMPLETED, done_cb, srv, MHD_OPTION_NOTIFY_CONNECTION, conn_cb, srv,
+		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv, MHD_OPTION_END);
+	if (!srv->mhd) {
+		log_err(TAG, "libmicrohttpd did not start on %s", cfg->listen);
+		rc = -EIO;
+		goto fail;
+	}
+	rc = -pthread_create(&srv->reaper, NULL, reaper_main, srv);
+	if (rc < 0) {
+		MHD_stop_daemon(srv->mhd);
+		srv->lfd = -1; /* closed by MHD_stop_daemon */
+		goto fail;
+	}
+	srv->reaper_started = true;
+	log_info(TAG, "S3 listening on %s (port %u, %u connections, %u per IP, %us timeout)",
+		 cfg->listen, srv->port, maxc, per_ip, timeout);
+	*out = srv;
+	return 0;
+fail:
+	if (srv->lfd >= 0)
+		close(srv->lfd);
+	pthread_cond_destroy(&srv->reaper_cond);
+	pthread_mutex_destroy(&srv->conns_lock);
+	free(srv->region);
+	free(srv->domain);
+	free(srv);
+	return rc;
+}
+
+uint16_t s3_server_port(const struct s3_server *srv)
+{
+	return srv ? srv->port : 0;
+}
+
+void s3_server_stop(struct s3_server *srv)
+{
+	if (!srv)
+		return;
+	if (srv->reaper_started) {
+		pthread_mutex_lock(&srv->conns_lock);
+		srv->stopping = true;
+		pthread_cond_signal(&srv->reaper_cond);
+		pthread_mutex_unlock(&srv->conns_lock);
+		pthread_join(srv->reaper, NULL);
+	}
+	if (srv->mhd) {
+		/* MHD_stop_daemon joins the connection threads: requests in
+		 * flight finish (their commits complete) first. */
+		MHD_socket fd = MHD_quiesce_daemon(srv->mhd);
+		MHD_stop_daemon(srv->mhd);
+		/* After a quiesce the listen socket is ours to close; without
+		 * one, MHD_stop_daemon closed it. */
+		srv->lfd = fd != MHD_INVALID_SOCKET ? fd : -1;
+	}
+	if (srv->lfd >= 0)
+		close(srv->lfd);
+	pthread_cond_destroy(&srv->reaper_cond);
+	pthread_mutex_destroy(&srv->conns_lock);
+	free(srv->region);
+	free(srv->domain);
+	free(srv);
+}

@@ -1,0 +1,218 @@
+/* objstore/s3_server_internal.h - what the S3 service's .c files share.
+ *
+ * struct s3_req is one HTTP request: created by the URI log callback (which
+ * keeps the raw target for SigV4), driven by the access handler on the
+ * connection's own thread, freed by the completion callback. Handlers in
+ * s3_bucket.c, s3_object.c and s3_list.c answer through s3_reply_*; exactly
+ * one reply is queued per request.
+ *
+ * The object index (s3_list.c) hides how keys map to LMDB records (long keys
+ * live in group records, see s3_format.h): callers see full keys in order.
+ */
+#ifndef CAIRN_OBJSTORE_S3_SERVER_INTERNAL_H
+#define CAIRN_OBJSTORE_S3_SERVER_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <microhttpd.h>
+#include <openssl/evp.h>
+
+#include "chunkstore/chunkstore.h"
+#include "meta/meta.h"
+#include "objstore/s3.h"
+#include "objstore/s3_err.h"
+#include "objstore/s3_format.h"
+#include "objstore/s3_parse.h"
+#include "objstore/sigv4.h"
+
+#define S3_OBJECT_MAX (5ull << 30)      /* single PUT limit: 5 GiB */
+#define S3_SMALL_BODY_MAX (4u << 20)    /* XML request bodies */
+#define S3_MAX_HEADERS 128
+#define S3_HEADERS_MAX_BYTES (16u << 10) /* names + values of one request */
+#define S3_HEADER_GRACE_SEC 10          /* beyond the idle timeout, see s3_conn */
+#define S3_GET_BLOCK (1u << 20)         /* GET streaming block */
+#define S3_LIST_MAX 1000
+
+/* One connection, tracked so that a client trickling its request head a
+ * byte at a time (which resets libmicrohttpd's idle timer forever) is cut
+ * off: between requests a connection gets timeout + S3_HEADER_GRACE_SEC to
+ * deliver a whole head, then the reaper shuts its socket down. */
+struct s3_conn {
+	struct s3_conn *prev, *next;
+	int fd;
+	bool in_request;         /* the head arrived; the request is being served */
+	bool reaped;
+	uint64_t phase_start_us; /* connection start or end of the last request */
+};
+
+struct s3_server {
+	struct MHD_Daemon *mhd;
+	struct cs_pool *pool;
+	char *region;
+	char *domain;
+	bool access_log;
+	uint16_t port;
+	int lfd;
+	atomic_uint_fast64_t seq; /* request ids */
+	uint32_t boot;            /* random per start, in request ids */
+	/* slow-head reaper */
+	pthread_mutex_t conns_lock;
+	pthread_cond_t reaper_cond;
+	pthread_t reaper;
+	bool reaper_started, stopping;
+	struct s3_conn *conns;
+	uint64_t head_deadline_us;
+};
+
+enum s3_state { S3_ST_NEW = 0, S3_ST_DEFER, S3_ST_BODY, S3_ST_DONE };
+
+struct s3_req;
+typedef void (*s3_handler_fn)(struct s3_req *r);
+/* Consumes body bytes; returns 0 or a negative code (the connection is then
+ * closed: a response cannot be queued while the body is being read). */
+typedef int (*s3_body_fn)(struct s3_req *r, const void *data, size_t len);
+
+struct s3_req {
+	struct s3_server *srv;
+	struct MHD_Connection *conn;
+	char *raw_target;     /* as received */
+	char reqid[17];
+	char id2[45];
+	uint64_t t0_us;
+	const char *method;
+	const char *op;       /* S3 action name (static) */
+	enum s3_state state;
+
+	struct s3_target tgt;
+	struct s3_query q;
+	struct s3_addr addr;
+	char *addrbuf;
+	uint32_t part;        /* partition of addr.bucket */
+
+	struct sigv4_header *hdrs;
+	size_t nhdrs;
+	bool authed;
+	struct s3_key key;    /* the caller's key (secret wiped after auth) */
+	struct sigv4_auth auth;
+	bool caller_root;
+
+	/* request body */
+	bool has_cl, chunked;
+	uint64_t content_length;
+	uint64_t body_bytes;
+	EVP_MD_CTX *sha;      /* when x-amz-content-sha256 is a hash */
+	EVP_MD_CTX *md5;
+	bool has_content_md5;
+	uint8_t content_md5[16];
+	uint8_t body_md5[16];
+	char *body;           /* small bodies (XML) */
+	size_t body_len;
+	s3_body_fn body_fn;   /* NULL: buffer into body (up to S3_SMALL_BODY_MAX) */
+	s3_handler_fn finish;
+	void *op_state;       /* handler's own state */
+	void (*op_free)(void *op_state);
+
+	/* response */
+	int status;
+	uint64_t bytes_out;
+	bool close;           /* body left unread: Connection: close */
+};
+
+/* ---- replies (s3_server.c) ---- */
+
+/* Request header value (any case), NULL when absent. */
+const char *s3_req_header(struct s3_req *r, const char *name);
+/* An S3 error document; message NULL: the table's. Returns nothing: the
+ * request is answered (or, on allocation failure, the connection closes). */
+void s3_reply_error(struct s3_req *r, enum s3_error e, const char *message);
+void s3_reply_error_extra(struct s3_req *r, enum s3_error e, const char *message,
+			  const struct s3_err_extra *extra, size_t nextra);
+/* A cairn code mapped through s3_err_from_cairn, with ENOTFOUND read as
+ * notfound (NoSuchBucket or NoSuchKey). */
+void s3_reply_code(struct s3_req *r, int err, enum s3_error notfound);
+/* XML body (malloc'd; ownership passes here, freed on every path). */
+void s3_reply_xml(struct s3_req *r, int status, char *body, size_t len);
+void s3_reply_empty(struct s3_req *r, int status);
+/* Adds the common headers to resp, queues it and destroys the caller's
+ * reference. body_len is the number of body bytes the response will carry
+ * (for the access log when it completes). */
+void s3_reply_response(struct s3_req *r, int status, struct MHD_Response *resp);
+
+/* ---- buckets (s3_bucket.c) ---- */
+
+struct s3_bucket {
+	char name[S3_BUCKET_MAX + 1];
+	uint32_t part;
+	char owner[S3_USER_MAX + 1];
+	char region[64];
+	uint64_t created_ns;
+};
+/* Reads a bucket in the caller's transaction. 0 or CAIRN_ENOTFOUND. */
+int s3_bucket_read(struct meta_txn *t, uint32_t part, const char *name, struct s3_bucket *out) CAIRN_WUR;
+/* Opens a read txn, reads r->addr.bucket, checks the caller owns it; replies
+ * NoSuchBucket/AccessDenied itself and returns non-zero when it did. */
+int s3_bucket_check(struct s3_req *r, struct s3_bucket *out) CAIRN_WUR;
+
+void s3_op_list_buckets(struct s3_req *r);
+void s3_op_create_bucket(struct s3_req *r);
+void s3_op_head_bucket(struct s3_req *r);
+void s3_op_delete_bucket(struct s3_req *r);
+void s3_op_get_bucket_location(struct s3_req *r);
+/* Starts CreateBucket: answers now when there is no body. */
+void s3_op_create_bucket_start(struct s3_req *r);
+
+/* ---- objects (s3_object.c) ---- */
+
+void s3_op_put_object_start(struct s3_req *r);
+void s3_op_get_object(struct s3_req *r);    /* GET and HEAD */
+void s3_op_delete_object(struct s3_req *r);
+void s3_op_delete_objects_start(struct s3_req *r);
+
+/* ---- listing and the object index (s3_list.c) ---- */
+
+void s3_op_list_objects(struct s3_req *r); /* v1 and v2 */
+
+/* A decoded object record; fields point into the value it was parsed from. */
+struct s3_objinfo {
+	struct s3_obj_rec rec;
+	const uint8_t *fields;
+	size_t fields_len;
+};
+int s3_obj_parse(const void *v, size_t vl, struct s3_objinfo *out) CAIRN_WUR;
+/* Iterates fields: returns 1 with the field, 0 at the end, CAIRN_ECORRUPT. */
+int s3_field_next(const uint8_t **p, const uint8_t *end, uint8_t *tag, const char **name,
+		  size_t *nlen, const char **val, size_t *vlen) CAIRN_WUR;
+/* Finds the first field with this tag; value NUL-less (length in vlen). */
+bool s3_field_find(const struct s3_objinfo *o, uint8_t tag, const char **val, size_t *vlen);
+
+/* Looks a key up. *v and *vl point into the map (valid as meta_get's). */
+int s3_idx_get(struct meta_txn *t, uint32_t part, const char *bucket, const char *key,
+	       size_t klen, const void **v, size_t *vl) CAIRN_WUR;
+/* Stores rec under key (write txn). When the key existed, its old record's
+ * manifest id is copied to *old and *had_old set. */
+int s3_idx_put(struct meta_txn *t, uint32_t part, const char *bucket, const char *key,
+	       size_t klen, const void *rec, size_t reclen, struct cs_mid *old,
+	       bool *had_old) CAIRN_WUR;
+/* Removes key (write txn); 0 with *had_old false when it was absent. */
+int s3_idx_del(struct meta_txn *t, uint32_t part, const char *bucket, const char *key,
+	       size_t klen, struct cs_mid *old, bool *had_old) CAIRN_WUR;
+/* True when the bucket holds no object (CAIRN_* on error as negative). */
+int s3_idx_empty(struct meta_txn *t, uint32_t part, const char *bucket) CAIRN_WUR;
+
+/* ---- users (s3_users.c) ---- */
+
+bool s3_user_name_valid(const char *name);
+int s3_user_decode(const void *v, size_t vl, struct s3_user_rec *rec) CAIRN_WUR;
+
+/* ---- small helpers ---- */
+uint64_t s3_now_ns(void);
+/* Base64 (standard alphabet, padded). Returns the output length. */
+size_t s3_b64_encode(const uint8_t *in, size_t n, char *out, size_t cap);
+/* Returns decoded length or -1. */
+long s3_b64_decode(const char *in, size_t n, uint8_t *out, size_t cap);
+
+#endif
