@@ -15,6 +15,7 @@
 #ifndef CAIRN_RING_RING_H
 #define CAIRN_RING_RING_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -82,6 +83,70 @@ void ring_builder_set_ec_m(struct ring_builder *b, uint32_t m);
 int ring_builder_rebalance(struct ring_builder *b, uint64_t now, uint64_t *moved) CAIRN_WUR;
 /* Writes the ring file atomically (temp file, fsync, rename, dir fsync). */
 int ring_builder_write_ring(struct ring_builder *b, const char *path) CAIRN_WUR;
+
+/* ---- additions by the ring module (not used by other modules' contracts) ---- */
+
+/* One partition-replica the last rebalance moved (device ids). */
+struct ring_move {
+	uint32_t part;
+	uint32_t replica;
+	uint32_t from;
+	uint32_t to;
+};
+
+/* Per-device figures of a builder (see ring_builder_stats). */
+struct ring_dev_stat {
+	uint32_t id;
+	uint64_t parts;      /* partition-replicas assigned now */
+	double weight_share; /* what its weight alone asks for (Swift's parts_wanted) */
+	double wanted;       /* its target once dispersion caps its tiers */
+	double balance;      /* 100 * (parts / weight_share - 1) */
+};
+
+struct ring_stats {
+	double balance;         /* max |balance| over devices (Swift's "balance") */
+	double overload;        /* max positive balance (the most over-weighted device) */
+	double balance_wanted;  /* max |parts / wanted - 1| * 100 */
+	double dispersion;      /* % of partitions with a tier holding more replicas
+				 * than the widest spread the cluster allows */
+	uint32_t zones;         /* zones with weight */
+	uint32_t max_in_zone;   /* most replicas of one partition in one zone */
+	uint64_t parts_over_m;  /* EC rings: partitions with > m fragments in a zone */
+	uint64_t unassigned;    /* partition-replicas with no device */
+};
+
+/* Figures of the builder's current assignment: st (required) and, when devs is
+ * not NULL, one entry per device in ring_builder_dev_at() order. Devices
+ * pending removal count as they are until the rebalance that drops them.
+ * Returns 0 or CAIRN_EINVAL (never rebalanced). */
+int ring_builder_stats(const struct ring_builder *b, struct ring_stats *st,
+		       struct ring_dev_stat *devs) CAIRN_WUR;
+/* Moves made by the last rebalance in this process (not saved in the builder
+ * file); valid until the next rebalance or ring_builder_free(). */
+const struct ring_move *ring_builder_moves(const struct ring_builder *b, size_t *n);
+/* Seed of the rebalance tie-breaks (default 0): same inputs, same seed, same ring. */
+void ring_builder_set_seed(struct ring_builder *b, uint64_t seed);
+uint32_t ring_builder_part_power(const struct ring_builder *b);
+uint32_t ring_builder_replicas(const struct ring_builder *b);
+uint32_t ring_builder_min_part_hours(const struct ring_builder *b);
+uint32_t ring_builder_ec_m(const struct ring_builder *b);
+uint64_t ring_builder_generation(const struct ring_builder *b);
+uint32_t ring_builder_dev_count(const struct ring_builder *b);
+/* The i-th device (0 <= i < dev_count), sorted by id; *removed (optional) is
+ * set when its removal waits for the next rebalance. NULL when out of range. */
+const struct ring_dev *ring_builder_dev_at(const struct ring_builder *b, uint32_t i, bool *removed);
+/* The replicas' device ids of a partition, or NULL before the first rebalance
+ * (RING_DEV_NONE marks an unassigned replica). Valid until the builder changes. */
+const uint32_t *ring_builder_part_devs(const struct ring_builder *b, uint32_t part);
+/* Checks the assignment: every replica assigned, distinct devices, no tier
+ * over its dispersion cap. Returns 0 or CAIRN_ECORRUPT / CAIRN_EINVAL and
+ * writes a one-line reason into why (may be NULL). */
+int ring_builder_validate(const struct ring_builder *b, char *why, size_t why_len) CAIRN_WUR;
+/* The ring a builder would write, in memory (for tests and `lookup`). */
+int ring_builder_to_ring(const struct ring_builder *b, struct ring **out) CAIRN_WUR;
+uint64_t ring_generation(const struct ring *r);
+/* The id of a device that is not assigned. */
+#define RING_DEV_NONE UINT32_MAX
 
 /* `cairn ring BUILDER_FILE VERB ...`: the CLI entry point (argv[0] is the
  * builder file). Returns the process exit code. */
