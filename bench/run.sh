@@ -1,0 +1,280 @@
+#!/bin/bash
+# bench/run.sh - one benchmark run of issue 2: cairn side by side with OpenStack Swift (s3api)
+# and nginx (the load generator's ceiling), plus the per-byte CPU kernels.
+#
+#   bash bench/run.sh            # from the repository root; ~4-6 minutes on 2 cores
+#
+# Steps: build bench/out/{loadgen,kernels} (bench/Makefile); run the kernels on an idle
+# machine; then one target at a time (start it, load it, stop it, delete its data):
+#   nginx  1 GiB GET (x BENCH_BIG_GETS), 4 KiB GETs at BENCH_CONC connections for BENCH_SECS,
+#          and the same 1 GiB and 4 KiB PUTs into a WebDAV sink on tmpfs (upload ceiling)
+#   Swift  (bench/swift/setup.sh) and cairn (build/node/cairn serve), identically:
+#          1 GiB PUT (UNSIGNED-PAYLOAD), 1 GiB GET x BENCH_BIG_GETS, 1 GiB PUT with a signed
+#          payload, 4 KiB PUTs for BENCH_SECS, 4 KiB GETs for BENCH_SECS over the first
+#          BENCH_GET_KEYS keys written.
+# and print the markdown tables of bench/report.py (also saved in bench/out/report.md, the raw
+# RESULT lines in bench/out/results.txt). cairn is not built by this script: build it first
+# (make, or cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo && cmake --build build);
+# when build/node/cairn has no `serve`, the script says "cairn not built" and benches the rest.
+# Every server listens on 127.0.0.1 only; every server is stopped on exit (trap).
+#
+# Environment: BENCH_SECS (20), BENCH_CONC (16), BENCH_BIG (1G), BENCH_BIG_GETS (3),
+# BENCH_GET_KEYS (1000), BENCH_TARGETS ("nginx swift cairn"), BENCH_TMP (/var/tmp),
+# BENCH_KEEP=1 (keep the temp dir), BENCH_DROP_CACHES=1 (drop the page cache before each
+# 1 GiB GET, so GETs come from the disk), CAIRN_BIN (build/node/cairn).
+set -uo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+secs=${BENCH_SECS:-20}
+conc=${BENCH_CONC:-16}
+big=${BENCH_BIG:-1G}
+big_gets=${BENCH_BIG_GETS:-3}
+get_keys=${BENCH_GET_KEYS:-1000}
+targets=${BENCH_TARGETS:-"nginx swift cairn"}
+cairn_bin=${CAIRN_BIN:-$root/build/node/cairn}
+out=$here/out
+lg=$out/loadgen
+export CAIRN_ROOT_USER=benchroot CAIRN_ROOT_PASSWORD=bench-secret-0123456789
+
+tmp=""
+cairn_pid=""
+cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM
+	stop_cairn
+	[ -n "$tmp" ] && "$here/swift/stop.sh" "$tmp/swift" >/dev/null 2>&1
+	[ -n "$tmp" ] && "$here/nginx/stop.sh" "$tmp/nginx" >/dev/null 2>&1
+	if [ -n "$tmp" ] && [ "${BENCH_KEEP:-0}" != 1 ]; then
+		rm -rf "$tmp"
+	elif [ -n "$tmp" ]; then
+		echo "kept $tmp" >&2
+	fi
+	exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+say() { echo "== $*" >&2; }
+
+# A base port with N free ports above it on 127.0.0.1.
+free_ports() {
+	local n=$1 base p busy
+	for _ in $(seq 50); do
+		base=$((20000 + RANDOM % 30000))
+		busy=0
+		for ((p = base; p < base + n; p++)); do
+			if ss -Hltn "sport = :$p" | grep -q .; then busy=1; fi
+		done
+		[ $busy = 0 ] && { echo $base; return 0; }
+	done
+	return 1
+}
+
+drop_caches() {
+	[ "${BENCH_DROP_CACHES:-0}" = 1 ] || return 0
+	sync
+	echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || say "cannot drop caches (read-only /proc/sys?)"
+}
+
+# CPU ticks (user + system) used so far by every process whose process group is in $srv_pgids:
+# the server under test (each server is started with setsid, so its pgid is its first pid).
+# Fields after "comm) ": state ppid pgrp ... utime is the 12th, stime the 13th.
+srv_pgids=""
+cpu_ticks() {
+	[ -n "$srv_pgids" ] || { echo 0; return; }
+	cat /proc/[0-9]*/stat 2>/dev/null | sed 's/^.*) //' |
+		awk -v g=" $srv_pgids " 'index(g, " " $3 " ") { s += $12 + $13 } END { print s + 0 }'
+}
+clk_tck=$(getconf CLK_TCK)
+
+# check_loopback NAME: every socket the server under test listens on must be on loopback.
+check_loopback() {
+	local pids bad
+	pids=$(ps -e -o pid=,pgid= | awk -v g=" $srv_pgids " 'index(g, " " $2 " ") { print $1 }')
+	bad=$(ss -Hltnup 2>/dev/null | grep -F -f <(sed 's/.*/pid=&,/' <<<"$pids") |
+		awk '$5 !~ /^(127\.|\[::1\]|\[::ffff:127\.)/ { print $5 }')
+	if [ -n "$bad" ]; then
+		say "WARNING: $1 listens beyond loopback: $bad"
+		echo "$1 listens beyond loopback: $bad" >>"$tmp/notes"
+	fi
+}
+
+# run TARGET TEST loadgen-args...: one measurement; its RESULT line, with the server's CPU
+# seconds during the run added, is appended to results.txt
+run() {
+	local target=$1 test=$2 c0 c1 srv
+	shift 2
+	say "$target $test"
+	c0=$(cpu_ticks)
+	"$lg" "$@" --label "$target" >"$tmp/last.out" 2>"$tmp/last.err"
+	local rc=$?
+	c1=$(cpu_ticks)
+	srv=$(awk -v a="$c0" -v b="$c1" -v hz="$clk_tck" 'BEGIN { printf "%.2f", (b - a) / hz }')
+	sed 's/^/   /' "$tmp/last.err" >&2
+	grep '^RESULT ' "$tmp/last.out" | sed -e "s/^/$target $test /" \
+		-e "s/}\$/,\"server_cpu_s\":$srv}/" >>"$results"
+	return $rc
+}
+
+# load_s3 TARGET URL ACCESS SECRET: the identical S3 sequence for Swift and cairn
+load_s3() {
+	local t=$1 url=$2
+	local a=(--url "$url" --access "$3" --secret "$4" --bucket bench)
+	run "$t" put-big put-big "${a[@]}" --create-bucket --size "$big" --key big
+	drop_caches
+	run "$t" get-big get-big "${a[@]}" --size "$big" --key big --count "$big_gets"
+	# another seed: the same bytes again would measure dedup, not writing
+	run "$t" put-big-signed put-big "${a[@]}" --size "$big" --key big-signed --seed 0x5167 \
+		--signed-payload
+	run "$t" put-small put-small "${a[@]}" --size 4K --conc "$conc" --duration "$secs" --prefix small-
+	local written
+	written=$(grep "^$t put-small " "$results" | sed 's/.*"ok":\([0-9]*\).*/\1/')
+	written=${written:-0}
+	[ "$written" -gt "$get_keys" ] && written=$get_keys
+	if [ "$written" -gt 0 ]; then
+		run "$t" get-small get-small "${a[@]}" --size 4K --conc "$conc" --duration "$secs" \
+			--prefix small- --keys "$written"
+	else
+		say "$t: no 4 KiB object was written; skipping 4 KiB GET"
+	fi
+	return 0
+}
+
+stop_cairn() {
+	[ -n "$cairn_pid" ] || return 0
+	kill -TERM "$cairn_pid" 2>/dev/null
+	for _ in $(seq 100); do kill -0 "$cairn_pid" 2>/dev/null || break; sleep 0.1; done
+	kill -0 "$cairn_pid" 2>/dev/null && kill -KILL "$cairn_pid" 2>/dev/null
+	wait "$cairn_pid" 2>/dev/null
+	cairn_pid=""
+}
+
+bench_nginx() {
+	local port
+	port=$(free_ports 1) || { say "nginx: no free port"; return 0; }
+	say "nginx: writing the same bytes and starting on 127.0.0.1:$port"
+	mkdir -p "$tmp/nginx"
+	if ! "$here/nginx/start.sh" "$tmp/nginx" "$port" "$lg" "$get_keys" "$big"; then
+		say "nginx failed to start; skipped"
+		return 0
+	fi
+	srv_pgids=$(cat "$tmp/nginx/nginx.run-pid")
+	check_loopback nginx
+	local a=(--url "http://127.0.0.1:$port" --no-sign --bucket bench)
+	drop_caches
+	run nginx get-big get-big "${a[@]}" --size "$big" --key big --count "$big_gets"
+	run nginx get-small get-small "${a[@]}" --size 4K --conc "$conc" --duration "$secs" \
+		--prefix small- --keys "$get_keys"
+	# upload ceiling: the same PUTs into nginx's WebDAV sink on tmpfs
+	run nginx put-big put-big "${a[@]}" --bucket sink --size "$big" --key big
+	run nginx put-small put-small "${a[@]}" --bucket sink --size 4K --conc "$conc" \
+		--duration "$secs" --prefix small-
+	srv_pgids=""
+	"$here/nginx/stop.sh" "$tmp/nginx"
+	rm -rf "$tmp/nginx"
+}
+
+bench_swift() {
+	local base
+	base=$(free_ports 5) || { say "swift: no free ports"; return 0; }
+	say "swift: starting an all-in-one Swift on 127.0.0.1:$base-$((base + 4))"
+	mkdir -p "$tmp/swift"
+	if ! "$here/swift/setup.sh" "$tmp/swift" "$base"; then
+		say "swift failed to start; skipped"
+		"$here/swift/stop.sh" "$tmp/swift"
+		return 0
+	fi
+	srv_pgids=$(awk '{ printf "%s ", $1 }' "$tmp/swift/pids")
+	check_loopback swift
+	load_s3 swift "http://127.0.0.1:$base" test:tester testing
+	srv_pgids=""
+	"$here/swift/stop.sh" "$tmp/swift"
+	rm -rf "$tmp/swift"
+}
+
+bench_cairn() {
+	if [ ! -x "$cairn_bin" ] || ! "$cairn_bin" serve --help >/dev/null 2>&1; then
+		say "cairn not built ($cairn_bin serve is missing): benching the others only"
+		echo "cairn not built" >>"$tmp/notes"
+		return 0
+	fi
+	local cache=$root/build/CMakeCache.txt
+	if [ "$(dirname "$(dirname "$cairn_bin")")" = "$root/build" ] && [ -f "$cache" ] &&
+		grep -qE '^(CMAKE_BUILD_TYPE:STRING=Debug|CAIRN_SANITIZE:BOOL=ON)' "$cache"; then
+		say "warning: $cairn_bin is a Debug or sanitizer build; figures will be low"
+		echo "cairn binary is a Debug or sanitizer build" >>"$tmp/notes"
+	fi
+	local s3 api
+	s3=$(free_ports 2) || { say "cairn: no free ports"; return 0; }
+	api=$((s3 + 1))
+	mkdir -p "$tmp/cairn"
+	say "cairn: starting $cairn_bin serve on 127.0.0.1:$s3 (api :$api)"
+	setsid "$cairn_bin" serve --data "$tmp/cairn/data" --s3-listen "127.0.0.1:$s3" \
+		--api-listen "127.0.0.1:$api" </dev/null >"$tmp/cairn/log" 2>&1 &
+	cairn_pid=$!
+	local up=0
+	for _ in $(seq 300); do
+		if ! kill -0 "$cairn_pid" 2>/dev/null; then
+			break
+		fi
+		code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$s3/") || true
+		if [ "$code" != 000 ]; then
+			up=1
+			break
+		fi
+		sleep 0.1
+	done
+	if [ $up = 0 ]; then
+		say "cairn did not start; its log:"
+		tail -20 "$tmp/cairn/log" >&2
+		echo "cairn did not start" >>"$tmp/notes"
+		stop_cairn
+		return 0
+	fi
+	srv_pgids=$cairn_pid
+	check_loopback cairn
+	load_s3 cairn "http://127.0.0.1:$s3" "$CAIRN_ROOT_USER" "$CAIRN_ROOT_PASSWORD"
+	srv_pgids=""
+	stop_cairn
+	if grep -qiE 'error|assert|sanitizer' "$tmp/cairn/log"; then
+		say "cairn log has errors (last lines):"
+		grep -iE 'error|assert|sanitizer' "$tmp/cairn/log" | tail -5 >&2
+	fi
+	rm -rf "$tmp/cairn"
+}
+
+say "building the load generator and kernels"
+make -s -C "$here" >&2 || { say "build failed"; exit 1; }
+mkdir -p "${BENCH_TMP:-/var/tmp}"
+tmp=$(mktemp -d "${BENCH_TMP:-/var/tmp}/cairn-bench.XXXXXX")
+chmod 755 "$tmp"
+results=$tmp/results.txt
+: >"$results"
+: >"$tmp/notes"
+started=$(date -u '+%Y-%m-%d %H:%M UTC')
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+t_start=$SECONDS
+
+say "CPU kernels"
+"$out/kernels" 2>"$tmp/kernels.err" | sed 's/^/kernels /' >>"$results"
+sed 's/^/   /' "$tmp/kernels.err" >&2
+
+for t in $targets; do
+	case $t in
+	nginx) bench_nginx ;;
+	swift) bench_swift ;;
+	cairn) bench_cairn ;;
+	*) say "unknown target $t" ;;
+	esac
+done
+
+cp "$results" "$out/results.txt"
+{
+	echo "Run: $started, $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(free -g | awk '/^Mem:/{print $2}') GiB"
+	echo "Load average (1/5/15 min) at start: $load_start; at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+	echo "Settings: BENCH_SECS=$secs BENCH_CONC=$conc BENCH_BIG=$big BENCH_BIG_GETS=$big_gets BENCH_GET_KEYS=$get_keys BENCH_DROP_CACHES=${BENCH_DROP_CACHES:-0}; $((SECONDS - t_start)) s"
+	sed 's/^/Note: /' "$tmp/notes"
+	echo
+	/usr/bin/python3 "$here/report.py" "$results"
+} | tee "$out/report.md"
