@@ -871,7 +871,7 @@ static void test_concurrent_puts(void **state)
 	for (int i = 0; i < NCONC; i++) {
 		uint8_t md[32];
 		unsigned mdl;
-		char line[128];
+		char line[sizeof(sha[0]) + 32];
 		memset(bodies[i], 'a' + i % 26, sizeof(bodies[i]));
 		snprintf(bodies[i], 16, "body-%02d", i);
 		EVP_Digest(bodies[i], sizeof(bodies[i]), md, &mdl, EVP_sha256(), NULL);
@@ -880,7 +880,7 @@ static void test_concurrent_puts(void **state)
 		snprintf(url[i], sizeof(url[i]), "http://127.0.0.1:%u/conc/%s%d", T.port,
 			 i % 2 ? "same" : "own", i % 2 ? 0 : i);
 		h[i] = curl_easy_init();
-		snprintf(line, sizeof(line), "x-amz-content-sha256: %s", sha[i]);
+		snprintf(line, sizeof(line), "x-amz-content-sha256: %.64s", sha[i]);
 		hl[i] = curl_slist_append(NULL, line);
 		curl_easy_setopt(h[i], CURLOPT_URL, url[i]);
 		curl_easy_setopt(h[i], CURLOPT_CUSTOMREQUEST, "PUT");

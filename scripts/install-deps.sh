@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# scripts/install-deps.sh - installs the Debian packages cairn needs.
+#
+#   scripts/install-deps.sh          build dependencies (make run)
+#   scripts/install-deps.sh --test   build + test dependencies (make test, CI)
+#   scripts/install-deps.sh --list [--test]   print the package names and exit
+#
+# Idempotent: asks dpkg-query which packages are missing and calls apt-get
+# (update, then install) only for those; when everything is present it prints
+# one line and does nothing else. Runs as root, or through sudo when it is
+# available.
+set -euo pipefail
+
+BUILD_DEPS=(
+	build-essential cmake pkg-config clang
+	liburing-dev libmicrohttpd-dev libcurl4-openssl-dev libssl-dev libisal-dev
+	liblmdb-dev uuid-dev libinih-dev libjansson-dev libexpat1-dev libzstd-dev
+	libcmocka-dev libxxhash-dev
+)
+# Real clients and tools the integration tests drive (tests/integration/).
+TEST_DEPS=(
+	awscli python3 python3-boto3 python3-requests s3cmd rclone curl lmdb-utils
+	clang-format procps
+)
+
+want_test=0
+list_only=0
+for a in "$@"; do
+	case "$a" in
+	--test) want_test=1 ;;
+	--list) list_only=1 ;;
+	-h | --help)
+		sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
+		exit 0
+		;;
+	*)
+		echo "install-deps: unknown argument '$a' (try --help)" >&2
+		exit 2
+		;;
+	esac
+done
+
+pkgs=("${BUILD_DEPS[@]}")
+if [ "$want_test" = 1 ]; then
+	pkgs+=("${TEST_DEPS[@]}")
+fi
+if [ "$list_only" = 1 ]; then
+	printf '%s\n' "${pkgs[@]}"
+	exit 0
+fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+	st=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+	if [ "$st" != "installed" ]; then
+		missing+=("$p")
+	fi
+done
+
+if [ "${#missing[@]}" -eq 0 ]; then
+	echo "install-deps: all ${#pkgs[@]} packages present"
+	exit 0
+fi
+
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then
+	if command -v sudo >/dev/null 2>&1; then
+		SUDO=(sudo)
+	else
+		echo "install-deps: missing ${missing[*]}; run as root or install sudo" >&2
+		exit 1
+	fi
+fi
+
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
+	apt-get install -y -q --no-install-recommends "${missing[@]}"
