@@ -141,10 +141,10 @@ uint64_t cs_reader_size(const struct cs_reader *r);
  * prefetched. Holds no LMDB transaction between calls.
  * Never short except at the end: returns min(len, size - off), 0 when
  * off >= size. Cost: a manifest range seek per 32 chunks (2 MiB at 64 KiB),
- * then one batched O_DIRECT read of up to 16 chunks; a read continuing the
- * previous one reads ahead 16 chunks, later calls are served from memory.
+ * then one batched O_DIRECT read of up to 32 chunks; a read continuing the
+ * previous one reads ahead 32 chunks, later calls are served from memory.
  * Zero chunks and inline manifests cost no I/O. A reader owns an io_uring
- * (made on the first chunk read) and up to 16 cached unit fds (~1.2 MiB). */
+ * and cached unit fds, both made on the first chunk read (~2.2 MiB). */
 long cs_reader_read(struct cs_reader *r, uint64_t off, void *buf, size_t len) CAIRN_WUR;
 void cs_reader_free(struct cs_reader *r);
 

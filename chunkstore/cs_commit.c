@@ -8,9 +8,11 @@
  * the transaction holding its metadata committed.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include <uuid/uuid.h>
 
 #include "chunkstore/cs_internal.h"
@@ -452,46 +454,97 @@ static int cs_str_cmp(const void *a, const void *b)
 
 int cs_files_sync(struct io_ctx *io, struct cs_file **files, size_t n)
 {
-	const char **dirs = malloc((n + 1) * sizeof(*dirs));
-	int *fds = malloc((n + 1) * sizeof(*fds));
-	size_t nd = 0;
+	/* Directory names: each unsynced file's partition directory, and that
+	 * directory's parent (stripes/) while its creation is not durable. */
+	char **dirs = malloc((2 * n + 1) * sizeof(*dirs));
+	uint8_t **pending = malloc((n + 1) * sizeof(*pending));
+	int *fds = malloc((3 * n + 1) * sizeof(*fds));
+	bool *was_closed = malloc((n + 1) * sizeof(*was_closed));
+	size_t nd = 0, np = 0, nfd = 0, ndirfd = 0;
 	int rc = 0;
-	if (!dirs || !fds) {
+	if (!dirs || !pending || !fds || !was_closed) {
 		rc = -ENOMEM;
 		goto out;
 	}
+	/* Read before the syncs are issued: a file closed later may have had
+	 * a last write the sync does not cover. */
 	for (size_t i = 0; i < n; i++)
-		if (!atomic_load(&files[i]->dir_synced))
-			dirs[nd++] = files[i]->dir;
+		was_closed[i] = atomic_load(&files[i]->closed);
+	for (size_t i = 0; i < n; i++) {
+		struct cs_file *f = files[i];
+		if (atomic_load(&f->dir_synced))
+			continue;
+		dirs[nd] = strdup(f->dir);
+		if (!dirs[nd]) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		nd++;
+		if (f->dir_state &&
+		    __atomic_load_n(f->dir_state, __ATOMIC_ACQUIRE) == CS_DIR_PARENT_PENDING) {
+			char *slash = strrchr(f->dir, '/');
+			if (slash && slash != f->dir) {
+				dirs[nd] = strndup(f->dir, (size_t)(slash - f->dir));
+				if (!dirs[nd]) {
+					rc = -ENOMEM;
+					goto out;
+				}
+				nd++;
+				pending[np++] = f->dir_state;
+			}
+		}
+	}
 	qsort(dirs, nd, sizeof(*dirs), cs_str_cmp);
+	/* Every directory and every file is synced in one batch (all in
+	 * flight together): the order among them does not matter, only that
+	 * all complete before the commit. */
 	for (size_t i = 0; i < nd; i++) {
 		if (i && !strcmp(dirs[i - 1], dirs[i]))
 			continue;
-		rc = io_fsync_dir(dirs[i]);
+		int fd = open(dirs[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd < 0) {
+			rc = -errno;
+			log_err(CS_TAG, "open %s: %s", dirs[i], cairn_strerror(rc));
+			goto out;
+		}
+		fds[nfd++] = fd;
+		ndirfd++;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (!atomic_load(&files[i]->synced))
+			fds[nfd++] = files[i]->fd;
+	if (FAULT("cs.fdatasync")) {
+		rc = -EIO;
+		goto out;
+	}
+	for (size_t i = 0; i < nfd; i += CS_WORKER_DEPTH) {
+		size_t cnt = nfd - i < CS_WORKER_DEPTH ? nfd - i : CS_WORKER_DEPTH;
+		rc = io_fdatasync(io, fds + i, cnt);
 		if (rc < 0) {
-			log_err(CS_TAG, "fsync %s: %s", dirs[i], cairn_strerror(rc));
+			log_err(CS_TAG, "fdatasync of %zu unit files and directories: %s", cnt,
+				cairn_strerror(rc));
 			goto out;
 		}
 	}
 	for (size_t i = 0; i < n; i++) {
 		atomic_store(&files[i]->dir_synced, true);
-		fds[i] = files[i]->fd;
+		/* Only a closed file stays durable: an open one gets more
+		 * records after this sync. */
+		if (was_closed[i])
+			atomic_store(&files[i]->synced, true);
 	}
-	if (FAULT("cs.fdatasync")) {
-		rc = -EIO;
-		goto out;
-	}
-	for (size_t i = 0; i < n; i += CS_WORKER_DEPTH) {
-		size_t cnt = n - i < CS_WORKER_DEPTH ? n - i : CS_WORKER_DEPTH;
-		rc = io_fdatasync(io, fds + i, cnt);
-		if (rc < 0) {
-			log_err(CS_TAG, "fdatasync of %zu unit files: %s", cnt, cairn_strerror(rc));
-			goto out;
-		}
-	}
+	for (size_t i = 0; i < np; i++)
+		__atomic_store_n(pending[i], CS_DIR_DURABLE, __ATOMIC_RELEASE);
 out:
+	for (size_t i = 0; i < ndirfd; i++)
+		close(fds[i]);
+	if (dirs)
+		for (size_t i = 0; i < nd; i++)
+			free(dirs[i]);
 	free(dirs);
+	free(pending);
 	free(fds);
+	free(was_closed);
 	return rc;
 }
 
@@ -614,11 +667,14 @@ static void *cs_committer_main(void *arg)
 		pthread_mutex_unlock(&pool->cq_mu);
 		cs_group_run(pool, reqs);
 		pthread_mutex_lock(&pool->cq_mu);
+		/* Wake exactly the group's requesters (a broadcast would wake the
+		 * next group's too, for nothing). */
 		for (struct cs_req *r = reqs, *nx; r; r = nx) {
 			nx = r->next;
+			pthread_cond_t *cv = r->cv;
 			r->done = true; /* r may be gone once done is seen */
+			pthread_cond_signal(cv); /* cv outlives r: the waiter needs cq_mu */
 		}
-		pthread_cond_broadcast(&pool->done_cv);
 	}
 	pthread_mutex_unlock(&pool->cq_mu);
 	return NULL;
@@ -649,10 +705,13 @@ int cs_commit(struct cs_pool *pool, struct cs_writer *w, cs_commit_fn fn, void *
 {
 	if (w && (!w->finished || w->pool != pool))
 		return CAIRN_EINVAL;
-	struct cs_req req = {.w = w, .fn = fn, .arg = arg};
+	pthread_cond_t cv;
+	pthread_cond_init(&cv, NULL);
+	struct cs_req req = {.w = w, .fn = fn, .arg = arg, .cv = &cv};
 	pthread_mutex_lock(&pool->cq_mu);
 	if (pool->cq_stop) {
 		pthread_mutex_unlock(&pool->cq_mu);
+		pthread_cond_destroy(&cv);
 		return CAIRN_ESHUTDOWN;
 	}
 	if (pool->cq_tail)
@@ -662,7 +721,8 @@ int cs_commit(struct cs_pool *pool, struct cs_writer *w, cs_commit_fn fn, void *
 	pool->cq_tail = &req;
 	pthread_cond_signal(&pool->cq_cv);
 	while (!req.done)
-		pthread_cond_wait(&pool->done_cv, &pool->cq_mu);
+		pthread_cond_wait(&cv, &pool->cq_mu);
 	pthread_mutex_unlock(&pool->cq_mu);
+	pthread_cond_destroy(&cv);
 	return req.result;
 }

@@ -26,6 +26,9 @@
 #define CS_WORKER_DEPTH 64u
 #define CS_WRITE_BATCH (256u << 10) /* bytes of whole blocks per unit write */
 #define CS_PATH_MAX 512
+#define CS_WRITER_BUFS 16u /* chunk buffers per writer (1 MiB at 64 KiB) */
+#define CS_SYNC_BATCH 24u /* files the syncer likes to take at once (2 stripes' units) */
+#define CS_SYNC_GATHER_NS 3000000L /* how long it waits for them */
 #define CS_EARLY_SYNC_FILES 48u /* a writer syncs closed units early past this */
 
 /* Signed deltas of one request (applied to the pool's counters only when the
@@ -40,6 +43,8 @@ struct cs_file {
 	int fd;
 	atomic_bool dir_synced; /* its creation is durable (directory fsynced) */
 	atomic_bool closed;	/* no more writes: its worker moved on */
+	uint8_t *dir_state;	/* its partition directory's CS_DIR_* byte */
+	atomic_bool synced;	/* closed, then data and creation made durable (syncer) */
 	char dir[CS_PATH_MAX];
 	char path[CS_PATH_MAX];
 };
@@ -130,6 +135,7 @@ struct cs_req {
 	int result;
 	bool done;
 	bool created; /* its callback created a manifest from w */
+	pthread_cond_t *cv; /* the requester's own: signalled when done */
 };
 
 struct cs_txn {
@@ -154,7 +160,7 @@ struct cs_pool {
 
 	/* partition directories already created: guarded by dir_mu */
 	pthread_mutex_t dir_mu;
-	uint8_t *dir_made; /* [ndev_dirs << part_power] */
+	uint8_t *dir_made; /* [ndev_dirs << part_power]: CS_DIR_*, atomic */
 
 	/* workers: the task queue is guarded by wq_mu */
 	pthread_mutex_t wq_mu;
@@ -164,10 +170,19 @@ struct cs_pool {
 	unsigned nworkers, nstarted;
 	bool workers_stop;
 
+	/* syncer: makes closed unit files durable in the background so that
+	 * neither a writer's stream nor its commit waits for them; guarded by
+	 * sync_mu */
+	pthread_mutex_t sync_mu;
+	pthread_cond_t sync_cv;
+	struct cs_file **sync_q;
+	size_t sync_n, sync_cap;
+	bool sync_stop, sync_started;
+	pthread_t syncer;
+
 	/* committer */
 	pthread_mutex_t cq_mu;
 	pthread_cond_t cq_cv;	/* committer waits for requests */
-	pthread_cond_t done_cv; /* requesters wait for results */
 	struct cs_req *cq_head, *cq_tail;
 	bool cq_stop;
 	bool committer_running;
@@ -188,14 +203,22 @@ int cs_stripe_id_alloc(struct cs_pool *pool, uint64_t *out) CAIRN_WUR;
 /* Path of a unit file of a stripe on device dev. */
 int cs_unit_path(const struct cs_pool *pool, uint32_t dev, uint64_t stripe_id, uint32_t part,
 		 uint32_t unit, char *dir, size_t dlen, char *path, size_t plen) CAIRN_WUR;
-int cs_part_dir_make(struct cs_pool *pool, uint32_t dev, uint32_t part, const char *dir) CAIRN_WUR;
+/* Partition directory states (pool->dir_made, atomic bytes). */
+#define CS_DIR_UNKNOWN 0
+#define CS_DIR_PARENT_PENDING 1 /* exists; its entry in stripes/ not yet fsynced by us */
+#define CS_DIR_DURABLE 2
+/* Makes sure a partition directory exists; *state points at its state byte
+ * (a file in it must fsync the parent while that says PARENT_PENDING). */
+int cs_part_dir_make(struct cs_pool *pool, uint32_t dev, uint32_t part, const char *dir,
+		     uint8_t **state) CAIRN_WUR;
 
 /* cs_writer.c */
 int cs_workers_start(struct cs_pool *pool) CAIRN_WUR;
 void cs_workers_stop(struct cs_pool *pool);
 void cs_file_put(struct cs_file *f);
-/* Syncs files[0..n): directories of created ones, then fdatasync, many in
- * flight. */
+/* Syncs files[0..n) not yet marked synced: directories of created ones
+ * (and of new partition directories) and fdatasync, all in flight at once.
+ * Marks them synced when every one succeeded. */
 int cs_files_sync(struct io_ctx *io, struct cs_file **files, size_t n) CAIRN_WUR;
 
 /* cs_commit.c */

@@ -25,7 +25,7 @@
 #include "core/io.h"
 #include "core/log.h"
 
-#define CS_RSLOTS 16
+#define CS_RSLOTS 32 /* a manifest record's worth: 2 MiB per batched read at 64 KiB */
 #define CS_RFDS CS_RSLOTS
 
 struct cs_rloc {
@@ -67,7 +67,8 @@ struct cs_reader {
 	unsigned nlocs;
 	struct cs_rslot slots[CS_RSLOTS];
 	size_t slot_len;
-	struct cs_rfd fds[CS_RFDS];
+	struct cs_rfd *fds; /* [CS_RFDS], made on the first chunk read (an inline
+			     * object never needs them) */
 	uint64_t fd_clock;
 	struct io_ctx *io;
 	uint64_t last_end; /* end of the previous read (sequential detection) */
@@ -89,8 +90,6 @@ int cs_reader_open(struct cs_pool *pool, const struct cs_mid *mid, struct cs_rea
 	r->mid = *mid;
 	r->part = cs_mid_part(pool, mid);
 	r->last_end = UINT64_MAX;
-	for (unsigned i = 0; i < CS_RFDS; i++)
-		r->fds[i].fd = -1;
 	rc = meta_txn_begin(pool->meta, false, &txn);
 	if (rc < 0)
 		goto out;
@@ -143,9 +142,10 @@ void cs_reader_free(struct cs_reader *r)
 		return;
 	for (unsigned i = 0; i < CS_RSLOTS; i++)
 		io_free(r->slots[i].buf);
-	for (unsigned i = 0; i < CS_RFDS; i++)
+	for (unsigned i = 0; r->fds && i < CS_RFDS; i++)
 		if (r->fds[i].fd >= 0)
 			io_close(r->fds[i].fd);
+	free(r->fds);
 	io_ctx_free(r->io);
 	free(r->locs);
 	free(r->inline_bytes);
@@ -291,6 +291,13 @@ out:
  * CS_RFDS requests, so an fd it uses is never evicted under it. */
 static int cs_rfd_get(struct cs_reader *r, const char *path)
 {
+	if (!r->fds) {
+		r->fds = malloc(CS_RFDS * sizeof(*r->fds));
+		if (!r->fds)
+			return -ENOMEM;
+		for (unsigned i = 0; i < CS_RFDS; i++)
+			r->fds[i] = (struct cs_rfd){.fd = -1};
+	}
 	struct cs_rfd *victim = &r->fds[0];
 	for (unsigned i = 0; i < CS_RFDS; i++) {
 		struct cs_rfd *s = &r->fds[i];
@@ -315,7 +322,7 @@ static int cs_rfd_get(struct cs_reader *r, const char *path)
 
 static void cs_rfd_drop(struct cs_reader *r, int fd)
 {
-	for (unsigned i = 0; i < CS_RFDS; i++)
+	for (unsigned i = 0; r->fds && i < CS_RFDS; i++)
 		if (r->fds[i].fd == fd) {
 			io_close(fd);
 			r->fds[i].fd = -1;

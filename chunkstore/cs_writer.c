@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "chunkstore/cs_internal.h"
 #include "core/fault.h"
@@ -87,14 +88,120 @@ static void cs_unit_release(struct cs_worker *wk)
 	wk->ncopies = 0;
 }
 
-/* Closes the current unit: its tail goes to disk, the worker lets go. */
+/* Hands closed files to the syncer (one reference each). Best effort: a
+ * file it never syncs is synced by the commit that needs it. */
+static void cs_sync_enqueue(struct cs_pool *pool, struct cs_file **files, unsigned n)
+{
+	pthread_mutex_lock(&pool->sync_mu);
+	if (pool->sync_started && !pool->sync_stop) {
+		if (pool->sync_n + n > pool->sync_cap) {
+			size_t cap = pool->sync_cap ? pool->sync_cap * 2 : 64;
+			while (cap < pool->sync_n + n)
+				cap *= 2;
+			struct cs_file **nq = realloc(pool->sync_q, cap * sizeof(*nq));
+			if (!nq)
+				goto out;
+			pool->sync_q = nq;
+			pool->sync_cap = cap;
+		}
+		for (unsigned i = 0; i < n; i++) {
+			cs_file_get(files[i]);
+			pool->sync_q[pool->sync_n++] = files[i];
+		}
+		pthread_cond_signal(&pool->sync_cv);
+	}
+out:
+	pthread_mutex_unlock(&pool->sync_mu);
+}
+
+/* Closes the current unit: its tail goes to disk, the worker lets go, and
+ * the syncer makes the unit's files durable while the stream goes on. */
 static int cs_unit_close(struct cs_worker *wk)
 {
 	int rc = 0;
+	struct cs_file *done[CS_MAX_FRAGS];
+	unsigned n = wk->ncopies;
 	if (wk->ncopies)
 		rc = cs_flush_tail(wk);
-	cs_unit_release(wk);
+	for (unsigned c = 0; c < n; c++) {
+		done[c] = wk->ufiles[c];
+		cs_file_get(done[c]);
+	}
+	cs_unit_release(wk); /* marks them closed */
+	if (rc == 0 && n)
+		cs_sync_enqueue(wk->pool, done, n);
+	for (unsigned c = 0; c < n; c++)
+		cs_file_put(done[c]);
 	return rc;
+}
+
+/* ---- the syncer ---- */
+
+static void *cs_syncer_main(void *arg)
+{
+	struct cs_pool *pool = arg;
+	struct io_ctx *io = NULL;
+	struct cs_file **batch = NULL;
+	size_t cap = 0;
+
+	if (io_ctx_create(CS_WORKER_DEPTH, &io) < 0)
+		io = NULL;
+	pthread_mutex_lock(&pool->sync_mu);
+	for (;;) {
+		if (!pool->sync_n) {
+			if (pool->sync_stop)
+				break;
+			pthread_cond_wait(&pool->sync_cv, &pool->sync_mu);
+			continue;
+		}
+		if (pool->sync_n < CS_SYNC_BATCH && !pool->sync_stop) {
+			/* Let a stripe's worth gather: its units share partition
+			 * directories, and each directory fsync is a device
+			 * flush. */
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += CS_SYNC_GATHER_NS;
+			if (ts.tv_nsec >= 1000000000L) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000L;
+			}
+			while (pool->sync_n < CS_SYNC_BATCH && !pool->sync_stop)
+				if (pthread_cond_timedwait(&pool->sync_cv, &pool->sync_mu, &ts) ==
+				    ETIMEDOUT)
+					break;
+		}
+		/* take the whole queue: one batch, every sync in flight */
+		if (cap < pool->sync_n) {
+			struct cs_file **nb = realloc(batch, pool->sync_n * sizeof(*nb));
+			if (!nb) {
+				pthread_mutex_unlock(&pool->sync_mu);
+				usleep(1000);
+				pthread_mutex_lock(&pool->sync_mu);
+				continue;
+			}
+			batch = nb;
+			cap = pool->sync_n;
+		}
+		size_t n = pool->sync_n;
+		memcpy(batch, pool->sync_q, n * sizeof(*batch));
+		pool->sync_n = 0;
+		bool stop = pool->sync_stop;
+		pthread_mutex_unlock(&pool->sync_mu);
+		if (io && !stop) {
+			int rc = cs_files_sync(io, batch, n);
+			if (rc < 0)
+				log_warn(CS_TAG, "background sync of %zu unit files: %s (left to "
+						 "the commit)",
+					 n, cairn_strerror(rc));
+		}
+		for (size_t i = 0; i < n; i++)
+			cs_file_put(batch[i]);
+		pthread_mutex_lock(&pool->sync_mu);
+	}
+	pthread_mutex_unlock(&pool->sync_mu);
+	free(batch);
+	io_ctx_free(io);
+	return NULL;
 }
 
 static void cs_stripe_abandon(struct cs_worker *wk)
@@ -121,13 +228,14 @@ static int cs_unit_open(struct cs_worker *wk)
 		atomic_init(&f->refs, 1);
 		atomic_init(&f->dir_synced, false);
 		atomic_init(&f->closed, false);
+		atomic_init(&f->synced, false);
 		f->fd = -1;
 		wk->ufiles[wk->ncopies++] = f;
 		rc = cs_unit_path(pool, dev, wk->stripe_id, wk->part, wk->unit, f->dir,
 				  sizeof(f->dir), f->path, sizeof(f->path));
 		if (rc < 0)
 			goto out;
-		rc = cs_part_dir_make(pool, dev, wk->part, f->dir);
+		rc = cs_part_dir_make(pool, dev, wk->part, f->dir, &f->dir_state);
 		if (rc < 0)
 			goto out;
 		if (FAULT("cs.unit_create")) {
@@ -442,6 +550,12 @@ static void *cs_worker_main(void *arg)
 int cs_workers_start(struct cs_pool *pool)
 {
 	size_t stage_len = CS_UNIT_HDR_SIZE + (size_t)pool->rec.unit_size;
+	pthread_mutex_init(&pool->sync_mu, NULL);
+	pthread_cond_init(&pool->sync_cv, NULL);
+	int src = pthread_create(&pool->syncer, NULL, cs_syncer_main, pool);
+	if (src)
+		return -src;
+	pool->sync_started = true;
 	pool->workers = calloc(pool->nworkers, sizeof(*pool->workers));
 	if (!pool->workers)
 		return -ENOMEM;
@@ -463,10 +577,28 @@ int cs_workers_start(struct cs_pool *pool)
 	return 0;
 }
 
+static void cs_syncer_stop(struct cs_pool *pool)
+{
+	if (!pool->sync_started)
+		return;
+	pthread_mutex_lock(&pool->sync_mu);
+	pool->sync_stop = true;
+	pthread_cond_broadcast(&pool->sync_cv);
+	pthread_mutex_unlock(&pool->sync_mu);
+	pthread_join(pool->syncer, NULL);
+	pool->sync_started = false;
+	free(pool->sync_q);
+	pool->sync_q = NULL;
+	pthread_mutex_destroy(&pool->sync_mu);
+	pthread_cond_destroy(&pool->sync_cv);
+}
+
 void cs_workers_stop(struct cs_pool *pool)
 {
-	if (!pool->workers)
+	if (!pool->workers) {
+		cs_syncer_stop(pool);
 		return;
+	}
 	pthread_mutex_lock(&pool->wq_mu);
 	pool->workers_stop = true;
 	pthread_cond_broadcast(&pool->wq_cv);
@@ -477,6 +609,7 @@ void cs_workers_stop(struct cs_pool *pool)
 		io_free(pool->workers[i].stage);
 	free(pool->workers);
 	pool->workers = NULL;
+	cs_syncer_stop(pool); /* after the workers: their last closes queue files */
 }
 
 /* ---- writer ---- */
@@ -490,9 +623,12 @@ int cs_writer_open(struct cs_pool *pool, struct cs_writer **out)
 	w->pool = pool;
 	pthread_mutex_init(&w->mu, NULL);
 	pthread_cond_init(&w->cv, NULL);
-	w->nbufs = 2 * (size_t)pool->nworkers + 2;
-	if (w->nbufs < 4)
-		w->nbufs = 4;
+	/* Enough chunks in flight that the stream's serial stage (MD5, payload
+	 * hash) keeps going while every worker waits on a device write; the
+	 * buffers are made only as a stream grows, so small writers pay nothing. */
+	w->nbufs = CS_WRITER_BUFS;
+	if (w->nbufs < 4 * (size_t)pool->nworkers + 4)
+		w->nbufs = 4 * (size_t)pool->nworkers + 4;
 	w->freebufs = calloc(w->nbufs, sizeof(*w->freebufs));
 	w->last = calloc(pool->nworkers, sizeof(*w->last));
 	if (!w->freebufs || !w->last) {
@@ -570,38 +706,55 @@ static int cs_submit(struct cs_writer *w)
 	return 0;
 }
 
-/* A long writer syncs the units its workers have closed, so its open files
- * (and the final commit's sync) stay bounded. Syncing early is always safe. */
+/* A long writer lets go of the units the syncer has made durable, so its
+ * file list (and the final commit's sync) stays bounded. Closed files the
+ * syncer has not reached yet are synced here only when they pile up (the
+ * syncer is behind): that wait is back pressure on the stream. Syncing
+ * early is always safe. */
 static int cs_writer_early_sync(struct cs_writer *w)
 {
-	struct cs_file **done = NULL;
-	size_t n = 0;
+	struct cs_file **drop = NULL, **todo = NULL;
+	size_t nd = 0, nt = 0;
 	int rc = 0;
 	pthread_mutex_lock(&w->mu);
-	done = malloc(w->nfiles * sizeof(*done));
-	if (done) {
-		size_t keep = 0;
+	drop = malloc(w->nfiles * sizeof(*drop));
+	todo = malloc(w->nfiles * sizeof(*todo));
+	if (drop && todo) {
+		size_t keep = 0, nclosed = 0;
+		for (size_t i = 0; i < w->nfiles; i++)
+			if (!atomic_load(&w->files[i]->synced) && atomic_load(&w->files[i]->closed))
+				nclosed++;
+		bool inline_sync = nclosed >= 2 * CS_EARLY_SYNC_FILES;
 		for (size_t i = 0; i < w->nfiles; i++) {
-			if (atomic_load(&w->files[i]->closed))
-				done[n++] = w->files[i];
+			struct cs_file *f = w->files[i];
+			if (atomic_load(&f->synced))
+				drop[nd++] = f;
+			else if (inline_sync && atomic_load(&f->closed))
+				todo[nt++] = f;
 			else
-				w->files[keep++] = w->files[i];
+				w->files[keep++] = f;
 		}
 		w->nfiles = keep;
 	}
 	pthread_mutex_unlock(&w->mu);
-	if (!done)
+	if (!drop || !todo) {
+		free(drop);
+		free(todo);
 		return -ENOMEM;
-	if (n && !w->io) {
+	}
+	if (nt && !w->io) {
 		rc = io_ctx_create(CS_WORKER_DEPTH, &w->io);
 		if (rc < 0)
 			w->io = NULL;
 	}
-	if (n && rc == 0)
-		rc = cs_files_sync(w->io, done, n);
-	for (size_t i = 0; i < n; i++)
-		cs_file_put(done[i]);
-	free(done);
+	if (nt && rc == 0)
+		rc = cs_files_sync(w->io, todo, nt);
+	for (size_t i = 0; i < nd; i++)
+		cs_file_put(drop[i]);
+	for (size_t i = 0; i < nt; i++)
+		cs_file_put(todo[i]);
+	free(drop);
+	free(todo);
 	return rc;
 }
 

@@ -69,7 +69,9 @@ int io_batch(struct io_ctx *ctx, struct io_req *reqs, size_t n) CAIRN_WUR;
 int io_pwrite(struct io_ctx *ctx, int fd, const void *buf, size_t len, uint64_t off) CAIRN_WUR;
 /* Returns bytes read (short at end of file) or -errno. */
 long io_pread(struct io_ctx *ctx, int fd, void *buf, size_t len, uint64_t off) CAIRN_WUR;
-/* fdatasync through the ring; n fds are synced concurrently. */
+/* fdatasync through the ring; n fds are synced concurrently. A directory fd
+ * gets a full fsync (and retires file creations in power-loss mode, as
+ * io_fsync_dir does), so data and directory syncs share one batch. */
 int io_fdatasync(struct io_ctx *ctx, const int *fds, size_t n) CAIRN_WUR;
 /* fsync of a directory (after creating or renaming files in it). */
 int io_fsync_dir(const char *dir) CAIRN_WUR;

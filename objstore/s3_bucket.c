@@ -317,6 +317,27 @@ void s3_op_get_bucket_location(struct s3_req *r)
 	s3_reply_xml(r, 200, body, len);
 }
 
+/* A bucket that never had versioning enabled: AWS answers an empty
+ * configuration (no Status). Clients such as rclone ask before purging. */
+void s3_op_get_bucket_versioning(struct s3_req *r)
+{
+	struct s3_bucket b;
+	struct s3_xml x;
+	char *body;
+	size_t len;
+
+	if (s3_bucket_check(r, &b))
+		return;
+	s3_xml_init(&x);
+	s3_xml_open(&x, "VersioningConfiguration", S3_XMLNS);
+	s3_xml_close(&x);
+	if (s3_xml_finish(&x, &body, &len) < 0) {
+		s3_reply_error(r, S3E_SLOW_DOWN, "Out of memory");
+		return;
+	}
+	s3_reply_xml(r, 200, body, len);
+}
+
 /* ---- DeleteBucket ---- */
 
 struct delete_arg {

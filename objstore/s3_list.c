@@ -567,6 +567,11 @@ static int list_params(struct s3_req *r, struct list_params *p)
 
 	memset(p, 0, sizeof(*p));
 	p->v2 = strcmp(r->op, "ListObjectsV2") == 0;
+	const char *lt = s3_query_get(&r->q, "list-type");
+	if (lt && strcmp(lt, "2") != 0) {
+		s3_reply_error(r, S3E_INVALID_ARGUMENT, "Invalid List Type specified in Request");
+		return 1;
+	}
 	p->prefix = s3_query_get(&r->q, "prefix");
 	p->delimiter = s3_query_get(&r->q, "delimiter");
 	if (!p->prefix)
@@ -709,7 +714,7 @@ void s3_op_list_objects(struct s3_req *r)
 		if (p.delimiter)
 			d = memmem(it.key + p.plen, it.klen - p.plen, p.delimiter, p.dlen);
 		if ((long)count >= p.max_keys) {
-			truncated = true;
+			truncated = p.max_keys > 0; /* AWS: max-keys=0 is never truncated */
 			break;
 		}
 		if (d) {

@@ -9,9 +9,12 @@
  *
  * GET copies the record out of a short read transaction, then streams the
  * manifest through a cs_reader in S3_GET_BLOCK pieces from libmicrohttpd's
- * content callback, holding no LMDB transaction while bytes move.
+ * content callback, holding no LMDB transaction while bytes move. A small
+ * body is read whole and sent from one buffer; a large one is read ahead by
+ * a prefetch thread of its own, so disk reads overlap the network send.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -261,11 +264,129 @@ void s3_op_put_object_start(struct s3_req *r)
 
 /* ---- GetObject / HeadObject ---- */
 
+/* A large GET reads ahead on a thread of its own (the prefetcher) into a
+ * ring of S3_GET_BLOCK buffers, so the device reads and checksums of the
+ * next blocks overlap the send of the current one; the content callback
+ * only copies out of the ring. Small GETs read in place. */
+#define S3_GET_RING 4
+
 struct get_stream {
 	struct cs_reader *rd;
 	uint64_t start, len;
 	uint64_t *bytes_out; /* the request's counter; only touched while reading */
+	/* prefetcher (when started) */
+	bool pf;
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	uint8_t *ring[S3_GET_RING];
+	size_t fill[S3_GET_RING]; /* bytes in each full buffer */
+	unsigned head, count;     /* full buffers: ring[head..head+count) */
+	size_t head_off;          /* bytes of ring[head] already sent */
+	uint64_t sent;            /* stream position the callback is at */
+	long err;                 /* prefetcher's failure (< 0) */
+	bool stop, done;
 };
+
+static void *get_prefetch(void *arg)
+{
+	struct get_stream *gs = arg;
+	uint64_t pos = 0;
+
+	pthread_mutex_lock(&gs->mu);
+	while (pos < gs->len && !gs->stop) {
+		if (gs->count == S3_GET_RING) {
+			pthread_cond_wait(&gs->cv, &gs->mu);
+			continue;
+		}
+		unsigned slot = (gs->head + gs->count) % S3_GET_RING;
+		size_t n = gs->len - pos < S3_GET_BLOCK ? (size_t)(gs->len - pos) : S3_GET_BLOCK;
+		pthread_mutex_unlock(&gs->mu);
+		long got = cs_reader_read(gs->rd, gs->start + pos, gs->ring[slot], n);
+		pthread_mutex_lock(&gs->mu);
+		if (got != (long)n) {
+			gs->err = got < 0 ? got : CAIRN_ECORRUPT;
+			log_err(TAG, "read at %llu failed: %s", (unsigned long long)(gs->start + pos),
+				got >= 0 ? "premature end" : cairn_strerror((int)got));
+			break;
+		}
+		gs->fill[slot] = n;
+		gs->count++;
+		pos += n;
+		pthread_cond_broadcast(&gs->cv);
+	}
+	gs->done = true;
+	pthread_cond_broadcast(&gs->cv);
+	pthread_mutex_unlock(&gs->mu);
+	return NULL;
+}
+
+/* Starts the prefetcher; false: read in place instead. */
+static bool get_prefetch_start(struct get_stream *gs)
+{
+	for (unsigned i = 0; i < S3_GET_RING; i++) {
+		gs->ring[i] = malloc(S3_GET_BLOCK);
+		if (!gs->ring[i])
+			goto fail;
+	}
+	pthread_mutex_init(&gs->mu, NULL);
+	pthread_cond_init(&gs->cv, NULL);
+	if (pthread_create(&gs->thread, NULL, get_prefetch, gs) != 0) {
+		pthread_mutex_destroy(&gs->mu);
+		pthread_cond_destroy(&gs->cv);
+		goto fail;
+	}
+	gs->pf = true;
+	return true;
+fail:
+	for (unsigned i = 0; i < S3_GET_RING; i++) {
+		free(gs->ring[i]);
+		gs->ring[i] = NULL;
+	}
+	return false;
+}
+
+static ssize_t get_read_ring(struct get_stream *gs, uint64_t pos, char *buf, size_t max)
+{
+	size_t done = 0;
+
+	if (pos != gs->sent) {
+		log_err(TAG, "GET stream asked for %llu at %llu", (unsigned long long)pos,
+			(unsigned long long)gs->sent);
+		return MHD_CONTENT_READER_END_WITH_ERROR;
+	}
+	pthread_mutex_lock(&gs->mu);
+	while (done < max) {
+		if (gs->count == 0) {
+			if (done)
+				break; /* send what we have */
+			if (gs->err < 0 || gs->done)
+				break;
+			pthread_cond_wait(&gs->cv, &gs->mu);
+			continue;
+		}
+		size_t avail = gs->fill[gs->head] - gs->head_off;
+		size_t n = max - done < avail ? max - done : avail;
+		const uint8_t *src = gs->ring[gs->head] + gs->head_off;
+		pthread_mutex_unlock(&gs->mu);
+		memcpy(buf + done, src, n); /* the prefetcher never touches a full buffer */
+		pthread_mutex_lock(&gs->mu);
+		done += n;
+		gs->head_off += n;
+		if (gs->head_off == gs->fill[gs->head]) {
+			gs->head = (gs->head + 1) % S3_GET_RING;
+			gs->head_off = 0;
+			gs->count--;
+			pthread_cond_broadcast(&gs->cv);
+		}
+	}
+	pthread_mutex_unlock(&gs->mu);
+	if (done == 0)
+		return MHD_CONTENT_READER_END_WITH_ERROR;
+	gs->sent += done;
+	*gs->bytes_out += (uint64_t)done;
+	return (ssize_t)done;
+}
 
 static ssize_t get_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
@@ -278,6 +399,8 @@ static ssize_t get_read(void *cls, uint64_t pos, char *buf, size_t max)
 		return MHD_CONTENT_READER_END_OF_STREAM;
 	if (max > gs->len - pos)
 		max = (size_t)(gs->len - pos);
+	if (gs->pf)
+		return get_read_ring(gs, pos, buf, max);
 	n = cs_reader_read(gs->rd, gs->start + pos, buf, max);
 	if (n <= 0) {
 		log_err(TAG, "read at %llu failed: %s", (unsigned long long)(gs->start + pos),
@@ -292,6 +415,17 @@ static void get_free(void *cls)
 {
 	struct get_stream *gs = cls;
 
+	if (gs->pf) {
+		pthread_mutex_lock(&gs->mu);
+		gs->stop = true;
+		pthread_cond_broadcast(&gs->cv);
+		pthread_mutex_unlock(&gs->mu);
+		pthread_join(gs->thread, NULL);
+		pthread_mutex_destroy(&gs->mu);
+		pthread_cond_destroy(&gs->cv);
+		for (unsigned i = 0; i < S3_GET_RING; i++)
+			free(gs->ring[i]);
+	}
 	cs_reader_free(gs->rd);
 	free(gs);
 }
@@ -447,9 +581,35 @@ void s3_op_get_object(struct s3_req *r)
 			goto out;
 		}
 	}
-	resp = MHD_create_response_from_callback(len, S3_GET_BLOCK, get_read, gs, get_free);
-	if (!resp) {
+	if (gs->rd && len <= S3_GET_SMALL) {
+		/* Small bodies are read now and sent from one buffer: a callback
+		 * response would calloc a whole S3_GET_BLOCK (a 1 MiB memset per
+		 * request once malloc serves it from the heap). */
+		char *body = malloc((size_t)len);
+		long n = body ? cs_reader_read(gs->rd, start, body, (size_t)len) : -ENOMEM;
 		get_free(gs);
+		gs = NULL;
+		if (n != (long)len) {
+			free(body);
+			log_err(TAG, "read of %llu bytes failed: %s", (unsigned long long)len,
+				n >= 0 ? "premature end" : cairn_strerror((int)n));
+			s3_reply_code(r, n < 0 ? (int)n : CAIRN_ECORRUPT, S3E_NO_SUCH_KEY);
+			goto out;
+		}
+		r->bytes_out += (uint64_t)len;
+		resp = MHD_create_response_from_buffer((size_t)len, body, MHD_RESPMEM_MUST_FREE);
+		if (!resp)
+			free(body);
+	} else {
+		size_t blk = len < S3_GET_BLOCK ? (size_t)len : S3_GET_BLOCK;
+		if (gs->rd && len > S3_GET_PREFETCH_MIN)
+			(void)get_prefetch_start(gs); /* else: read in place */
+		resp = MHD_create_response_from_callback(len, blk ? blk : 1, get_read, gs,
+							 get_free);
+		if (!resp)
+			get_free(gs);
+	}
+	if (!resp) {
 		s3_reply_error(r, S3E_SLOW_DOWN, "Out of memory");
 		goto out;
 	}

@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -212,10 +213,14 @@ static void *uri_cb(void *cls, const char *uri, struct MHD_Connection *conn)
 	return r;
 }
 
+static void pipe_stop(struct s3_req *r);
+static void pipe_start(struct s3_req *r);
+
 static void req_free(struct s3_req *r)
 {
 	if (!r)
 		return;
+	pipe_stop(r); /* before op_free: the pipeline thread uses op_state */
 	if (r->op_free)
 		r->op_free(r->op_state);
 	EVP_MD_CTX_free(r->sha);
@@ -410,6 +415,10 @@ static s3_handler_fn route(struct s3_req *r)
 			if (s3_query_has(&r->q, "location")) {
 				r->op = "GetBucketLocation";
 				return s3_op_get_bucket_location;
+			}
+			if (s3_query_has(&r->q, "versioning")) {
+				r->op = "GetBucketVersioning";
+				return s3_op_get_bucket_versioning;
 			}
 			if (sub) {
 				r->op = strcmp(sub, "uploads") == 0 ? "ListMultipartUploads"
@@ -727,14 +736,192 @@ static void request_start(struct s3_req *r)
 		if (!r->sha || EVP_DigestInit_ex(r->sha, EVP_sha256(), NULL) != 1)
 			goto oom;
 	}
+	if (r->body_fn && r->has_cl && r->content_length >= S3_PIPE_MIN)
+		pipe_start(r);
 	return;
 oom:
 	r->state = S3_ST_NEW;
 	s3_reply_error(r, S3E_SLOW_DOWN, "Out of memory");
 }
 
+/* ---- the body pipeline ----
+ *
+ * The connection thread receives, updates the payload SHA-256 (if any) and
+ * copies the body into S3_PIPE_SEGS segments; the pipeline thread takes
+ * full segments in order, updates the MD5 and feeds body_fn. Only the
+ * pipeline thread touches r->md5, r->body_bytes and op_state until
+ * pipe_finish() or pipe_stop() has joined it. */
+struct s3_pipe {
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	uint8_t *seg[S3_PIPE_SEGS];
+	size_t seglen[S3_PIPE_SEGS];
+	unsigned head, count; /* full segments: [head, head + count) */
+	size_t cur_len;       /* bytes in the segment being filled: (head + count) % N */
+	bool eof, abort, joined;
+	int err;
+};
+
+static void *pipe_main(void *arg)
+{
+	struct s3_req *r = arg;
+	struct s3_pipe *p = r->pipe;
+
+	pthread_mutex_lock(&p->mu);
+	for (;;) {
+		if (p->abort)
+			break;
+		if (!p->count) {
+			if (p->eof)
+				break;
+			pthread_cond_wait(&p->cv, &p->mu);
+			continue;
+		}
+		const uint8_t *data = p->seg[p->head];
+		size_t len = p->seglen[p->head];
+		pthread_mutex_unlock(&p->mu);
+		int rc = EVP_DigestUpdate(r->md5, data, len) == 1 ? 0 : -EIO;
+		if (rc == 0) {
+			r->body_bytes += len;
+			rc = r->body_fn(r, data, len);
+		}
+		pthread_mutex_lock(&p->mu);
+		if (rc < 0) {
+			p->err = rc;
+			break;
+		}
+		p->head = (p->head + 1) % S3_PIPE_SEGS;
+		p->count--;
+		pthread_cond_broadcast(&p->cv);
+	}
+	pthread_cond_broadcast(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+	return NULL;
+}
+
+static void pipe_free(struct s3_pipe *p)
+{
+	for (unsigned i = 0; i < S3_PIPE_SEGS; i++)
+		free(p->seg[i]);
+	free(p);
+}
+
+/* Starts the pipeline for r's body; on any failure the body is simply
+ * handled on the connection thread. */
+static void pipe_start(struct s3_req *r)
+{
+	struct s3_pipe *p = calloc(1, sizeof(*p));
+	if (!p)
+		return;
+	for (unsigned i = 0; i < S3_PIPE_SEGS; i++) {
+		p->seg[i] = malloc(S3_PIPE_SEG);
+		if (!p->seg[i]) {
+			pipe_free(p);
+			return;
+		}
+	}
+	pthread_mutex_init(&p->mu, NULL);
+	pthread_cond_init(&p->cv, NULL);
+	r->pipe = p;
+	if (pthread_create(&p->thread, NULL, pipe_main, r) != 0) {
+		r->pipe = NULL;
+		pthread_mutex_destroy(&p->mu);
+		pthread_cond_destroy(&p->cv);
+		pipe_free(p);
+	}
+}
+
+static void pipe_join(struct s3_req *r)
+{
+	struct s3_pipe *p = r->pipe;
+	if (!p->joined) {
+		pthread_join(p->thread, NULL);
+		p->joined = true;
+	}
+}
+
+/* Aborts (if still running) and frees the pipeline. */
+static void pipe_stop(struct s3_req *r)
+{
+	struct s3_pipe *p = r->pipe;
+	if (!p)
+		return;
+	pthread_mutex_lock(&p->mu);
+	p->abort = true;
+	pthread_cond_broadcast(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+	pipe_join(r);
+	pthread_mutex_destroy(&p->mu);
+	pthread_cond_destroy(&p->cv);
+	pipe_free(p);
+	r->pipe = NULL;
+}
+
+/* Queues body bytes; returns the pipeline's error once it failed. */
+static int pipe_push(struct s3_req *r, const char *data, size_t len)
+{
+	struct s3_pipe *p = r->pipe;
+	int rc = 0;
+
+	pthread_mutex_lock(&p->mu);
+	while (len && !p->err) {
+		if (p->count == S3_PIPE_SEGS) {
+			pthread_cond_wait(&p->cv, &p->mu);
+			continue;
+		}
+		unsigned idx = (p->head + p->count) % S3_PIPE_SEGS;
+		size_t n = S3_PIPE_SEG - p->cur_len;
+		if (n > len)
+			n = len;
+		/* the segment being filled is the connection thread's alone */
+		pthread_mutex_unlock(&p->mu);
+		memcpy(p->seg[idx] + p->cur_len, data, n);
+		pthread_mutex_lock(&p->mu);
+		p->cur_len += n;
+		data += n;
+		len -= n;
+		if (p->cur_len == S3_PIPE_SEG) {
+			p->seglen[idx] = p->cur_len;
+			p->cur_len = 0;
+			p->count++;
+			pthread_cond_broadcast(&p->cv);
+		}
+	}
+	rc = p->err;
+	pthread_mutex_unlock(&p->mu);
+	return rc;
+}
+
+/* Queues the last partial segment, waits for the pipeline to drain; returns
+ * its error. */
+static int pipe_finish(struct s3_req *r)
+{
+	struct s3_pipe *p = r->pipe;
+
+	pthread_mutex_lock(&p->mu);
+	while (p->cur_len && p->count == S3_PIPE_SEGS && !p->err)
+		pthread_cond_wait(&p->cv, &p->mu);
+	if (p->cur_len && !p->err) {
+		unsigned idx = (p->head + p->count) % S3_PIPE_SEGS;
+		p->seglen[idx] = p->cur_len;
+		p->cur_len = 0;
+		p->count++;
+	}
+	p->eof = true;
+	pthread_cond_broadcast(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+	pipe_join(r);
+	return p->err;
+}
+
 static int request_body(struct s3_req *r, const char *data, size_t len)
 {
+	if (r->pipe) {
+		if (r->sha && EVP_DigestUpdate(r->sha, data, len) != 1)
+			return -EIO;
+		return pipe_push(r, data, len);
+	}
 	if (EVP_DigestUpdate(r->md5, data, len) != 1)
 		return -EIO;
 	if (r->sha && EVP_DigestUpdate(r->sha, data, len) != 1)
@@ -760,6 +947,15 @@ static void request_end(struct s3_req *r)
 {
 	unsigned mdlen = 0;
 
+	if (r->pipe) {
+		int rc = pipe_finish(r);
+		if (rc < 0) {
+			log_info(TAG, "request %s (%s): body refused: %s", r->reqid, r->op,
+				 cairn_strerror(rc));
+			s3_reply_code(r, rc, S3E_INTERNAL_ERROR);
+			return;
+		}
+	}
 	if (EVP_DigestFinal_ex(r->md5, r->body_md5, &mdlen) != 1) {
 		s3_reply_error(r, S3E_INTERNAL_ERROR, NULL);
 		return;
@@ -989,7 +1185,7 @@ int s3_server_start(const struct s3_config *cfg, struct cs_pool *pool, struct s3
 		flags, 0, NULL, NULL, access_cb, srv, MHD_OPTION_LISTEN_SOCKET, srv->lfd,
 		MHD_OPTION_CONNECTION_LIMIT, maxc, MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip,
 		MHD_OPTION_CONNECTION_TIMEOUT, timeout, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-		(size_t)(256u << 10), MHD_OPTION_URI_LOG_CALLBACK, uri_cb, srv,
+		(size_t)S3_CONN_MEMORY, MHD_OPTION_URI_LOG_CALLBACK, uri_cb, srv,
 		MHD_OPTION_NOTIFY_COMPLETED, done_cb, srv, MHD_OPTION_NOTIFY_CONNECTION, conn_cb, srv,
 		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv, MHD_OPTION_END);
 	if (!srv->mhd) {

@@ -35,7 +35,21 @@
 #define S3_HEADERS_MAX_BYTES (16u << 10) /* names + values of one request */
 #define S3_HEADER_GRACE_SEC 10          /* beyond the idle timeout, see s3_conn */
 #define S3_GET_BLOCK (1u << 20)         /* GET streaming block */
+/* libmicrohttpd's per-connection pool (request head + receive buffer). It
+ * zeroes the pool on every request, so its size is a per-request cost (256
+ * KiB was ~10% of a 4 KiB GET). It must still hold a 100 KB header, so that
+ * our own checks answer it with an S3 error rather than libmicrohttpd with
+ * an HTML 431 (tests/integration/050-bad-input.py). */
+#define S3_CONN_MEMORY (128u << 10)
+#define S3_GET_SMALL (64u << 10)        /* GET bodies up to this are sent from one buffer */
+#define S3_GET_PREFETCH_MIN (4u << 20)  /* GET bodies above this are read ahead on a thread */
 #define S3_LIST_MAX 1000
+/* A body_fn body of at least S3_PIPE_MIN bytes (by Content-Length) runs its
+ * MD5 and body_fn on a pipeline thread, so the stream's serial work is split
+ * over two threads: receive (+ payload SHA-256) and MD5 (+ the writer). */
+#define S3_PIPE_MIN (1u << 20)
+#define S3_PIPE_SEG (256u << 10)
+#define S3_PIPE_SEGS 4
 
 /* One connection, tracked so that a client trickling its request head a
  * byte at a time (which resets libmicrohttpd's idle timer forever) is cut
@@ -112,6 +126,7 @@ struct s3_req {
 	char *body;           /* small bodies (XML) */
 	size_t body_len;
 	s3_body_fn body_fn;   /* NULL: buffer into body (up to S3_SMALL_BODY_MAX) */
+	struct s3_pipe *pipe; /* large bodies: MD5 + body_fn on a thread of their own */
 	s3_handler_fn finish;
 	void *op_state;       /* handler's own state */
 	void (*op_free)(void *op_state);
@@ -162,6 +177,7 @@ void s3_op_create_bucket(struct s3_req *r);
 void s3_op_head_bucket(struct s3_req *r);
 void s3_op_delete_bucket(struct s3_req *r);
 void s3_op_get_bucket_location(struct s3_req *r);
+void s3_op_get_bucket_versioning(struct s3_req *r);
 /* Starts CreateBucket: answers now when there is no body. */
 void s3_op_create_bucket_start(struct s3_req *r);
 

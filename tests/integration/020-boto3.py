@@ -50,6 +50,8 @@ t.check("list_buckets has the bucket", B in names, f"got {names}")
 r = t.attempt("head_bucket", lambda: s3.head_bucket(Bucket=B))
 t.check("x-amz-request-id on a success", bool(r and r["ResponseMetadata"]["HTTPHeaders"].get("x-amz-request-id")),
         f"headers {r and r['ResponseMetadata']['HTTPHeaders']}")
+r = t.attempt("get_bucket_versioning", lambda: s3.get_bucket_versioning(Bucket=B))
+t.check("versioning never enabled: no Status", r is not None and "Status" not in r, f"{r}")
 r = t.attempt("get_bucket_location", lambda: s3.get_bucket_location(Bucket=B))
 t.check("location is us-east-1 (None) ", r is not None and r.get("LocationConstraint") in (None, "", "us-east-1"),
         f"got {r and r.get('LocationConstraint')!r}")
@@ -240,6 +242,10 @@ r = t.attempt("list v2 FetchOwner", lambda: s3.list_objects_v2(Bucket=B, Prefix=
 if r:
     t.check("v2 FetchOwner lists Owner.ID", all(o.get("Owner", {}).get("ID") for o in r.get("Contents", [])),
             f"{r.get('Contents', [])[:1]}")
+r = t.attempt("list v2 MaxKeys=0", lambda: s3.list_objects_v2(Bucket=B, Prefix="lst/", MaxKeys=0))
+if r:
+    t.check("v2 MaxKeys=0: no keys and not truncated (as AWS)",
+            not r.get("Contents") and r.get("IsTruncated") is False, f"{r}")
 r = t.attempt("list v2 StartAfter", lambda: s3.list_objects_v2(Bucket=B, Prefix="lst/", StartAfter="lst/b3"))
 if r:
     t.expect_eq("v2 StartAfter", [o["Key"] for o in r.get("Contents", [])], [k for k in sorted(keys) if k > "lst/b3"])

@@ -731,7 +731,12 @@ static void test_not_implemented(void **state)
 	assert_int_equal(DO(.method = "PUT", .path = "/later/k", .body = "", .blen = 0, ROOT,
 			    .hdrs = { "x-amz-copy-source: /later/j" }),
 			 501);
-	assert_int_equal(DO(.method = "GET", .path = "/later", .query = "versioning", ROOT), 501);
+	assert_int_equal(DO(.method = "GET", .path = "/later", .query = "lifecycle", ROOT), 501);
+	/* versioning was never enabled: an empty configuration, as AWS */
+	assert_int_equal(DO(.method = "GET", .path = "/later", .query = "versioning", ROOT), 200);
+	assert_int_equal(DO(.method = "PUT", .path = "/later", .query = "versioning", .body = "",
+			    .blen = 0, ROOT),
+			 501);
 	assert_int_equal(DO(.method = "PUT", .path = "/later/k", .body = "x", .blen = 1, ROOT,
 			    .payload = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"),
 			 501);
