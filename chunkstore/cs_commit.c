@@ -8,6 +8,7 @@
  * the transaction holding its metadata committed.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -585,6 +586,30 @@ static void cs_delta_apply(struct cs_stats_rec *s, const struct cs_stats_delta *
 	s->manifests += (uint64_t)d->manifests;
 	s->stripes += (uint64_t)d->stripes;
 }
+/* Requests that add data (they carry a writer) are refused once live
+ * metadata passes CS_META_RESERVE_PCT of the map, so the rest stays for
+ * deletes: LMDB copies pages on write, so even a delete needs free pages,
+ * and a map filled to the brim could never be emptied again. The free-list
+ * walk is paid only when the file's high-water mark is already that high. */
+#define CS_META_RESERVE_PCT 90
+static bool cs_meta_low_space(struct cs_pool *pool, const struct cs_req *reqs)
+{
+	uint64_t used, map;
+	bool grows = false;
+	for (const struct cs_req *r = reqs; r; r = r->next)
+		grows |= r->w != NULL;
+	if (!grows || meta_usage(pool->meta, &used, &map) < 0 ||
+	    used * 100 < map * CS_META_RESERVE_PCT)
+		return false;
+	if (meta_live_bytes(pool->meta, &used, &map) < 0)
+		return false;
+	if (used * 100 < map * CS_META_RESERVE_PCT)
+		return false;
+	log_warn(CS_TAG, "metadata map %" PRIu64 " of %" PRIu64 " MiB live: refusing new data, "
+		 "deletes still work (raise [pool] map_size)", used >> 20, map >> 20);
+	return true;
+}
+
 
 static void cs_group_run(struct cs_pool *pool, struct cs_req *reqs)
 {
@@ -600,12 +625,17 @@ static void cs_group_run(struct cs_pool *pool, struct cs_req *reqs)
 	st = pool->stats;
 	pthread_mutex_unlock(&pool->st_mu);
 
+	bool low_space = cs_meta_low_space(pool, reqs);
 	rc = meta_txn_begin(pool->meta, true, &txn);
 	if (rc < 0)
 		goto fail_all;
 	for (struct cs_req *r = reqs; r; r = r->next) {
 		if (r->w && r->w->nfiles && data_rc < 0) {
 			r->result = data_rc;
+			continue;
+		}
+		if (r->w && low_space) {
+			r->result = CAIRN_ENOSPACE;
 			continue;
 		}
 		struct cs_txn t = {.pool = pool, .w = r->w};

@@ -457,3 +457,49 @@ int meta_usage(struct meta_env *env, uint64_t *used_bytes, uint64_t *map_bytes)
 		*map_bytes = info.me_mapsize;
 	return 0;
 }
+
+int meta_live_bytes(struct meta_env *env, uint64_t *live_bytes, uint64_t *map_bytes)
+{
+	MDB_envinfo info;
+	MDB_stat st;
+	MDB_txn *txn = NULL;
+	MDB_cursor *cur = NULL;
+	MDB_val k, v;
+	uint64_t free_pages = 0;
+	int rc = meta_err(mdb_env_info(env->env, &info));
+	if (rc == 0)
+		rc = meta_err(mdb_env_stat(env->env, &st));
+	if (rc < 0)
+		return rc;
+	rc = meta_err(mdb_txn_begin(env->env, NULL, MDB_RDONLY, &txn));
+	if (rc < 0)
+		return rc;
+	/* dbi 0 is LMDB's free list: each value is an ID list whose first
+	 * element counts the page numbers that follow. */
+	rc = meta_err(mdb_cursor_open(txn, 0, &cur));
+	if (rc < 0)
+		goto out;
+	int mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+	while (mrc == 0) {
+		if (v.mv_size >= sizeof(size_t)) {
+			size_t n;
+			memcpy(&n, v.mv_data, sizeof(n));
+			free_pages += n;
+		}
+		mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+	}
+	if (mrc != MDB_NOTFOUND)
+		rc = meta_err(mrc);
+	uint64_t pages = (uint64_t)info.me_last_pgno + 1;
+	if (free_pages > pages)
+		free_pages = pages;
+	if (live_bytes)
+		*live_bytes = (pages - free_pages) * st.ms_psize;
+	if (map_bytes)
+		*map_bytes = info.me_mapsize;
+out:
+	if (cur)
+		mdb_cursor_close(cur);
+	mdb_txn_abort(txn);
+	return rc;
+}

@@ -95,6 +95,10 @@ int meta_cursor_del(struct meta_cursor *c) CAIRN_WUR;
 
 /* Map usage, for /metrics and ENOSPC decisions. */
 int meta_usage(struct meta_env *env, uint64_t *used_bytes, uint64_t *map_bytes) CAIRN_WUR;
+/* Bytes of live pages: the high-water mark less the pages on LMDB's free
+ * list, which later writes reuse. O(free-list records); opens its own read
+ * transaction (call it outside any write transaction of this thread). */
+int meta_live_bytes(struct meta_env *env, uint64_t *live_bytes, uint64_t *map_bytes) CAIRN_WUR;
 
 /* Big-endian helpers for key encoding. */
 static inline void meta_be32(uint8_t *p, uint32_t v)

@@ -501,6 +501,37 @@ static uint64_t live_of(struct cs_pool *p, const uint8_t *d, size_t size)
 	return sum;
 }
 
+/* Regression (review of issue 2): a full metadata map refused deletes too,
+ * so nothing could be freed without a restart with a bigger map. */
+static void test_map_full_keeps_deletes_possible_issue2(void **state)
+{
+	(void)state;
+	struct cs_pool_opts o = {.map_size = 2u << 20};
+	struct cs_pool *p = open_pool(&o);
+	enum { N = 4000 };
+	static struct cs_mid mids[N];
+	uint8_t body[2048];
+	int n = 0, rc = 0;
+	for (; n < N; n++) {
+		struct cs_writer *w = NULL;
+		memset(body, 0, sizeof(body));
+		memcpy(body, &n, sizeof(n));
+		assert_int_equal(write_all(p, body, sizeof(body), sizeof(body), &w), 0);
+		rc = cs_commit(p, w, create_fn, &mids[n]);
+		cs_writer_free(w);
+		if (rc < 0)
+			break;
+	}
+	assert_int_equal(rc, CAIRN_ENOSPACE);
+	assert_true(n > 10);
+	/* every object written before the refusal can still be deleted */
+	for (int i = 0; i < n; i++) {
+		struct refop op = {.mid = &mids[i], .unref = true};
+		assert_int_equal(cs_commit(p, NULL, refop_fn, &op), 0);
+	}
+	cs_pool_close(p);
+}
+
 static void test_ref_unref_to_zero(void **state)
 {
 	(void)state;
@@ -1067,6 +1098,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_write_error_fails_affected_writers, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_long_writer_syncs_early, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_powerloss_committed_survive, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_map_full_keeps_deletes_possible_issue2, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
