@@ -550,10 +550,10 @@ void s3_op_get_object(struct s3_req *r)
 	len = o.rec.size;
 	rc = s3_range_parse(s3_req_header(r, "Range"), o.rec.size, &range);
 	if (rc == CAIRN_ERANGE) {
-		char sz[24];
-		snprintf(sz, sizeof(sz), "%llu", (unsigned long long)o.rec.size);
+		snprintf(r->range_size, sizeof(r->range_size), "%llu",
+			 (unsigned long long)o.rec.size);
 		struct s3_err_extra ex[2] = { { "RangeRequested", s3_req_header(r, "Range") },
-					      { "ActualObjectSize", sz } };
+					      { "ActualObjectSize", r->range_size } };
 		s3_reply_error_extra(r, S3E_INVALID_RANGE, NULL, ex, 2);
 		goto out;
 	}

@@ -99,6 +99,11 @@ void s3_reply_response(struct s3_req *r, int status, struct MHD_Response *resp)
 	MHD_add_response_header(resp, "x-amz-request-id", r->reqid);
 	MHD_add_response_header(resp, "x-amz-id-2", r->id2);
 	MHD_add_response_header(resp, "Server", "cairn");
+	if (status == 416 && r->range_size[0]) {
+		char cr[40];
+		snprintf(cr, sizeof(cr), "bytes */%s", r->range_size);
+		MHD_add_response_header(resp, "Content-Range", cr);
+	}
 	if (r->close)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
 	if (MHD_queue_response(r->conn, (unsigned)status, resp) == MHD_YES)

@@ -95,6 +95,7 @@ struct s3_req {
 	struct MHD_Connection *conn;
 	char *raw_target;     /* as received */
 	char reqid[17];
+	char range_size[24]; /* object size, for the Content-Range of a 416 */
 	char id2[45];
 	uint64_t t0_us;
 	const char *method;

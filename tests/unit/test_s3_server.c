@@ -331,6 +331,8 @@ static void test_object_empty(void **state)
 	assert_int_equal(DO(.method = "GET", .path = "/empty/zero", ROOT,
 			    .hdrs = { "Range: bytes=0-0" }),
 			 416);
+	/* RFC 9110: a 416 names the current length */
+	assert_string_equal(s3t_header(&R, "Content-Range", h, sizeof(h)), "bytes */0");
 }
 
 static void test_object_metadata_and_head(void **state)
