@@ -79,9 +79,7 @@ static const struct cfg_key keys[] = {
 };
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
+void node_seterr(char *err, size_t errlen, const char *fmt, ...)
 {
 	if (!err || !errlen)
 		return;
@@ -230,17 +228,17 @@ static int set_key(struct node_config *c, const struct cfg_key *k, const char *v
 	case CFG_LEVEL:
 	case CFG_LISTEN:
 		if (k->type != CFG_OPTSTR && !*value) {
-			seterr(err, errlen, "[%s] %s must not be empty", k->section, k->name);
+			node_seterr(err, errlen, "[%s] %s must not be empty", k->section, k->name);
 			return CAIRN_EINVAL;
 		}
 		if (k->type == CFG_LEVEL && log_parse_level(value, &lvl) != 0) {
-			seterr(err, errlen, "[%s] %s = '%s': expected error, warn, info or debug",
+			node_seterr(err, errlen, "[%s] %s = '%s': expected error, warn, info or debug",
 			       k->section, k->name, value);
 			return CAIRN_EINVAL;
 		}
 		if (k->type == CFG_LISTEN &&
 		    node_split_listen(value, host, sizeof(host), &port) != 0) {
-			seterr(err, errlen,
+			node_seterr(err, errlen,
 			       "[%s] %s = '%s': expected HOST:PORT (IPv6 as [ADDR]:PORT)",
 			       k->section, k->name, value);
 			return CAIRN_EINVAL;
@@ -248,7 +246,7 @@ static int set_key(struct node_config *c, const struct cfg_key *k, const char *v
 		{
 			char *dup = strdup(value);
 			if (!dup) {
-				seterr(err, errlen, "out of memory");
+				node_seterr(err, errlen, "out of memory");
 				return -ENOMEM;
 			}
 			char **slot = (char **)(base + k->off);
@@ -258,7 +256,7 @@ static int set_key(struct node_config *c, const struct cfg_key *k, const char *v
 		return 0;
 	case CFG_BOOL:
 		if (parse_bool(value, &b) != 0) {
-			seterr(err, errlen, "[%s] %s = '%s': expected true or false", k->section,
+			node_seterr(err, errlen, "[%s] %s = '%s': expected true or false", k->section,
 			       k->name, value);
 			return CAIRN_EINVAL;
 		}
@@ -267,14 +265,14 @@ static int set_key(struct node_config *c, const struct cfg_key *k, const char *v
 	case CFG_UINT:
 	case CFG_SIZE:
 		if ((k->type == CFG_UINT ? parse_uint(value, &v) : parse_size(value, &v)) != 0) {
-			seterr(
+			node_seterr(
 			    err, errlen, "[%s] %s = '%s': expected %s", k->section, k->name, value,
 			    k->type == CFG_UINT ? "a whole number"
 						: "a size in bytes (suffix K, M, G or T allowed)");
 			return CAIRN_EINVAL;
 		}
 		if (v < k->min || v > k->max) {
-			seterr(err, errlen, "[%s] %s = %s: out of range %llu..%llu", k->section,
+			node_seterr(err, errlen, "[%s] %s = %s: out of range %llu..%llu", k->section,
 			       k->name, value, (unsigned long long)k->min,
 			       (unsigned long long)k->max);
 			return CAIRN_EINVAL;
@@ -291,13 +289,13 @@ int node_config_set(struct node_config *c, const char *section, const char *key,
 	const struct cfg_key *k = find_key(section, key);
 	if (!k) {
 		if (!*section)
-			seterr(err, errlen, "key '%s' outside any [section]", key);
+			node_seterr(err, errlen, "key '%s' outside any [section]", key);
 		else if (!known_section(section))
-			seterr(err, errlen,
+			node_seterr(err, errlen,
 			       "unknown section [%s] (known: [node], [s3], [api], [pool])",
 			       section);
 		else
-			seterr(err, errlen, "unknown key '%s' in section [%s]", key, section);
+			node_seterr(err, errlen, "unknown key '%s' in section [%s]", key, section);
 		return CAIRN_EINVAL;
 	}
 	return set_key(c, k, value, err, errlen);
@@ -347,7 +345,7 @@ static int cfg_ini_handler(void *user, const char *section, const char *name, co
 	int r = node_config_set(lc->c, section, name, value ? value : "", msg, sizeof(msg));
 	if (r != 0) {
 		lc->ret = r;
-		seterr(lc->err, lc->errlen, "%s", msg);
+		node_seterr(lc->err, lc->errlen, "%s", msg);
 		return 0;
 	}
 	return 1;
@@ -358,7 +356,7 @@ int node_config_load(struct node_config *c, const char *path, char *err, size_t 
 	FILE *f = fopen(path, "r");
 	if (!f) {
 		int e = errno;
-		seterr(err, errlen, "%s: %s", path, strerror(e));
+		node_seterr(err, errlen, "%s: %s", path, strerror(e));
 		return -e;
 	}
 	char msg[512] = "";
@@ -368,49 +366,49 @@ int node_config_load(struct node_config *c, const char *path, char *err, size_t 
 	if (line == 0)
 		return 0;
 	if (line < 0) {
-		seterr(err, errlen, "%s: cannot parse (%s)", path,
+		node_seterr(err, errlen, "%s: cannot parse (%s)", path,
 		       line == -2 ? "out of memory" : "read error");
 		return line == -2 ? -ENOMEM : -EIO;
 	}
 	if (lc.ret == 0) /* inih's own syntax error (no '=', unclosed '[') */
-		seterr(err, errlen, "%s:%d: syntax error (expected [section] or key = value)", path,
+		node_seterr(err, errlen, "%s:%d: syntax error (expected [section] or key = value)", path,
 		       line);
 	else
-		seterr(err, errlen, "%s:%d: %s", path, line, msg);
+		node_seterr(err, errlen, "%s:%d: %s", path, line, msg);
 	return CAIRN_EINVAL;
 }
 
 int node_config_validate(const struct node_config *c, char *err, size_t errlen)
 {
 	if (c->k + c->m > c->devices) {
-		seterr(err, errlen,
+		node_seterr(err, errlen,
 		       "[pool] k + m = %llu needs at least that many devices, but devices = %llu",
 		       (unsigned long long)(c->k + c->m), (unsigned long long)c->devices);
 		return CAIRN_EINVAL;
 	}
 	if (c->replicas > c->devices) {
-		seterr(err, errlen, "[pool] replicas = %llu exceeds devices = %llu",
+		node_seterr(err, errlen, "[pool] replicas = %llu exceeds devices = %llu",
 		       (unsigned long long)c->replicas, (unsigned long long)c->devices);
 		return CAIRN_EINVAL;
 	}
 	if (c->chunk_size % 4096 || c->unit_size % 4096) {
-		seterr(err, errlen, "[pool] chunk_size and unit_size must be multiples of 4K");
+		node_seterr(err, errlen, "[pool] chunk_size and unit_size must be multiples of 4K");
 		return CAIRN_EINVAL;
 	}
 	/* A chunk is stored with a small header inside one unit. */
 	if (c->chunk_size >= c->unit_size) {
-		seterr(err, errlen,
+		node_seterr(err, errlen,
 		       "[pool] chunk_size (%llu) must be smaller than unit_size (%llu)",
 		       (unsigned long long)c->chunk_size, (unsigned long long)c->unit_size);
 		return CAIRN_EINVAL;
 	}
 	if (c->inline_max > c->chunk_size) {
-		seterr(err, errlen, "[pool] inline_max (%llu) exceeds chunk_size (%llu)",
+		node_seterr(err, errlen, "[pool] inline_max (%llu) exceeds chunk_size (%llu)",
 		       (unsigned long long)c->inline_max, (unsigned long long)c->chunk_size);
 		return CAIRN_EINVAL;
 	}
 	if (c->k + c->m > 32) {
-		seterr(err, errlen, "[pool] k + m = %llu exceeds 32",
+		node_seterr(err, errlen, "[pool] k + m = %llu exceeds 32",
 		       (unsigned long long)(c->k + c->m));
 		return CAIRN_EINVAL;
 	}
@@ -418,7 +416,7 @@ int node_config_validate(const struct node_config *c, char *err, size_t errlen)
 	uint16_t port = 0;
 	if (strcmp(c->s3_listen, c->api_listen) == 0 &&
 	    node_split_listen(c->s3_listen, host, sizeof(host), &port) == 0 && port != 0) {
-		seterr(err, errlen, "[s3] listen and [api] listen are both %s", c->s3_listen);
+		node_seterr(err, errlen, "[s3] listen and [api] listen are both %s", c->s3_listen);
 		return CAIRN_EINVAL;
 	}
 	return 0;
@@ -490,9 +488,9 @@ int node_serve_args(int argc, char **argv, struct node_config *c, struct node_se
 			return 0;
 		case '?':
 			if (optopt >= OPT_CONFIG)
-				seterr(err, errlen, "option '%s' needs a value", argv[optind - 1]);
+				node_seterr(err, errlen, "option '%s' needs a value", argv[optind - 1]);
 			else
-				seterr(err, errlen, "unknown option '%s' (see cairn serve --help)",
+				node_seterr(err, errlen, "unknown option '%s' (see cairn serve --help)",
 				       argv[optind - 1]);
 			return CAIRN_EINVAL;
 		default:
@@ -503,7 +501,7 @@ int node_serve_args(int argc, char **argv, struct node_config *c, struct node_se
 		}
 	}
 	if (optind < argc) {
-		seterr(err, errlen, "unexpected argument '%s' (see cairn serve --help)",
+		node_seterr(err, errlen, "unexpected argument '%s' (see cairn serve --help)",
 		       argv[optind]);
 		return CAIRN_EINVAL;
 	}
@@ -520,7 +518,7 @@ int node_serve_args(int argc, char **argv, struct node_config *c, struct node_se
 		ret = node_config_set(c, flag_keys[i].section, flag_keys[i].key, flag_val[i], msg,
 				      sizeof(msg));
 		if (ret) {
-			seterr(err, errlen, "%s: %s", flag_keys[i].flag, msg);
+			node_seterr(err, errlen, "%s: %s", flag_keys[i].flag, msg);
 			return ret;
 		}
 	}

@@ -13,23 +13,11 @@
 
 #include "node/node.h"
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-	if (!err || !errlen)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 int node_creds_validate(const struct node_creds *c, char *err, size_t errlen)
 {
 	size_t ul = strlen(c->user), pl = strlen(c->password);
 	if (ul < 3 || ul > NODE_CRED_MAX) {
-		seterr(err, errlen, "root user (access key id) must be 3 to %d characters",
+		node_seterr(err, errlen, "root user (access key id) must be 3 to %d characters",
 		       NODE_CRED_MAX);
 		return CAIRN_EINVAL;
 	}
@@ -39,20 +27,20 @@ int node_creds_validate(const struct node_creds *c, char *err, size_t errlen)
 		char ch = *p;
 		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
 		      (ch >= '0' && ch <= '9') || strchr("._@+=-", ch))) {
-			seterr(
+			node_seterr(
 			    err, errlen,
 			    "root user (access key id) may hold only letters, digits and ._@+=-");
 			return CAIRN_EINVAL;
 		}
 	}
 	if (pl < NODE_PASSWORD_MIN || pl > NODE_CRED_MAX) {
-		seterr(err, errlen, "root password must be %d to %d characters", NODE_PASSWORD_MIN,
+		node_seterr(err, errlen, "root password must be %d to %d characters", NODE_PASSWORD_MIN,
 		       NODE_CRED_MAX);
 		return CAIRN_EINVAL;
 	}
 	for (const char *p = c->password; *p; p++) {
 		if (*p <= ' ' || *p > '~') {
-			seterr(err, errlen,
+			node_seterr(err, errlen,
 			       "root password may hold only printable characters without spaces");
 			return CAIRN_EINVAL;
 		}
@@ -71,11 +59,11 @@ int node_creds_from_env(struct node_creds *out, char *err, size_t errlen)
 	if (!u && !p)
 		return 1;
 	if (!u || !p) {
-		seterr(err, errlen, "set both CAIRN_ROOT_USER and CAIRN_ROOT_PASSWORD, or neither");
+		node_seterr(err, errlen, "set both CAIRN_ROOT_USER and CAIRN_ROOT_PASSWORD, or neither");
 		return CAIRN_EINVAL;
 	}
 	if (strlen(u) > NODE_CRED_MAX || strlen(p) > NODE_CRED_MAX) {
-		seterr(err, errlen,
+		node_seterr(err, errlen,
 		       "CAIRN_ROOT_USER and CAIRN_ROOT_PASSWORD must be at most %d "
 		       "characters",
 		       NODE_CRED_MAX);
@@ -86,7 +74,7 @@ int node_creds_from_env(struct node_creds *out, char *err, size_t errlen)
 	strcpy(out->password, p);
 	char msg[200];
 	if (node_creds_validate(out, msg, sizeof(msg)) != 0) {
-		seterr(err, errlen, "CAIRN_ROOT_USER/CAIRN_ROOT_PASSWORD: %s", msg);
+		node_seterr(err, errlen, "CAIRN_ROOT_USER/CAIRN_ROOT_PASSWORD: %s", msg);
 		return CAIRN_EINVAL;
 	}
 	return 0;
@@ -110,7 +98,7 @@ int node_creds_read(const char *path, struct node_creds *out, char *err, size_t 
 	FILE *f = fopen(path, "r");
 	if (!f) {
 		ret = -errno;
-		seterr(err, errlen, "%s: %s", path, strerror(errno));
+		node_seterr(err, errlen, "%s: %s", path, strerror(errno));
 		return ret;
 	}
 	memset(out, 0, sizeof(*out));
@@ -123,7 +111,7 @@ int node_creds_read(const char *path, struct node_creds *out, char *err, size_t 
 			s = trim(s + 7);
 		char *eq = strchr(s, '=');
 		if (!eq) {
-			seterr(err, errlen, "%s:%d: expected KEY=VALUE", path, lineno);
+			node_seterr(err, errlen, "%s:%d: expected KEY=VALUE", path, lineno);
 			ret = CAIRN_EINVAL;
 			goto out;
 		}
@@ -143,7 +131,7 @@ int node_creds_read(const char *path, struct node_creds *out, char *err, size_t 
 		if (!dst)
 			continue; /* other variables are fine in a sourced file */
 		if (strlen(v) > NODE_CRED_MAX) {
-			seterr(err, errlen, "%s:%d: %s is too long", path, lineno, k);
+			node_seterr(err, errlen, "%s:%d: %s is too long", path, lineno, k);
 			ret = CAIRN_EINVAL;
 			goto out;
 		}
@@ -151,18 +139,18 @@ int node_creds_read(const char *path, struct node_creds *out, char *err, size_t 
 	}
 	if (ferror(f)) {
 		ret = -EIO;
-		seterr(err, errlen, "%s: read error", path);
+		node_seterr(err, errlen, "%s: read error", path);
 		goto out;
 	}
 	if (!out->user[0] || !out->password[0]) {
-		seterr(err, errlen, "%s: needs CAIRN_ROOT_USER= and CAIRN_ROOT_PASSWORD= lines",
+		node_seterr(err, errlen, "%s: needs CAIRN_ROOT_USER= and CAIRN_ROOT_PASSWORD= lines",
 		       path);
 		ret = CAIRN_EINVAL;
 		goto out;
 	}
 	char msg[200];
 	if (node_creds_validate(out, msg, sizeof(msg)) != 0) {
-		seterr(err, errlen, "%s: %s", path, msg);
+		node_seterr(err, errlen, "%s: %s", path, msg);
 		ret = CAIRN_EINVAL;
 		goto out;
 	}

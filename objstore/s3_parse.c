@@ -7,7 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
-static int hexval(unsigned char c)
+int s3_hexval(unsigned char c)
 {
 	if (c >= '0' && c <= '9')
 		return c - '0';
@@ -18,7 +18,7 @@ static int hexval(unsigned char c)
 	return -1;
 }
 
-static bool is_unreserved(unsigned char c)
+bool s3_is_unreserved(unsigned char c)
 {
 	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
 	       c == '-' || c == '_' || c == '.' || c == '~';
@@ -60,8 +60,8 @@ long s3_pct_decode(const char *in, size_t len, bool plus_space, char *out, size_
 		if (c == '%') {
 			if (i + 2 >= len)
 				return CAIRN_EINVAL;
-			int h = hexval((unsigned char)in[i + 1]);
-			int l = hexval((unsigned char)in[i + 2]);
+			int h = s3_hexval((unsigned char)in[i + 1]);
+			int l = s3_hexval((unsigned char)in[i + 2]);
 			if (h < 0 || l < 0)
 				return CAIRN_EINVAL;
 			c = (unsigned char)(h << 4 | l);
@@ -87,7 +87,7 @@ long s3_uri_encode(const char *in, size_t len, bool keep_slash, char *out, size_
 	size_t o = 0;
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)in[i];
-		if (is_unreserved(c) || (keep_slash && c == '/')) {
+		if (s3_is_unreserved(c) || (keep_slash && c == '/')) {
 			if (o + 1 >= cap)
 				return CAIRN_ETOOBIG;
 			out[o++] = (char)c;

@@ -51,6 +51,11 @@ struct s3_target {
  * CAIRN_EINVAL (not starting with '/', control bytes, '#') -> InvalidURI. */
 int s3_target_split(const char *target, struct s3_target *out) CAIRN_WUR;
 
+/* Value of one hex digit, or -1. */
+int s3_hexval(unsigned char c);
+/* RFC 3986 unreserved: ALPHA / DIGIT / "-" / "." / "_" / "~" (never encoded). */
+bool s3_is_unreserved(unsigned char c);
+
 /* Percent-decodes in[0..len) into out (cap >= len + 1 always suffices) and
  * NUL-terminates it. plus_space: '+' decodes to ' ' (query strings, as
  * S3 reads them); otherwise '+' stays '+' (paths). Returns the decoded

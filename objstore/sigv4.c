@@ -88,22 +88,6 @@ static inline void sb_putc(struct sbuf *b, char c)
 	b->p[b->len] = '\0';
 }
 
-static int hexval(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-static bool is_unreserved(unsigned char c)
-{
-	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-	       c == '-' || c == '_' || c == '.' || c == '~';
-}
 
 static const char hexdig[] = "0123456789ABCDEF";
 
@@ -124,7 +108,7 @@ static void sb_uri_encode(struct sbuf *b, const char *s, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)s[i];
-		if (is_unreserved(c))
+		if (s3_is_unreserved(c))
 			sb_putc(b, (char)c);
 		else
 			sb_encode_byte(b, c);
@@ -140,8 +124,8 @@ static int sb_decode(struct sbuf *b, const char *s, size_t n, bool plus_space)
 		if (c == '%') {
 			if (i + 2 >= n)
 				return CAIRN_EINVAL;
-			int h = hexval((unsigned char)s[i + 1]),
-			    l = hexval((unsigned char)s[i + 2]);
+			int h = s3_hexval((unsigned char)s[i + 1]),
+			    l = s3_hexval((unsigned char)s[i + 2]);
 			if (h < 0 || l < 0)
 				return CAIRN_EINVAL;
 			c = (char)(h << 4 | l);
@@ -159,7 +143,7 @@ static bool is_hex64(const char *s, size_t n)
 	if (n != 64)
 		return false;
 	for (size_t i = 0; i < n; i++)
-		if (hexval((unsigned char)s[i]) < 0)
+		if (s3_hexval((unsigned char)s[i]) < 0)
 			return false;
 	return true;
 }
@@ -597,12 +581,12 @@ static void canonical_uri(struct sbuf *b, const char *path, size_t n, int varian
 	}
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)path[i];
-		if (c == '%' && i + 2 < n && hexval((unsigned char)path[i + 1]) >= 0 &&
-		    hexval((unsigned char)path[i + 2]) >= 0) {
-			sb_encode_byte(b, (unsigned char)(hexval((unsigned char)path[i + 1]) << 4 |
-							  hexval((unsigned char)path[i + 2])));
+		if (c == '%' && i + 2 < n && s3_hexval((unsigned char)path[i + 1]) >= 0 &&
+		    s3_hexval((unsigned char)path[i + 2]) >= 0) {
+			sb_encode_byte(b, (unsigned char)(s3_hexval((unsigned char)path[i + 1]) << 4 |
+							  s3_hexval((unsigned char)path[i + 2])));
 			i += 2;
-		} else if (is_unreserved(c) || c == '/') {
+		} else if (s3_is_unreserved(c) || c == '/') {
 			sb_putc(b, (char)c);
 		} else {
 			sb_encode_byte(b, c);
@@ -969,7 +953,7 @@ int sigv4_verify(const struct sigv4_request *req, const struct sigv4_auth *auth,
 			path_differs = i + 2 >= plen || !isupper_hex(req->target[i + 1]) ||
 				       !isupper_hex(req->target[i + 2]);
 		else
-			path_differs = !is_unreserved(c) && c != '/';
+			path_differs = !s3_is_unreserved(c) && c != '/';
 	}
 	/* The other query readings differ only when the query holds bytes
 	 * outside unreserved, '=', '&' and uppercase %XX. */
@@ -980,7 +964,7 @@ int sigv4_verify(const struct sigv4_request *req, const struct sigv4_auth *auth,
 			plus = true;
 		if (c == '%')
 			query_odd |= !(isupper_hex(p[1]) && isupper_hex(p[2]));
-		else if (!is_unreserved(c) && c != '=' && c != '&')
+		else if (!s3_is_unreserved(c) && c != '=' && c != '&')
 			query_odd = true;
 	}
 	ret = CAIRN_EAUTH;
