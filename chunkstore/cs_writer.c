@@ -713,13 +713,13 @@ static int cs_submit(struct cs_writer *w)
  * early is always safe. */
 static int cs_writer_early_sync(struct cs_writer *w)
 {
-	struct cs_file **drop = NULL, **todo = NULL;
+	struct cs_file **drop = NULL, **to_sync = NULL;
 	size_t nd = 0, nt = 0;
 	int rc = 0;
 	pthread_mutex_lock(&w->mu);
 	drop = malloc(w->nfiles * sizeof(*drop));
-	todo = malloc(w->nfiles * sizeof(*todo));
-	if (drop && todo) {
+	to_sync = malloc(w->nfiles * sizeof(*to_sync));
+	if (drop && to_sync) {
 		size_t keep = 0, nclosed = 0;
 		for (size_t i = 0; i < w->nfiles; i++)
 			if (!atomic_load(&w->files[i]->synced) && atomic_load(&w->files[i]->closed))
@@ -730,16 +730,16 @@ static int cs_writer_early_sync(struct cs_writer *w)
 			if (atomic_load(&f->synced))
 				drop[nd++] = f;
 			else if (inline_sync && atomic_load(&f->closed))
-				todo[nt++] = f;
+				to_sync[nt++] = f;
 			else
 				w->files[keep++] = f;
 		}
 		w->nfiles = keep;
 	}
 	pthread_mutex_unlock(&w->mu);
-	if (!drop || !todo) {
+	if (!drop || !to_sync) {
 		free(drop);
-		free(todo);
+		free(to_sync);
 		return -ENOMEM;
 	}
 	if (nt && !w->io) {
@@ -748,13 +748,13 @@ static int cs_writer_early_sync(struct cs_writer *w)
 			w->io = NULL;
 	}
 	if (nt && rc == 0)
-		rc = cs_files_sync(w->io, todo, nt);
+		rc = cs_files_sync(w->io, to_sync, nt);
 	for (size_t i = 0; i < nd; i++)
 		cs_file_put(drop[i]);
 	for (size_t i = 0; i < nt; i++)
-		cs_file_put(todo[i]);
+		cs_file_put(to_sync[i]);
 	free(drop);
-	free(todo);
+	free(to_sync);
 	return rc;
 }
 
