@@ -34,20 +34,20 @@
 struct ring;
 
 struct cs_pool_opts {
-	const char *data_dir;   /* DATA: holds meta/, devices/, ring/ */
+	const char *data_dir; /* DATA: holds meta/, devices/, ring/ */
 	/* Used only when the pool is created (first start); later starts read
 	 * the pool record and ignore these. 0 = default. */
-	uint32_t devices;       /* device folders to create: 6 */
-	uint32_t k, m;          /* 4, 2 */
-	uint32_t replicas;      /* replica policy copies: min(3, devices) */
-	uint32_t unit_size;     /* 1 MiB */
-	uint32_t chunk_size;    /* fixed chunking block: 64 KiB */
-	uint32_t inline_max;    /* 4096 */
-	uint32_t part_power;    /* ring partition power: 10 */
+	uint32_t devices;    /* device folders to create: 6 */
+	uint32_t k, m;	     /* 4, 2 */
+	uint32_t replicas;   /* replica policy copies: min(3, devices) */
+	uint32_t unit_size;  /* 1 MiB */
+	uint32_t chunk_size; /* fixed chunking block: 64 KiB */
+	uint32_t inline_max; /* 4096 */
+	uint32_t part_power; /* ring partition power: 10 */
 	/* Every start. */
-	size_t map_size;        /* LMDB map; 0 = 64 GiB */
-	unsigned workers;       /* chunk worker threads; 0 = one per core */
-	bool powerloss_sim;     /* core/io power-loss test mode */
+	size_t map_size;    /* LMDB map; 0 = 64 GiB */
+	unsigned workers;   /* chunk worker threads; 0 = one per core */
+	bool powerloss_sim; /* core/io power-loss test mode */
 };
 
 struct cs_pool;
@@ -134,7 +134,8 @@ int cs_manifest_unref(struct cs_txn *txn, const struct cs_mid *mid) CAIRN_WUR;
 int cs_manifest_size(struct meta_txn *txn, struct cs_pool *pool, const struct cs_mid *mid,
 		     uint64_t *size) CAIRN_WUR;
 
-int cs_reader_open(struct cs_pool *pool, const struct cs_mid *mid, struct cs_reader **out) CAIRN_WUR;
+int cs_reader_open(struct cs_pool *pool, const struct cs_mid *mid,
+		   struct cs_reader **out) CAIRN_WUR;
 uint64_t cs_reader_size(const struct cs_reader *r);
 /* Reads up to len bytes at off; returns bytes read (0 at the end) or a
  * negative code (CAIRN_ECORRUPT when no copy verifies). Sequential reads are
@@ -151,16 +152,16 @@ void cs_reader_free(struct cs_reader *r);
 /* ---- stats ---- */
 
 struct cs_stats {
-	uint64_t logical_bytes;   /* sum of manifest sizes x refcount */
-	uint64_t unique_bytes;    /* raw bytes of live chunks */
-	uint64_t stored_bytes;    /* stored payload bytes of live chunks */
-	uint64_t physical_bytes;  /* bytes in unit files on all devices (from
-				   * committed fill x copies; uncommitted data
-				   * is not counted) */
-	uint64_t chunks;          /* live chunks */
+	uint64_t logical_bytes;	 /* sum of manifest sizes x refcount */
+	uint64_t unique_bytes;	 /* raw bytes of live chunks */
+	uint64_t stored_bytes;	 /* stored payload bytes of live chunks */
+	uint64_t physical_bytes; /* bytes in unit files on all devices (from
+				  * committed fill x copies; uncommitted data
+				  * is not counted) */
+	uint64_t chunks;	 /* live chunks */
 	uint64_t manifests;
 	uint64_t stripes;
-	uint64_t commits;         /* group transactions committed */
+	uint64_t commits;	  /* group transactions committed */
 	uint64_t commit_requests; /* requests they carried */
 	/* since open (not persisted): chunk copies that failed to read or
 	 * verify and were replaced by another copy */

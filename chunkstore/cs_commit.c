@@ -605,11 +605,12 @@ static bool cs_meta_low_space(struct cs_pool *pool, const struct cs_req *reqs)
 		return false;
 	if (used * 100 < map * CS_META_RESERVE_PCT)
 		return false;
-	log_warn(CS_TAG, "metadata map %" PRIu64 " of %" PRIu64 " MiB live: refusing new data, "
-		 "deletes still work (raise [pool] map_size)", used >> 20, map >> 20);
+	log_warn(CS_TAG,
+		 "metadata map %" PRIu64 " of %" PRIu64 " MiB live: refusing new data, "
+		 "deletes still work (raise [pool] map_size)",
+		 used >> 20, map >> 20);
 	return true;
 }
-
 
 static void cs_group_run(struct cs_pool *pool, struct cs_req *reqs)
 {
@@ -702,7 +703,7 @@ static void *cs_committer_main(void *arg)
 		for (struct cs_req *r = reqs, *nx; r; r = nx) {
 			nx = r->next;
 			pthread_cond_t *cv = r->cv;
-			r->done = true; /* r may be gone once done is seen */
+			r->done = true;		 /* r may be gone once done is seen */
 			pthread_cond_signal(cv); /* cv outlives r: the waiter needs cq_mu */
 		}
 	}

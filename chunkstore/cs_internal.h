@@ -26,10 +26,10 @@
 #define CS_WORKER_DEPTH 64u
 #define CS_WRITE_BATCH (256u << 10) /* bytes of whole blocks per unit write */
 #define CS_PATH_MAX 512
-#define CS_WRITER_BUFS 16u /* chunk buffers per writer (1 MiB at 64 KiB) */
-#define CS_SYNC_BATCH 24u /* files the syncer likes to take at once (2 stripes' units) */
+#define CS_WRITER_BUFS 16u	   /* chunk buffers per writer (1 MiB at 64 KiB) */
+#define CS_SYNC_BATCH 24u	   /* files the syncer likes to take at once (2 stripes' units) */
 #define CS_SYNC_GATHER_NS 3000000L /* how long it waits for them */
-#define CS_EARLY_SYNC_FILES 48u /* a writer syncs closed units early past this */
+#define CS_EARLY_SYNC_FILES 48u	   /* a writer syncs closed units early past this */
 
 /* Signed deltas of one request (applied to the pool's counters only when the
  * request's child transaction committed). */
@@ -134,7 +134,7 @@ struct cs_req {
 	void *arg;
 	int result;
 	bool done;
-	bool created; /* its callback created a manifest from w */
+	bool created;	    /* its callback created a manifest from w */
 	pthread_cond_t *cv; /* the requester's own: signalled when done */
 };
 
@@ -182,7 +182,7 @@ struct cs_pool {
 
 	/* committer */
 	pthread_mutex_t cq_mu;
-	pthread_cond_t cq_cv;	/* committer waits for requests */
+	pthread_cond_t cq_cv; /* committer waits for requests */
 	struct cs_req *cq_head, *cq_tail;
 	bool cq_stop;
 	bool committer_running;

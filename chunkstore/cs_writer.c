@@ -190,8 +190,9 @@ static void *cs_syncer_main(void *arg)
 		if (io && !stop) {
 			int rc = cs_files_sync(io, batch, n);
 			if (rc < 0)
-				log_warn(CS_TAG, "background sync of %zu unit files: %s (left to "
-						 "the commit)",
+				log_warn(CS_TAG,
+					 "background sync of %zu unit files: %s (left to "
+					 "the commit)",
 					 n, cairn_strerror(rc));
 		}
 		for (size_t i = 0; i < n; i++)

@@ -27,13 +27,13 @@
 #include <assert.h>
 #include <stdint.h>
 
-#define CS_FP_LEN 32           /* SHA-256 fingerprint */
-#define CS_MID_LEN 16          /* manifest id: random (libuuid) */
+#define CS_FP_LEN 32  /* SHA-256 fingerprint */
+#define CS_MID_LEN 16 /* manifest id: random (libuuid) */
 #define CS_UNIT_HDR_SIZE 4096u
 #define CS_REC_ALIGN 8u
 #define CS_BLOCK 4096u
-#define CS_MAX_FRAGS 32        /* k + m limit */
-#define CS_MENT_PER_REC 32     /* manifest entries per LMDB record */
+#define CS_MAX_FRAGS 32	   /* k + m limit */
+#define CS_MENT_PER_REC 32 /* manifest entries per LMDB record */
 
 /* ---- pool record: META_T_POOL key "pool" ---- */
 #define CS_POOL_MAGIC 0x4c4f4f504e524143ull /* "CARNPOOL" */
@@ -43,19 +43,19 @@ enum cs_dedup_domain { CS_DEDUP_GLOBAL = 1, CS_DEDUP_TENANT = 2 };
 struct cs_pool_rec {
 	uint64_t magic;
 	uint8_t version;
-	uint8_t chunking;      /* enum cs_chunking; frozen for the pool's life */
-	uint8_t dedup_domain;  /* enum cs_dedup_domain */
-	uint8_t k, m;          /* erasure code of the "ec" policy */
-	uint8_t replicas;      /* copies of the "replica" policy */
+	uint8_t chunking;     /* enum cs_chunking; frozen for the pool's life */
+	uint8_t dedup_domain; /* enum cs_dedup_domain */
+	uint8_t k, m;	      /* erasure code of the "ec" policy */
+	uint8_t replicas;     /* copies of the "replica" policy */
 	uint8_t reserved0[2];
-	uint32_t chunk_size;   /* fixed: the block size; fastcdc: the average */
+	uint32_t chunk_size;	       /* fixed: the block size; fastcdc: the average */
 	uint32_t chunk_min, chunk_max; /* fastcdc bounds (0 for fixed) */
-	uint32_t unit_size;    /* data area of a unit */
-	uint32_t inline_max;   /* manifests up to this size keep bytes inline */
-	uint16_t node_id;      /* high 16 bits of stripe ids made here */
-	uint8_t reserved1[10]; /* explicit: keeps pool_uuid and created aligned */
+	uint32_t unit_size;	       /* data area of a unit */
+	uint32_t inline_max;	       /* manifests up to this size keep bytes inline */
+	uint16_t node_id;	       /* high 16 bits of stripe ids made here */
+	uint8_t reserved1[10];	       /* explicit: keeps pool_uuid and created aligned */
 	uint8_t pool_uuid[16];
-	uint64_t created;      /* unix seconds */
+	uint64_t created; /* unix seconds */
 	uint8_t reserved2[48];
 };
 static_assert(sizeof(struct cs_pool_rec) == 120, "cs_pool_rec layout");
@@ -86,15 +86,15 @@ static_assert(sizeof(struct cs_stats_rec) == 112, "cs_stats_rec layout");
 enum cs_compress { CS_COMP_NONE = 0, CS_COMP_ZSTD = 1 };
 struct cs_chunk_rec {
 	uint8_t version;
-	uint8_t compression;   /* enum cs_compress */
+	uint8_t compression; /* enum cs_compress */
 	uint16_t flags;
-	uint32_t crc32c;       /* of the stored payload */
-	uint64_t refcount;     /* manifests referencing it; 0 = dead, awaiting GC */
+	uint32_t crc32c;   /* of the stored payload */
+	uint64_t refcount; /* manifests referencing it; 0 = dead, awaiting GC */
 	uint64_t stripe_id;
-	uint32_t unit;         /* data unit index within the stripe */
-	uint32_t offset;       /* of the record (header) in the unit's data area */
-	uint32_t stored_len;   /* payload bytes on disk */
-	uint32_t raw_len;      /* bytes after decompression */
+	uint32_t unit;	     /* data unit index within the stripe */
+	uint32_t offset;     /* of the record (header) in the unit's data area */
+	uint32_t stored_len; /* payload bytes on disk */
+	uint32_t raw_len;    /* bytes after decompression */
 };
 static_assert(sizeof(struct cs_chunk_rec) == 40, "cs_chunk_rec layout");
 
@@ -103,10 +103,10 @@ static_assert(sizeof(struct cs_chunk_rec) == 40, "cs_chunk_rec layout");
 enum cs_stripe_state { CS_STRIPE_OPEN = 1, CS_STRIPE_SEALED = 2 };
 struct cs_stripe_rec {
 	uint8_t version;
-	uint8_t state;         /* enum cs_stripe_state */
+	uint8_t state; /* enum cs_stripe_state */
 	uint8_t k, m;
 	uint32_t unit_size;
-	uint64_t live_bytes;   /* stored bytes of chunks with refcount > 0 */
+	uint64_t live_bytes; /* stored bytes of chunks with refcount > 0 */
 	uint64_t created;
 	uint32_t fill[CS_MAX_FRAGS]; /* bytes used in each data unit's area */
 	uint32_t devs[CS_MAX_FRAGS]; /* ring device ids D[0..k+m) */
@@ -115,14 +115,14 @@ static_assert(sizeof(struct cs_stripe_rec) == 280, "cs_stripe_rec layout");
 
 /* ---- manifest header: META_T_MHDR [part be32][mid 16] ---- */
 #define CS_MHDR_VERSION 1
-#define CS_MHDR_INLINE 0x1     /* bytes follow the header; no entries */
+#define CS_MHDR_INLINE 0x1 /* bytes follow the header; no entries */
 struct cs_mhdr_rec {
 	uint8_t version;
 	uint8_t flags;
 	uint16_t reserved;
-	uint32_t nrecords;     /* META_T_MANIFESTS records */
+	uint32_t nrecords; /* META_T_MANIFESTS records */
 	uint64_t refcount;
-	uint64_t size;         /* logical bytes */
+	uint64_t size; /* logical bytes */
 	uint64_t nchunks;
 	uint64_t created;
 	/* inline bytes follow when CS_MHDR_INLINE */
@@ -132,7 +132,7 @@ static_assert(sizeof(struct cs_mhdr_rec) == 40, "cs_mhdr_rec layout");
 /* ---- manifest entries: META_T_MANIFESTS [part be32][mid 16][offset be64] ----
  * offset is the logical offset of the record's first chunk. */
 #define CS_MENT_VERSION 1
-#define CS_MENT_ZERO 0x1       /* all-zero chunk: no data, fp unused */
+#define CS_MENT_ZERO 0x1 /* all-zero chunk: no data, fp unused */
 struct cs_ment {
 	uint8_t flags;
 	uint8_t reserved[3];
@@ -143,7 +143,7 @@ static_assert(sizeof(struct cs_ment) == 40, "cs_ment layout");
 struct cs_ment_rec_hdr {
 	uint8_t version;
 	uint8_t reserved;
-	uint16_t count;        /* entries that follow */
+	uint16_t count; /* entries that follow */
 };
 
 /* ---- unit file header (first CS_UNIT_HDR_SIZE bytes, rest zero) ---- */
@@ -153,14 +153,14 @@ enum cs_unit_kind { CS_UNIT_DATA = 1, CS_UNIT_PARITY = 2 };
 struct cs_unit_hdr {
 	uint64_t magic;
 	uint32_t version;
-	uint32_t hdr_crc;      /* crc32c of this struct with hdr_crc = 0 */
+	uint32_t hdr_crc; /* crc32c of this struct with hdr_crc = 0 */
 	uint64_t stripe_id;
-	uint32_t unit;         /* data index, or parity index for parity units */
-	uint8_t kind;          /* enum cs_unit_kind */
+	uint32_t unit; /* data index, or parity index for parity units */
+	uint8_t kind;  /* enum cs_unit_kind */
 	uint8_t k, m;
 	uint8_t reserved0;
 	uint32_t unit_size;
-	uint32_t data_offset;  /* CS_UNIT_HDR_SIZE */
+	uint32_t data_offset; /* CS_UNIT_HDR_SIZE */
 	uint64_t created;
 	uint8_t pool_uuid[16];
 	uint8_t reserved1[16];
@@ -176,8 +176,8 @@ struct cs_chunk_hdr {
 	uint16_t flags;
 	uint32_t raw_len;
 	uint32_t stored_len;
-	uint32_t payload_crc;  /* crc32c of the stored payload */
-	uint32_t hdr_crc;      /* crc32c of this header with hdr_crc = 0 */
+	uint32_t payload_crc; /* crc32c of the stored payload */
+	uint32_t hdr_crc;     /* crc32c of this header with hdr_crc = 0 */
 	uint8_t fp[CS_FP_LEN];
 	uint64_t reserved;
 };

@@ -16,15 +16,15 @@ void log_set_level(enum log_level level);
 /* Parses "error", "warn", "info", "debug"; returns 0 or -EINVAL. */
 int log_parse_level(const char *s, enum log_level *out);
 void log_msg(enum log_level level, const char *tag, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 #define log_err(tag, ...) log_msg(LOG_ERR, tag, __VA_ARGS__)
 #define log_warn(tag, ...) log_msg(LOG_WARN, tag, __VA_ARGS__)
 #define log_info(tag, ...) log_msg(LOG_INFO, tag, __VA_ARGS__)
-#define log_debug(tag, ...)                                   \
-	do {                                                  \
-		if (log_threshold >= LOG_DEBUG)               \
-			log_msg(LOG_DEBUG, tag, __VA_ARGS__); \
+#define log_debug(tag, ...)                                                                        \
+	do {                                                                                       \
+		if (log_threshold >= LOG_DEBUG)                                                    \
+			log_msg(LOG_DEBUG, tag, __VA_ARGS__);                                      \
 	} while (0)
 
 #endif

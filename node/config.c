@@ -232,15 +232,16 @@ static int set_key(struct node_config *c, const struct cfg_key *k, const char *v
 			return CAIRN_EINVAL;
 		}
 		if (k->type == CFG_LEVEL && log_parse_level(value, &lvl) != 0) {
-			node_seterr(err, errlen, "[%s] %s = '%s': expected error, warn, info or debug",
-			       k->section, k->name, value);
+			node_seterr(err, errlen,
+				    "[%s] %s = '%s': expected error, warn, info or debug",
+				    k->section, k->name, value);
 			return CAIRN_EINVAL;
 		}
 		if (k->type == CFG_LISTEN &&
 		    node_split_listen(value, host, sizeof(host), &port) != 0) {
 			node_seterr(err, errlen,
-			       "[%s] %s = '%s': expected HOST:PORT (IPv6 as [ADDR]:PORT)",
-			       k->section, k->name, value);
+				    "[%s] %s = '%s': expected HOST:PORT (IPv6 as [ADDR]:PORT)",
+				    k->section, k->name, value);
 			return CAIRN_EINVAL;
 		}
 		{
@@ -256,8 +257,8 @@ static int set_key(struct node_config *c, const struct cfg_key *k, const char *v
 		return 0;
 	case CFG_BOOL:
 		if (parse_bool(value, &b) != 0) {
-			node_seterr(err, errlen, "[%s] %s = '%s': expected true or false", k->section,
-			       k->name, value);
+			node_seterr(err, errlen, "[%s] %s = '%s': expected true or false",
+				    k->section, k->name, value);
 			return CAIRN_EINVAL;
 		}
 		*(bool *)(base + k->off) = b;
@@ -272,9 +273,9 @@ static int set_key(struct node_config *c, const struct cfg_key *k, const char *v
 			return CAIRN_EINVAL;
 		}
 		if (v < k->min || v > k->max) {
-			node_seterr(err, errlen, "[%s] %s = %s: out of range %llu..%llu", k->section,
-			       k->name, value, (unsigned long long)k->min,
-			       (unsigned long long)k->max);
+			node_seterr(err, errlen, "[%s] %s = %s: out of range %llu..%llu",
+				    k->section, k->name, value, (unsigned long long)k->min,
+				    (unsigned long long)k->max);
 			return CAIRN_EINVAL;
 		}
 		*(uint64_t *)(base + k->off) = v;
@@ -292,8 +293,8 @@ int node_config_set(struct node_config *c, const char *section, const char *key,
 			node_seterr(err, errlen, "key '%s' outside any [section]", key);
 		else if (!known_section(section))
 			node_seterr(err, errlen,
-			       "unknown section [%s] (known: [node], [s3], [api], [pool])",
-			       section);
+				    "unknown section [%s] (known: [node], [s3], [api], [pool])",
+				    section);
 		else
 			node_seterr(err, errlen, "unknown key '%s' in section [%s]", key, section);
 		return CAIRN_EINVAL;
@@ -367,12 +368,12 @@ int node_config_load(struct node_config *c, const char *path, char *err, size_t 
 		return 0;
 	if (line < 0) {
 		node_seterr(err, errlen, "%s: cannot parse (%s)", path,
-		       line == -2 ? "out of memory" : "read error");
+			    line == -2 ? "out of memory" : "read error");
 		return line == -2 ? -ENOMEM : -EIO;
 	}
 	if (lc.ret == 0) /* inih's own syntax error (no '=', unclosed '[') */
-		node_seterr(err, errlen, "%s:%d: syntax error (expected [section] or key = value)", path,
-		       line);
+		node_seterr(err, errlen, "%s:%d: syntax error (expected [section] or key = value)",
+			    path, line);
 	else
 		node_seterr(err, errlen, "%s:%d: %s", path, line, msg);
 	return CAIRN_EINVAL;
@@ -381,14 +382,15 @@ int node_config_load(struct node_config *c, const char *path, char *err, size_t 
 int node_config_validate(const struct node_config *c, char *err, size_t errlen)
 {
 	if (c->k + c->m > c->devices) {
-		node_seterr(err, errlen,
-		       "[pool] k + m = %llu needs at least that many devices, but devices = %llu",
-		       (unsigned long long)(c->k + c->m), (unsigned long long)c->devices);
+		node_seterr(
+		    err, errlen,
+		    "[pool] k + m = %llu needs at least that many devices, but devices = %llu",
+		    (unsigned long long)(c->k + c->m), (unsigned long long)c->devices);
 		return CAIRN_EINVAL;
 	}
 	if (c->replicas > c->devices) {
 		node_seterr(err, errlen, "[pool] replicas = %llu exceeds devices = %llu",
-		       (unsigned long long)c->replicas, (unsigned long long)c->devices);
+			    (unsigned long long)c->replicas, (unsigned long long)c->devices);
 		return CAIRN_EINVAL;
 	}
 	if (c->chunk_size % 4096 || c->unit_size % 4096) {
@@ -398,18 +400,18 @@ int node_config_validate(const struct node_config *c, char *err, size_t errlen)
 	/* A chunk is stored with a small header inside one unit. */
 	if (c->chunk_size >= c->unit_size) {
 		node_seterr(err, errlen,
-		       "[pool] chunk_size (%llu) must be smaller than unit_size (%llu)",
-		       (unsigned long long)c->chunk_size, (unsigned long long)c->unit_size);
+			    "[pool] chunk_size (%llu) must be smaller than unit_size (%llu)",
+			    (unsigned long long)c->chunk_size, (unsigned long long)c->unit_size);
 		return CAIRN_EINVAL;
 	}
 	if (c->inline_max > c->chunk_size) {
 		node_seterr(err, errlen, "[pool] inline_max (%llu) exceeds chunk_size (%llu)",
-		       (unsigned long long)c->inline_max, (unsigned long long)c->chunk_size);
+			    (unsigned long long)c->inline_max, (unsigned long long)c->chunk_size);
 		return CAIRN_EINVAL;
 	}
 	if (c->k + c->m > 32) {
 		node_seterr(err, errlen, "[pool] k + m = %llu exceeds 32",
-		       (unsigned long long)(c->k + c->m));
+			    (unsigned long long)(c->k + c->m));
 		return CAIRN_EINVAL;
 	}
 	char host[256];
@@ -488,10 +490,12 @@ int node_serve_args(int argc, char **argv, struct node_config *c, struct node_se
 			return 0;
 		case '?':
 			if (optopt >= OPT_CONFIG)
-				node_seterr(err, errlen, "option '%s' needs a value", argv[optind - 1]);
+				node_seterr(err, errlen, "option '%s' needs a value",
+					    argv[optind - 1]);
 			else
-				node_seterr(err, errlen, "unknown option '%s' (see cairn serve --help)",
-				       argv[optind - 1]);
+				node_seterr(err, errlen,
+					    "unknown option '%s' (see cairn serve --help)",
+					    argv[optind - 1]);
 			return CAIRN_EINVAL;
 		default:
 			for (size_t i = 0; i < NFLAGS; i++)
@@ -502,7 +506,7 @@ int node_serve_args(int argc, char **argv, struct node_config *c, struct node_se
 	}
 	if (optind < argc) {
 		node_seterr(err, errlen, "unexpected argument '%s' (see cairn serve --help)",
-		       argv[optind]);
+			    argv[optind]);
 		return CAIRN_EINVAL;
 	}
 

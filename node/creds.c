@@ -18,7 +18,7 @@ int node_creds_validate(const struct node_creds *c, char *err, size_t errlen)
 	size_t ul = strlen(c->user), pl = strlen(c->password);
 	if (ul < 3 || ul > NODE_CRED_MAX) {
 		node_seterr(err, errlen, "root user (access key id) must be 3 to %d characters",
-		       NODE_CRED_MAX);
+			    NODE_CRED_MAX);
 		return CAIRN_EINVAL;
 	}
 	/* The key id travels in "Credential=ID/date/region/s3/aws4_request":
@@ -34,14 +34,15 @@ int node_creds_validate(const struct node_creds *c, char *err, size_t errlen)
 		}
 	}
 	if (pl < NODE_PASSWORD_MIN || pl > NODE_CRED_MAX) {
-		node_seterr(err, errlen, "root password must be %d to %d characters", NODE_PASSWORD_MIN,
-		       NODE_CRED_MAX);
+		node_seterr(err, errlen, "root password must be %d to %d characters",
+			    NODE_PASSWORD_MIN, NODE_CRED_MAX);
 		return CAIRN_EINVAL;
 	}
 	for (const char *p = c->password; *p; p++) {
 		if (*p <= ' ' || *p > '~') {
-			node_seterr(err, errlen,
-			       "root password may hold only printable characters without spaces");
+			node_seterr(
+			    err, errlen,
+			    "root password may hold only printable characters without spaces");
 			return CAIRN_EINVAL;
 		}
 	}
@@ -59,14 +60,15 @@ int node_creds_from_env(struct node_creds *out, char *err, size_t errlen)
 	if (!u && !p)
 		return 1;
 	if (!u || !p) {
-		node_seterr(err, errlen, "set both CAIRN_ROOT_USER and CAIRN_ROOT_PASSWORD, or neither");
+		node_seterr(err, errlen,
+			    "set both CAIRN_ROOT_USER and CAIRN_ROOT_PASSWORD, or neither");
 		return CAIRN_EINVAL;
 	}
 	if (strlen(u) > NODE_CRED_MAX || strlen(p) > NODE_CRED_MAX) {
 		node_seterr(err, errlen,
-		       "CAIRN_ROOT_USER and CAIRN_ROOT_PASSWORD must be at most %d "
-		       "characters",
-		       NODE_CRED_MAX);
+			    "CAIRN_ROOT_USER and CAIRN_ROOT_PASSWORD must be at most %d "
+			    "characters",
+			    NODE_CRED_MAX);
 		return CAIRN_EINVAL;
 	}
 	memset(out, 0, sizeof(*out));
@@ -143,8 +145,8 @@ int node_creds_read(const char *path, struct node_creds *out, char *err, size_t 
 		goto out;
 	}
 	if (!out->user[0] || !out->password[0]) {
-		node_seterr(err, errlen, "%s: needs CAIRN_ROOT_USER= and CAIRN_ROOT_PASSWORD= lines",
-		       path);
+		node_seterr(err, errlen,
+			    "%s: needs CAIRN_ROOT_USER= and CAIRN_ROOT_PASSWORD= lines", path);
 		ret = CAIRN_EINVAL;
 		goto out;
 	}

@@ -29,7 +29,8 @@ struct cs_pool;
 
 /* ---- commands (return the process exit code) ---- */
 /* Formats an error message into err (NULL or errlen 0: dropped). */
-void node_seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void node_seterr(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 int node_serve_main(int argc, char **argv);
 int node_user_main(int argc, char **argv);

@@ -31,13 +31,13 @@ struct cs_pool;
 struct s3_server;
 
 struct s3_config {
-	const char *listen;        /* "HOST:PORT" */
-	const char *region;        /* "us-east-1" */
-	const char *domain;        /* virtual-host suffix, e.g. "s3.localhost"; NULL: path style only */
-	unsigned max_connections;  /* 0 = 1024 */
-	unsigned timeout_sec;      /* idle connection timeout; 0 = 60 */
-	unsigned max_per_ip;       /* connections from one address; 0 = max_connections / 2 */
-	bool access_log;           /* one line per request on stderr */
+	const char *listen; /* "HOST:PORT" */
+	const char *region; /* "us-east-1" */
+	const char *domain; /* virtual-host suffix, e.g. "s3.localhost"; NULL: path style only */
+	unsigned max_connections; /* 0 = 1024 */
+	unsigned timeout_sec;	  /* idle connection timeout; 0 = 60 */
+	unsigned max_per_ip;	  /* connections from one address; 0 = max_connections / 2 */
+	bool access_log;	  /* one line per request on stderr */
 };
 
 int s3_server_start(const struct s3_config *cfg, struct cs_pool *pool,
@@ -56,7 +56,7 @@ void s3_server_stop(struct s3_server *srv);
 
 struct s3_user {
 	char name[S3_USER_MAX + 1];
-	uint64_t created;  /* unix seconds */
+	uint64_t created; /* unix seconds */
 	bool root;
 };
 

@@ -68,7 +68,8 @@ int s3_bucket_read(struct meta_txn *t, uint32_t part, const char *name, struct s
 		snprintf(out->name, sizeof(out->name), "%s", name);
 		out->part = part;
 		memcpy(out->owner, (const uint8_t *)v + sizeof(rec), rec.owner_len);
-		memcpy(out->region, (const uint8_t *)v + sizeof(rec) + rec.owner_len, rec.region_len);
+		memcpy(out->region, (const uint8_t *)v + sizeof(rec) + rec.owner_len,
+		       rec.region_len);
 		out->created_ns = rec.created_ns;
 	}
 	return 0;
@@ -135,7 +136,8 @@ void s3_op_list_buckets(struct s3_req *r)
 		}
 		memcpy(name, (const uint8_t *)k + plen, kl - plen);
 		name[kl - plen] = 0;
-		rc = s3_bucket_read(t, cs_name_partition(r->srv->pool, name, strlen(name)), name, &b);
+		rc = s3_bucket_read(t, cs_name_partition(r->srv->pool, name, strlen(name)), name,
+				    &b);
 		if (rc == 0) {
 			s3_iso_ext_format((time_t)(b.created_ns / 1000000000u),
 					  (unsigned)(b.created_ns / 1000000u % 1000u), date);
@@ -179,12 +181,12 @@ static int create_fn(struct cs_txn *txn, void *arg)
 	struct meta_txn *t = cs_txn_meta(txn);
 	uint8_t k[4 + S3_BUCKET_MAX], ok[S3_USER_MAX + 1 + S3_BUCKET_MAX];
 	uint8_t val[sizeof(struct s3_bucket_rec) + S3_USER_MAX + 64];
-	struct s3_owned_rec owned = { .version = S3_OWNED_VERSION };
+	struct s3_owned_rec owned = {.version = S3_OWNED_VERSION};
 	struct s3_bucket_rec rec = {
-		.version = S3_BUCKET_VERSION,
-		.owner_len = (uint8_t)strlen(a->owner),
-		.region_len = (uint8_t)strlen(a->region),
-		.created_ns = s3_now_ns(),
+	    .version = S3_BUCKET_VERSION,
+	    .owner_len = (uint8_t)strlen(a->owner),
+	    .region_len = (uint8_t)strlen(a->region),
+	    .created_ns = s3_now_ns(),
 	};
 	struct s3_bucket old;
 	const void *v;
@@ -216,10 +218,10 @@ static void create_finish(struct s3_req *r)
 {
 	char location[64];
 	struct create_arg a = {
-		.part = r->part,
-		.name = r->addr.bucket,
-		.owner = r->key.user,
-		.region = r->srv->region,
+	    .part = r->part,
+	    .name = r->addr.bucket,
+	    .owner = r->key.user,
+	    .region = r->srv->region,
 	};
 	int rc = s3_xml_parse_create_bucket(r->body ? r->body : "", r->body_len, location,
 					    sizeof(location));
@@ -256,7 +258,8 @@ static void create_finish(struct s3_req *r)
 	}
 	log_info(TAG, "bucket %s created by %s", r->addr.bucket, r->key.user);
 ok:;
-	struct MHD_Response *resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+	struct MHD_Response *resp =
+	    MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
 	if (resp) {
 		char loc[S3_BUCKET_MAX + 2];
 		snprintf(loc, sizeof(loc), "/%s", r->addr.bucket);
@@ -372,7 +375,7 @@ static int delete_fn(struct cs_txn *txn, void *arg)
 void s3_op_delete_bucket(struct s3_req *r)
 {
 	struct s3_bucket b;
-	struct delete_arg a = { r->part, r->addr.bucket, r->key.user };
+	struct delete_arg a = {r->part, r->addr.bucket, r->key.user};
 	int rc;
 
 	if (s3_bucket_check(r, &b))

@@ -31,20 +31,20 @@
 #include <assert.h>
 #include <stdint.h>
 
-#define S3_KEY_MAX 1024     /* bytes of an object key */
-#define S3_KEY_INLINE 400   /* longer keys live in group records */
+#define S3_KEY_MAX 1024	  /* bytes of an object key */
+#define S3_KEY_INLINE 400 /* longer keys live in group records */
 #define S3_BUCKET_MAX 63
-#define S3_META_MAX 2048    /* user metadata: names + values */
+#define S3_META_MAX 2048 /* user metadata: names + values */
 
 /* ---- bucket: META_T_BUCKETS ---- */
 #define S3_BUCKET_VERSION 1
 struct s3_bucket_rec {
 	uint8_t version;
-	uint8_t flags;        /* none yet */
-	uint8_t owner_len;    /* owner user name bytes that follow */
-	uint8_t region_len;   /* then the region (LocationConstraint) bytes */
+	uint8_t flags;	    /* none yet */
+	uint8_t owner_len;  /* owner user name bytes that follow */
+	uint8_t region_len; /* then the region (LocationConstraint) bytes */
 	uint32_t reserved0;
-	uint64_t created_ns;  /* unix nanoseconds */
+	uint64_t created_ns; /* unix nanoseconds */
 	uint8_t reserved[16];
 };
 static_assert(sizeof(struct s3_bucket_rec) == 32, "s3_bucket_rec layout");
@@ -53,13 +53,13 @@ static_assert(sizeof(struct s3_bucket_rec) == 32, "s3_bucket_rec layout");
 #define S3_OBJ_VERSION 1
 struct s3_obj_rec {
 	uint8_t version;
-	uint8_t flags;        /* none yet */
-	uint16_t nfields;     /* s3_field entries that follow */
-	uint32_t parts;       /* 0: single PUT, ETag = hex(md5); N: multipart "md5-N" */
-	uint64_t size;        /* logical bytes */
-	uint64_t mtime_ns;    /* Last-Modified, unix nanoseconds */
-	uint8_t md5[16];      /* MD5 of the body (or of the part MD5s) */
-	uint8_t mid[16];      /* manifest id (chunkstore) holding the bytes */
+	uint8_t flags;	   /* none yet */
+	uint16_t nfields;  /* s3_field entries that follow */
+	uint32_t parts;	   /* 0: single PUT, ETag = hex(md5); N: multipart "md5-N" */
+	uint64_t size;	   /* logical bytes */
+	uint64_t mtime_ns; /* Last-Modified, unix nanoseconds */
+	uint8_t md5[16];   /* MD5 of the body (or of the part MD5s) */
+	uint8_t mid[16];   /* manifest id (chunkstore) holding the bytes */
 	uint8_t reserved[16];
 };
 static_assert(sizeof(struct s3_obj_rec) == 72, "s3_obj_rec layout");
@@ -73,8 +73,8 @@ enum s3_field_tag {
 	S3_F_CONTENT_LANGUAGE = 4,
 	S3_F_CACHE_CONTROL = 5,
 	S3_F_EXPIRES = 6,
-	S3_F_USER_META = 7,   /* name: the lowercase suffix after "x-amz-meta-" */
-	S3_F_OWNER = 8,       /* value: the user who wrote the object */
+	S3_F_USER_META = 7, /* name: the lowercase suffix after "x-amz-meta-" */
+	S3_F_OWNER = 8,	    /* value: the user who wrote the object */
 };
 struct s3_field_hdr {
 	uint8_t tag;
@@ -89,7 +89,7 @@ static_assert(sizeof(struct s3_field_hdr) == 6, "s3_field_hdr layout");
 struct s3_group_hdr {
 	uint8_t version;
 	uint8_t reserved0;
-	uint16_t count;       /* entries, sorted by suffix (memcmp, shorter first) */
+	uint16_t count; /* entries, sorted by suffix (memcmp, shorter first) */
 	uint32_t reserved1;
 };
 static_assert(sizeof(struct s3_group_hdr) == 8, "s3_group_hdr layout");
@@ -107,10 +107,10 @@ static_assert(sizeof(struct s3_group_ent) == 8, "s3_group_ent layout");
 #define S3_USERF_ROOT 0x1
 struct s3_user_rec {
 	uint8_t version;
-	uint8_t flags;        /* S3_USERF_* */
+	uint8_t flags; /* S3_USERF_* */
 	uint16_t reserved0;
 	uint32_t reserved1;
-	uint64_t created;     /* unix seconds */
+	uint64_t created; /* unix seconds */
 	uint8_t reserved[16];
 };
 static_assert(sizeof(struct s3_user_rec) == 32, "s3_user_rec layout");
@@ -129,11 +129,11 @@ static_assert(sizeof(struct s3_owned_rec) == 8, "s3_owned_rec layout");
 #define S3_KEYF_BOOTSTRAP 0x1 /* the root key set from the environment at start */
 struct s3_key_rec {
 	uint8_t version;
-	uint8_t flags;        /* S3_KEYF_* */
-	uint8_t user_len;     /* user name bytes that follow */
-	uint8_t secret_len;   /* then the secret (SigV4 needs it in clear) */
+	uint8_t flags;	    /* S3_KEYF_* */
+	uint8_t user_len;   /* user name bytes that follow */
+	uint8_t secret_len; /* then the secret (SigV4 needs it in clear) */
 	uint32_t reserved0;
-	uint64_t created;     /* unix seconds */
+	uint64_t created; /* unix seconds */
 	uint8_t reserved[16];
 };
 static_assert(sizeof(struct s3_key_rec) == 32, "s3_key_rec layout");

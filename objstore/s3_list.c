@@ -87,8 +87,8 @@ static size_t idx_hdr(uint8_t *k, uint32_t part, const char *bucket)
 }
 
 /* The LMDB key of an object key; *group when it lives in a group record. */
-static size_t idx_key(uint8_t *k, uint32_t part, const char *bucket, const char *key,
-		      size_t klen, bool *group)
+static size_t idx_key(uint8_t *k, uint32_t part, const char *bucket, const char *key, size_t klen,
+		      bool *group)
 {
 	size_t hl = idx_hdr(k, part, bucket);
 
@@ -143,8 +143,8 @@ static long group_walk(const void *v, size_t vl, struct gent *ents, size_t max)
 		if ((size_t)(end - p) < (size_t)e.suffix_len + e.rec_len)
 			return CAIRN_ECORRUPT;
 		if (ents && i < max)
-			ents[i] = (struct gent){ (const char *)p, e.suffix_len, p + e.suffix_len,
-						 e.rec_len };
+			ents[i] = (struct gent){(const char *)p, e.suffix_len, p + e.suffix_len,
+						e.rec_len};
 		p += e.suffix_len + e.rec_len;
 	}
 	return h.count;
@@ -153,7 +153,7 @@ static long group_walk(const void *v, size_t vl, struct gent *ents, size_t max)
 /* Builds a group value from entries (malloc'd). */
 static int group_build(const struct gent *ents, size_t n, uint8_t **out, size_t *outlen)
 {
-	struct s3_group_hdr h = { .version = S3_GROUP_VERSION, .count = (uint16_t)n };
+	struct s3_group_hdr h = {.version = S3_GROUP_VERSION, .count = (uint16_t)n};
 	size_t len = sizeof(h);
 	uint8_t *buf, *p;
 
@@ -167,8 +167,8 @@ static int group_build(const struct gent *ents, size_t n, uint8_t **out, size_t 
 	memcpy(buf, &h, sizeof(h));
 	p = buf + sizeof(h);
 	for (size_t i = 0; i < n; i++) {
-		struct s3_group_ent e = { .suffix_len = (uint16_t)ents[i].slen,
-					  .rec_len = (uint32_t)ents[i].reclen };
+		struct s3_group_ent e = {.suffix_len = (uint16_t)ents[i].slen,
+					 .rec_len = (uint32_t)ents[i].reclen};
 		memcpy(p, &e, sizeof(e));
 		p += sizeof(e);
 		memcpy(p, ents[i].suffix, ents[i].slen);
@@ -193,8 +193,8 @@ static int rec_mid(const void *v, size_t vl, struct cs_mid *mid)
 
 /* ---- index operations ---- */
 
-int s3_idx_get(struct meta_txn *t, uint32_t part, const char *bucket, const char *key,
-	       size_t klen, const void **v, size_t *vl)
+int s3_idx_get(struct meta_txn *t, uint32_t part, const char *bucket, const char *key, size_t klen,
+	       const void **v, size_t *vl)
 {
 	uint8_t k[LKEY_MAX];
 	bool group;
@@ -274,13 +274,13 @@ static int group_update(struct meta_txn *t, const uint8_t *k, size_t kl, const c
 			continue;
 		}
 		if (c > 0 && !placed && rec) {
-			out[m++] = (struct gent){ suffix, slen, rec, reclen };
+			out[m++] = (struct gent){suffix, slen, rec, reclen};
 			placed = true;
 		}
 		out[m++] = ents[i];
 	}
 	if (rec && !placed)
-		out[m++] = (struct gent){ suffix, slen, rec, reclen };
+		out[m++] = (struct gent){suffix, slen, rec, reclen};
 	if (m == 0) {
 		rc = n ? meta_del(t, META_T_OBJECTS, k, kl) : 0;
 		goto out;
@@ -296,8 +296,8 @@ out:
 	return rc;
 }
 
-int s3_idx_put(struct meta_txn *t, uint32_t part, const char *bucket, const char *key,
-	       size_t klen, const void *rec, size_t reclen, struct cs_mid *old, bool *had_old)
+int s3_idx_put(struct meta_txn *t, uint32_t part, const char *bucket, const char *key, size_t klen,
+	       const void *rec, size_t reclen, struct cs_mid *old, bool *had_old)
 {
 	uint8_t k[LKEY_MAX];
 	bool group;
@@ -321,8 +321,8 @@ int s3_idx_put(struct meta_txn *t, uint32_t part, const char *bucket, const char
 	return meta_put(t, META_T_OBJECTS, k, kl, rec, reclen, 0);
 }
 
-int s3_idx_del(struct meta_txn *t, uint32_t part, const char *bucket, const char *key,
-	       size_t klen, struct cs_mid *old, bool *had_old)
+int s3_idx_del(struct meta_txn *t, uint32_t part, const char *bucket, const char *key, size_t klen,
+	       struct cs_mid *old, bool *had_old)
 {
 	uint8_t k[LKEY_MAX];
 	bool group;
@@ -512,8 +512,8 @@ struct list_params {
 	bool resume_set, resume_cp;
 };
 
-static void xml_key(struct s3_xml *x, const struct list_params *p, const char *name,
-		    const char *s, size_t len)
+static void xml_key(struct s3_xml *x, const struct list_params *p, const char *name, const char *s,
+		    size_t len)
 {
 	if (p->url) {
 		char enc[3 * (S3_KEY_MAX + 1) + 1];
@@ -586,7 +586,8 @@ static int list_params(struct s3_req *r, struct list_params *p)
 		errno = 0;
 		p->max_keys = strtol(mk, &end, 10);
 		if (errno || *end || !mk[0] || p->max_keys < 0) {
-			s3_reply_error(r, S3E_INVALID_ARGUMENT, "Provided max-keys not an integer or within integer range");
+			s3_reply_error(r, S3E_INVALID_ARGUMENT,
+				       "Provided max-keys not an integer or within integer range");
 			return 1;
 		}
 		if (p->max_keys > S3_LIST_MAX)
@@ -594,7 +595,8 @@ static int list_params(struct s3_req *r, struct list_params *p)
 	}
 	if (enc) {
 		if (strcmp(enc, "url") != 0) {
-			s3_reply_error(r, S3E_INVALID_ARGUMENT, "Invalid Encoding Method specified in Request");
+			s3_reply_error(r, S3E_INVALID_ARGUMENT,
+				       "Invalid Encoding Method specified in Request");
 			return 1;
 		}
 		p->url = true;
@@ -653,7 +655,7 @@ void s3_op_list_objects(struct s3_req *r)
 {
 	struct list_params p;
 	struct s3_bucket b;
-	struct idx_iter it = { 0 };
+	struct idx_iter it = {0};
 	struct meta_txn *t = NULL;
 	struct s3_xml x;
 	char last[S3_KEY_MAX + 2];
@@ -675,7 +677,8 @@ void s3_op_list_objects(struct s3_req *r)
 		if (p.start_after)
 			xml_key(&x, &p, "StartAfter", p.start_after, strlen(p.start_after));
 	} else {
-		xml_key(&x, &p, "Marker", p.marker ? p.marker : "", p.marker ? strlen(p.marker) : 0);
+		xml_key(&x, &p, "Marker", p.marker ? p.marker : "",
+			p.marker ? strlen(p.marker) : 0);
 	}
 	if (p.delimiter)
 		xml_key(&x, &p, "Delimiter", p.delimiter, p.dlen);

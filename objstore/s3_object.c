@@ -37,10 +37,10 @@ struct fbuf {
 	int err;
 };
 
-static void fbuf_add(struct fbuf *f, uint8_t tag, const char *name, size_t nlen,
-		     const char *val, size_t vlen)
+static void fbuf_add(struct fbuf *f, uint8_t tag, const char *name, size_t nlen, const char *val,
+		     size_t vlen)
 {
-	struct s3_field_hdr h = { .tag = tag, .nlen = (uint16_t)nlen, .vlen = (uint16_t)vlen };
+	struct s3_field_hdr h = {.tag = tag, .nlen = (uint16_t)nlen, .vlen = (uint16_t)vlen};
 	size_t need = sizeof(h) + nlen + vlen;
 
 	if (f->err)
@@ -70,12 +70,12 @@ static const struct {
 	const char *header;
 	uint8_t tag;
 } std_fields[] = {
-	{ "Content-Type", S3_F_CONTENT_TYPE },
-	{ "Content-Encoding", S3_F_CONTENT_ENCODING },
-	{ "Content-Disposition", S3_F_CONTENT_DISPOSITION },
-	{ "Content-Language", S3_F_CONTENT_LANGUAGE },
-	{ "Cache-Control", S3_F_CACHE_CONTROL },
-	{ "Expires", S3_F_EXPIRES },
+    {"Content-Type", S3_F_CONTENT_TYPE},
+    {"Content-Encoding", S3_F_CONTENT_ENCODING},
+    {"Content-Disposition", S3_F_CONTENT_DISPOSITION},
+    {"Content-Language", S3_F_CONTENT_LANGUAGE},
+    {"Cache-Control", S3_F_CACHE_CONTROL},
+    {"Expires", S3_F_EXPIRES},
 };
 
 /* ---- PutObject ---- */
@@ -144,13 +144,13 @@ static int put_fn(struct cs_txn *txn, void *arg)
 static void put_finish(struct s3_req *r)
 {
 	struct put_state *ps = r->op_state;
-	struct s3_obj_rec rec = { .version = S3_OBJ_VERSION };
+	struct s3_obj_rec rec = {.version = S3_OBJ_VERSION};
 	struct put_arg a = {
-		.part = r->part,
-		.bucket = r->addr.bucket,
-		.key = r->addr.key,
-		.klen = r->addr.key_len,
-		.owner = r->key.user,
+	    .part = r->part,
+	    .bucket = r->addr.bucket,
+	    .key = r->addr.key,
+	    .klen = r->addr.key_len,
+	    .owner = r->key.user,
 	};
 	struct MHD_Response *resp;
 	char hex[33], etag[40];
@@ -249,7 +249,8 @@ void s3_op_put_object_start(struct s3_req *r)
 	}
 	fbuf_add(&ps->f, S3_F_OWNER, "", 0, r->key.user, strlen(r->key.user));
 	if (ps->f.err) {
-		s3_reply_error(r, ps->f.err == -ENOMEM ? S3E_SLOW_DOWN : S3E_METADATA_TOO_LARGE, NULL);
+		s3_reply_error(r, ps->f.err == -ENOMEM ? S3E_SLOW_DOWN : S3E_METADATA_TOO_LARGE,
+			       NULL);
 		return;
 	}
 	rc = cs_writer_open(r->srv->pool, &ps->w);
@@ -281,10 +282,10 @@ struct get_stream {
 	pthread_cond_t cv;
 	uint8_t *ring[S3_GET_RING];
 	size_t fill[S3_GET_RING]; /* bytes in each full buffer */
-	unsigned head, count;     /* full buffers: ring[head..head+count) */
-	size_t head_off;          /* bytes of ring[head] already sent */
-	uint64_t sent;            /* stream position the callback is at */
-	long err;                 /* prefetcher's failure (< 0) */
+	unsigned head, count;	  /* full buffers: ring[head..head+count) */
+	size_t head_off;	  /* bytes of ring[head] already sent */
+	uint64_t sent;		  /* stream position the callback is at */
+	long err;		  /* prefetcher's failure (< 0) */
 	bool stop, done;
 };
 
@@ -306,7 +307,8 @@ static void *get_prefetch(void *arg)
 		pthread_mutex_lock(&gs->mu);
 		if (got != (long)n) {
 			gs->err = got < 0 ? got : CAIRN_ECORRUPT;
-			log_err(TAG, "read at %llu failed: %s", (unsigned long long)(gs->start + pos),
+			log_err(TAG, "read at %llu failed: %s",
+				(unsigned long long)(gs->start + pos),
 				got >= 0 ? "premature end" : cairn_strerror((int)got));
 			break;
 		}
@@ -437,12 +439,12 @@ static void add_field_headers(struct MHD_Response *resp, const struct s3_objinfo
 		uint8_t tag;
 		const char *header, *override;
 	} map[] = {
-		{ S3_F_CONTENT_TYPE, "Content-Type", "response-content-type" },
-		{ S3_F_CONTENT_ENCODING, "Content-Encoding", "response-content-encoding" },
-		{ S3_F_CONTENT_DISPOSITION, "Content-Disposition", "response-content-disposition" },
-		{ S3_F_CONTENT_LANGUAGE, "Content-Language", "response-content-language" },
-		{ S3_F_CACHE_CONTROL, "Cache-Control", "response-cache-control" },
-		{ S3_F_EXPIRES, "Expires", "response-expires" },
+	    {S3_F_CONTENT_TYPE, "Content-Type", "response-content-type"},
+	    {S3_F_CONTENT_ENCODING, "Content-Encoding", "response-content-encoding"},
+	    {S3_F_CONTENT_DISPOSITION, "Content-Disposition", "response-content-disposition"},
+	    {S3_F_CONTENT_LANGUAGE, "Content-Language", "response-content-language"},
+	    {S3_F_CACHE_CONTROL, "Cache-Control", "response-cache-control"},
+	    {S3_F_EXPIRES, "Expires", "response-expires"},
 	};
 	const uint8_t *p = o->fields, *end = o->fields + o->fields_len;
 	const char *name, *val;
@@ -484,10 +486,10 @@ void s3_op_get_object(struct s3_req *r)
 	struct s3_objinfo o;
 	struct s3_range range;
 	struct s3_cond cond = {
-		.if_match = s3_req_header(r, "If-Match"),
-		.if_none_match = s3_req_header(r, "If-None-Match"),
-		.if_modified_since = s3_req_header(r, "If-Modified-Since"),
-		.if_unmodified_since = s3_req_header(r, "If-Unmodified-Since"),
+	    .if_match = s3_req_header(r, "If-Match"),
+	    .if_none_match = s3_req_header(r, "If-None-Match"),
+	    .if_modified_since = s3_req_header(r, "If-Modified-Since"),
+	    .if_unmodified_since = s3_req_header(r, "If-Unmodified-Since"),
 	};
 	struct get_stream *gs = NULL;
 	struct MHD_Response *resp = NULL;
@@ -517,7 +519,7 @@ void s3_op_get_object(struct s3_req *r)
 		rc = s3_obj_parse(copy, vl, &o);
 	if (rc < 0) {
 		if (rc == CAIRN_ENOTFOUND && !head) {
-			struct s3_err_extra ex = { "Key", r->addr.key };
+			struct s3_err_extra ex = {"Key", r->addr.key};
 			s3_reply_error_extra(r, S3E_NO_SUCH_KEY, NULL, &ex, 1);
 		} else {
 			s3_reply_code(r, rc, S3E_NO_SUCH_KEY);
@@ -552,8 +554,8 @@ void s3_op_get_object(struct s3_req *r)
 	if (rc == CAIRN_ERANGE) {
 		snprintf(r->range_size, sizeof(r->range_size), "%llu",
 			 (unsigned long long)o.rec.size);
-		struct s3_err_extra ex[2] = { { "RangeRequested", s3_req_header(r, "Range") },
-					      { "ActualObjectSize", r->range_size } };
+		struct s3_err_extra ex[2] = {{"RangeRequested", s3_req_header(r, "Range")},
+					     {"ActualObjectSize", r->range_size}};
 		s3_reply_error_extra(r, S3E_INVALID_RANGE, NULL, ex, 2);
 		goto out;
 	}
@@ -604,8 +606,8 @@ void s3_op_get_object(struct s3_req *r)
 		size_t blk = len < S3_GET_BLOCK ? (size_t)len : S3_GET_BLOCK;
 		if (gs->rd && len > S3_GET_PREFETCH_MIN)
 			(void)get_prefetch_start(gs); /* else: read in place */
-		resp = MHD_create_response_from_callback(len, blk ? blk : 1, get_read, gs,
-							 get_free);
+		resp =
+		    MHD_create_response_from_callback(len, blk ? blk : 1, get_read, gs, get_free);
 		if (!resp)
 			get_free(gs);
 	}
@@ -639,7 +641,7 @@ struct del_arg {
 	const char *bucket, *owner;
 	size_t n;
 	struct s3_delete_obj *objs; /* keys to delete */
-	const int *skip;            /* per key: non-zero = not to delete */
+	const int *skip;	    /* per key: non-zero = not to delete */
 };
 
 static int del_fn(struct cs_txn *txn, void *arg)
@@ -671,8 +673,8 @@ static int del_fn(struct cs_txn *txn, void *arg)
 void s3_op_delete_object(struct s3_req *r)
 {
 	struct s3_bucket b;
-	struct s3_delete_obj obj = { .key = (char *)r->addr.key, .key_len = r->addr.key_len };
-	struct del_arg a = { r->part, r->addr.bucket, r->key.user, 1, &obj, NULL };
+	struct s3_delete_obj obj = {.key = (char *)r->addr.key, .key_len = r->addr.key_len};
+	struct del_arg a = {r->part, r->addr.bucket, r->key.user, 1, &obj, NULL};
 	int rc;
 
 	if (s3_bucket_check(r, &b))
@@ -690,7 +692,7 @@ void s3_op_delete_object(struct s3_req *r)
 
 static void delete_objects_finish(struct s3_req *r)
 {
-	struct s3_delete_req dr = { 0 };
+	struct s3_delete_req dr = {0};
 	struct s3_xml x;
 	int *skip = NULL;
 	char *body;
@@ -710,7 +712,7 @@ static void delete_objects_finish(struct s3_req *r)
 	for (size_t i = 0; i < dr.n; i++)
 		skip[i] = s3_key_check(dr.objs[i].key, dr.objs[i].key_len);
 	{
-		struct del_arg a = { r->part, r->addr.bucket, r->key.user, dr.n, dr.objs, skip };
+		struct del_arg a = {r->part, r->addr.bucket, r->key.user, dr.n, dr.objs, skip};
 		rc = cs_commit(r->srv->pool, NULL, del_fn, &a);
 	}
 	if (rc < 0) {
@@ -721,8 +723,8 @@ static void delete_objects_finish(struct s3_req *r)
 	s3_xml_open(&x, "DeleteResult", S3_XMLNS);
 	for (size_t i = 0; i < dr.n; i++) {
 		if (skip[i]) {
-			enum s3_error e = skip[i] == CAIRN_ETOOBIG ? S3E_KEY_TOO_LONG
-								    : S3E_INVALID_ARGUMENT;
+			enum s3_error e =
+			    skip[i] == CAIRN_ETOOBIG ? S3E_KEY_TOO_LONG : S3E_INVALID_ARGUMENT;
 			s3_xml_open(&x, "Error", NULL);
 			s3_xml_elemn(&x, "Key", dr.objs[i].key, dr.objs[i].key_len);
 			s3_xml_elem(&x, "Code", s3_err_code(e));

@@ -36,7 +36,8 @@
 
 static struct MHD_Response *resp_oom;
 
-static void conn_phase(struct s3_server *srv, struct MHD_Connection *conn, bool in_request); /* static 503 for requests we cannot allocate */
+static void conn_phase(struct s3_server *srv, struct MHD_Connection *conn,
+		       bool in_request); /* static 503 for requests we cannot allocate */
 
 static uint64_t now_us(void)
 {
@@ -117,7 +118,7 @@ void s3_reply_response(struct s3_req *r, int status, struct MHD_Response *resp)
 void s3_reply_xml(struct s3_req *r, int status, char *body, size_t len)
 {
 	struct MHD_Response *resp =
-		MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+	    MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
 
 	if (!resp) {
 		free(body);
@@ -242,7 +243,7 @@ static void req_free(struct s3_req *r)
 static void access_log(struct s3_req *r, enum MHD_RequestTerminationCode toe)
 {
 	const union MHD_ConnectionInfo *ci =
-		MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	    MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
 	char addr[INET6_ADDRSTRLEN + 8] = "-";
 	uint64_t ms = (now_us() - r->t0_us) / 1000u;
 	int plen = r->tgt.path ? (int)(r->tgt.path_len > 2048 ? 2048 : r->tgt.path_len) : 0;
@@ -288,7 +289,7 @@ static void done_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
 static struct s3_conn *conn_of(struct MHD_Connection *conn)
 {
 	const union MHD_ConnectionInfo *ci =
-		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	    MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
 	return ci ? ci->socket_context : NULL;
 }
 
@@ -312,7 +313,7 @@ static void conn_cb(void *cls, struct MHD_Connection *conn, void **socket_contex
 
 	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
 		const union MHD_ConnectionInfo *ci =
-			MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+		    MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
 		c = ci ? calloc(1, sizeof(*c)) : NULL;
 		if (!c)
 			return; /* untracked: only the idle timeout applies */
@@ -354,12 +355,14 @@ static void *reaper_main(void *arg)
 
 		/* O(connections) once a second. */
 		for (struct s3_conn *c = srv->conns; c; c = c->next) {
-			if (c->in_request || c->reaped || now - c->phase_start_us < srv->head_deadline_us)
+			if (c->in_request || c->reaped ||
+			    now - c->phase_start_us < srv->head_deadline_us)
 				continue;
 			/* The connection's own thread sees EOF and closes it. */
 			shutdown(c->fd, SHUT_RDWR);
 			c->reaped = true;
-			log_info(TAG, "closed a connection that sent no complete request head in %llus",
+			log_info(TAG,
+				 "closed a connection that sent no complete request head in %llus",
 				 (unsigned long long)(srv->head_deadline_us / 1000000u));
 		}
 		clock_gettime(CLOCK_REALTIME, &ts);
@@ -384,11 +387,38 @@ static void op_method_not_allowed(struct s3_req *r)
 
 /* Subresources of the later issues (multipart, versioning, ACLs...). */
 static const char *const later_subresources[] = {
-	"acl", "policy", "cors", "lifecycle", "tagging", "versioning", "website", "logging",
-	"notification", "replication", "encryption", "object-lock", "retention", "legal-hold",
-	"uploads", "uploadId", "versions", "accelerate", "requestPayment", "inventory",
-	"analytics", "metrics", "intelligent-tiering", "ownershipControls", "publicAccessBlock",
-	"restore", "select", "torrent", "attributes", "policyStatus", "partNumber", NULL,
+    "acl",
+    "policy",
+    "cors",
+    "lifecycle",
+    "tagging",
+    "versioning",
+    "website",
+    "logging",
+    "notification",
+    "replication",
+    "encryption",
+    "object-lock",
+    "retention",
+    "legal-hold",
+    "uploads",
+    "uploadId",
+    "versions",
+    "accelerate",
+    "requestPayment",
+    "inventory",
+    "analytics",
+    "metrics",
+    "intelligent-tiering",
+    "ownershipControls",
+    "publicAccessBlock",
+    "restore",
+    "select",
+    "torrent",
+    "attributes",
+    "policyStatus",
+    "partNumber",
+    NULL,
 };
 
 static const char *later_subresource(struct s3_req *r)
@@ -432,7 +462,8 @@ static s3_handler_fn route(struct s3_req *r)
 			}
 			{
 				const char *lt = s3_query_get(&r->q, "list-type");
-				r->op = lt && strcmp(lt, "2") == 0 ? "ListObjectsV2" : "ListObjects";
+				r->op =
+				    lt && strcmp(lt, "2") == 0 ? "ListObjectsV2" : "ListObjects";
 			}
 			return s3_op_list_objects;
 		}
@@ -479,8 +510,8 @@ static s3_handler_fn route(struct s3_req *r)
 		}
 		if (sub) {
 			r->op = strcmp(sub, "uploadId") == 0 || strcmp(sub, "partNumber") == 0
-					? "UploadPart"
-					: "PutObjectSubresource";
+				    ? "UploadPart"
+				    : "PutObjectSubresource";
 			return op_not_implemented;
 		}
 		return s3_op_put_object_start;
@@ -510,10 +541,10 @@ static s3_handler_fn route(struct s3_req *r)
 static int authenticate(struct s3_req *r)
 {
 	struct sigv4_request sr = {
-		.method = r->method,
-		.target = r->raw_target,
-		.headers = r->hdrs,
-		.nheaders = r->nhdrs,
+	    .method = r->method,
+	    .target = r->raw_target,
+	    .headers = r->hdrs,
+	    .nheaders = r->nhdrs,
 	};
 	struct s3_user user;
 	int rc = sigv4_parse(&sr, &r->auth);
@@ -526,22 +557,27 @@ static int authenticate(struct s3_req *r)
 		bool presigned = s3_query_has(&r->q, "X-Amz-Signature") ||
 				 s3_query_has(&r->q, "X-Amz-Credential") ||
 				 s3_query_has(&r->q, "X-Amz-Algorithm");
-		s3_reply_error(r, presigned ? S3E_AUTH_QUERY_ERROR : S3E_AUTH_HEADER_MALFORMED, NULL);
+		s3_reply_error(r, presigned ? S3E_AUTH_QUERY_ERROR : S3E_AUTH_HEADER_MALFORMED,
+			       NULL);
 		return 1;
 	}
 	if (strcmp(r->auth.service, "s3") != 0) {
-		s3_reply_error(r, r->auth.presigned ? S3E_AUTH_QUERY_ERROR : S3E_AUTH_HEADER_MALFORMED,
+		s3_reply_error(r,
+			       r->auth.presigned ? S3E_AUTH_QUERY_ERROR : S3E_AUTH_HEADER_MALFORMED,
 			       "The credential scope's service must be 's3'");
 		return 1;
 	}
 	if (strcmp(r->auth.region, r->srv->region) != 0) {
 		/* As S3: the scope must name this server's region. */
 		char msg[200];
-		struct s3_err_extra ex = { "Region", r->srv->region };
-		snprintf(msg, sizeof(msg), "The authorization %s is malformed; the region '%s' is wrong; expecting '%s'",
-			 r->auth.presigned ? "query" : "header", r->auth.region, r->srv->region);
-		s3_reply_error_extra(r, r->auth.presigned ? S3E_AUTH_QUERY_ERROR : S3E_AUTH_HEADER_MALFORMED,
-				     msg, &ex, 1);
+		struct s3_err_extra ex = {"Region", r->srv->region};
+		snprintf(
+		    msg, sizeof(msg),
+		    "The authorization %s is malformed; the region '%s' is wrong; expecting '%s'",
+		    r->auth.presigned ? "query" : "header", r->auth.region, r->srv->region);
+		s3_reply_error_extra(
+		    r, r->auth.presigned ? S3E_AUTH_QUERY_ERROR : S3E_AUTH_HEADER_MALFORMED, msg,
+		    &ex, 1);
 		return 1;
 	}
 	rc = sigv4_check_time(&r->auth, time(NULL));
@@ -566,8 +602,8 @@ static int authenticate(struct s3_req *r)
 		 * its signer disagrees. */
 		char *creq = malloc(16384);
 		long n = creq ? sigv4_canonical_request(&sr, &r->auth, creq, 16384) : -1;
-		struct s3_err_extra ex[2] = { { "AWSAccessKeyId", r->auth.access_key },
-					      { "CanonicalRequest", n >= 0 ? creq : "" } };
+		struct s3_err_extra ex[2] = {{"AWSAccessKeyId", r->auth.access_key},
+					     {"CanonicalRequest", n >= 0 ? creq : ""}};
 		s3_reply_error_extra(r, S3E_SIGNATURE_DOES_NOT_MATCH, NULL, ex, n >= 0 ? 2 : 1);
 		free(creq);
 		return 1;
@@ -629,8 +665,8 @@ static bool header_has_token(const char *v, const char *token)
 	for (const char *p = v; p && *p;) {
 		while (*p == ' ' || *p == '\t' || *p == ',')
 			p++;
-		if (strncasecmp(p, token, n) == 0 && (p[n] == 0 || p[n] == ',' || p[n] == ' ' ||
-						      p[n] == ';'))
+		if (strncasecmp(p, token, n) == 0 &&
+		    (p[n] == 0 || p[n] == ',' || p[n] == ' ' || p[n] == ';'))
 			return true;
 		p = strchr(p, ',');
 	}
@@ -659,8 +695,9 @@ static void request_start(struct s3_req *r)
 		for (size_t i = 0; i < r->nhdrs; i++)
 			total += strlen(r->hdrs[i].name) + strlen(r->hdrs[i].value);
 		if (total > S3_HEADERS_MAX_BYTES) {
-			s3_reply_error(r, S3E_INVALID_REQUEST,
-				       "Your request header section exceeds the maximum allowed size.");
+			s3_reply_error(
+			    r, S3E_INVALID_REQUEST,
+			    "Your request header section exceeds the maximum allowed size.");
 			return;
 		}
 	}
@@ -714,8 +751,9 @@ static void request_start(struct s3_req *r)
 	if (r->addr.key[0]) {
 		rc = s3_key_check(r->addr.key, r->addr.key_len);
 		if (rc < 0) {
-			s3_reply_error(r, rc == CAIRN_ETOOBIG ? S3E_KEY_TOO_LONG : S3E_INVALID_ARGUMENT,
-				       rc == CAIRN_ETOOBIG ? NULL : "Object key is not valid UTF-8");
+			s3_reply_error(
+			    r, rc == CAIRN_ETOOBIG ? S3E_KEY_TOO_LONG : S3E_INVALID_ARGUMENT,
+			    rc == CAIRN_ETOOBIG ? NULL : "Object key is not valid UTF-8");
 			return;
 		}
 	}
@@ -763,7 +801,7 @@ struct s3_pipe {
 	uint8_t *seg[S3_PIPE_SEGS];
 	size_t seglen[S3_PIPE_SEGS];
 	unsigned head, count; /* full segments: [head, head + count) */
-	size_t cur_len;       /* bytes in the segment being filled: (head + count) % N */
+	size_t cur_len;	      /* bytes in the segment being filled: (head + count) % N */
 	bool eof, abort, joined;
 	int err;
 };
@@ -979,8 +1017,8 @@ static void request_end(struct s3_req *r)
 		hash_hex(sha, 32, hex);
 		if (strcasecmp(hex, r->auth.payload_hash) != 0) {
 			struct s3_err_extra ex[2] = {
-				{ "ClientComputedContentSHA256", r->auth.payload_hash },
-				{ "S3ComputedContentSHA256", hex },
+			    {"ClientComputedContentSHA256", r->auth.payload_hash},
+			    {"S3ComputedContentSHA256", hex},
 			};
 			s3_reply_error_extra(r, S3E_CONTENT_SHA256_MISMATCH, NULL, ex, 2);
 			return;
@@ -1004,8 +1042,8 @@ static bool request_has_body(struct MHD_Connection *conn)
 }
 
 static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const char *url,
-				 const char *method, const char *version,
-				 const char *upload_data, size_t *upload_data_size, void **con_cls)
+				 const char *method, const char *version, const char *upload_data,
+				 size_t *upload_data_size, void **con_cls)
 {
 	struct s3_req *r = *con_cls;
 	int rc;
@@ -1081,7 +1119,8 @@ static int listen_socket(const char *listen_addr, int *fd_out, uint16_t *port_ou
 {
 	char host[256];
 	const char *port, *colon;
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
+				 .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
 	struct addrinfo *ai = NULL;
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
@@ -1118,7 +1157,8 @@ static int listen_socket(const char *listen_addr, int *fd_out, uint16_t *port_ou
 	*v6 = ai->ai_family == AF_INET6;
 	if (*v6) {
 		/* "::" serves IPv4 too (dual stack); a specific v6 address only v6. */
-		int v6only = !IN6_IS_ADDR_UNSPECIFIED(&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr);
+		int v6only =
+		    !IN6_IS_ADDR_UNSPECIFIED(&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr);
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof(v6only));
 	}
 	if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 512) < 0 ||
@@ -1168,8 +1208,8 @@ int s3_server_start(const struct s3_config *cfg, struct cs_pool *pool, struct s3
 		srv->boot = (uint32_t)time(NULL);
 	if (!resp_oom) {
 		static const char body[] =
-			"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SlowDown</Code>"
-			"<Message>Out of memory</Message></Error>";
+		    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SlowDown</Code>"
+		    "<Message>Out of memory</Message></Error>";
 		resp_oom = MHD_create_response_from_buffer(sizeof(body) - 1, (void *)body,
 							   MHD_RESPMEM_PERSISTENT);
 		if (!resp_oom) {
@@ -1187,12 +1227,12 @@ int s3_server_start(const struct s3_config *cfg, struct cs_pool *pool, struct s3
 	if (v6)
 		flags |= MHD_USE_IPv6;
 	srv->mhd = MHD_start_daemon(
-		flags, 0, NULL, NULL, access_cb, srv, MHD_OPTION_LISTEN_SOCKET, srv->lfd,
-		MHD_OPTION_CONNECTION_LIMIT, maxc, MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip,
-		MHD_OPTION_CONNECTION_TIMEOUT, timeout, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-		(size_t)S3_CONN_MEMORY, MHD_OPTION_URI_LOG_CALLBACK, uri_cb, srv,
-		MHD_OPTION_NOTIFY_COMPLETED, done_cb, srv, MHD_OPTION_NOTIFY_CONNECTION, conn_cb, srv,
-		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv, MHD_OPTION_END);
+	    flags, 0, NULL, NULL, access_cb, srv, MHD_OPTION_LISTEN_SOCKET, srv->lfd,
+	    MHD_OPTION_CONNECTION_LIMIT, maxc, MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip,
+	    MHD_OPTION_CONNECTION_TIMEOUT, timeout, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+	    (size_t)S3_CONN_MEMORY, MHD_OPTION_URI_LOG_CALLBACK, uri_cb, srv,
+	    MHD_OPTION_NOTIFY_COMPLETED, done_cb, srv, MHD_OPTION_NOTIFY_CONNECTION, conn_cb, srv,
+	    MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv, MHD_OPTION_END);
 	if (!srv->mhd) {
 		log_err(TAG, "libmicrohttpd did not start on %s", cfg->listen);
 		rc = -EIO;

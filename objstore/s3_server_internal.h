@@ -29,20 +29,20 @@
 #include "objstore/s3_parse.h"
 #include "objstore/sigv4.h"
 
-#define S3_OBJECT_MAX (5ull << 30)      /* single PUT limit: 5 GiB */
-#define S3_SMALL_BODY_MAX (4u << 20)    /* XML request bodies */
+#define S3_OBJECT_MAX (5ull << 30)   /* single PUT limit: 5 GiB */
+#define S3_SMALL_BODY_MAX (4u << 20) /* XML request bodies */
 #define S3_MAX_HEADERS 128
 #define S3_HEADERS_MAX_BYTES (16u << 10) /* names + values of one request */
-#define S3_HEADER_GRACE_SEC 10          /* beyond the idle timeout, see s3_conn */
-#define S3_GET_BLOCK (1u << 20)         /* GET streaming block */
+#define S3_HEADER_GRACE_SEC 10		 /* beyond the idle timeout, see s3_conn */
+#define S3_GET_BLOCK (1u << 20)		 /* GET streaming block */
 /* libmicrohttpd's per-connection pool (request head + receive buffer). It
  * zeroes the pool on every request, so its size is a per-request cost (256
  * KiB was ~10% of a 4 KiB GET). It must still hold a 100 KB header, so that
  * our own checks answer it with an S3 error rather than libmicrohttpd with
  * an HTML 431 (tests/integration/050-bad-input.py). */
 #define S3_CONN_MEMORY (128u << 10)
-#define S3_GET_SMALL (64u << 10)        /* GET bodies up to this are sent from one buffer */
-#define S3_GET_PREFETCH_MIN (4u << 20)  /* GET bodies above this are read ahead on a thread */
+#define S3_GET_SMALL (64u << 10)       /* GET bodies up to this are sent from one buffer */
+#define S3_GET_PREFETCH_MIN (4u << 20) /* GET bodies above this are read ahead on a thread */
 #define S3_LIST_MAX 1000
 /* A body_fn body of at least S3_PIPE_MIN bytes (by Content-Length) runs its
  * MD5 and body_fn on a pipeline thread, so the stream's serial work is split
@@ -58,7 +58,7 @@
 struct s3_conn {
 	struct s3_conn *prev, *next;
 	int fd;
-	bool in_request;         /* the head arrived; the request is being served */
+	bool in_request; /* the head arrived; the request is being served */
 	bool reaped;
 	uint64_t phase_start_us; /* connection start or end of the last request */
 };
@@ -72,7 +72,7 @@ struct s3_server {
 	uint16_t port;
 	int lfd;
 	atomic_uint_fast64_t seq; /* request ids */
-	uint32_t boot;            /* random per start, in request ids */
+	uint32_t boot;		  /* random per start, in request ids */
 	/* slow-head reaper */
 	pthread_mutex_t conns_lock;
 	pthread_cond_t reaper_cond;
@@ -93,25 +93,25 @@ typedef int (*s3_body_fn)(struct s3_req *r, const void *data, size_t len);
 struct s3_req {
 	struct s3_server *srv;
 	struct MHD_Connection *conn;
-	char *raw_target;     /* as received */
+	char *raw_target; /* as received */
 	char reqid[17];
 	char range_size[24]; /* object size, for the Content-Range of a 416 */
 	char id2[45];
 	uint64_t t0_us;
 	const char *method;
-	const char *op;       /* S3 action name (static) */
+	const char *op; /* S3 action name (static) */
 	enum s3_state state;
 
 	struct s3_target tgt;
 	struct s3_query q;
 	struct s3_addr addr;
 	char *addrbuf;
-	uint32_t part;        /* partition of addr.bucket */
+	uint32_t part; /* partition of addr.bucket */
 
 	struct sigv4_header *hdrs;
 	size_t nhdrs;
 	bool authed;
-	struct s3_key key;    /* the caller's key (secret wiped after auth) */
+	struct s3_key key; /* the caller's key (secret wiped after auth) */
 	struct sigv4_auth auth;
 	bool caller_root;
 
@@ -119,23 +119,23 @@ struct s3_req {
 	bool has_cl, chunked;
 	uint64_t content_length;
 	uint64_t body_bytes;
-	EVP_MD_CTX *sha;      /* when x-amz-content-sha256 is a hash */
+	EVP_MD_CTX *sha; /* when x-amz-content-sha256 is a hash */
 	EVP_MD_CTX *md5;
 	bool has_content_md5;
 	uint8_t content_md5[16];
 	uint8_t body_md5[16];
-	char *body;           /* small bodies (XML) */
+	char *body; /* small bodies (XML) */
 	size_t body_len;
 	s3_body_fn body_fn;   /* NULL: buffer into body (up to S3_SMALL_BODY_MAX) */
 	struct s3_pipe *pipe; /* large bodies: MD5 + body_fn on a thread of their own */
 	s3_handler_fn finish;
-	void *op_state;       /* handler's own state */
+	void *op_state; /* handler's own state */
 	void (*op_free)(void *op_state);
 
 	/* response */
 	int status;
 	uint64_t bytes_out;
-	bool close;           /* body left unread: Connection: close */
+	bool close; /* body left unread: Connection: close */
 };
 
 /* ---- replies (s3_server.c) ---- */
@@ -168,7 +168,8 @@ struct s3_bucket {
 	uint64_t created_ns;
 };
 /* Reads a bucket in the caller's transaction. 0 or CAIRN_ENOTFOUND. */
-int s3_bucket_read(struct meta_txn *t, uint32_t part, const char *name, struct s3_bucket *out) CAIRN_WUR;
+int s3_bucket_read(struct meta_txn *t, uint32_t part, const char *name,
+		   struct s3_bucket *out) CAIRN_WUR;
 /* Opens a read txn, reads r->addr.bucket, checks the caller owns it; replies
  * NoSuchBucket/AccessDenied itself and returns non-zero when it did. */
 int s3_bucket_check(struct s3_req *r, struct s3_bucket *out) CAIRN_WUR;
@@ -185,7 +186,7 @@ void s3_op_create_bucket_start(struct s3_req *r);
 /* ---- objects (s3_object.c) ---- */
 
 void s3_op_put_object_start(struct s3_req *r);
-void s3_op_get_object(struct s3_req *r);    /* GET and HEAD */
+void s3_op_get_object(struct s3_req *r); /* GET and HEAD */
 void s3_op_delete_object(struct s3_req *r);
 void s3_op_delete_objects_start(struct s3_req *r);
 
@@ -207,16 +208,15 @@ int s3_field_next(const uint8_t **p, const uint8_t *end, uint8_t *tag, const cha
 bool s3_field_find(const struct s3_objinfo *o, uint8_t tag, const char **val, size_t *vlen);
 
 /* Looks a key up. *v and *vl point into the map (valid as meta_get's). */
-int s3_idx_get(struct meta_txn *t, uint32_t part, const char *bucket, const char *key,
-	       size_t klen, const void **v, size_t *vl) CAIRN_WUR;
+int s3_idx_get(struct meta_txn *t, uint32_t part, const char *bucket, const char *key, size_t klen,
+	       const void **v, size_t *vl) CAIRN_WUR;
 /* Stores rec under key (write txn). When the key existed, its old record's
  * manifest id is copied to *old and *had_old set. */
-int s3_idx_put(struct meta_txn *t, uint32_t part, const char *bucket, const char *key,
-	       size_t klen, const void *rec, size_t reclen, struct cs_mid *old,
-	       bool *had_old) CAIRN_WUR;
+int s3_idx_put(struct meta_txn *t, uint32_t part, const char *bucket, const char *key, size_t klen,
+	       const void *rec, size_t reclen, struct cs_mid *old, bool *had_old) CAIRN_WUR;
 /* Removes key (write txn); 0 with *had_old false when it was absent. */
-int s3_idx_del(struct meta_txn *t, uint32_t part, const char *bucket, const char *key,
-	       size_t klen, struct cs_mid *old, bool *had_old) CAIRN_WUR;
+int s3_idx_del(struct meta_txn *t, uint32_t part, const char *bucket, const char *key, size_t klen,
+	       struct cs_mid *old, bool *had_old) CAIRN_WUR;
 /* True when the bucket holds no object (CAIRN_* on error as negative). */
 int s3_idx_empty(struct meta_txn *t, uint32_t part, const char *bucket) CAIRN_WUR;
 

@@ -107,11 +107,11 @@ static int key_put(struct meta_txn *t, const struct s3_key *k, uint8_t flags, un
 {
 	uint8_t buf[sizeof(struct s3_key_rec) + S3_USER_MAX + S3_SECRET_MAX];
 	struct s3_key_rec rec = {
-		.version = S3_KEY_VERSION,
-		.flags = flags,
-		.user_len = (uint8_t)strlen(k->user),
-		.secret_len = (uint8_t)strlen(k->secret),
-		.created = k->created,
+	    .version = S3_KEY_VERSION,
+	    .flags = flags,
+	    .user_len = (uint8_t)strlen(k->user),
+	    .secret_len = (uint8_t)strlen(k->secret),
+	    .created = k->created,
 	};
 
 	memcpy(buf, &rec, sizeof(rec));
@@ -124,9 +124,9 @@ static int key_put(struct meta_txn *t, const struct s3_key *k, uint8_t flags, un
 static int user_put(struct meta_txn *t, const char *name, uint8_t flags, uint64_t created)
 {
 	struct s3_user_rec rec = {
-		.version = S3_USER_VERSION,
-		.flags = flags,
-		.created = created,
+	    .version = S3_USER_VERSION,
+	    .flags = flags,
+	    .created = created,
 	};
 	return meta_put(t, META_T_USERS, name, strlen(name), &rec, sizeof(rec), 0);
 }
@@ -153,7 +153,8 @@ static int keys_delete(struct meta_txn *t, const char *user, const char *bootstr
 			goto out;
 		del = strcmp(key.user, user) == 0;
 		if (bootstrap_except)
-			del = del && (flags & S3_KEYF_BOOTSTRAP) && strcmp(key.id, bootstrap_except) != 0;
+			del = del && (flags & S3_KEYF_BOOTSTRAP) &&
+			      strcmp(key.id, bootstrap_except) != 0;
 		if (del) {
 			rc = meta_cursor_del(c);
 			if (rc < 0)
@@ -182,7 +183,7 @@ static int boot_fn(struct cs_txn *txn, void *arg)
 {
 	struct boot_arg *a = arg;
 	struct meta_txn *t = cs_txn_meta(txn);
-	struct s3_key key = { .created = (uint64_t)time(NULL) };
+	struct s3_key key = {.created = (uint64_t)time(NULL)};
 	const void *v;
 	size_t vl;
 	int rc;
@@ -216,7 +217,7 @@ static int boot_fn(struct cs_txn *txn, void *arg)
 
 int s3_users_bootstrap(struct cs_pool *pool, const char *root_key_id, const char *root_secret)
 {
-	struct boot_arg a = { root_key_id, root_secret };
+	struct boot_arg a = {root_key_id, root_secret};
 
 	if (!key_id_valid(root_key_id) || !root_secret || strlen(root_secret) < 8 ||
 	    strlen(root_secret) > S3_SECRET_MAX)
@@ -318,7 +319,7 @@ long s3_user_list(struct cs_pool *pool, struct s3_user *out, size_t max)
 		out[n].created = rec.created;
 		out[n].root = rec.flags & S3_USERF_ROOT;
 		n++;
-next:
+	next:
 		rc = meta_cursor_next(c, &k, &kl, &v, &vl);
 	}
 	if (rc == 0 || rc == CAIRN_ENOTFOUND)
@@ -372,7 +373,7 @@ static int key_create_fn(struct cs_txn *txn, void *arg)
 
 int s3_key_create(struct cs_pool *pool, const char *user, struct s3_key *out)
 {
-	struct s3_key k = { .created = (uint64_t)time(NULL) };
+	struct s3_key k = {.created = (uint64_t)time(NULL)};
 	int rc;
 
 	if (!s3_user_name_valid(user))
@@ -381,8 +382,9 @@ int s3_key_create(struct cs_pool *pool, const char *user, struct s3_key *out)
 	for (int attempt = 0; attempt < 4; attempt++) {
 		rc = rand_chars(k.id, 20, "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789");
 		if (rc == 0)
-			rc = rand_chars(k.secret, 40,
-					"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/");
+			rc = rand_chars(
+			    k.secret, 40,
+			    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/");
 		if (rc == 0)
 			rc = cs_commit(pool, NULL, key_create_fn, &k);
 		if (rc != CAIRN_EEXISTS) /* id collision: 36^20, but cheap to retry */

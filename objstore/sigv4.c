@@ -88,7 +88,6 @@ static inline void sb_putc(struct sbuf *b, char c)
 	b->p[b->len] = '\0';
 }
 
-
 static const char hexdig[] = "0123456789ABCDEF";
 
 /* A hex digit as AWS writes it (0-9, A-F); NUL is not one. */
@@ -583,8 +582,9 @@ static void canonical_uri(struct sbuf *b, const char *path, size_t n, int varian
 		unsigned char c = (unsigned char)path[i];
 		if (c == '%' && i + 2 < n && s3_hexval((unsigned char)path[i + 1]) >= 0 &&
 		    s3_hexval((unsigned char)path[i + 2]) >= 0) {
-			sb_encode_byte(b, (unsigned char)(s3_hexval((unsigned char)path[i + 1]) << 4 |
-							  s3_hexval((unsigned char)path[i + 2])));
+			sb_encode_byte(b,
+				       (unsigned char)(s3_hexval((unsigned char)path[i + 1]) << 4 |
+						       s3_hexval((unsigned char)path[i + 2])));
 			i += 2;
 		} else if (s3_is_unreserved(c) || c == '/') {
 			sb_putc(b, (char)c);

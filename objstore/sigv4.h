@@ -18,7 +18,7 @@
 #include "core/err.h"
 
 #define SIGV4_MAX_SIGNED_HEADERS 64
-#define SIGV4_SKEW_MAX 900 /* seconds: 15 minutes, as S3 */
+#define SIGV4_SKEW_MAX 900	 /* seconds: 15 minutes, as S3 */
 #define SIGV4_PRESIGN_MAX 604800 /* seconds: 7 days */
 
 struct sigv4_header {
@@ -28,27 +28,27 @@ struct sigv4_header {
 
 struct sigv4_request {
 	const char *method;
-	const char *target;  /* raw request target: path[?query], undecoded */
+	const char *target; /* raw request target: path[?query], undecoded */
 	const struct sigv4_header *headers;
 	size_t nheaders;
 };
 
 enum sigv4_payload {
-	SIGV4_PAYLOAD_HASH = 0,   /* x-amz-content-sha256 is a hex SHA-256 */
-	SIGV4_PAYLOAD_UNSIGNED,   /* UNSIGNED-PAYLOAD (and every presigned URL) */
-	SIGV4_PAYLOAD_STREAMING,  /* STREAMING-* (aws-chunked; later issue) */
+	SIGV4_PAYLOAD_HASH = 0,	 /* x-amz-content-sha256 is a hex SHA-256 */
+	SIGV4_PAYLOAD_UNSIGNED,	 /* UNSIGNED-PAYLOAD (and every presigned URL) */
+	SIGV4_PAYLOAD_STREAMING, /* STREAMING-* (aws-chunked; later issue) */
 };
 
 struct sigv4_auth {
 	bool presigned;
 	char access_key[129];
-	char date[9];          /* YYYYMMDD of the credential scope */
+	char date[9]; /* YYYYMMDD of the credential scope */
 	char region[64];
 	char service[16];
-	char amz_date[17];     /* YYYYMMDDTHHMMSSZ */
+	char amz_date[17];	   /* YYYYMMDDTHHMMSSZ */
 	char signed_headers[1024]; /* ';'-separated, lowercase, as sent */
-	char signature[65];    /* lowercase hex */
-	long expires;          /* presigned: X-Amz-Expires seconds */
+	char signature[65];	   /* lowercase hex */
+	long expires;		   /* presigned: X-Amz-Expires seconds */
 	enum sigv4_payload payload;
 	char payload_hash[65]; /* lowercase hex when SIGV4_PAYLOAD_HASH */
 	char payload_raw[80];  /* x-amz-content-sha256 as sent (or UNSIGNED-PAYLOAD) */
@@ -80,7 +80,7 @@ long sigv4_canonical_request(const struct sigv4_request *req, const struct sigv4
 /* Added by the SigV4 implementation: the string to sign (for the
  * StringToSign element of SignatureDoesNotMatch). Same returns as
  * sigv4_canonical_request. Never log it next to the signature. */
-long sigv4_string_to_sign(const struct sigv4_request *req, const struct sigv4_auth *auth,
-			  char *out, size_t cap) CAIRN_WUR;
+long sigv4_string_to_sign(const struct sigv4_request *req, const struct sigv4_auth *auth, char *out,
+			  size_t cap) CAIRN_WUR;
 
 #endif

@@ -28,7 +28,7 @@ struct ring_dev {
 	uint32_t id;
 	uint32_t region;
 	uint32_t zone;
-	char ip[48];   /* node address; the node is (ip, port) */
+	char ip[48]; /* node address; the node is (ip, port) */
 	uint16_t port;
 	char name[RING_NAME_MAX]; /* device name on its node, e.g. "d0" or "sdb" */
 	double weight;
@@ -70,7 +70,8 @@ int ring_builder_save(struct ring_builder *b, const char *path) CAIRN_WUR;
 void ring_builder_free(struct ring_builder *b);
 /* Adds a device; dev->id == UINT32_MAX picks the next free id (returned in
  * *id_out when non-NULL). Weight must be > 0; duplicate ids -> CAIRN_EEXISTS. */
-int ring_builder_add(struct ring_builder *b, const struct ring_dev *dev, uint32_t *id_out) CAIRN_WUR;
+int ring_builder_add(struct ring_builder *b, const struct ring_dev *dev,
+		     uint32_t *id_out) CAIRN_WUR;
 int ring_builder_remove(struct ring_builder *b, uint32_t id) CAIRN_WUR;
 int ring_builder_set_weight(struct ring_builder *b, uint32_t id, double weight) CAIRN_WUR;
 /* Sets the cluster secret (e.g. to keep several policies' rings in step). */
@@ -97,22 +98,22 @@ struct ring_move {
 /* Per-device figures of a builder (see ring_builder_stats). */
 struct ring_dev_stat {
 	uint32_t id;
-	uint64_t parts;      /* partition-replicas assigned now */
+	uint64_t parts;	     /* partition-replicas assigned now */
 	double weight_share; /* what its weight alone asks for (Swift's parts_wanted) */
-	double wanted;       /* its target once dispersion caps its tiers */
-	double balance;      /* 100 * (parts / weight_share - 1) */
+	double wanted;	     /* its target once dispersion caps its tiers */
+	double balance;	     /* 100 * (parts / weight_share - 1) */
 };
 
 struct ring_stats {
-	double balance;         /* max |balance| over devices (Swift's "balance") */
-	double overload;        /* max positive balance (the most over-weighted device) */
-	double balance_wanted;  /* max |parts / wanted - 1| * 100 */
-	double dispersion;      /* % of partitions with a tier holding more replicas
-				 * than the widest spread the cluster allows */
-	uint32_t zones;         /* zones with weight */
-	uint32_t max_in_zone;   /* most replicas of one partition in one zone */
-	uint64_t parts_over_m;  /* EC rings: partitions with > m fragments in a zone */
-	uint64_t unassigned;    /* partition-replicas with no device */
+	double balance;	       /* max |balance| over devices (Swift's "balance") */
+	double overload;       /* max positive balance (the most over-weighted device) */
+	double balance_wanted; /* max |parts / wanted - 1| * 100 */
+	double dispersion;     /* % of partitions with a tier holding more replicas
+				* than the widest spread the cluster allows */
+	uint32_t zones;	       /* zones with weight */
+	uint32_t max_in_zone;  /* most replicas of one partition in one zone */
+	uint64_t parts_over_m; /* EC rings: partitions with > m fragments in a zone */
+	uint64_t unassigned;   /* partition-replicas with no device */
 };
 
 /* Figures of the builder's current assignment: st (required) and, when devs is

@@ -36,28 +36,28 @@ struct tier {
 	uint32_t first; /* children: tiers [first, first + nchild) */
 	uint32_t nchild;
 	uint32_t ndev;
-	uint32_t capa;  /* most replicas of one partition the tier can take */
-	uint32_t cap;   /* max replicas of one partition in this tier */
-	uint32_t lo;    /* min replicas of one partition: floor(target / 2^P) */
-	uint32_t mfirst;/* children with lo > 0: mand[mfirst, mfirst + nmand) */
+	uint32_t capa;	 /* most replicas of one partition the tier can take */
+	uint32_t cap;	 /* max replicas of one partition in this tier */
+	uint32_t lo;	 /* min replicas of one partition: floor(target / 2^P) */
+	uint32_t mfirst; /* children with lo > 0: mand[mfirst, mfirst + nmand) */
 	uint32_t nmand;
-	uint32_t dev;   /* devices: index into b->devs */
-	uint32_t hpos;  /* position in the parent's child heap */
-	uint32_t anc[5];/* devices: ancestor at each level (anc[4] = self) */
+	uint32_t dev;	 /* devices: index into b->devs */
+	uint32_t hpos;	 /* position in the parent's child heap */
+	uint32_t anc[5]; /* devices: ancestor at each level (anc[4] = self) */
 	double weight;
-	double share;   /* real target, partition-replicas */
+	double share; /* real target, partition-replicas */
 	int64_t target;
 	int64_t count;
-	uint64_t rank;  /* seeded tie-break */
+	uint64_t rank; /* seeded tie-break */
 };
 
 struct plan {
 	struct tier *t;
 	uint32_t nt;
-	uint32_t lvl[6];   /* tiers of level L: [lvl[L], lvl[L+1]) */
-	uint32_t *heap;    /* tier t's child heap lives at heap[t.first ...] */
-	uint32_t *dev2t;   /* builder device index -> device tier, RING_NONE */
-	uint32_t *mand;    /* children every partition must use (lo > 0) */
+	uint32_t lvl[6]; /* tiers of level L: [lvl[L], lvl[L+1]) */
+	uint32_t *heap;	 /* tier t's child heap lives at heap[t.first ...] */
+	uint32_t *dev2t; /* builder device index -> device tier, RING_NONE */
+	uint32_t *mand;	 /* children every partition must use (lo > 0) */
 	uint32_t parts;
 	uint32_t R;
 };
@@ -229,10 +229,11 @@ static int plan_tree(const struct ring_builder *b, struct plan *pl, bool with_re
 			x->parent = cur[L - 1];
 			if (p->nchild++ == 0)
 				p->first = t;
-			uint64_t key = L == 1 ? d->region
+			uint64_t key = L == 1	? d->region
 				       : L == 2 ? ((uint64_t)d->region << 32 | d->zone)
-				       : L == 3 ? str_hash(d->ip) ^ ((uint64_t)d->port << 48) ^ d->zone
-						: d->id;
+				       : L == 3
+					   ? str_hash(d->ip) ^ ((uint64_t)d->port << 48) ^ d->zone
+					   : d->id;
 			x->rank = mix64(b->seed ^ mix64(key * 8 + (uint64_t)L));
 		}
 		uint32_t dt = cur[4];
@@ -408,7 +409,8 @@ static int plan_targets(struct plan *pl)
 				left--;
 			}
 		if (left != 0) {
-			log_err(TAG, "cannot round the targets of a tier (%lld left)", (long long)left);
+			log_err(TAG, "cannot round the targets of a tier (%lld left)",
+				(long long)left);
 			ret = CAIRN_EINVAL;
 			goto out;
 		}
@@ -503,7 +505,8 @@ int ring_builder_add(struct ring_builder *b, const struct ring_dev *dev, uint32_
 	struct ring_dev d = *dev;
 
 	if (!weight_ok(d.weight) || d.ip[0] == '\0' || d.name[0] == '\0' ||
-	    memchr(d.ip, '\0', sizeof(d.ip)) == NULL || memchr(d.name, '\0', sizeof(d.name)) == NULL)
+	    memchr(d.ip, '\0', sizeof(d.ip)) == NULL ||
+	    memchr(d.name, '\0', sizeof(d.name)) == NULL)
 		return CAIRN_EINVAL;
 	if (d.id == UINT32_MAX) {
 		d.id = 0;
@@ -575,12 +578,30 @@ void ring_builder_set_seed(struct ring_builder *b, uint64_t seed)
 	b->seed = seed;
 }
 
-uint32_t ring_builder_part_power(const struct ring_builder *b) { return b->part_power; }
-uint32_t ring_builder_replicas(const struct ring_builder *b) { return b->replicas; }
-uint32_t ring_builder_min_part_hours(const struct ring_builder *b) { return b->min_part_hours; }
-uint32_t ring_builder_ec_m(const struct ring_builder *b) { return b->ec_m; }
-uint64_t ring_builder_generation(const struct ring_builder *b) { return b->generation; }
-uint32_t ring_builder_dev_count(const struct ring_builder *b) { return b->ndevs; }
+uint32_t ring_builder_part_power(const struct ring_builder *b)
+{
+	return b->part_power;
+}
+uint32_t ring_builder_replicas(const struct ring_builder *b)
+{
+	return b->replicas;
+}
+uint32_t ring_builder_min_part_hours(const struct ring_builder *b)
+{
+	return b->min_part_hours;
+}
+uint32_t ring_builder_ec_m(const struct ring_builder *b)
+{
+	return b->ec_m;
+}
+uint64_t ring_builder_generation(const struct ring_builder *b)
+{
+	return b->generation;
+}
+uint32_t ring_builder_dev_count(const struct ring_builder *b)
+{
+	return b->ndevs;
+}
 
 const struct ring_dev *ring_builder_dev_at(const struct ring_builder *b, uint32_t i, bool *removed)
 {
@@ -608,13 +629,13 @@ const struct ring_move *ring_builder_moves(const struct ring_builder *b, size_t 
 
 struct rebal {
 	struct plan pl;
-	uint32_t *w;        /* parts x R device tiers, RING_NONE = unassigned */
-	uint64_t *lm;       /* last_moved working copy */
-	uint8_t *fresh;     /* partition had no replica at all: placing it is no move */
+	uint32_t *w;	/* parts x R device tiers, RING_NONE = unassigned */
+	uint64_t *lm;	/* last_moved working copy */
+	uint8_t *fresh; /* partition had no replica at all: placing it is no move */
 	uint64_t now;
-	uint64_t window;    /* min_part_hours in seconds; 0 = no lock */
-	uint64_t rng;       /* seeded: same inputs, same picks */
-	bool honor_lo;      /* moves keep tiers at their floors (a preference) */
+	uint64_t window; /* min_part_hours in seconds; 0 = no lock */
+	uint64_t rng;	 /* seeded: same inputs, same picks */
+	bool honor_lo;	 /* moves keep tiers at their floors (a preference) */
 };
 
 static int64_t want(const struct plan *pl, uint32_t t)
@@ -667,7 +688,8 @@ static uint32_t pick_dev(struct rebal *rb, uint32_t p)
 		uint32_t nf = 1, cand[4], nc = 0, must = RING_NONE;
 		for (uint32_t i = 0; i < x->nmand; i++) {
 			uint32_t c = pl->mand[x->mfirst + i];
-			if (usage(rb, p, c) < pl->t[c].lo && (must == RING_NONE || better(pl, c, must)))
+			if (usage(rb, p, c) < pl->t[c].lo &&
+			    (must == RING_NONE || better(pl, c, must)))
 				must = c;
 		}
 		if (must != RING_NONE) {
@@ -721,7 +743,6 @@ static bool move_ok(const struct rebal *rb, uint32_t p, uint32_t o, uint32_t u)
 	}
 	return true;
 }
-
 
 static int under_cmp(const void *x, const void *y, void *ctx)
 {
@@ -811,7 +832,8 @@ static int balance_direct(struct rebal *rb, uint64_t *nmoves)
 			/* pass 0 skips partitions whose other replicas sit on over-full
 			 * devices too: those may be the only ones that can help them */
 			for (int pass = 0; pass < 2; pass++)
-				for (uint32_t k = off[di]; k < off[di + 1] && want(pl, o) < 0; k++) {
+				for (uint32_t k = off[di]; k < off[di + 1] && want(pl, o) < 0;
+				     k++) {
 					uint32_t s = slots[k], p = s / R;
 					if (rb->w[s] != o || locked(rb, p))
 						continue;
@@ -819,7 +841,8 @@ static int balance_direct(struct rebal *rb, uint64_t *nmoves)
 						bool shared = false;
 						for (uint32_t r = 0; r < R; r++) {
 							uint32_t x = rb->w[(size_t)p * R + r];
-							shared |= x != o && x != RING_NONE && want(pl, x) < 0;
+							shared |= x != o && x != RING_NONE &&
+								  want(pl, x) < 0;
 						}
 						if (shared)
 							continue;
@@ -835,7 +858,7 @@ static int balance_direct(struct rebal *rb, uint64_t *nmoves)
 							continue;
 						if (u != RING_NONE &&
 						    pl->t[v].count * pl->t[u].target >=
-							    pl->t[u].count * pl->t[v].target)
+							pl->t[u].count * pl->t[v].target)
 							continue;
 						if (move_ok(rb, p, o, v))
 							u = v;
@@ -1044,7 +1067,8 @@ static int rebalance_run(struct ring_builder *b, struct rebal *rb, uint64_t *mov
 				uint32_t best = RING_NONE;
 				for (uint32_t q = 0; q < R; q++)
 					if (row[q] != RING_NONE && pl->t[row[q]].anc[L] == t &&
-					    (best == RING_NONE || want(pl, row[q]) < want(pl, row[best])))
+					    (best == RING_NONE ||
+					     want(pl, row[q]) < want(pl, row[best])))
 						best = q;
 				adjust(pl, row[best], -1);
 				row[best] = RING_NONE;
@@ -1085,7 +1109,8 @@ static int rebalance_run(struct ring_builder *b, struct rebal *rb, uint64_t *mov
 
 int ring_builder_rebalance(struct ring_builder *b, uint64_t now, uint64_t *moved)
 {
-	struct rebal rb = {.now = now, .window = (uint64_t)b->min_part_hours * 3600,
+	struct rebal rb = {.now = now,
+			   .window = (uint64_t)b->min_part_hours * 3600,
 			   .rng = mix64(b->seed ^ 0x72696e67ull)};
 	uint32_t R = b->replicas, parts = 1u << b->part_power;
 	size_t nslots = (size_t)parts * R;
@@ -1156,7 +1181,8 @@ out:
 
 /* ------------------------------------------------------------- figures */
 
-int ring_builder_stats(const struct ring_builder *b, struct ring_stats *st, struct ring_dev_stat *ds)
+int ring_builder_stats(const struct ring_builder *b, struct ring_stats *st,
+		       struct ring_dev_stat *ds)
 {
 	struct plan pl;
 	uint32_t R = b->replicas, parts = 1u << b->part_power;
@@ -1200,7 +1226,8 @@ int ring_builder_stats(const struct ring_builder *b, struct ring_stats *st, stru
 			x.parts = (uint64_t)pl.t[t].count;
 			x.weight_share = wtot > 0 ? (double)nslots * pl.t[t].weight / wtot : 0;
 			x.wanted = pl.t[t].share;
-			x.balance = x.weight_share > 0 ? 100.0 * ((double)x.parts / x.weight_share - 1) : 0;
+			x.balance =
+			    x.weight_share > 0 ? 100.0 * ((double)x.parts / x.weight_share - 1) : 0;
 			if (fabs(x.balance) > st->balance)
 				st->balance = fabs(x.balance);
 			if (x.balance > st->overload)
@@ -1269,12 +1296,14 @@ int ring_builder_validate(const struct ring_builder *b, char *why, size_t why_le
 		const uint32_t *row = b->table + (size_t)p * R;
 		for (uint32_t r = 0; r < R; r++) {
 			if (row[r] == RING_NONE || find_dev(b, row[r]) < 0) {
-				snprintf(why, why_len, "partition %u replica %u has no device", p, r);
+				snprintf(why, why_len, "partition %u replica %u has no device", p,
+					 r);
 				return CAIRN_ECORRUPT;
 			}
 			for (uint32_t q = 0; q < r; q++)
 				if (row[q] == row[r]) {
-					snprintf(why, why_len, "partition %u has device %u twice", p, row[r]);
+					snprintf(why, why_len, "partition %u has device %u twice",
+						 p, row[r]);
 					return CAIRN_ECORRUPT;
 				}
 		}
@@ -1283,7 +1312,8 @@ int ring_builder_validate(const struct ring_builder *b, char *why, size_t why_le
 	if (ret)
 		return ret;
 	if (st.dispersion > 0) {
-		snprintf(why, why_len, "%.2f%% of partitions are spread less widely than the cluster allows",
+		snprintf(why, why_len,
+			 "%.2f%% of partitions are spread less widely than the cluster allows",
 			 st.dispersion);
 		return CAIRN_EINVAL;
 	}

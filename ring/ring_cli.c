@@ -26,32 +26,32 @@
 #define EXIT_ERR 2
 
 static const char usage_text[] =
-	"usage: cairn ring BUILDER_FILE VERB [ARGS]\n"
-	"\n"
-	"Builds and inspects a placement ring; the syntax follows swift-ring-builder.\n"
-	"The ring file is BUILDER_FILE with .builder replaced by .ring.\n"
-	"\n"
-	"verbs:\n"
-	"  create PART_POWER REPLICAS MIN_PART_HOURS [--ec-m M] [--secret HEX64] [--seed N]\n"
-	"      new builder (refuses to overwrite one); a random cluster secret unless given\n"
-	"  add [r<region>]z<zone>-<ip>:<port>/<device_name> <weight> [...]\n"
-	"  add --region R --zone Z --ip IP --port PORT --device NAME --weight W [--id ID]\n"
-	"  remove <search-value> [...] [--yes]\n"
-	"  set_weight <search-value> <weight> [<search-value> <weight> ...] [--yes]\n"
-	"  rebalance [--seed N] [--now UNIX_SECONDS]\n"
-	"      assigns partitions, saves the builder and writes the ring file\n"
-	"  write_ring [RING_FILE]\n"
-	"  search <search-value>\n"
-	"  validate            checks the builder, and the ring file if present\n"
-	"  show [--json]       devices, partitions, wanted, balance, dispersion\n"
-	"  dump --json         partition -> device ids per replica\n"
-	"  lookup KEY [--name|--hex] [--json]\n"
-	"      devices and handoffs of a name, or of a 64-hex-digit fingerprint\n"
-	"\n"
-	"search values: d<id>r<region>z<zone>-<ip>:<port>/<device_name>, every part\n"
-	"optional (d3, z2, r1z2-10.0.0.5/sdb, 10.0.0.5:6200); remove and set_weight\n"
-	"also take --id/--region/--zone/--ip/--port/--device instead.\n"
-	"exit codes: 0 success, 1 warning, 2 error\n";
+    "usage: cairn ring BUILDER_FILE VERB [ARGS]\n"
+    "\n"
+    "Builds and inspects a placement ring; the syntax follows swift-ring-builder.\n"
+    "The ring file is BUILDER_FILE with .builder replaced by .ring.\n"
+    "\n"
+    "verbs:\n"
+    "  create PART_POWER REPLICAS MIN_PART_HOURS [--ec-m M] [--secret HEX64] [--seed N]\n"
+    "      new builder (refuses to overwrite one); a random cluster secret unless given\n"
+    "  add [r<region>]z<zone>-<ip>:<port>/<device_name> <weight> [...]\n"
+    "  add --region R --zone Z --ip IP --port PORT --device NAME --weight W [--id ID]\n"
+    "  remove <search-value> [...] [--yes]\n"
+    "  set_weight <search-value> <weight> [<search-value> <weight> ...] [--yes]\n"
+    "  rebalance [--seed N] [--now UNIX_SECONDS]\n"
+    "      assigns partitions, saves the builder and writes the ring file\n"
+    "  write_ring [RING_FILE]\n"
+    "  search <search-value>\n"
+    "  validate            checks the builder, and the ring file if present\n"
+    "  show [--json]       devices, partitions, wanted, balance, dispersion\n"
+    "  dump --json         partition -> device ids per replica\n"
+    "  lookup KEY [--name|--hex] [--json]\n"
+    "      devices and handoffs of a name, or of a 64-hex-digit fingerprint\n"
+    "\n"
+    "search values: d<id>r<region>z<zone>-<ip>:<port>/<device_name>, every part\n"
+    "optional (d3, z2, r1z2-10.0.0.5/sdb, 10.0.0.5:6200); remove and set_weight\n"
+    "also take --id/--region/--zone/--ip/--port/--device instead.\n"
+    "exit codes: 0 success, 1 warning, 2 error\n";
 
 struct search {
 	int64_t id, region, zone, port;
@@ -209,9 +209,16 @@ static bool search_match(const struct search *s, const struct ring_dev *d)
 static int long_opt(int argc, char **argv, int *i, struct search *s, double *weight,
 		    bool *have_weight)
 {
-	static const char *const names[] = {"--id",	"--region", "--zone", "--ip",
-					    "--port",	"--device", "--weight", "--meta",
-					    "--replication-ip", "--replication-port"};
+	static const char *const names[] = {"--id",
+					    "--region",
+					    "--zone",
+					    "--ip",
+					    "--port",
+					    "--device",
+					    "--weight",
+					    "--meta",
+					    "--replication-ip",
+					    "--replication-port"};
 	const char *a = argv[*i];
 	for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
 		size_t n = strlen(names[k]);
@@ -227,7 +234,10 @@ static int long_opt(int argc, char **argv, int *i, struct search *s, double *wei
 		uint32_t u;
 		s->any = true;
 		switch (k) {
-		case 0: case 1: case 2: case 4:
+		case 0:
+		case 1:
+		case 2:
+		case 4:
 			if (parse_u32(val, k == 4 ? 65535 : UINT32_MAX - 1, &u))
 				return -EINVAL;
 			*(k == 0 ? &s->id : k == 1 ? &s->region : k == 2 ? &s->zone : &s->port) = u;
@@ -239,7 +249,8 @@ static int long_opt(int argc, char **argv, int *i, struct search *s, double *wei
 			s->ip[strcspn(s->ip, "]")] = '\0';
 			return 1;
 		case 5:
-			if (snprintf(s->device, sizeof(s->device), "%s", val) >= (int)sizeof(s->device))
+			if (snprintf(s->device, sizeof(s->device), "%s", val) >=
+			    (int)sizeof(s->device))
 				return -EINVAL;
 			return 1;
 		case 6:
@@ -267,7 +278,8 @@ static void print_dev(FILE *f, const struct ring_dev *d)
 {
 	bool v6 = strchr(d->ip, ':') != NULL;
 	fprintf(f, "d%" PRIu32 "r%" PRIu32 "z%" PRIu32 "-%s%s%s:%u/%s_\"\" weight %g\n", d->id,
-		d->region, d->zone, v6 ? "[" : "", d->ip, v6 ? "]" : "", d->port, d->name, d->weight);
+		d->region, d->zone, v6 ? "[" : "", d->ip, v6 ? "]" : "", d->port, d->name,
+		d->weight);
 }
 
 static int err_out(const char *what, int ret)
@@ -349,8 +361,9 @@ static int cmd_create(const char *path, int argc, char **argv)
 	explicit_bzero(secret, sizeof(secret));
 	return rc;
 bad:
-	fprintf(stderr, "usage: cairn ring %s create PART_POWER(0-%d) REPLICAS(1-%d) "
-			"MIN_PART_HOURS [--ec-m M<REPLICAS] [--secret HEX64] [--seed N]\n",
+	fprintf(stderr,
+		"usage: cairn ring %s create PART_POWER(0-%d) REPLICAS(1-%d) "
+		"MIN_PART_HOURS [--ec-m M<REPLICAS] [--secret HEX64] [--seed N]\n",
 		path, RING_PART_POWER_MAX, RING_REPLICAS_MAX);
 	return EXIT_ERR;
 }
@@ -451,9 +464,10 @@ static int cmd_add(const char *path, int argc, char **argv)
 	rc = save(b, path);
 	goto out;
 usage:
-	fprintf(stderr, "usage: cairn ring %s add r<region>z<zone>-<ip>:<port>/<device> <weight> "
-			"[...]\n   or: cairn ring %s add --region R --zone Z --ip IP --port P "
-			"--device NAME --weight W [--id ID]\n",
+	fprintf(stderr,
+		"usage: cairn ring %s add r<region>z<zone>-<ip>:<port>/<device> <weight> "
+		"[...]\n   or: cairn ring %s add --region R --zone Z --ip IP --port P "
+		"--device NAME --weight W [--id ID]\n",
 		path, path);
 out:
 	ring_builder_free(b);
@@ -498,7 +512,8 @@ static int cmd_remove_or_weight(const char *path, int argc, char **argv, bool we
 		}
 		search_init(&s);
 		if (strncmp(argv[i], "--", 2) == 0) {
-			while (i < argc && strncmp(argv[i], "--", 2) == 0 && strcmp(argv[i], "--yes")) {
+			while (i < argc && strncmp(argv[i], "--", 2) == 0 &&
+			       strcmp(argv[i], "--yes")) {
 				int r = long_opt(argc, argv, &i, &s, &w, &hw);
 				if (r <= 0)
 					goto usage;
@@ -526,8 +541,10 @@ static int cmd_remove_or_weight(const char *path, int argc, char **argv, bool we
 			for (int k = i; k < argc; k++)
 				later_yes |= !strcmp(argv[k], "--yes") || !strcmp(argv[k], "-y");
 			if (!later_yes) {
-				fprintf(stderr, "cairn ring: %u devices match; add --yes to change them all\n",
-					n);
+				fprintf(
+				    stderr,
+				    "cairn ring: %u devices match; add --yes to change them all\n",
+				    n);
 				goto out;
 			}
 		}
@@ -541,14 +558,18 @@ static int cmd_remove_or_weight(const char *path, int argc, char **argv, bool we
 					      : ring_builder_remove(b, ids[k]);
 			if (ret) {
 				fprintf(stderr, "cairn ring: %s d%u: %s%s\n",
-					weight_verb ? "set_weight" : "remove", ids[k], cairn_strerror(ret),
-					ret == CAIRN_EINVAL ? " (weight must be > 0; use remove)" : "");
+					weight_verb ? "set_weight" : "remove", ids[k],
+					cairn_strerror(ret),
+					ret == CAIRN_EINVAL ? " (weight must be > 0; use remove)"
+							    : "");
 				goto out;
 			}
 			if (weight_verb) {
 				printf("d%u weight set to %g (was %g)\n", d.id, w, d.weight);
 			} else {
-				printf("d%u marked for removal and will be removed next rebalance: ", d.id);
+				printf(
+				    "d%u marked for removal and will be removed next rebalance: ",
+				    d.id);
 				print_dev(stdout, &d);
 			}
 		}
@@ -559,7 +580,8 @@ static int cmd_remove_or_weight(const char *path, int argc, char **argv, bool we
 	goto out;
 usage:
 	if (weight_verb)
-		fprintf(stderr, "usage: cairn ring %s set_weight <search-value> <weight> [...] [--yes]\n",
+		fprintf(stderr,
+			"usage: cairn ring %s set_weight <search-value> <weight> [...] [--yes]\n",
 			path);
 	else
 		fprintf(stderr, "usage: cairn ring %s remove <search-value> [...] [--yes]\n", path);
@@ -678,7 +700,8 @@ static int cmd_rebalance(const char *path, int argc, char **argv)
 			}
 			for (uint32_t id = 0; id <= maxid; id++)
 				if (lost[id] || gained[id])
-					printf("  d%u: -%" PRIu64 " +%" PRIu64 "\n", id, lost[id], gained[id]);
+					printf("  d%u: -%" PRIu64 " +%" PRIu64 "\n", id, lost[id],
+					       gained[id]);
 			free(lost);
 		}
 	}
@@ -688,9 +711,10 @@ static int cmd_rebalance(const char *path, int argc, char **argv)
 		printf("No partitions could be reassigned.\n");
 		rc = EXIT_WARN;
 	} else if (st.balance_wanted >= 1.0 || st.dispersion > 0) {
-		printf("NOTE: balance or dispersion is held back (min_part_hours %u): push this ring, "
-		       "wait, then rebalance again.\n",
-		       ring_builder_min_part_hours(b));
+		printf(
+		    "NOTE: balance or dispersion is held back (min_part_hours %u): push this ring, "
+		    "wait, then rebalance again.\n",
+		    ring_builder_min_part_hours(b));
 		rc = EXIT_WARN;
 	}
 	free(ds);
@@ -758,31 +782,34 @@ static int cmd_show(const char *path, int argc, char **argv)
 	}
 	ring_path_of(path, ring_path, sizeof(ring_path));
 	if (json) {
-		json_t *o = json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:b}", "builder",
-				      path, "ring", ring_path, "part_power",
-				      (json_int_t)ring_builder_part_power(b), "partitions",
-				      (json_int_t)parts, "replicas", (json_int_t)ring_builder_replicas(b),
-				      "min_part_hours", (json_int_t)ring_builder_min_part_hours(b), "ec_m",
-				      (json_int_t)ring_builder_ec_m(b), "generation",
-				      (json_int_t)ring_builder_generation(b), "regions",
-				      (json_int_t)regions, "zones", (json_int_t)zones, "devices_count",
-				      (json_int_t)nd, "rebalanced", stats_ok);
+		json_t *o = json_pack(
+		    "{s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:b}", "builder", path, "ring",
+		    ring_path, "part_power", (json_int_t)ring_builder_part_power(b), "partitions",
+		    (json_int_t)parts, "replicas", (json_int_t)ring_builder_replicas(b),
+		    "min_part_hours", (json_int_t)ring_builder_min_part_hours(b), "ec_m",
+		    (json_int_t)ring_builder_ec_m(b), "generation",
+		    (json_int_t)ring_builder_generation(b), "regions", (json_int_t)regions, "zones",
+		    (json_int_t)zones, "devices_count", (json_int_t)nd, "rebalanced", stats_ok);
 		json_t *arr = json_array();
 		if (stats_ok) {
 			json_object_set_new(o, "balance", json_real(st.balance));
 			json_object_set_new(o, "overload", json_real(st.overload));
 			json_object_set_new(o, "balance_wanted", json_real(st.balance_wanted));
 			json_object_set_new(o, "dispersion", json_real(st.dispersion));
-			json_object_set_new(o, "max_replicas_in_zone", json_integer(st.max_in_zone));
-			json_object_set_new(o, "parts_over_ec_m", json_integer((json_int_t)st.parts_over_m));
+			json_object_set_new(o, "max_replicas_in_zone",
+					    json_integer(st.max_in_zone));
+			json_object_set_new(o, "parts_over_ec_m",
+					    json_integer((json_int_t)st.parts_over_m));
 		}
 		for (uint32_t i = 0; i < nd; i++) {
 			bool rm;
 			json_t *d = dev_json(ring_builder_dev_at(b, i, &rm));
 			json_object_set_new(d, "removing", json_boolean(rm));
 			if (stats_ok) {
-				json_object_set_new(d, "partitions", json_integer((json_int_t)ds[i].parts));
-				json_object_set_new(d, "weight_share", json_real(ds[i].weight_share));
+				json_object_set_new(d, "partitions",
+						    json_integer((json_int_t)ds[i].parts));
+				json_object_set_new(d, "weight_share",
+						    json_real(ds[i].weight_share));
 				json_object_set_new(d, "wanted", json_real(ds[i].wanted));
 				json_object_set_new(d, "balance", json_real(ds[i].balance));
 			}
@@ -803,22 +830,26 @@ static int cmd_show(const char *path, int argc, char **argv)
 		printf("The minimum number of hours before a partition can be reassigned is %u\n",
 		       ring_builder_min_part_hours(b));
 		if (ring_builder_ec_m(b))
-			printf("Erasure coded: at most %u fragments of a partition per zone where the "
-			       "cluster allows; partitions over it: %" PRIu64 "\n",
-			       ring_builder_ec_m(b), st.parts_over_m);
+			printf(
+			    "Erasure coded: at most %u fragments of a partition per zone where the "
+			    "cluster allows; partitions over it: %" PRIu64 "\n",
+			    ring_builder_ec_m(b), st.parts_over_m);
 		if (stats_ok)
-			printf("Balance against dispersion-capped targets %.2f; most replicas of one "
-			       "partition in one zone: %u\n",
-			       st.balance_wanted, st.max_in_zone);
-		printf("Devices:   id region zone      ip address:port     name   weight partitions "
-		       "    wanted  balance flags\n");
+			printf(
+			    "Balance against dispersion-capped targets %.2f; most replicas of one "
+			    "partition in one zone: %u\n",
+			    st.balance_wanted, st.max_in_zone);
+		printf(
+		    "Devices:   id region zone      ip address:port     name   weight partitions "
+		    "    wanted  balance flags\n");
 		for (uint32_t i = 0; i < nd; i++) {
 			bool rm;
 			const struct ring_dev *d = ring_builder_dev_at(b, i, &rm);
 			char addr[80];
-			snprintf(addr, sizeof(addr), strchr(d->ip, ':') ? "[%s]:%u" : "%s:%u", d->ip,
-				 d->port);
-			printf("         %4u %6u %4u %22s %8s %8.2f %10" PRIu64 " %10.2f %8.2f %s\n",
+			snprintf(addr, sizeof(addr), strchr(d->ip, ':') ? "[%s]:%u" : "%s:%u",
+				 d->ip, d->port);
+			printf("         %4u %6u %4u %22s %8s %8.2f %10" PRIu64
+			       " %10.2f %8.2f %s\n",
 			       d->id, d->region, d->zone, addr, d->name, d->weight, ds[i].parts,
 			       ds[i].wanted, ds[i].balance, rm ? "DEL" : "");
 		}
@@ -896,7 +927,8 @@ static int cmd_validate(const char *path, int argc, char **argv)
 			same = memcmp(ring_part_devs(r, p), ring_builder_part_devs(b, p),
 				      R * sizeof(uint32_t)) == 0;
 		if (!same) {
-			fprintf(stderr, "cairn ring: %s does not match the builder: run write_ring\n",
+			fprintf(stderr,
+				"cairn ring: %s does not match the builder: run write_ring\n",
 				ring_path);
 			rc = EXIT_WARN;
 			goto out;
@@ -979,8 +1011,8 @@ static int cmd_lookup(const char *path, int argc, char **argv)
 		for (size_t i = 0; i < nho; i++)
 			json_array_append_new(h, dev_json(ring_dev(r, ho[i])));
 		json_t *o = json_pack("{s:s,s:s,s:I,s:o,s:o}", "key", key, "kind",
-				      is_hex ? "fingerprint" : "name", "partition", (json_int_t)part,
-				      "primaries", p, "handoffs", h);
+				      is_hex ? "fingerprint" : "name", "partition",
+				      (json_int_t)part, "primaries", p, "handoffs", h);
 		json_dumpf(o, stdout, JSON_INDENT(1));
 		printf("\n");
 		json_decref(o);

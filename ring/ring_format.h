@@ -35,19 +35,19 @@
 struct ring_disk_header {
 	char magic[8];
 	uint32_t version;
-	uint32_t header_size;    /* sizeof(struct ring_disk_header) */
-	uint32_t crc;            /* CRC32C of the file with this field zero */
+	uint32_t header_size; /* sizeof(struct ring_disk_header) */
+	uint32_t crc;	      /* CRC32C of the file with this field zero */
 	uint32_t part_power;
 	uint32_t replicas;
 	uint32_t dev_count;
-	uint32_t dev_size;       /* sizeof(struct ring_disk_dev) */
+	uint32_t dev_size; /* sizeof(struct ring_disk_dev) */
 	uint32_t min_part_hours;
 	uint32_t ec_m;
 	uint32_t flags;
-	uint64_t file_size;      /* total bytes, so truncation is caught first */
-	uint64_t generation;     /* rebalances that changed the assignment */
-	uint64_t seed;           /* builder: rebalance tie-break seed */
-	uint8_t secret[32];      /* the cluster secret of the keyed hash */
+	uint64_t file_size;  /* total bytes, so truncation is caught first */
+	uint64_t generation; /* rebalances that changed the assignment */
+	uint64_t seed;	     /* builder: rebalance tie-break seed */
+	uint8_t secret[32];  /* the cluster secret of the keyed hash */
 	uint8_t reserved[24];
 };
 _Static_assert(sizeof(struct ring_disk_header) == 128, "ring header is 128 bytes");
@@ -57,10 +57,10 @@ struct ring_disk_dev {
 	uint32_t region;
 	uint32_t zone;
 	uint16_t port;
-	uint16_t flags;          /* RING_DISK_DEV_* */
-	uint64_t weight_bits;    /* IEEE-754 double, little-endian bits */
-	char ip[48];             /* NUL-terminated */
-	char name[64];           /* NUL-terminated */
+	uint16_t flags;	      /* RING_DISK_DEV_* */
+	uint64_t weight_bits; /* IEEE-754 double, little-endian bits */
+	char ip[48];	      /* NUL-terminated */
+	char name[64];	      /* NUL-terminated */
 };
 _Static_assert(sizeof(struct ring_disk_dev) == 136, "ring device record is 136 bytes");
 

@@ -59,10 +59,22 @@ const uint32_t *ring_part_devs(const struct ring *r, uint32_t part)
 	return r->table + (size_t)(part & ((1u << r->part_power) - 1)) * r->replicas;
 }
 
-uint32_t ring_part_power(const struct ring *r) { return r->part_power; }
-uint32_t ring_replicas(const struct ring *r) { return r->replicas; }
-uint32_t ring_dev_count(const struct ring *r) { return r->ndevs; }
-uint64_t ring_generation(const struct ring *r) { return r->generation; }
+uint32_t ring_part_power(const struct ring *r)
+{
+	return r->part_power;
+}
+uint32_t ring_replicas(const struct ring *r)
+{
+	return r->replicas;
+}
+uint32_t ring_dev_count(const struct ring *r)
+{
+	return r->ndevs;
+}
+uint64_t ring_generation(const struct ring *r)
+{
+	return r->generation;
+}
 
 const struct ring_dev *ring_dev(const struct ring *r, uint32_t id)
 {
@@ -120,8 +132,8 @@ static int index_tiers(struct ring *r)
 }
 
 int ring_from_parts(uint32_t part_power, uint32_t replicas, uint32_t ec_m, uint64_t generation,
-		    const uint8_t secret[RING_SECRET_LEN], const struct ring_dev *devs, uint32_t ndevs,
-		    uint32_t *table, struct ring **out)
+		    const uint8_t secret[RING_SECRET_LEN], const struct ring_dev *devs,
+		    uint32_t ndevs, uint32_t *table, struct ring **out)
 {
 	struct ring *r;
 	size_t nslots = (size_t)replicas << part_power;
@@ -198,13 +210,13 @@ size_t ring_handoffs(const struct ring *r, uint32_t part, uint32_t *out, size_t 
 	for (uint32_t i = 0; i < R; i++) {
 		uint32_t d = r->id_map[prim[i]];
 		used_dev[d] = 1;
-		used_reg[r->dev_region[d]] = used_zone[r->dev_zone[d]] = used_node[r->dev_node[d]] = 1;
+		used_reg[r->dev_region[d]] = used_zone[r->dev_zone[d]] = used_node[r->dev_node[d]] =
+		    1;
 	}
 	size_t left = n - R;
 	/* an odd stride visits every partition before repeating */
-	uint32_t stride = parts > 1 ? ((uint32_t)(ring_hash64(r->xsecret, &part, sizeof(part)) %
-						  parts) | 1u)
-				    : 1;
+	uint32_t stride =
+	    parts > 1 ? ((uint32_t)(ring_hash64(r->xsecret, &part, sizeof(part)) % parts) | 1u) : 1;
 	for (int pass = 0; pass < 4 && got < max && left; pass++) {
 		uint32_t p = part;
 		for (uint32_t k = 0; k < parts && got < max && left; k++) {

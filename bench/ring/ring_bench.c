@@ -38,7 +38,10 @@ static int bench_build(uint32_t pp, uint32_t R, uint32_t nd, const char *out)
 		return 1;
 	ring_builder_set_seed(b, 1);
 	for (uint32_t i = 0; i < nd; i++) {
-		struct ring_dev d = {.id = UINT32_MAX, .region = 1, .zone = i % 10, .port = 6200,
+		struct ring_dev d = {.id = UINT32_MAX,
+				     .region = 1,
+				     .zone = i % 10,
+				     .port = 6200,
 				     .weight = w[i % 7]};
 		snprintf(d.ip, sizeof(d.ip), "10.%u.%u.%u", i % 10, (i / 100) % 256, (i / 10) % 10);
 		snprintf(d.name, sizeof(d.name), "sd%u", i);
@@ -132,6 +135,8 @@ int main(int argc, char **argv)
 				   (uint32_t)atoi(argv[4]), argc == 6 ? argv[5] : NULL);
 	if (argc == 3 && !strcmp(argv[1], "lookup"))
 		return bench_lookup(argv[2]);
-	fprintf(stderr, "usage: ring_bench build PART_POWER REPLICAS DEVICES [RING_OUT] | lookup RING_FILE\n");
+	fprintf(
+	    stderr,
+	    "usage: ring_bench build PART_POWER REPLICAS DEVICES [RING_OUT] | lookup RING_FILE\n");
 	return 2;
 }

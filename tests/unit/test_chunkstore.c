@@ -1095,10 +1095,12 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_all_copies_lost_is_ecorrupt, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_restart_data_intact, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_tail_padding_next_record_aligned, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_write_error_fails_affected_writers, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_write_error_fails_affected_writers, setup,
+					    teardown),
 	    cmocka_unit_test_setup_teardown(test_long_writer_syncs_early, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_powerloss_committed_survive, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_map_full_keeps_deletes_possible_issue2, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_map_full_keeps_deletes_possible_issue2, setup,
+					    teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

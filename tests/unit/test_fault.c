@@ -35,9 +35,9 @@ static void test_strerror_covers_cairn_and_errno(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_fault_unarmed_never_fires),
-		cmocka_unit_test(test_fault_fires_from_nth_hit),
-		cmocka_unit_test(test_strerror_covers_cairn_and_errno),
+	    cmocka_unit_test(test_fault_unarmed_never_fires),
+	    cmocka_unit_test(test_fault_fires_from_nth_hit),
+	    cmocka_unit_test(test_strerror_covers_cairn_and_errno),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -47,7 +47,8 @@ static void seed_rng(uint64_t s)
 static struct ring_dev mkdev(uint32_t id, uint32_t region, uint32_t zone, const char *ip,
 			     uint16_t port, const char *name, double weight)
 {
-	struct ring_dev d = {.id = id, .region = region, .zone = zone, .port = port, .weight = weight};
+	struct ring_dev d = {
+	    .id = id, .region = region, .zone = zone, .port = port, .weight = weight};
 	snprintf(d.ip, sizeof(d.ip), "%s", ip);
 	snprintf(d.name, sizeof(d.name), "%s", name);
 	return d;
@@ -136,8 +137,8 @@ static double max_dev_error(const struct ring_builder *b)
 		worst = e > worst ? e : worst;
 		if (e >= 1.0 && getenv("RING_TEST_VERBOSE")) {
 			const struct ring_dev *d = ring_builder_dev_at(b, i, NULL);
-			print_message("    d%u r%u z%u %s:%u w %.0f: parts %llu wanted %.3f\n", d->id,
-				      d->region, d->zone, d->ip, d->port, d->weight,
+			print_message("    d%u r%u z%u %s:%u w %.0f: parts %llu wanted %.3f\n",
+				      d->id, d->region, d->zone, d->ip, d->port, d->weight,
 				      (unsigned long long)ds[i].parts, ds[i].wanted);
 		}
 	}
@@ -183,8 +184,8 @@ static void test_ec_at_most_m_per_zone(void **state)
 		char name[8];
 		snprintf(name, sizeof(name), "d%u", i);
 		/* zone 0 is heavy: weight alone would put 3+ fragments there */
-		struct ring_dev d = mkdev(UINT32_MAX, 1, i % 3, "10.0.0.1", 6200, name,
-					  i % 3 == 0 ? 500 : 100);
+		struct ring_dev d =
+		    mkdev(UINT32_MAX, 1, i % 3, "10.0.0.1", 6200, name, i % 3 == 0 ? 500 : 100);
 		assert_int_equal(ring_builder_add(b, &d, NULL), 0);
 	}
 	assert_int_equal(ring_builder_rebalance(b, 1000, NULL), 0);
@@ -228,7 +229,8 @@ static struct ring_builder *random_shape(uint64_t seed, struct shape *sh)
 
 /* min_part_hours: within one rebalance at most one replica of a partition
  * moves, except replicas of devices that are gone. */
-static void check_one_move_per_part(const struct ring_builder *b, const uint32_t *gone, size_t ngone)
+static void check_one_move_per_part(const struct ring_builder *b, const uint32_t *gone,
+				    size_t ngone)
 {
 	size_t n;
 	const struct ring_move *mv = ring_builder_moves(b, &n);
@@ -260,8 +262,9 @@ static uint64_t converge(struct ring_builder *b, uint64_t *now)
 		total += moved;
 		assert_int_equal(ring_builder_stats(b, &st, NULL), 0);
 		if (getenv("RING_TEST_VERBOSE"))
-			print_message("  converge %d: moved %llu, max error %.2f, dispersion %.2f\n", i,
-				      (unsigned long long)moved, max_dev_error(b), st.dispersion);
+			print_message(
+			    "  converge %d: moved %llu, max error %.2f, dispersion %.2f\n", i,
+			    (unsigned long long)moved, max_dev_error(b), st.dispersion);
 	}
 	return total;
 }
@@ -287,7 +290,8 @@ static void test_property_random_shapes(void **state)
 		uint64_t now = 1000000, moved;
 		if (getenv("RING_TEST_VERBOSE"))
 			print_message("seed %llu: pp %u R %u zones<=%u nodes<=%u devs %u m %u\n",
-				      (unsigned long long)seed, sh.pp, sh.R, sh.nz, sh.nn, sh.nd, sh.m);
+				      (unsigned long long)seed, sh.pp, sh.R, sh.nz, sh.nn, sh.nd,
+				      sh.m);
 		struct ring_stats st;
 
 		assert_int_equal(ring_builder_rebalance(b, now, &moved), 0);
@@ -299,7 +303,8 @@ static void test_property_random_shapes(void **state)
 		assert_int_equal(ring_builder_validate(b, NULL, 0), 0);
 
 		/* add one device to an existing zone: moves close to its target */
-		struct ring_dev d = mkdev(UINT32_MAX, 1, rnd() % sh.nz, "10.9.9.9", 6200, "new", 100);
+		struct ring_dev d =
+		    mkdev(UINT32_MAX, 1, rnd() % sh.nz, "10.9.9.9", 6200, "new", 100);
 		uint32_t nid;
 		assert_int_equal(ring_builder_add(b, &d, &nid), 0);
 		now += 3601;
@@ -319,7 +324,8 @@ static void test_property_random_shapes(void **state)
 		inexact += check_converged(b);
 
 		/* remove a device: its replicas all move, nothing else is broken */
-		uint32_t victim = ring_builder_dev_at(b, rnd() % ring_builder_dev_count(b), NULL)->id;
+		uint32_t victim =
+		    ring_builder_dev_at(b, rnd() % ring_builder_dev_count(b), NULL)->id;
 		if (ring_builder_dev_count(b) > sh.R) {
 			size_t held = 0;
 			for (uint32_t p = 0; p < (1u << sh.pp); p++)
@@ -334,7 +340,8 @@ static void test_property_random_shapes(void **state)
 			const struct ring_move *mv = ring_builder_moves(b, &n);
 			for (uint32_t p = 0; p < (1u << sh.pp); p++)
 				for (uint32_t r = 0; r < sh.R; r++)
-					assert_int_not_equal(ring_builder_part_devs(b, p)[r], victim);
+					assert_int_not_equal(ring_builder_part_devs(b, p)[r],
+							     victim);
 			size_t from_victim = 0;
 			for (size_t k = 0; k < n; k++)
 				from_victim += mv[k].from == victim;
@@ -357,7 +364,8 @@ static void test_property_random_shapes(void **state)
 	/* over all shapes, adding one device moves close to the ideal */
 	print_message("add-one-device: moved %llu partition-replicas, ideal %.0f (%.3fx); "
 		      "%d of 360 changes left a device one part off its share\n",
-		      (unsigned long long)sum_moved, sum_ideal, (double)sum_moved / sum_ideal, inexact);
+		      (unsigned long long)sum_moved, sum_ideal, (double)sum_moved / sum_ideal,
+		      inexact);
 	assert_true(inexact <= 12);
 	assert_true((double)sum_moved <= 1.10 * sum_ideal);
 }
@@ -451,7 +459,8 @@ static void spit(const char *path, const uint8_t *buf, size_t len)
 	fclose(f);
 }
 
-static void build_files(uint64_t seed, const char *ring_name, const char *builder_name, bool reverse)
+static void build_files(uint64_t seed, const char *ring_name, const char *builder_name,
+			bool reverse)
 {
 	struct shape sh;
 	struct ring_builder *b = random_shape(seed, &sh), *c;
@@ -465,7 +474,8 @@ static void build_files(uint64_t seed, const char *ring_name, const char *builde
 		ring_builder_set_seed(c, seed);
 		ring_builder_set_ec_m(c, sh.m);
 		for (uint32_t i = ring_builder_dev_count(b); i-- > 0;)
-			assert_int_equal(ring_builder_add(c, ring_builder_dev_at(b, i, NULL), NULL), 0);
+			assert_int_equal(ring_builder_add(c, ring_builder_dev_at(b, i, NULL), NULL),
+					 0);
 		ring_builder_free(b);
 		b = c;
 	}
@@ -771,7 +781,8 @@ static void test_handoffs(void **state)
 		/* the next ones are on nodes the partition does not use yet */
 		for (size_t i = 1; i < 3; i++)
 			for (uint32_t q = 0; q < 3; q++)
-				assert_true(strcmp(ring_dev(r, ho[i])->ip, ring_dev(r, prim[q])->ip) != 0);
+				assert_true(
+				    strcmp(ring_dev(r, ho[i])->ip, ring_dev(r, prim[q])->ip) != 0);
 		assert_int_equal(ring_handoffs(r, p, ho, 2), 2);
 	}
 	ring_free(r);
@@ -820,18 +831,18 @@ static void test_partition_spread_and_keying(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_embedded_default_shape),
-		cmocka_unit_test(test_ec_at_most_m_per_zone),
-		cmocka_unit_test(test_property_random_shapes),
-		cmocka_unit_test(test_add_one_device_movement_bound),
-		cmocka_unit_test(test_min_part_hours_time_based),
-		cmocka_unit_test(test_determinism),
-		cmocka_unit_test(test_file_round_trip),
-		cmocka_unit_test(test_corrupt_truncated_newer),
-		cmocka_unit_test(test_bad_input),
-		cmocka_unit_test(test_atomic_write_keeps_old_file),
-		cmocka_unit_test(test_handoffs),
-		cmocka_unit_test(test_partition_spread_and_keying),
+	    cmocka_unit_test(test_embedded_default_shape),
+	    cmocka_unit_test(test_ec_at_most_m_per_zone),
+	    cmocka_unit_test(test_property_random_shapes),
+	    cmocka_unit_test(test_add_one_device_movement_bound),
+	    cmocka_unit_test(test_min_part_hours_time_based),
+	    cmocka_unit_test(test_determinism),
+	    cmocka_unit_test(test_file_round_trip),
+	    cmocka_unit_test(test_corrupt_truncated_newer),
+	    cmocka_unit_test(test_bad_input),
+	    cmocka_unit_test(test_atomic_write_keeps_old_file),
+	    cmocka_unit_test(test_handoffs),
+	    cmocka_unit_test(test_partition_spread_and_keying),
 	};
 	int ret;
 	snprintf(tmpdir, sizeof(tmpdir), "/tmp/test_ring.XXXXXX");

@@ -31,8 +31,11 @@ static uint16_t small_port;
 static int setup(void **state)
 {
 	struct s3_config cfg = {
-		.listen = "127.0.0.1:0", .region = "us-east-1", .max_connections = 3,
-		.max_per_ip = 3, .timeout_sec = 1,
+	    .listen = "127.0.0.1:0",
+	    .region = "us-east-1",
+	    .max_connections = 3,
+	    .max_per_ip = 3,
+	    .timeout_sec = 1,
 	};
 	int rc;
 
@@ -57,7 +60,7 @@ static int teardown(void **state)
 
 static int connect_to(uint16_t port)
 {
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port) };
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
 
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -71,7 +74,7 @@ static bool closed_within(int fd, int ms)
 {
 	char buf[4096];
 	for (int waited = 0; waited < ms; waited += 100) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
+		struct pollfd p = {.fd = fd, .events = POLLIN};
 		if (poll(&p, 1, 100) > 0) {
 			ssize_t n = read(fd, buf, sizeof(buf));
 			if (n <= 0)
@@ -116,7 +119,8 @@ static void test_idle_client_is_closed(void **state)
  * (timeout + grace) still closes the connection. */
 static void test_slow_head_is_closed(void **state)
 {
-	static const char head[] = "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+	static const char head[] = "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "
+				   "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 	int fd = connect_to(small_port);
 	bool closed = false;
 
@@ -164,16 +168,18 @@ static void test_connection_cap(void **state)
 static void test_full_map_is_507(void **state)
 {
 	struct s3t full;
-	struct s3t_resp r = { 0 };
+	struct s3t_resp r = {0};
 	static char body[3000];
 	int i, rc = s3t_start_map(&full, NULL, 2u << 20);
 
 	if (rc == 77)
 		skip();
 	assert_int_equal(rc, 0);
-	assert_int_equal(s3t_do(&full, &(struct s3t_req){ .method = "PUT", .path = "/fill",
-							   .key = S3T_ROOT_KEY,
-							   .secret = S3T_ROOT_SECRET },
+	assert_int_equal(s3t_do(&full,
+				&(struct s3t_req){.method = "PUT",
+						  .path = "/fill",
+						  .key = S3T_ROOT_KEY,
+						  .secret = S3T_ROOT_SECRET},
 				&r),
 			 0);
 	assert_int_equal(r.status, 200);
@@ -183,11 +189,13 @@ static void test_full_map_is_507(void **state)
 		memset(body, 'a' + i % 26, sizeof(body));
 		snprintf(body, 8, "%06d", i);
 		s3t_resp_free(&r);
-		assert_int_equal(s3t_do(&full, &(struct s3t_req){ .method = "PUT", .path = path,
-								   .body = body,
-								   .blen = sizeof(body),
-								   .key = S3T_ROOT_KEY,
-								   .secret = S3T_ROOT_SECRET },
+		assert_int_equal(s3t_do(&full,
+					&(struct s3t_req){.method = "PUT",
+							  .path = path,
+							  .body = body,
+							  .blen = sizeof(body),
+							  .key = S3T_ROOT_KEY,
+							  .secret = S3T_ROOT_SECRET},
 					&r),
 				 0);
 		if (r.status != 200)
@@ -197,9 +205,11 @@ static void test_full_map_is_507(void **state)
 	assert_int_equal(r.status, 507);
 	assert_non_null(strstr(r.body, "<Code>InsufficientStorage</Code>"));
 	s3t_resp_free(&r);
-	assert_int_equal(s3t_do(&full, &(struct s3t_req){ .method = "GET", .path = "/fill/000000",
-							   .key = S3T_ROOT_KEY,
-							   .secret = S3T_ROOT_SECRET },
+	assert_int_equal(s3t_do(&full,
+				&(struct s3t_req){.method = "GET",
+						  .path = "/fill/000000",
+						  .key = S3T_ROOT_KEY,
+						  .secret = S3T_ROOT_SECRET},
 				&r),
 			 0);
 	assert_int_equal(r.status, 200);
@@ -211,7 +221,7 @@ static void test_full_map_is_507(void **state)
 /* "[::]:PORT" serves IPv4 clients too (dual stack). */
 static void test_dual_stack_listener(void **state)
 {
-	struct s3_config cfg = { .listen = "[::]:0", .region = "us-east-1" };
+	struct s3_config cfg = {.listen = "[::]:0", .region = "us-east-1"};
 	struct s3_server *v6 = NULL;
 	int rc = s3_server_start(&cfg, T.pool, &v6);
 
@@ -226,11 +236,11 @@ static void test_dual_stack_listener(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_idle_client_is_closed),
-		cmocka_unit_test(test_slow_head_is_closed),
-		cmocka_unit_test(test_connection_cap),
-		cmocka_unit_test(test_full_map_is_507),
-		cmocka_unit_test(test_dual_stack_listener),
+	    cmocka_unit_test(test_idle_client_is_closed),
+	    cmocka_unit_test(test_slow_head_is_closed),
+	    cmocka_unit_test(test_connection_cap),
+	    cmocka_unit_test(test_full_map_is_507),
+	    cmocka_unit_test(test_dual_stack_listener),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -22,7 +22,8 @@
 #include "test_s3_util.h"
 
 static struct s3t T;
-static char user_key[S3_KEY_ID_MAX + 1], user_secret[S3_SECRET_MAX + 1]; /* a second user, "alice" */
+static char user_key[S3_KEY_ID_MAX + 1],
+    user_secret[S3_SECRET_MAX + 1]; /* a second user, "alice" */
 
 #define ROOT .key = S3T_ROOT_KEY, .secret = S3T_ROOT_SECRET
 #define ALICE .key = user_key, .secret = user_secret
@@ -36,7 +37,7 @@ static long req(const struct s3t_req *rq)
 	return R.status;
 }
 
-#define DO(...) req(&(struct s3t_req){ __VA_ARGS__ })
+#define DO(...) req(&(struct s3t_req){__VA_ARGS__})
 
 static void expect_code(const char *code)
 {
@@ -134,7 +135,7 @@ static void test_header_section_too_large(void **state)
 	static char big[20000];
 	memset(big, 'v', sizeof(big) - 1);
 	memcpy(big, "X-Big: ", 7);
-	assert_int_equal(DO(.method = "GET", .path = "/", ROOT, .hdrs = { big }), 400);
+	assert_int_equal(DO(.method = "GET", .path = "/", ROOT, .hdrs = {big}), 400);
 	expect_code("InvalidRequest");
 	assert_int_equal(DO(.method = "GET", .path = "/", ROOT), 200);
 }
@@ -150,7 +151,8 @@ static void test_auth_curl_sigv4(void **state)
 		fail_msg("%ld %s", R.status, R.body);
 	assert_int_equal(DO(.method = "GET", .path = "/curlsig/o", ROOT, .curl_sigv4 = true), 200);
 	assert_string_equal(R.body, "hello");
-	assert_int_equal(DO(.method = "GET", .path = "/curlsig", .query = "max-keys=5&prefix=o", /* curl 7.88 does not sort */
+	assert_int_equal(DO(.method = "GET", .path = "/curlsig",
+			    .query = "max-keys=5&prefix=o", /* curl 7.88 does not sort */
 			    ROOT, .curl_sigv4 = true),
 			 200);
 	assert_true(s3t_body_has(&R, "<Key>o</Key>"));
@@ -169,8 +171,8 @@ static void test_auth_presigned(void **state)
 	assert_int_equal(DO(.method = "GET", .path = url, .query = q + 1), 200);
 	assert_string_equal(R.body, "presigned!");
 	/* Expired: signed an hour ago for 60 s. */
-	s3t_presign(&T, "GET", "/presign/obj", S3T_ROOT_KEY, S3T_ROOT_SECRET, time(NULL) - 3600,
-		    60, url, sizeof(url));
+	s3t_presign(&T, "GET", "/presign/obj", S3T_ROOT_KEY, S3T_ROOT_SECRET, time(NULL) - 3600, 60,
+		    url, sizeof(url));
 	q = strchr(url, '?');
 	*q = 0;
 	assert_int_equal(DO(.method = "GET", .path = url, .query = q + 1), 403);
@@ -237,9 +239,12 @@ static void test_bucket_lifecycle(void **state)
 
 static void test_bucket_invalid_names(void **state)
 {
-	static const char *bad[] = { "/ab", "/UPPER", "/a_b", "/-ab", "/ab-", "/a..b",
-				     "/192.168.1.1", "/cairn-internal", "/xn--abc",
-				     "/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" };
+	static const char *bad[] = {
+	    "/ab",	    "/UPPER",
+	    "/a_b",	    "/-ab",
+	    "/ab-",	    "/a..b",
+	    "/192.168.1.1", "/cairn-internal",
+	    "/xn--abc",	    "/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		if (DO(.method = "PUT", .path = bad[i], ROOT) != 400)
 			fail_msg("%s: %ld", bad[i], R.status);
@@ -253,12 +258,11 @@ static void test_bucket_create_config(void **state)
 				 "2006-03-01/\"><LocationConstraint>us-east-1</LocationConstraint>"
 				 "</CreateBucketConfiguration>";
 	static const char bad[] = "<CreateBucketConfiguration><LocationConstraint>";
-	assert_int_equal(DO(.method = "PUT", .path = "/cfgbucket", .body = ok, .blen = strlen(ok),
-			    ROOT),
-			 200);
-	assert_int_equal(DO(.method = "PUT", .path = "/cfgbucket2", .body = bad,
-			    .blen = strlen(bad), ROOT),
-			 400);
+	assert_int_equal(
+	    DO(.method = "PUT", .path = "/cfgbucket", .body = ok, .blen = strlen(ok), ROOT), 200);
+	assert_int_equal(
+	    DO(.method = "PUT", .path = "/cfgbucket2", .body = bad, .blen = strlen(bad), ROOT),
+	    400);
 	expect_code("MalformedXML");
 	assert_int_equal(DO(.method = "HEAD", .path = "/cfgbucket2", ROOT), 404);
 }
@@ -267,9 +271,8 @@ static void test_virtual_host(void **state)
 {
 	mkbucket("vhost");
 	put("/vhost/dir/file", "vh", 2);
-	assert_int_equal(DO(.method = "GET", .path = "/dir/file", .host = "vhost.s3.localhost",
-			    ROOT),
-			 200);
+	assert_int_equal(
+	    DO(.method = "GET", .path = "/dir/file", .host = "vhost.s3.localhost", ROOT), 200);
 	assert_string_equal(R.body, "vh");
 	assert_int_equal(DO(.method = "GET", .path = "/", .host = "vhost.s3.localhost", ROOT), 200);
 	assert_true(s3t_body_has(&R, "<Key>dir/file</Key>"));
@@ -311,9 +314,9 @@ static void test_object_roundtrip_large(void **state)
 	assert_int_equal(R.len, n);
 	assert_memory_equal(R.body, data, n);
 	/* Range in the middle, across a chunk boundary. */
-	assert_int_equal(DO(.method = "GET", .path = "/objs/big", ROOT,
-			    .hdrs = { "Range: bytes=65530-1048580" }),
-			 206);
+	assert_int_equal(
+	    DO(.method = "GET", .path = "/objs/big", ROOT, .hdrs = {"Range: bytes=65530-1048580"}),
+	    206);
 	assert_int_equal(R.len, 1048580 - 65530 + 1);
 	assert_memory_equal(R.body, data + 65530, R.len);
 	free(data);
@@ -328,9 +331,8 @@ static void test_object_empty(void **state)
 	assert_int_equal(R.len, 0);
 	assert_string_equal(s3t_header(&R, "ETag", h, sizeof(h)),
 			    "\"d41d8cd98f00b204e9800998ecf8427e\"");
-	assert_int_equal(DO(.method = "GET", .path = "/empty/zero", ROOT,
-			    .hdrs = { "Range: bytes=0-0" }),
-			 416);
+	assert_int_equal(
+	    DO(.method = "GET", .path = "/empty/zero", ROOT, .hdrs = {"Range: bytes=0-0"}), 416);
 	/* RFC 9110: a 416 names the current length */
 	assert_string_equal(s3t_header(&R, "Content-Range", h, sizeof(h)), "bytes */0");
 }
@@ -341,10 +343,10 @@ static void test_object_metadata_and_head(void **state)
 	mkbucket("meta");
 	assert_int_equal(DO(.method = "PUT", .path = "/meta/m", .body = "0123456789", .blen = 10,
 			    ROOT,
-			    .hdrs = { "Content-Type: text/plain", "x-amz-meta-Color: blue",
-				      "x-amz-meta-size: large", "Cache-Control: max-age=60",
-				      "Content-Disposition: attachment", "Content-Language: en",
-				      "Expires: Thu, 01 Dec 2094 16:00:00 GMT" }),
+			    .hdrs = {"Content-Type: text/plain", "x-amz-meta-Color: blue",
+				     "x-amz-meta-size: large", "Cache-Control: max-age=60",
+				     "Content-Disposition: attachment", "Content-Language: en",
+				     "Expires: Thu, 01 Dec 2094 16:00:00 GMT"}),
 			 200);
 	assert_int_equal(DO(.method = "HEAD", .path = "/meta/m", ROOT), 200);
 	assert_int_equal(R.len, 0);
@@ -359,9 +361,10 @@ static void test_object_metadata_and_head(void **state)
 	assert_non_null(s3t_header(&R, "Last-Modified", h, sizeof(h)));
 	assert_non_null(s3t_header(&R, "Expires", h, sizeof(h)));
 	/* response-* overrides */
-	assert_int_equal(DO(.method = "GET", .path = "/meta/m", ROOT,
-			    .query = "response-content-type=application%2Fjson&response-cache-control=no-cache"),
-			 200);
+	assert_int_equal(
+	    DO(.method = "GET", .path = "/meta/m", ROOT,
+	       .query = "response-content-type=application%2Fjson&response-cache-control=no-cache"),
+	    200);
 	assert_string_equal(s3t_header(&R, "Content-Type", h, sizeof(h)), "application/json");
 	assert_string_equal(s3t_header(&R, "Cache-Control", h, sizeof(h)), "no-cache");
 	/* Overwrite: new body, metadata replaced. */
@@ -382,7 +385,7 @@ static void test_object_metadata_too_large(void **state)
 	snprintf(hdr, sizeof(hdr), "x-amz-meta-k: %s", big);
 	mkbucket("metabig");
 	assert_int_equal(DO(.method = "PUT", .path = "/metabig/x", .body = "1", .blen = 1, ROOT,
-			    .hdrs = { hdr, "x-amz-meta-more: 0123456789" }),
+			    .hdrs = {hdr, "x-amz-meta-more: 0123456789"}),
 			 400);
 	expect_code("MetadataTooLarge");
 	assert_int_equal(DO(.method = "HEAD", .path = "/metabig/x", ROOT), 404);
@@ -393,28 +396,28 @@ static void test_object_ranges(void **state)
 	char h[128];
 	mkbucket("ranges");
 	put("/ranges/r", "0123456789", 10);
-	assert_int_equal(DO(.method = "GET", .path = "/ranges/r", ROOT, .hdrs = { "Range: bytes=2-4" }),
-			 206);
+	assert_int_equal(
+	    DO(.method = "GET", .path = "/ranges/r", ROOT, .hdrs = {"Range: bytes=2-4"}), 206);
 	assert_string_equal(R.body, "234");
 	assert_string_equal(s3t_header(&R, "Content-Range", h, sizeof(h)), "bytes 2-4/10");
-	assert_int_equal(DO(.method = "GET", .path = "/ranges/r", ROOT, .hdrs = { "Range: bytes=-3" }),
-			 206);
+	assert_int_equal(
+	    DO(.method = "GET", .path = "/ranges/r", ROOT, .hdrs = {"Range: bytes=-3"}), 206);
 	assert_string_equal(R.body, "789");
-	assert_int_equal(DO(.method = "GET", .path = "/ranges/r", ROOT, .hdrs = { "Range: bytes=7-" }),
-			 206);
+	assert_int_equal(
+	    DO(.method = "GET", .path = "/ranges/r", ROOT, .hdrs = {"Range: bytes=7-"}), 206);
 	assert_string_equal(R.body, "789");
-	assert_int_equal(DO(.method = "GET", .path = "/ranges/r", ROOT,
-			    .hdrs = { "Range: bytes=5-1000000" }),
-			 206);
+	assert_int_equal(
+	    DO(.method = "GET", .path = "/ranges/r", ROOT, .hdrs = {"Range: bytes=5-1000000"}),
+	    206);
 	assert_string_equal(R.body, "56789");
-	assert_int_equal(DO(.method = "GET", .path = "/ranges/r", ROOT, .hdrs = { "Range: bytes=10-" }),
-			 416);
+	assert_int_equal(
+	    DO(.method = "GET", .path = "/ranges/r", ROOT, .hdrs = {"Range: bytes=10-"}), 416);
 	expect_code("InvalidRange");
 	assert_int_equal(DO(.method = "GET", .path = "/ranges/r", ROOT,
-			    .hdrs = { "Range: bytes=99999999999999999999-" }),
+			    .hdrs = {"Range: bytes=99999999999999999999-"}),
 			 416); /* beyond any size */
-	assert_int_equal(DO(.method = "GET", .path = "/ranges/r", ROOT, .hdrs = { "Range: pages=1-2" }),
-			 200);
+	assert_int_equal(
+	    DO(.method = "GET", .path = "/ranges/r", ROOT, .hdrs = {"Range: pages=1-2"}), 200);
 	assert_string_equal(R.body, "0123456789");
 }
 
@@ -427,28 +430,28 @@ static void test_object_conditionals(void **state)
 	assert_int_equal(DO(.method = "GET", .path = "/cond/c", ROOT), 200);
 	s3t_header(&R, "Last-Modified", lm, sizeof(lm));
 	snprintf(hdr, sizeof(hdr), "If-None-Match: %s", etag);
-	assert_int_equal(DO(.method = "GET", .path = "/cond/c", ROOT, .hdrs = { hdr }), 304);
+	assert_int_equal(DO(.method = "GET", .path = "/cond/c", ROOT, .hdrs = {hdr}), 304);
 	assert_int_equal(R.len, 0);
 	assert_non_null(s3t_header(&R, "ETag", h2, sizeof(h2)));
-	assert_int_equal(DO(.method = "HEAD", .path = "/cond/c", ROOT, .hdrs = { hdr }), 304);
+	assert_int_equal(DO(.method = "HEAD", .path = "/cond/c", ROOT, .hdrs = {hdr}), 304);
 	snprintf(hdr, sizeof(hdr), "If-Match: %s", etag);
-	assert_int_equal(DO(.method = "GET", .path = "/cond/c", ROOT, .hdrs = { hdr }), 200);
+	assert_int_equal(DO(.method = "GET", .path = "/cond/c", ROOT, .hdrs = {hdr}), 200);
 	assert_int_equal(DO(.method = "GET", .path = "/cond/c", ROOT,
-			    .hdrs = { "If-Match: \"00000000000000000000000000000000\"" }),
+			    .hdrs = {"If-Match: \"00000000000000000000000000000000\""}),
 			 412);
 	expect_code("PreconditionFailed");
 	snprintf(hdr, sizeof(hdr), "If-Modified-Since: %s", lm);
-	assert_int_equal(DO(.method = "GET", .path = "/cond/c", ROOT, .hdrs = { hdr }), 304);
+	assert_int_equal(DO(.method = "GET", .path = "/cond/c", ROOT, .hdrs = {hdr}), 304);
 	assert_int_equal(DO(.method = "GET", .path = "/cond/c", ROOT,
-			    .hdrs = { "If-Modified-Since: Sat, 01 Jan 2000 00:00:00 GMT" }),
+			    .hdrs = {"If-Modified-Since: Sat, 01 Jan 2000 00:00:00 GMT"}),
 			 200);
 	assert_int_equal(DO(.method = "GET", .path = "/cond/c", ROOT,
-			    .hdrs = { "If-Unmodified-Since: Sat, 01 Jan 2000 00:00:00 GMT" }),
+			    .hdrs = {"If-Unmodified-Since: Sat, 01 Jan 2000 00:00:00 GMT"}),
 			 412);
 	/* S3 precedence: If-Match true + If-Unmodified-Since false -> 200. */
 	snprintf(hdr, sizeof(hdr), "If-Match: %s", etag);
 	assert_int_equal(DO(.method = "GET", .path = "/cond/c", ROOT,
-			    .hdrs = { hdr, "If-Unmodified-Since: Sat, 01 Jan 2000 00:00:00 GMT" }),
+			    .hdrs = {hdr, "If-Unmodified-Since: Sat, 01 Jan 2000 00:00:00 GMT"}),
 			 200);
 }
 
@@ -457,20 +460,21 @@ static void test_object_digests(void **state)
 	mkbucket("digest");
 	/* Content-MD5 of "hello" is XUFAKrxLKna5cZ2REBfFkg==. */
 	assert_int_equal(DO(.method = "PUT", .path = "/digest/ok", .body = "hello", .blen = 5, ROOT,
-			    .hdrs = { "Content-MD5: XUFAKrxLKna5cZ2REBfFkg==" }),
+			    .hdrs = {"Content-MD5: XUFAKrxLKna5cZ2REBfFkg=="}),
 			 200);
-	assert_int_equal(DO(.method = "PUT", .path = "/digest/bad", .body = "hellO", .blen = 5, ROOT,
-			    .hdrs = { "Content-MD5: XUFAKrxLKna5cZ2REBfFkg==" }),
+	assert_int_equal(DO(.method = "PUT", .path = "/digest/bad", .body = "hellO", .blen = 5,
+			    ROOT, .hdrs = {"Content-MD5: XUFAKrxLKna5cZ2REBfFkg=="}),
 			 400);
 	expect_code("BadDigest");
-	assert_int_equal(DO(.method = "PUT", .path = "/digest/bad", .body = "hello", .blen = 5, ROOT,
-			    .hdrs = { "Content-MD5: notbase64!" }),
+	assert_int_equal(DO(.method = "PUT", .path = "/digest/bad", .body = "hello", .blen = 5,
+			    ROOT, .hdrs = {"Content-MD5: notbase64!"}),
 			 400);
 	expect_code("InvalidDigest");
 	/* Signed payload hash that does not match the body. */
-	assert_int_equal(DO(.method = "PUT", .path = "/digest/bad", .body = "hello", .blen = 5, ROOT,
-			    .payload = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9825"),
-			 400);
+	assert_int_equal(
+	    DO(.method = "PUT", .path = "/digest/bad", .body = "hello", .blen = 5, ROOT,
+	       .payload = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9825"),
+	    400);
 	expect_code("XAmzContentSHA256Mismatch");
 	assert_int_equal(DO(.method = "HEAD", .path = "/digest/bad", ROOT), 404);
 	assert_int_equal(DO(.method = "HEAD", .path = "/digest/ok", ROOT), 200);
@@ -502,7 +506,7 @@ static void test_object_keys(void **state)
 static void test_object_long_keys_grouped(void **state)
 {
 	char base[700], path[1200], q[1300];
-	static const char *suffix[] = { "b", "a", "ab", "", "c/d", "c/e" };
+	static const char *suffix[] = {"b", "a", "ab", "", "c/d", "c/e"};
 	mkbucket("longkeys");
 	memset(base, 'p', 450);
 	base[450] = 0;
@@ -517,7 +521,7 @@ static void test_object_long_keys_grouped(void **state)
 	assert_string_equal(R.body, "AB");
 	assert_int_equal(DO(.method = "GET", .path = "/longkeys", ROOT), 200);
 	{
-		const char *order[] = { "", "a", "ab", "b", "c/d", "c/e" };
+		const char *order[] = {"", "a", "ab", "b", "c/d", "c/e"};
 		const char *p = R.body;
 		for (int i = 0; i < 6; i++) {
 			char needle[1200];
@@ -540,7 +544,7 @@ static void test_object_long_keys_grouped(void **state)
 	}
 	/* Pages of 2 (v1 markers) walk through the group entries in order. */
 	{
-		const char *order[] = { "", "a", "ab", "b", "c/d", "c/e" };
+		const char *order[] = {"", "a", "ab", "b", "c/d", "c/e"};
 		char marker[1200] = "";
 		int got = 0;
 		for (int page = 0; page < 10; page++) {
@@ -550,7 +554,8 @@ static void test_object_long_keys_grouped(void **state)
 				snprintf(mq, sizeof(mq), "marker=%s&max-keys=2", marker);
 			else
 				snprintf(mq, sizeof(mq), "max-keys=2");
-			assert_int_equal(DO(.method = "GET", .path = "/longkeys", .query = mq, ROOT), 200);
+			assert_int_equal(
+			    DO(.method = "GET", .path = "/longkeys", .query = mq, ROOT), 200);
 			for (p = R.body; (p = strstr(p, "<Key>")); p += 5) {
 				const char *e = strstr(p, "</Key>");
 				size_t kl = (size_t)(e - p - 5);
@@ -582,7 +587,7 @@ static void test_object_long_keys_grouped(void **state)
 
 static void test_list_v1_v2(void **state)
 {
-	static const char *keys[] = { "a/1", "a/2", "a/b/3", "b", "c/1", "c/2", "d", "e+f", NULL };
+	static const char *keys[] = {"a/1", "a/2", "a/b/3", "b", "c/1", "c/2", "d", "e+f", NULL};
 	char tok[512], q[700];
 	mkbucket("list");
 	for (int i = 0; keys[i]; i++) {
@@ -602,19 +607,18 @@ static void test_list_v1_v2(void **state)
 	assert_true(s3t_body_has(&R, "<IsTruncated>false</IsTruncated>"));
 	assert_true(s3t_body_has(&R, "<Owner>"));
 	/* v1 pages of 2 with delimiter: a/, b | c/, d | e+f */
-	assert_int_equal(DO(.method = "GET", .path = "/list", .query = "delimiter=%2F&max-keys=2",
-			    ROOT),
-			 200);
+	assert_int_equal(
+	    DO(.method = "GET", .path = "/list", .query = "delimiter=%2F&max-keys=2", ROOT), 200);
 	assert_true(s3t_body_has(&R, "<IsTruncated>true</IsTruncated>"));
 	assert_true(s3t_body_has(&R, "<NextMarker>b</NextMarker>"));
-	assert_int_equal(DO(.method = "GET", .path = "/list", .query = "delimiter=%2F&marker=b&max-keys=1",
-			    ROOT),
+	assert_int_equal(DO(.method = "GET", .path = "/list",
+			    .query = "delimiter=%2F&marker=b&max-keys=1", ROOT),
 			 200);
 	assert_true(s3t_body_has(&R, "<Prefix>c/</Prefix>"));
 	assert_true(s3t_body_has(&R, "<NextMarker>c/</NextMarker>"));
 	/* Resuming after a common prefix skips all of it. */
-	assert_int_equal(DO(.method = "GET", .path = "/list", .query = "delimiter=%2F&marker=c%2F", ROOT),
-			 200);
+	assert_int_equal(
+	    DO(.method = "GET", .path = "/list", .query = "delimiter=%2F&marker=c%2F", ROOT), 200);
 	assert_false(s3t_body_has(&R, "<Prefix>c/</Prefix>"));
 	assert_false(s3t_body_has(&R, "<Key>c/"));
 	assert_true(s3t_body_has(&R, "<Key>d</Key>"));
@@ -694,9 +698,10 @@ static void test_list_delimiter_skips_prefix(void **state)
 static void test_delete_objects(void **state)
 {
 	static const char body[] =
-		"<Delete><Object><Key>d1</Key></Object><Object><Key>d2</Key></Object>"
-		"<Object><Key>missing</Key></Object></Delete>";
-	static const char quiet[] = "<Delete><Quiet>true</Quiet><Object><Key>d3</Key></Object></Delete>";
+	    "<Delete><Object><Key>d1</Key></Object><Object><Key>d2</Key></Object>"
+	    "<Object><Key>missing</Key></Object></Delete>";
+	static const char quiet[] =
+	    "<Delete><Quiet>true</Quiet><Object><Key>d3</Key></Object></Delete>";
 	static const char bad[] = "<Delete><Object><Key>d1</Key></Object>";
 	mkbucket("multi");
 	put("/multi/d1", "1", 1);
@@ -718,7 +723,8 @@ static void test_delete_objects(void **state)
 			 400);
 	expect_code("MalformedXML");
 	assert_int_equal(DO(.method = "POST", .path = "/multi", .query = "delete", .body = quiet,
-			    .blen = strlen(quiet), ROOT, .hdrs = { "Content-MD5: XUFAKrxLKna5cZ2REBfFkg==" }),
+			    .blen = strlen(quiet), ROOT,
+			    .hdrs = {"Content-MD5: XUFAKrxLKna5cZ2REBfFkg=="}),
 			 400);
 	expect_code("BadDigest");
 }
@@ -731,7 +737,7 @@ static void test_not_implemented(void **state)
 	assert_int_equal(DO(.method = "POST", .path = "/later/k", .query = "uploads", ROOT), 501);
 	expect_code("NotImplemented");
 	assert_int_equal(DO(.method = "PUT", .path = "/later/k", .body = "", .blen = 0, ROOT,
-			    .hdrs = { "x-amz-copy-source: /later/j" }),
+			    .hdrs = {"x-amz-copy-source: /later/j"}),
 			 501);
 	assert_int_equal(DO(.method = "GET", .path = "/later", .query = "lifecycle", ROOT), 501);
 	/* versioning was never enabled: an empty configuration, as AWS */
@@ -752,22 +758,24 @@ static void test_truncated_body(void **state)
 	mkbucket("trunc");
 	/* Announce 100 bytes, send 10 and half-close: nothing is stored. */
 	s3t_sign_raw(&T, "PUT", "/trunc/t", hdrs, sizeof(hdrs));
-	n = snprintf(reqb, sizeof(reqb), "PUT /trunc/t HTTP/1.1\r\n%sContent-Length: 100\r\n\r\n0123456789",
-		     hdrs);
+	n = snprintf(reqb, sizeof(reqb),
+		     "PUT /trunc/t HTTP/1.1\r\n%sContent-Length: 100\r\n\r\n0123456789", hdrs);
 	s3t_raw(&T, reqb, (size_t)n, out, sizeof(out), 3000, true);
 	assert_null(strstr(out, "200 OK"));
 	assert_int_equal(DO(.method = "HEAD", .path = "/trunc/t", ROOT), 404);
 	/* No Content-Length and not chunked: 411. */
 	s3t_sign_raw(&T, "PUT", "/trunc/u", hdrs, sizeof(hdrs));
-	n = snprintf(reqb, sizeof(reqb), "PUT /trunc/u HTTP/1.1\r\n%sConnection: close\r\n\r\n", hdrs);
+	n = snprintf(reqb, sizeof(reqb), "PUT /trunc/u HTTP/1.1\r\n%sConnection: close\r\n\r\n",
+		     hdrs);
 	s3t_raw(&T, reqb, (size_t)n, out, sizeof(out), 3000, false);
 	assert_non_null(strstr(out, " 411 "));
 	assert_non_null(strstr(out, "MissingContentLength"));
 	/* Over 5 GiB announced: refused before any byte is read. */
 	s3t_sign_raw(&T, "PUT", "/trunc/v", hdrs, sizeof(hdrs));
-	n = snprintf(reqb, sizeof(reqb),
-		     "PUT /trunc/v HTTP/1.1\r\n%sContent-Length: 6000000000\r\nExpect: 100-continue\r\n\r\n",
-		     hdrs);
+	n = snprintf(
+	    reqb, sizeof(reqb),
+	    "PUT /trunc/v HTTP/1.1\r\n%sContent-Length: 6000000000\r\nExpect: 100-continue\r\n\r\n",
+	    hdrs);
 	s3t_raw(&T, reqb, (size_t)n, out, sizeof(out), 3000, false);
 	assert_non_null(strstr(out, "EntityTooLarge"));
 	assert_null(strstr(out, "100 Continue"));
@@ -823,7 +831,6 @@ static void test_keepalive_many_requests(void **state)
 	assert_int_equal(conns, 1);
 }
 
-
 /* ---- manifests, concurrency, faults, metrics ---- */
 
 static uint64_t manifests(void)
@@ -852,7 +859,7 @@ static void test_object_overwrite_releases_manifest(void **state)
 	assert_int_equal(manifests(), m0 + 1);
 	/* A refused upload leaves nothing behind. */
 	assert_int_equal(DO(.method = "PUT", .path = "/refs/q", .body = "abc", .blen = 3, ROOT,
-			    .hdrs = { "Content-MD5: XUFAKrxLKna5cZ2REBfFkg==" }),
+			    .hdrs = {"Content-MD5: XUFAKrxLKna5cZ2REBfFkg=="}),
 			 400);
 	assert_int_equal(manifests(), m0 + 1);
 }
@@ -955,38 +962,38 @@ static void test_metrics_recorded(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_auth_anonymous_denied),
-		cmocka_unit_test(test_auth_wrong_secret),
-		cmocka_unit_test(test_auth_unknown_key),
-		cmocka_unit_test(test_auth_skewed_date),
-		cmocka_unit_test(test_auth_wrong_region),
-		cmocka_unit_test(test_header_section_too_large),
-		cmocka_unit_test(test_auth_curl_sigv4),
-		cmocka_unit_test(test_auth_presigned),
-		cmocka_unit_test(test_auth_raw_target_plus),
-		cmocka_unit_test(test_bucket_lifecycle),
-		cmocka_unit_test(test_bucket_invalid_names),
-		cmocka_unit_test(test_bucket_create_config),
-		cmocka_unit_test(test_virtual_host),
-		cmocka_unit_test(test_object_roundtrip_large),
-		cmocka_unit_test(test_object_empty),
-		cmocka_unit_test(test_object_metadata_and_head),
-		cmocka_unit_test(test_object_metadata_too_large),
-		cmocka_unit_test(test_object_ranges),
-		cmocka_unit_test(test_object_conditionals),
-		cmocka_unit_test(test_object_digests),
-		cmocka_unit_test(test_object_keys),
-		cmocka_unit_test(test_object_long_keys_grouped),
-		cmocka_unit_test(test_list_v1_v2),
-		cmocka_unit_test(test_list_delimiter_skips_prefix),
-		cmocka_unit_test(test_delete_objects),
-		cmocka_unit_test(test_not_implemented),
-		cmocka_unit_test(test_truncated_body),
-		cmocka_unit_test(test_keepalive_many_requests),
-		cmocka_unit_test(test_object_overwrite_releases_manifest),
-		cmocka_unit_test(test_concurrent_puts),
-		cmocka_unit_test(test_out_of_memory_is_503),
-		cmocka_unit_test(test_metrics_recorded),
+	    cmocka_unit_test(test_auth_anonymous_denied),
+	    cmocka_unit_test(test_auth_wrong_secret),
+	    cmocka_unit_test(test_auth_unknown_key),
+	    cmocka_unit_test(test_auth_skewed_date),
+	    cmocka_unit_test(test_auth_wrong_region),
+	    cmocka_unit_test(test_header_section_too_large),
+	    cmocka_unit_test(test_auth_curl_sigv4),
+	    cmocka_unit_test(test_auth_presigned),
+	    cmocka_unit_test(test_auth_raw_target_plus),
+	    cmocka_unit_test(test_bucket_lifecycle),
+	    cmocka_unit_test(test_bucket_invalid_names),
+	    cmocka_unit_test(test_bucket_create_config),
+	    cmocka_unit_test(test_virtual_host),
+	    cmocka_unit_test(test_object_roundtrip_large),
+	    cmocka_unit_test(test_object_empty),
+	    cmocka_unit_test(test_object_metadata_and_head),
+	    cmocka_unit_test(test_object_metadata_too_large),
+	    cmocka_unit_test(test_object_ranges),
+	    cmocka_unit_test(test_object_conditionals),
+	    cmocka_unit_test(test_object_digests),
+	    cmocka_unit_test(test_object_keys),
+	    cmocka_unit_test(test_object_long_keys_grouped),
+	    cmocka_unit_test(test_list_v1_v2),
+	    cmocka_unit_test(test_list_delimiter_skips_prefix),
+	    cmocka_unit_test(test_delete_objects),
+	    cmocka_unit_test(test_not_implemented),
+	    cmocka_unit_test(test_truncated_body),
+	    cmocka_unit_test(test_keepalive_many_requests),
+	    cmocka_unit_test(test_object_overwrite_releases_manifest),
+	    cmocka_unit_test(test_concurrent_puts),
+	    cmocka_unit_test(test_out_of_memory_is_503),
+	    cmocka_unit_test(test_metrics_recorded),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -64,7 +64,8 @@ static void test_user_and_key_lifecycle(void **state)
 	assert_int_equal(strlen(k.id), 20);
 	assert_int_equal(strlen(k.secret), 40);
 	for (int i = 0; i < 20; i++)
-		assert_true((k.id[i] >= 'A' && k.id[i] <= 'Z') || (k.id[i] >= '0' && k.id[i] <= '9'));
+		assert_true((k.id[i] >= 'A' && k.id[i] <= 'Z') ||
+			    (k.id[i] >= '0' && k.id[i] <= '9'));
 	assert_int_equal(s3_key_create(T.pool, "bob", &k2), 0);
 	assert_string_not_equal(k.id, k2.id);
 	assert_string_not_equal(k.secret, k2.secret);
@@ -90,8 +91,8 @@ static void test_user_and_key_lifecycle(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_bootstrap_root),
-		cmocka_unit_test(test_user_and_key_lifecycle),
+	    cmocka_unit_test(test_bootstrap_root),
+	    cmocka_unit_test(test_user_and_key_lifecycle),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -27,14 +27,14 @@ int s3t_start(struct s3t *t, const char *domain)
 
 int s3t_start_map(struct s3t *t, const char *domain, size_t map_size)
 {
-	struct cs_pool_opts po = { 0 };
+	struct cs_pool_opts po = {0};
 	struct s3_config cfg = {
-		.listen = "127.0.0.1:0",
-		.region = "us-east-1",
-		.domain = domain,
-		.max_connections = 64,
-		.timeout_sec = 5,
-		.access_log = true,
+	    .listen = "127.0.0.1:0",
+	    .region = "us-east-1",
+	    .domain = domain,
+	    .max_connections = 64,
+	    .timeout_sec = 5,
+	    .access_log = true,
 	};
 	int rc;
 
@@ -150,9 +150,9 @@ static void amz_dates(time_t when, char amz[17], char date8[9])
 }
 
 /* Authorization for headers host;x-amz-content-sha256;x-amz-date. */
-static void sign_headers(const char *method, const char *path, const char *query,
-			 const char *host, const char *payload, const char *amz, const char *key,
-			 const char *secret, const char *region, char *auth, size_t cap)
+static void sign_headers(const char *method, const char *path, const char *query, const char *host,
+			 const char *payload, const char *amz, const char *key, const char *secret,
+			 const char *region, char *auth, size_t cap)
 {
 	char cq[4096], creq[8192], sts[1024], h[65], sig[65], date8[9];
 
@@ -249,8 +249,8 @@ int s3t_do(struct s3t *t, const struct s3t_req *rq, struct s3t_resp *out)
 {
 	CURL *c = curl_easy_init();
 	struct curl_slist *hl = NULL, *resolve = NULL;
-	struct buf body = { 0 }, hdrs = { 0 };
-	struct src src = { rq->body, rq->blen };
+	struct buf body = {0}, hdrs = {0};
+	struct src src = {rq->body, rq->blen};
 	char url[8192], host[300], line[1024], payload[65], amz[17], date8[9], auth[600];
 	const char *pl;
 	CURLcode cc;
@@ -380,7 +380,7 @@ bool s3t_body_has(const struct s3t_resp *r, const char *needle)
 long s3t_raw(struct s3t *t, const void *req, size_t len, char *out, size_t cap, int timeout_ms,
 	     bool shut_wr)
 {
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(t->port) };
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(t->port)};
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
 	size_t got = 0;
 
@@ -395,7 +395,7 @@ long s3t_raw(struct s3t *t, const void *req, size_t len, char *out, size_t cap, 
 	if (shut_wr)
 		shutdown(fd, SHUT_WR);
 	while (got + 1 < cap) {
-		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
 		ssize_t n;
 		if (poll(&pfd, 1, timeout_ms) <= 0)
 			break;

@@ -35,19 +35,19 @@ void s3t_stop(struct s3t *t);
 
 struct s3t_req {
 	const char *method;
-	const char *path;      /* encoded, as sent, e.g. "/b/a%20b" */
-	const char *query;     /* as sent, without '?'; NULL: none */
+	const char *path;  /* encoded, as sent, e.g. "/b/a%20b" */
+	const char *query; /* as sent, without '?'; NULL: none */
 	const void *body;
 	size_t blen;
-	const char *hdrs[16];  /* extra "Name: value" headers; not signed */
+	const char *hdrs[16];	  /* extra "Name: value" headers; not signed */
 	const char *key, *secret; /* NULL key: anonymous */
-	const char *payload;   /* x-amz-content-sha256; NULL: hash of body */
-	bool no_payload_hdr;   /* send no x-amz-content-sha256 */
-	time_t when;           /* signing time; 0 = now */
-	bool curl_sigv4;       /* sign with curl's CURLOPT_AWS_SIGV4 instead */
-	bool chunked;          /* send the body with Transfer-Encoding: chunked */
-	const char *host;      /* Host to sign and send (resolved to 127.0.0.1) */
-	const char *region;    /* credential scope region; NULL: us-east-1 */
+	const char *payload;	  /* x-amz-content-sha256; NULL: hash of body */
+	bool no_payload_hdr;	  /* send no x-amz-content-sha256 */
+	time_t when;		  /* signing time; 0 = now */
+	bool curl_sigv4;	  /* sign with curl's CURLOPT_AWS_SIGV4 instead */
+	bool chunked;		  /* send the body with Transfer-Encoding: chunked */
+	const char *host;	  /* Host to sign and send (resolved to 127.0.0.1) */
+	const char *region;	  /* credential scope region; NULL: us-east-1 */
 };
 
 struct s3t_resp {
@@ -70,8 +70,8 @@ void s3t_presign(struct s3t *t, const char *method, const char *path, const char
 		 const char *secret, time_t when, long expires, char *out, size_t cap);
 /* Sends raw bytes on a new connection and reads the answer until the
  * server closes it or timeout_ms passes; returns bytes read (in out). */
-long s3t_raw(struct s3t *t, const void *req, size_t len, char *out, size_t cap,
-	     int timeout_ms, bool shut_wr);
+long s3t_raw(struct s3t *t, const void *req, size_t len, char *out, size_t cap, int timeout_ms,
+	     bool shut_wr);
 /* A signed header block ("Authorization: ...\r\nX-Amz-Date...\r\n" etc.)
  * for a raw request with UNSIGNED-PAYLOAD. */
 void s3t_sign_raw(struct s3t *t, const char *method, const char *path, char *out, size_t cap);
