@@ -2,7 +2,8 @@
 # scripts/run-tests.sh - the body of `make test` (and so of .ci/run).
 #
 # Builds build/ (normal, -Werror) and build-asan/ (ASan+UBSan), runs ctest in
-# both, then a short fuzz run (tests/fuzz/run.sh, when present), and ends with
+# both, then `make lint` and a short fuzz run (tests/fuzz/run.sh, when
+# present), and ends with
 # exactly one summary line "N passed, N failed" summed over every run. A build
 # failure counts as one failed test and skips that tree's ctest run. Exits 0
 # only when nothing failed.
@@ -70,6 +71,14 @@ one_tree build -DCMAKE_BUILD_TYPE="$BUILD_TYPE"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	one_tree build-asan -DCMAKE_BUILD_TYPE=Debug -DCAIRN_SANITIZE=ON
+
+echo "=== lint: make lint (clang-format, .clang-format)"
+if make --no-print-directory lint; then
+	passed=$((passed + 1))
+else
+	echo "run-tests: lint FAILED (run clang-format -i on the files above)"
+	failed=$((failed + 1))
+fi
 
 if [ -x tests/fuzz/run.sh ]; then
 	echo "=== fuzz: tests/fuzz/run.sh $FUZZ_SECONDS"
