@@ -257,12 +257,15 @@ static void access_log(struct s3_req *r, enum MHD_RequestTerminationCode toe)
 			inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, addr,
 				  sizeof(addr));
 	}
-	/* The path only: a presigned query string carries a signature. */
-	log_info("s3access", "%s %s %s %.*s %d %llu %llu %llums %s %s%s", addr,
-		 r->authed ? r->key.user : "-", r->method ? r->method : "-", plen,
-		 r->tgt.path ? r->tgt.path : "-", r->status, (unsigned long long)r->body_bytes,
-		 (unsigned long long)r->bytes_out, (unsigned long long)ms, r->reqid,
-		 r->op ? r->op : "-", toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted");
+	/* The path only: a presigned query string carries a signature. A
+	 * virtual-host request names its bucket first, as a path-style one would. */
+	bool vh = r->addr.virtual_host && r->addr.bucket[0];
+	log_info("s3access", "%s %s %s %s%s%.*s %d %llu %llu %llums %s %s%s", addr,
+		 r->authed ? r->key.user : "-", r->method ? r->method : "-", vh ? "/" : "",
+		 vh ? r->addr.bucket : "", plen, r->tgt.path ? r->tgt.path : "-", r->status,
+		 (unsigned long long)r->body_bytes, (unsigned long long)r->bytes_out,
+		 (unsigned long long)ms, r->reqid, r->op ? r->op : "-",
+		 toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted");
 }
 
 static void done_cb(void *cls, struct MHD_Connection *conn, void **con_cls,

@@ -398,6 +398,9 @@ t.expect_eq("path-style object seen through the virtual host", g, ten)
 r = t.attempt("virtual host: list_objects_v2", lambda: vh.list_objects_v2(Bucket=VB, Prefix="dir/"))
 t.expect_eq("virtual host listing", r and [o["Key"] for o in r.get("Contents", [])], ["dir/v h+1"])
 t.attempt("virtual host: head_bucket", lambda: vh.head_bucket(Bucket=VB))
+t.check("access log names the bucket of a virtual-host request",
+        f" HEAD /{VB} 200 " in srv.log_text() or f" HEAD /{VB}/ 200 " in srv.log_text(),
+        [l for l in srv.log_text().splitlines() if "HeadBucket" in l][-1:])
 t.expect_error("virtual host: missing key -> NoSuchKey",
                lambda: vh.get_object(Bucket=VB, Key="nope"), "NoSuchKey", 404)
 t.attempt("virtual host: delete_object", lambda: vh.delete_object(Bucket=VB, Key="dir/v h+1"))
