@@ -169,4 +169,41 @@ struct cs_stats {
 };
 int cs_pool_stats(struct cs_pool *pool, struct cs_stats *out) CAIRN_WUR;
 
+/* ---- maintenance: long operations on an open pool, while it serves ----
+ * Each reports progress through fn (may be NULL) from the calling thread:
+ * phase names what it is doing, done/total count its unit of work (bytes
+ * where it reads or writes data), total 0 = not known yet. Each returns 0
+ * when it ran to the end (problems found are in the report, not the return
+ * code) or a negative code when it could not run. */
+typedef void (*cs_progress_fn)(void *arg, const char *phase, uint64_t done, uint64_t total);
+
+struct cs_check_report {
+	uint64_t checked;	 /* items examined (chunks, manifests, units) */
+	uint64_t bytes;		 /* data bytes read or written */
+	uint64_t problems;	 /* differences or damage found */
+	uint64_t fixed;		 /* of those, repaired */
+	uint64_t unrecoverable;	 /* of those, beyond repair (data lost) */
+	uint64_t freed_bytes;	 /* gc: stored bytes released */
+	char first_problem[256]; /* a description of the first problem, "" if none */
+};
+
+/* Recomputes chunk refcounts, live bytes and the pool counters from the
+ * manifests and compares them with what is stored; with fix, writes the
+ * recomputed values. */
+int cs_fsck(struct cs_pool *pool, bool fix, struct cs_check_report *rep, cs_progress_fn fn,
+	    void *arg) CAIRN_WUR;
+/* Frees manifests and chunks whose refcount is zero, and stripes left with
+ * no live chunk, once no reader or writer that could see them remains. */
+int cs_gc(struct cs_pool *pool, struct cs_check_report *rep, cs_progress_fn fn,
+	  void *arg) CAIRN_WUR;
+/* Re-reads every unit of every stripe, verifies every chunk record (and
+ * parity of sealed stripes), and rewrites damaged or missing units from the
+ * stripe's survivors. */
+int cs_scrub(struct cs_pool *pool, struct cs_check_report *rep, cs_progress_fn fn,
+	     void *arg) CAIRN_WUR;
+/* Rebuilds every unit missing from its device (a lost or replaced device
+ * folder) from the stripe's survivors, without re-reading healthy units. */
+int cs_repair(struct cs_pool *pool, struct cs_check_report *rep, cs_progress_fn fn,
+	      void *arg) CAIRN_WUR;
+
 #endif

@@ -93,6 +93,7 @@ struct cs_writer {
 	size_t nfiles, cap_files;
 	struct cs_wlast *last; /* [pool->nworkers] */
 	struct io_ctx *io;     /* for early syncs; made on first need */
+	uint64_t epoch;	       /* cs_epoch_enter ticket */
 };
 
 enum cs_task_kind { CS_TASK_CHUNK = 1, CS_TASK_FLUSH = 2, CS_TASK_STOP = 3 };
@@ -193,6 +194,12 @@ struct cs_pool {
 	pthread_mutex_t st_mu;
 	struct cs_stats_rec stats;
 	atomic_uint_fast64_t read_fallbacks;
+
+	/* grace periods (cs_epoch.c): guarded by ep_mu */
+	pthread_mutex_t ep_mu, ep_wait_mu;
+	pthread_cond_t ep_cv;
+	uint64_t ep_cur;
+	uint64_t ep_active[2];
 };
 
 /* cs_pool.c */
@@ -220,6 +227,18 @@ void cs_file_put(struct cs_file *f);
  * (and of new partition directories) and fdatasync, all in flight at once.
  * Marks them synced when every one succeeded. */
 int cs_files_sync(struct io_ctx *io, struct cs_file **files, size_t n) CAIRN_WUR;
+
+/* cs_epoch.c: grace periods. Every writer and reader is registered from
+ * open (before its first metadata read) to free. Something unreachable to
+ * newcomers (a doomed manifest, a dead chunk, an unlinked replica) may be
+ * freed after cs_epoch_wait() returns: everyone who could have seen it has
+ * left. cs_epoch_wait blocks for the longest open reader or writer; never
+ * call it from the committer or a worker. */
+void cs_epoch_init(struct cs_pool *pool);
+void cs_epoch_destroy(struct cs_pool *pool);
+uint64_t cs_epoch_enter(struct cs_pool *pool);
+void cs_epoch_exit(struct cs_pool *pool, uint64_t ticket);
+void cs_epoch_wait(struct cs_pool *pool);
 
 /* cs_commit.c */
 int cs_committer_start(struct cs_pool *pool) CAIRN_WUR;

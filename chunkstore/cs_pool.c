@@ -445,6 +445,7 @@ int cs_pool_open(const struct cs_pool_opts *opts, struct cs_pool **out)
 	pthread_mutex_init(&pool->cq_mu, NULL);
 	pthread_cond_init(&pool->cq_cv, NULL);
 	pthread_mutex_init(&pool->st_mu, NULL);
+	cs_epoch_init(pool);
 
 	rc = io_mkdirs(pool->data_dir, 0755);
 	if (rc < 0)
@@ -547,6 +548,7 @@ void cs_pool_close(struct cs_pool *pool)
 	pthread_mutex_destroy(&pool->cq_mu);
 	pthread_cond_destroy(&pool->cq_cv);
 	pthread_mutex_destroy(&pool->st_mu);
+	cs_epoch_destroy(pool);
 	free(pool);
 }
 

@@ -72,6 +72,7 @@ struct cs_reader {
 	uint64_t fd_clock;
 	struct io_ctx *io;
 	uint64_t last_end; /* end of the previous read (sequential detection) */
+	uint64_t epoch;	   /* cs_epoch_enter ticket */
 };
 
 int cs_reader_open(struct cs_pool *pool, const struct cs_mid *mid, struct cs_reader **out)
@@ -87,6 +88,7 @@ int cs_reader_open(struct cs_pool *pool, const struct cs_mid *mid, struct cs_rea
 	if (!r)
 		return -ENOMEM;
 	r->pool = pool;
+	r->epoch = cs_epoch_enter(pool);
 	r->mid = *mid;
 	r->part = cs_mid_part(pool, mid);
 	r->last_end = UINT64_MAX;
@@ -149,6 +151,7 @@ void cs_reader_free(struct cs_reader *r)
 	io_ctx_free(r->io);
 	free(r->locs);
 	free(r->inline_bytes);
+	cs_epoch_exit(r->pool, r->epoch);
 	free(r);
 }
 

@@ -622,6 +622,7 @@ int cs_writer_open(struct cs_pool *pool, struct cs_writer **out)
 	if (!w)
 		return -ENOMEM;
 	w->pool = pool;
+	w->epoch = cs_epoch_enter(pool);
 	pthread_mutex_init(&w->mu, NULL);
 	pthread_cond_init(&w->cv, NULL);
 	/* Enough chunks in flight that the stream's serial stage (MD5, payload
@@ -890,5 +891,6 @@ void cs_writer_free(struct cs_writer *w)
 	io_ctx_free(w->io);
 	pthread_mutex_destroy(&w->mu);
 	pthread_cond_destroy(&w->cv);
+	cs_epoch_exit(w->pool, w->epoch);
 	free(w);
 }
