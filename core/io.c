@@ -388,6 +388,19 @@ static int io_scratch(struct io_ctx *ctx, size_t n)
 	return 0;
 }
 
+/* Bytes moved through io_batch by the whole process (metrics, benchmarks). */
+static atomic_uint_fast64_t io_wbytes, io_rbytes;
+
+uint64_t io_bytes_written(void)
+{
+	return atomic_load_explicit(&io_wbytes, memory_order_relaxed);
+}
+
+uint64_t io_bytes_read(void)
+{
+	return atomic_load_explicit(&io_rbytes, memory_order_relaxed);
+}
+
 /* Queues the next piece of request i. */
 static void io_prep(struct io_uring_sqe *sqe, struct io_req *r, struct io_slot *s, size_t i)
 {
@@ -492,6 +505,8 @@ static int io_run(struct io_ctx *ctx, struct io_req *reqs, size_t n, bool allow_
 				continue;
 			}
 			s->done += (size_t)res;
+			atomic_fetch_add_explicit(r->op == IO_WRITE ? &io_wbytes : &io_rbytes,
+						  (uint64_t)res, memory_order_relaxed);
 			if (s->done == r->len) {
 				r->result = (long)s->done;
 			} else if ((size_t)res < s->piece && r->op == IO_WRITE) {

@@ -73,6 +73,10 @@ long io_pread(struct io_ctx *ctx, int fd, void *buf, size_t len, uint64_t off) C
  * gets a full fsync (and retires file creations in power-loss mode, as
  * io_fsync_dir does), so data and directory syncs share one batch. */
 int io_fdatasync(struct io_ctx *ctx, const int *fds, size_t n) CAIRN_WUR;
+/* Bytes written and read by every io_batch of the process so far (device
+ * data; LMDB's own writes are not included). */
+uint64_t io_bytes_written(void);
+uint64_t io_bytes_read(void);
 /* fsync of a directory (after creating or renaming files in it). */
 int io_fsync_dir(const char *dir) CAIRN_WUR;
 /* mkdir -p with a durable parent chain. */

@@ -117,6 +117,12 @@ static int start_time_fn(void *arg, double *value)
 	return 0;
 }
 
+static int io_bytes_fn(void *arg, double *value)
+{
+	*value = (double)(arg ? io_bytes_written() : io_bytes_read());
+	return 0;
+}
+
 static void register_gauges(struct cs_pool *pool)
 {
 	pthread_mutex_lock(&gstate.lock);
@@ -136,7 +142,12 @@ static void register_gauges(struct cs_pool *pool)
 	    metrics_gauge("cairn_meta_map_size_bytes", "LMDB map size (the metadata limit).",
 			  meta_gauge_fn, NULL) != 0 ||
 	    metrics_gauge("cairn_start_time_seconds", "Unix time the node started.", start_time_fn,
-			  NULL) != 0)
+			  NULL) != 0 ||
+	    metrics_gauge("cairn_device_written_bytes",
+			  "Bytes written to device files (data, parity, headers) since start.",
+			  io_bytes_fn, (void *)1) != 0 ||
+	    metrics_gauge("cairn_device_read_bytes", "Bytes read from device files since start.",
+			  io_bytes_fn, NULL) != 0)
 		log_warn(TAG, "metadata gauges not registered");
 }
 
