@@ -55,67 +55,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-say() { echo "== $*" >&2; }
-
-# A base port with N free ports above it on 127.0.0.1.
-free_ports() {
-	local n=$1 base p busy
-	for _ in $(seq 50); do
-		base=$((20000 + RANDOM % 30000))
-		busy=0
-		for ((p = base; p < base + n; p++)); do
-			if ss -Hltn "sport = :$p" | grep -q .; then busy=1; fi
-		done
-		[ $busy = 0 ] && { echo $base; return 0; }
-	done
-	return 1
-}
-
-drop_caches() {
-	[ "${BENCH_DROP_CACHES:-0}" = 1 ] || return 0
-	sync
-	echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || say "cannot drop caches (read-only /proc/sys?)"
-}
-
-# CPU ticks (user + system) used so far by every process whose process group is in $srv_pgids:
-# the server under test (each server is started with setsid, so its pgid is its first pid).
-# Fields after "comm) ": state ppid pgrp ... utime is the 12th, stime the 13th.
-srv_pgids=""
-cpu_ticks() {
-	[ -n "$srv_pgids" ] || { echo 0; return; }
-	cat /proc/[0-9]*/stat 2>/dev/null | sed 's/^.*) //' |
-		awk -v g=" $srv_pgids " 'index(g, " " $3 " ") { s += $12 + $13 } END { print s + 0 }'
-}
-clk_tck=$(getconf CLK_TCK)
-
-# check_loopback NAME: every socket the server under test listens on must be on loopback.
-check_loopback() {
-	local pids bad
-	pids=$(ps -e -o pid=,pgid= | awk -v g=" $srv_pgids " 'index(g, " " $2 " ") { print $1 }')
-	bad=$(ss -Hltnup 2>/dev/null | grep -F -f <(sed 's/.*/pid=&,/' <<<"$pids") |
-		awk '$5 !~ /^(127\.|\[::1\]|\[::ffff:127\.)/ { print $5 }')
-	if [ -n "$bad" ]; then
-		say "WARNING: $1 listens beyond loopback: $bad"
-		echo "$1 listens beyond loopback: $bad" >>"$tmp/notes"
-	fi
-}
-
-# run TARGET TEST loadgen-args...: one measurement; its RESULT line, with the server's CPU
-# seconds during the run added, is appended to results.txt
-run() {
-	local target=$1 test=$2 c0 c1 srv
-	shift 2
-	say "$target $test"
-	c0=$(cpu_ticks)
-	"$lg" "$@" --label "$target" >"$tmp/last.out" 2>"$tmp/last.err"
-	local rc=$?
-	c1=$(cpu_ticks)
-	srv=$(awk -v a="$c0" -v b="$c1" -v hz="$clk_tck" 'BEGIN { printf "%.2f", (b - a) / hz }')
-	sed 's/^/   /' "$tmp/last.err" >&2
-	grep '^RESULT ' "$tmp/last.out" | sed -e "s/^/$target $test /" \
-		-e "s/}\$/,\"server_cpu_s\":$srv}/" >>"$results"
-	return $rc
-}
+. "$here/lib.sh"
 
 # load_s3 TARGET URL ACCESS SECRET: the identical S3 sequence for Swift and cairn
 load_s3() {
@@ -141,14 +81,6 @@ load_s3() {
 	return 0
 }
 
-stop_cairn() {
-	[ -n "$cairn_pid" ] || return 0
-	kill -TERM "$cairn_pid" 2>/dev/null
-	for _ in $(seq 100); do kill -0 "$cairn_pid" 2>/dev/null || break; sleep 0.1; done
-	kill -0 "$cairn_pid" 2>/dev/null && kill -KILL "$cairn_pid" 2>/dev/null
-	wait "$cairn_pid" 2>/dev/null
-	cairn_pid=""
-}
 
 bench_nginx() {
 	local port
@@ -194,45 +126,11 @@ bench_swift() {
 }
 
 bench_cairn() {
-	if [ ! -x "$cairn_bin" ] || ! "$cairn_bin" serve --help >/dev/null 2>&1; then
-		say "cairn not built ($cairn_bin serve is missing): benching the others only"
-		echo "cairn not built" >>"$tmp/notes"
-		return 0
-	fi
-	local cache=$root/build/CMakeCache.txt
-	if [ "$(dirname "$(dirname "$cairn_bin")")" = "$root/build" ] && [ -f "$cache" ] &&
-		grep -qE '^(CMAKE_BUILD_TYPE:STRING=Debug|CAIRN_SANITIZE:BOOL=ON)' "$cache"; then
-		say "warning: $cairn_bin is a Debug or sanitizer build; figures will be low"
-		echo "cairn binary is a Debug or sanitizer build" >>"$tmp/notes"
-	fi
-	local s3 api
+	cairn_usable || return 0
+	local s3
 	s3=$(free_ports 2) || { say "cairn: no free ports"; return 0; }
-	api=$((s3 + 1))
 	mkdir -p "$tmp/cairn"
-	say "cairn: starting $cairn_bin serve on 127.0.0.1:$s3 (api :$api)"
-	setsid "$cairn_bin" serve --data "$tmp/cairn/data" --s3-listen "127.0.0.1:$s3" \
-		--api-listen "127.0.0.1:$api" </dev/null >"$tmp/cairn/log" 2>&1 &
-	cairn_pid=$!
-	local up=0
-	for _ in $(seq 300); do
-		if ! kill -0 "$cairn_pid" 2>/dev/null; then
-			break
-		fi
-		code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$s3/") || true
-		if [ "$code" != 000 ]; then
-			up=1
-			break
-		fi
-		sleep 0.1
-	done
-	if [ $up = 0 ]; then
-		say "cairn did not start; its log:"
-		tail -20 "$tmp/cairn/log" >&2
-		echo "cairn did not start" >>"$tmp/notes"
-		stop_cairn
-		return 0
-	fi
-	srv_pgids=$cairn_pid
+	start_cairn "$tmp/cairn" "$s3" || return 0
 	check_loopback cairn
 	load_s3 cairn "http://127.0.0.1:$s3" "$CAIRN_ROOT_USER" "$CAIRN_ROOT_PASSWORD"
 	srv_pgids=""
