@@ -17,10 +17,11 @@ BUILD_DEPS=(
 	liblmdb-dev uuid-dev libinih-dev libjansson-dev libexpat1-dev libzstd-dev
 	libcmocka-dev libxxhash-dev
 )
-# Real clients and tools the integration tests drive (tests/integration/).
+# Real clients and tools the integration tests drive (tests/integration/), and fio and bc
+# for bench/datapath.sh.
 TEST_DEPS=(
 	awscli python3 python3-boto3 python3-requests s3cmd rclone curl lmdb-utils
-	clang-format procps
+	clang-format procps fio bc
 )
 
 want_test=0
