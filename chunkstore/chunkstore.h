@@ -41,13 +41,20 @@ struct cs_pool_opts {
 	uint32_t k, m;	     /* 4, 2 */
 	uint32_t replicas;   /* replica policy copies: min(3, devices) */
 	uint32_t unit_size;  /* 1 MiB */
+	uint32_t chunking;   /* CS_CHUNK_FASTCDC (the default) or CS_CHUNK_FIXED */
 	uint32_t chunk_size; /* fixed chunking block: 64 KiB */
+	uint32_t chunk_avg;  /* fastcdc average (a power of two): 16 KiB */
+	uint32_t chunk_min;  /* fastcdc bounds: 4 KiB, 64 KiB */
+	uint32_t chunk_max;
 	uint32_t inline_max; /* 4096 */
 	uint32_t part_power; /* ring partition power: 10 */
 	/* Every start. */
-	size_t map_size;    /* LMDB map; 0 = 64 GiB */
-	unsigned workers;   /* chunk worker threads; 0 = one per core */
-	bool powerloss_sim; /* core/io power-loss test mode */
+	size_t map_size;	/* LMDB map; 0 = 64 GiB */
+	unsigned workers;	/* chunk worker threads; 0 = one per core */
+	bool powerloss_sim;	/* core/io power-loss test mode */
+	bool no_compress;	/* store new chunks as they are (no zstd) */
+	int zstd_level;		/* for new chunks; 0 = 1 (fast) */
+	uint64_t bloom_entries; /* dedup filter capacity at open; 0 = from the index */
 };
 
 struct cs_pool;

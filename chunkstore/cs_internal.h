@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "chunkstore/chunkstore.h"
+#include "chunkstore/cs_cdc.h"
 #include "chunkstore/format.h"
 
 #define CS_TAG "chunkstore"
@@ -74,8 +75,9 @@ struct cs_writer {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	uint64_t size; /* logical bytes */
-	uint8_t *cur;  /* chunk being filled (chunk_size) */
+	uint8_t *cur;  /* chunk being filled (pool->chunk_cap) */
 	size_t cur_len;
+	struct cs_cdc_state cdc; /* fastcdc: where the stream is in cur */
 	/* results, indexed by chunk number; grown by the writer thread under mu */
 	struct cs_wchunk *chunks;
 	size_t nchunks, cap_chunks;
@@ -152,6 +154,8 @@ struct cs_pool {
 	struct meta_env *meta;
 	struct ring *ring_ec, *ring_rep;
 	struct cs_pool_rec rec;
+	struct cs_cdc cdc;	       /* CS_CHUNK_FASTCDC pools */
+	uint32_t chunk_cap;	       /* largest chunk: chunk_size (fixed) or chunk_max */
 	char (*dev_dirs)[CS_PATH_MAX]; /* by ring device id */
 	uint32_t ndev_dirs;
 

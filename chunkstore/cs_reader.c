@@ -456,7 +456,7 @@ static int cs_fill_window(struct cs_reader *r, unsigned i, unsigned last)
 
 	if (!r->slot_len) {
 		r->slot_len =
-		    cs_align_up(r->pool->rec.chunk_size + sizeof(struct cs_chunk_hdr), CS_BLOCK) +
+		    cs_align_up(r->pool->chunk_cap + sizeof(struct cs_chunk_hdr), CS_BLOCK) +
 		    CS_BLOCK;
 	}
 	for (unsigned j = i; j <= last && j < r->nlocs && j < i + CS_RSLOTS; j++) {

@@ -1,7 +1,8 @@
 /* chunkstore/cs_writer.c - writers, the chunk worker pool, open stripes.
  *
- * A writer cuts its stream into fixed-size chunks and queues each full one
- * to the worker pool; at most nbufs chunks of one writer exist at a time
+ * A writer cuts its stream into chunks (the pool's policy: fixed blocks, or
+ * FastCDC boundaries found in the caller's bytes) and queues each to the
+ * worker pool; at most nbufs chunks of one writer exist at a time
  * (the writer blocks for a free buffer), so memory per writer is bounded.
  *
  * A worker fingerprints a chunk (SHA-256), skips all-zero chunks, looks the
@@ -629,6 +630,10 @@ int cs_writer_open(struct cs_pool *pool, struct cs_writer **out)
 	 * hash) keeps going while every worker waits on a device write; the
 	 * buffers are made only as a stream grows, so small writers pay nothing. */
 	w->nbufs = CS_WRITER_BUFS;
+	/* Smaller chunks: more of them in flight, about 1 MiB (at most 64). */
+	size_t by_size = (1u << 20) / (pool->rec.chunk_size ? pool->rec.chunk_size : 1);
+	if (w->nbufs < by_size)
+		w->nbufs = by_size < 64 ? by_size : 64;
 	if (w->nbufs < 4 * (size_t)pool->nworkers + 4)
 		w->nbufs = 4 * (size_t)pool->nworkers + 4;
 	w->freebufs = calloc(w->nbufs, sizeof(*w->freebufs));
@@ -656,7 +661,7 @@ static struct cs_task *cs_task_get(struct cs_writer *w)
 			w->nalloc++;
 			pthread_mutex_unlock(&w->mu);
 			size_t hdr = cs_align_up(sizeof(struct cs_task), 64);
-			t = malloc(hdr + w->pool->rec.chunk_size);
+			t = malloc(hdr + w->pool->chunk_cap);
 			if (!t) {
 				pthread_mutex_lock(&w->mu);
 				w->nalloc--;
@@ -774,7 +779,8 @@ static int cs_writer_state(struct cs_writer *w, size_t *nfiles)
 int cs_writer_write(struct cs_writer *w, const void *buf, size_t len)
 {
 	const uint8_t *p = buf;
-	uint32_t cs = w->pool->rec.chunk_size;
+	const struct cs_pool *pool = w->pool;
+	bool cdc = pool->rec.chunking == CS_CHUNK_FASTCDC;
 	int err;
 	if (w->finished)
 		return CAIRN_EINVAL;
@@ -800,15 +806,25 @@ int cs_writer_write(struct cs_writer *w, const void *buf, size_t len)
 			w->cur_len = 0;
 		}
 		struct cs_task *t = (struct cs_task *)w->cur;
-		size_t n = cs - w->cur_len;
+		size_t n = pool->chunk_cap - w->cur_len;
 		if (n > len)
 			n = len;
+		/* The boundary is found in the caller's bytes, so each byte is
+		 * copied once; fastcdc always cuts by chunk_cap (its max). */
+		bool cut;
+		if (cdc) {
+			size_t used;
+			cut = cs_cdc_feed(&pool->cdc, &w->cdc, p, n, &used);
+			n = used;
+		} else {
+			cut = w->cur_len + n == pool->chunk_cap;
+		}
 		memcpy(t->buf + w->cur_len, p, n);
 		w->cur_len += n;
 		w->size += n;
 		p += n;
 		len -= n;
-		if (w->cur_len == cs) {
+		if (cut) {
 			int rc = cs_submit(w);
 			if (rc < 0)
 				return rc;

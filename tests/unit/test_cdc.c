@@ -15,7 +15,11 @@
 
 #include <cmocka.h>
 
+#include "chunkstore/chunkstore.h"
 #include "chunkstore/cs_cdc.h"
+#include "chunkstore/cs_internal.h"
+#include "core/log.h"
+#include "meta/meta.h"
 
 #define KIB 1024u
 #define MIB (1024u * 1024u)
@@ -202,6 +206,211 @@ static void test_cdc_shift_resistance(void **state)
 	free(lb);
 }
 
+/* ---- pools ---- */
+
+static char g_dir[256];
+
+static int rm_cb(const char *p, const struct stat *st, int flag, struct FTW *f)
+{
+	(void)st, (void)flag, (void)f;
+	return remove(p);
+}
+
+static int pool_setup(void **state)
+{
+	(void)state;
+	snprintf(g_dir, sizeof(g_dir), "/tmp/cairn-cdc-XXXXXX");
+	return mkdtemp(g_dir) ? 0 : -1;
+}
+
+static int pool_teardown(void **state)
+{
+	(void)state;
+	nftw(g_dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+	return 0;
+}
+
+static struct cs_pool *open_pool(const struct cs_pool_opts *extra)
+{
+	struct cs_pool_opts o = {0};
+	if (extra)
+		o = *extra;
+	o.data_dir = g_dir;
+	struct cs_pool *p = NULL;
+	assert_int_equal(cs_pool_open(&o, &p), 0);
+	return p;
+}
+
+static int create_fn(struct cs_txn *t, void *arg)
+{
+	return cs_manifest_create(t, arg);
+}
+
+static void put_object(struct cs_pool *p, const uint8_t *data, size_t size, size_t step,
+		       struct cs_mid *mid)
+{
+	struct cs_writer *w = NULL;
+	assert_int_equal(cs_writer_open(p, &w), 0);
+	for (size_t off = 0; off < size; off += step) {
+		size_t n = size - off < step ? size - off : step;
+		assert_int_equal(cs_writer_write(w, data + off, n), 0);
+	}
+	assert_int_equal(cs_writer_finish(w), 0);
+	assert_int_equal(cs_writer_size(w), size);
+	assert_int_equal(cs_commit(p, w, create_fn, mid), 0);
+	cs_writer_free(w);
+}
+
+static void check_object(struct cs_pool *p, const struct cs_mid *mid, const uint8_t *data,
+			 size_t size, size_t step)
+{
+	struct cs_reader *r;
+	uint8_t *buf = malloc(size + 1);
+	assert_non_null(buf);
+	assert_int_equal(cs_reader_open(p, mid, &r), 0);
+	assert_int_equal(cs_reader_size(r), size);
+	for (size_t off = 0; off < size;) {
+		long n = cs_reader_read(r, off, buf + off, step);
+		assert_true(n > 0);
+		off += (size_t)n;
+	}
+	assert_int_equal(cs_reader_read(r, size, buf, 1), 0);
+	cs_reader_free(r);
+	assert_memory_equal(buf, data, size);
+	free(buf);
+}
+
+/* Manifest chunk lengths, in order (the pool's cut points). */
+static size_t manifest_lens(struct cs_pool *p, const struct cs_mid *mid, uint32_t *lens, size_t cap)
+{
+	struct meta_txn *t;
+	struct meta_cursor *c;
+	uint8_t key[4 + CS_MID_LEN + 8];
+	const void *k, *v;
+	size_t kl, vl, n = 0;
+	assert_int_equal(meta_txn_begin(cs_pool_meta(p), false, &t), 0);
+	assert_int_equal(meta_cursor_open(t, META_T_MANIFESTS, &c), 0);
+	size_t skl = cs_key_ment(key, cs_mid_part(p, mid), mid, 0);
+	int rc = meta_cursor_seek(c, key, skl, &k, &kl, &v, &vl);
+	while (rc == 0 && kl == skl && memcmp(k, key, skl - 8) == 0) {
+		struct cs_ment_rec_hdr rh;
+		memcpy(&rh, v, sizeof(rh));
+		for (unsigned i = 0; i < rh.count; i++) {
+			struct cs_ment e;
+			memcpy(&e, (const uint8_t *)v + sizeof(rh) + i * sizeof(e), sizeof(e));
+			assert_true(n < cap);
+			lens[n++] = e.len;
+		}
+		rc = meta_cursor_next(c, &k, &kl, &v, &vl);
+	}
+	meta_cursor_close(c);
+	meta_txn_abort(t);
+	return n;
+}
+
+/* A new pool is FastCDC 16K [4K, 64K]; what it stores reads back byte-exact
+ * however the stream was split, and its cut points are cs_cdc's. */
+static void test_pool_default_fastcdc_roundtrip(void **state)
+{
+	(void)state;
+	struct cs_pool *p = open_pool(NULL);
+	const struct cs_pool_rec *r = cs_pool_format(p);
+	assert_int_equal(r->chunking, CS_CHUNK_FASTCDC);
+	assert_int_equal(r->chunk_size, 16 * KIB);
+	assert_int_equal(r->chunk_min, 4 * KIB);
+	assert_int_equal(r->chunk_max, 64 * KIB);
+	size_t n = 3 * MIB + 12345;
+	uint8_t *d = malloc(n);
+	assert_non_null(d);
+	fill_random(d, n, 5);
+	static const size_t steps[] = {1000, 4096, 65537, 1 << 20};
+	struct cs_mid mids[4];
+	for (unsigned i = 0; i < 4; i++)
+		put_object(p, d, n, steps[i], &mids[i]);
+	size_t *want = malloc(1024 * sizeof(*want));
+	uint32_t *got = malloc(1024 * sizeof(*got));
+	assert_non_null(want);
+	assert_non_null(got);
+	size_t k = cut_all(&g_cdc, d, n, want, 1024);
+	for (unsigned i = 0; i < 4; i++) {
+		assert_int_equal(manifest_lens(p, &mids[i], got, 1024), k);
+		for (size_t j = 0; j < k; j++)
+			assert_int_equal(got[j], want[j]);
+		check_object(p, &mids[i], d, n, i == 0 ? 7777 : MIB);
+	}
+	/* the same bytes four times: stored once */
+	struct cs_stats st;
+	assert_int_equal(cs_pool_stats(p, &st), 0);
+	assert_int_equal(st.unique_bytes, n);
+	assert_int_equal(st.chunks, k);
+	cs_pool_close(p);
+	/* reopened: same policy, same data */
+	p = open_pool(NULL);
+	assert_int_equal(cs_pool_format(p)->chunking, CS_CHUNK_FASTCDC);
+	check_object(p, &mids[2], d, n, 100000);
+	cs_pool_close(p);
+	free(want);
+	free(got);
+	free(d);
+}
+
+/* Bytes inserted near the start of an object: the second upload stores a
+ * chunk or two, not the whole object again. */
+static void test_pool_fastcdc_dedups_shifted_data(void **state)
+{
+	(void)state;
+	struct cs_pool *p = open_pool(NULL);
+	size_t n = 4 * MIB;
+	uint8_t *a = malloc(n + 8);
+	assert_non_null(a);
+	fill_random(a, n, 77);
+	struct cs_mid ma, mb;
+	put_object(p, a, n, 65536, &ma);
+	struct cs_stats s1, s2;
+	assert_int_equal(cs_pool_stats(p, &s1), 0);
+	memmove(a + 3001, a + 3000, n - 3000);
+	a[3000] = 0xAB;
+	put_object(p, a, n + 1, 65536, &mb);
+	assert_int_equal(cs_pool_stats(p, &s2), 0);
+	assert_true(s2.unique_bytes - s1.unique_bytes <= 3 * 64 * KIB);
+	assert_true(s2.chunks - s1.chunks <= 3);
+	check_object(p, &mb, a, n + 1, MIB);
+	cs_pool_close(p);
+	free(a);
+}
+
+/* Pool options: a fixed pool stays fixed; bad FastCDC bounds are refused. */
+static void test_pool_chunking_options(void **state)
+{
+	(void)state;
+	struct cs_pool *p = NULL;
+	struct cs_pool_opts bad = {.data_dir = g_dir, .chunk_avg = 12288};
+	assert_int_equal(cs_pool_open(&bad, &p), CAIRN_EINVAL);
+	struct cs_pool_opts big = {.data_dir = g_dir, .chunk_max = 2 * MIB};
+	assert_int_equal(cs_pool_open(&big, &p), CAIRN_EINVAL); /* > unit */
+	struct cs_pool_opts fx = {.chunking = CS_CHUNK_FIXED, .chunk_size = 8192};
+	p = open_pool(&fx);
+	assert_int_equal(cs_pool_format(p)->chunking, CS_CHUNK_FIXED);
+	size_t n = 100000;
+	uint8_t *d = malloc(n);
+	assert_non_null(d);
+	fill_random(d, n, 3);
+	struct cs_mid m;
+	put_object(p, d, n, 3333, &m);
+	uint32_t lens[32];
+	assert_int_equal(manifest_lens(p, &m, lens, 32), 13);
+	assert_int_equal(lens[0], 8192);
+	assert_int_equal(lens[12], n - 12 * 8192);
+	cs_pool_close(p);
+	/* reopening with other options changes nothing */
+	struct cs_pool_opts cdc = {.chunking = CS_CHUNK_FASTCDC};
+	p = open_pool(&cdc);
+	assert_int_equal(cs_pool_format(p)->chunking, CS_CHUNK_FIXED);
+	check_object(p, &m, d, n, n);
+	cs_pool_close(p);
+	free(d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -211,5 +420,14 @@ int main(void)
 	    cmocka_unit_test(test_cdc_streaming_equals_one_shot),
 	    cmocka_unit_test(test_cdc_shift_resistance),
 	};
-	return cmocka_run_group_tests(tests, cdc_setup, NULL);
+	log_set_level(LOG_WARN);
+	int rc = cmocka_run_group_tests(tests, cdc_setup, NULL);
+	const struct CMUnitTest pool_tests[] = {
+	    cmocka_unit_test_setup_teardown(test_pool_default_fastcdc_roundtrip, pool_setup,
+					    pool_teardown),
+	    cmocka_unit_test_setup_teardown(test_pool_fastcdc_dedups_shifted_data, pool_setup,
+					    pool_teardown),
+	    cmocka_unit_test_setup_teardown(test_pool_chunking_options, pool_setup, pool_teardown),
+	};
+	return rc | cmocka_run_group_tests_name("pools", pool_tests, cdc_setup, NULL);
 }

@@ -64,6 +64,10 @@ static struct cs_pool *open_pool(const struct cs_pool_opts *extra)
 	if (extra)
 		o = *extra;
 	o.data_dir = g_dir;
+	/* These tests are about fixed 64 KiB chunks (FastCDC pools, the
+	 * default, are covered in test_cdc.c). */
+	if (!o.chunking)
+		o.chunking = CS_CHUNK_FIXED;
 	struct cs_pool *p = NULL;
 	int rc = cs_pool_open(&o, &p);
 	assert_int_equal(rc, 0);
@@ -1027,7 +1031,8 @@ static void test_powerloss_committed_survive(void **state)
 	assert_true(pid >= 0);
 	if (pid == 0) {
 		close(pfd[0]);
-		struct cs_pool_opts o = {.data_dir = g_dir, .powerloss_sim = true};
+		struct cs_pool_opts o = {
+		    .data_dir = g_dir, .chunking = CS_CHUNK_FIXED, .powerloss_sim = true};
 		struct cs_pool *p = NULL;
 		struct cs_mid m[2];
 		struct cs_writer *w = NULL;
