@@ -127,7 +127,7 @@ static int cs_chunk_ref(struct cs_txn *t, struct cs_scache *sc, const struct cs_
 		}
 		r = (struct cs_chunk_rec){
 		    .version = CS_CHUNK_VERSION,
-		    .compression = CS_COMP_NONE,
+		    .compression = c->compression,
 		    .crc32c = c->crc,
 		    .refcount = 1,
 		    .stripe_id = c->stripe_id,

@@ -60,6 +60,7 @@ struct cs_wchunk {
 	uint32_t offset; /* record offset in the data area */
 	uint32_t stored_len;
 	uint32_t crc;
+	uint8_t compression; /* enum cs_compress of the stored record */
 };
 
 /* Where one worker last put a record of a writer (slot owned by that worker). */
@@ -121,9 +122,11 @@ struct cs_worker {
 	uint32_t unit;			      /* current data unit */
 	struct cs_file *ufiles[CS_MAX_FRAGS]; /* copies of the current unit */
 	unsigned ncopies;
-	uint8_t *stage;	 /* CS_UNIT_HDR_SIZE + unit_size, aligned */
-	uint64_t pos;	 /* next record's file offset */
-	uint64_t wr_pos; /* first block not yet written (aligned) */
+	uint8_t *stage;		  /* CS_UNIT_HDR_SIZE + unit_size, aligned */
+	uint64_t pos;		  /* next record's file offset */
+	uint64_t wr_pos;	  /* first block not yet written (aligned) */
+	struct ZSTD_CCtx_s *cctx; /* NULL: store raw */
+	uint8_t *zbuf;		  /* compressed chunk (pool->chunk_cap) */
 	/* bumped whenever the open stripe is dropped after an error: records
 	 * still unwritten in it are lost, so a writer that placed records here
 	 * before the bump fails at finish */
@@ -154,8 +157,10 @@ struct cs_pool {
 	struct meta_env *meta;
 	struct ring *ring_ec, *ring_rep;
 	struct cs_pool_rec rec;
-	struct cs_cdc cdc;	       /* CS_CHUNK_FASTCDC pools */
-	uint32_t chunk_cap;	       /* largest chunk: chunk_size (fixed) or chunk_max */
+	struct cs_cdc cdc;  /* CS_CHUNK_FASTCDC pools */
+	uint32_t chunk_cap; /* largest chunk: chunk_size (fixed) or chunk_max */
+	bool compress;	    /* zstd for new chunks (!opts->no_compress) */
+	int zstd_level;
 	char (*dev_dirs)[CS_PATH_MAX]; /* by ring device id */
 	uint32_t ndev_dirs;
 

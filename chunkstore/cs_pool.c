@@ -558,6 +558,8 @@ int cs_pool_open(const struct cs_pool_opts *opts, struct cs_pool **out)
 	rc = cs_committer_start(pool);
 	if (rc < 0)
 		goto out;
+	pool->compress = !opts->no_compress;
+	pool->zstd_level = opts->zstd_level ? opts->zstd_level : 1;
 	pool->nworkers = opts->workers;
 	if (!pool->nworkers) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);

@@ -6,7 +6,8 @@
  * one contiguous O_DIRECT read per chunk (the 4 KiB-aligned range around
  * its record), several in one io_batch. Every chunk is verified (header
  * CRC, payload CRC, fingerprint); a bad or missing copy is replaced by the
- * unit's next copy (the open stripe's replicas on D[k..k+m)).
+ * unit's next copy (the open stripe's replicas on D[k..k+m)). A zstd chunk
+ * is decompressed (after its CRC verified) when the caller first touches it.
  *
  * The current record's locations and a window of CS_RSLOTS decoded chunks
  * are cached, so sequential reads cost one seek per record (32 chunks) and
@@ -20,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "chunkstore/cs_comp.h"
 #include "chunkstore/cs_internal.h"
 #include "core/hash.h"
 #include "core/io.h"
@@ -45,7 +47,9 @@ struct cs_rslot {
 	bool valid;
 	uint64_t off;	     /* logical offset of the chunk held */
 	uint8_t *buf;	     /* aligned read buffer */
-	const uint8_t *data; /* payload inside buf */
+	const uint8_t *data; /* stored payload inside buf */
+	uint8_t comp;	     /* enum cs_compress of the payload */
+	uint32_t stored_len;
 };
 
 struct cs_rfd {
@@ -72,7 +76,12 @@ struct cs_reader {
 	uint64_t fd_clock;
 	struct io_ctx *io;
 	uint64_t last_end; /* end of the previous read (sequential detection) */
-	uint64_t epoch;	   /* cs_epoch_enter ticket */
+	/* the last compressed chunk read, decompressed (chunk_cap bytes) */
+	ZSTD_DCtx *dctx;
+	uint8_t *raw;
+	uint64_t raw_off;
+	bool raw_valid;
+	uint64_t epoch; /* cs_epoch_enter ticket */
 };
 
 int cs_reader_open(struct cs_pool *pool, const struct cs_mid *mid, struct cs_reader **out)
@@ -151,6 +160,8 @@ void cs_reader_free(struct cs_reader *r)
 	io_ctx_free(r->io);
 	free(r->locs);
 	free(r->inline_bytes);
+	ZSTD_freeDCtx(r->dctx);
+	free(r->raw);
 	cs_epoch_exit(r->pool, r->epoch);
 	free(r);
 }
@@ -366,8 +377,8 @@ static bool cs_verify(const struct cs_rloc *l, const struct io_req *req, const s
 	h.hdr_crc = 0;
 	if (h.magic != CS_CHUNK_MAGIC || h.version > 1 || crc32c(0, &h, sizeof(h)) != hc)
 		return false;
-	if (h.stored_len != l->stored_len || h.raw_len != l->len || h.compression != CS_COMP_NONE ||
-	    memcmp(h.fp, l->fp, CS_FP_LEN) != 0)
+	if (h.stored_len != l->stored_len || h.raw_len != l->len ||
+	    h.compression != l->compression || memcmp(h.fp, l->fp, CS_FP_LEN) != 0)
 		return false;
 	uint32_t pc = crc32c(0, s->data, h.stored_len);
 	return pc == h.payload_crc && pc == l->crc;
@@ -394,7 +405,7 @@ static int cs_read_chunks(struct cs_reader *r, const unsigned *want, struct cs_r
 		ok[i] = false;
 		slots[i]->valid = false;
 		const struct cs_rloc *l = &r->locs[want[i]];
-		if (l->compression != CS_COMP_NONE)
+		if (l->compression != CS_COMP_NONE && l->compression != CS_COMP_ZSTD)
 			return CAIRN_EFORMAT;
 		if (cs_prep_read(r, l, 0, slots[i], &reqs[nreq]) == 0)
 			map[nreq++] = i;
@@ -434,6 +445,8 @@ static int cs_read_chunks(struct cs_reader *r, const unsigned *want, struct cs_r
 		}
 		slots[i]->valid = true;
 		slots[i]->off = l->off;
+		slots[i]->comp = l->compression;
+		slots[i]->stored_len = l->stored_len;
 	}
 	return 0;
 }
@@ -482,6 +495,32 @@ static int cs_fill_window(struct cs_reader *r, unsigned i, unsigned last)
 		slots[q] = s;
 	}
 	return n ? cs_read_chunks(r, want, slots, n) : 0;
+}
+
+/* The decompressed bytes of a compressed slot, in r->raw. Decompressed
+ * lazily and once: a read of any part of the chunk pays for all of it, the
+ * next read of the same chunk nothing. The payload's CRC was verified when
+ * it was read, so a failure here means it was stored bad: no copy helps. */
+static int cs_expand(struct cs_reader *r, const struct cs_rslot *s, uint32_t raw_len)
+{
+	if (r->raw_valid && r->raw_off == s->off)
+		return 0;
+	r->raw_valid = false;
+	if (!r->dctx)
+		r->dctx = ZSTD_createDCtx();
+	if (!r->raw)
+		r->raw = malloc(r->pool->chunk_cap);
+	if (!r->dctx || !r->raw)
+		return -ENOMEM;
+	if (raw_len > r->pool->chunk_cap ||
+	    cs_comp_expand(r->dctx, s->data, s->stored_len, r->raw, raw_len) < 0) {
+		log_err(CS_TAG, "chunk at %llu: zstd payload does not decompress to %u bytes",
+			(unsigned long long)s->off, raw_len);
+		return CAIRN_ECORRUPT;
+	}
+	r->raw_off = s->off;
+	r->raw_valid = true;
+	return 0;
 }
 
 long cs_reader_read(struct cs_reader *r, uint64_t off, void *buf, size_t len)
@@ -533,7 +572,14 @@ long cs_reader_read(struct cs_reader *r, uint64_t off, void *buf, size_t len)
 				if (!s)
 					return CAIRN_ECORRUPT;
 			}
-			memcpy(out + done, s->data + in, n);
+			const uint8_t *src = s->data;
+			if (s->comp == CS_COMP_ZSTD) {
+				rc = cs_expand(r, s, l->len);
+				if (rc < 0)
+					return rc;
+				src = r->raw;
+			}
+			memcpy(out + done, src + in, n);
 		}
 		done += n;
 	}

@@ -6,14 +6,13 @@
  * (the writer blocks for a free buffer), so memory per writer is bounded.
  *
  * A worker fingerprints a chunk (SHA-256), skips all-zero chunks, looks the
- * fingerprint up in the chunk index (a short read txn) and appends a new
- * chunk as a record to its own open stripe: data unit u on D[u] plus replicas
- * on D[k..k+m), the same blocks written to all m+1 copies in one io_batch.
- * Only whole 4 KiB blocks are written as records arrive; the partial tail
- * block stays in the worker's staging buffer until a writer that has a
- * record in it finishes (or the unit fills), and is then written zero-padded
- * and the unit's next record starts at the next block. Invariant: no block
- * that may have been synced is ever written again.
+ * fingerprint up in the chunk index (a short read txn), compresses a new
+ * chunk (zstd, cs_comp.h policy) and appends it as a record to its own open stripe: data unit u on
+ * D[u] plus replicas on D[k..k+m), the same blocks written to all m+1 copies in one io_batch. Only
+ * whole 4 KiB blocks are written as records arrive; the partial tail block stays in the worker's
+ * staging buffer until a writer that has a record in it finishes (or the unit fills), and is then
+ * written zero-padded and the unit's next record starts at the next block. Invariant: no block that
+ * may have been synced is ever written again.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -23,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "chunkstore/cs_comp.h"
 #include "chunkstore/cs_internal.h"
 #include "core/fault.h"
 #include "core/hash.h"
@@ -308,9 +308,11 @@ static int cs_stripe_open(struct cs_worker *wk)
 	return cs_unit_open(wk);
 }
 
-/* Appends one record; fills the chunk's location. */
+/* Appends one record (len stored bytes of a raw_len-byte chunk); fills the
+ * chunk's location. */
 static int cs_append(struct cs_worker *wk, struct cs_writer *w, const uint8_t *payload,
-		     uint32_t len, const uint8_t fp[CS_FP_LEN], struct cs_wchunk *out)
+		     uint32_t len, uint32_t raw_len, uint8_t comp, const uint8_t fp[CS_FP_LEN],
+		     struct cs_wchunk *out)
 {
 	struct cs_pool *pool = wk->pool;
 	const struct cs_pool_rec *pr = &pool->rec;
@@ -348,8 +350,8 @@ static int cs_append(struct cs_worker *wk, struct cs_writer *w, const uint8_t *p
 	struct cs_chunk_hdr h = {
 	    .magic = CS_CHUNK_MAGIC,
 	    .version = 1,
-	    .compression = CS_COMP_NONE,
-	    .raw_len = len,
+	    .compression = comp,
+	    .raw_len = raw_len,
 	    .stored_len = len,
 	    .payload_crc = crc32c(0, payload, len),
 	};
@@ -411,6 +413,7 @@ static int cs_append(struct cs_worker *wk, struct cs_writer *w, const uint8_t *p
 	out->unit = wk->unit;
 	out->offset = (uint32_t)(at - CS_UNIT_HDR_SIZE);
 	out->stored_len = len;
+	out->compression = comp;
 	out->crc = h.payload_crc;
 	return 0;
 }
@@ -469,7 +472,21 @@ static void cs_do_chunk(struct cs_worker *wk, EVP_MD_CTX *md, struct cs_task *t)
 				goto out;
 			}
 		}
-		rc = cs_append(wk, w, t->buf, (uint32_t)t->len, r.ment.fp, &r);
+		/* New data only: dedup hits and zero chunks never pay zstd. */
+		const uint8_t *payload = t->buf;
+		size_t stored = t->len;
+		uint8_t comp = CS_COMP_NONE;
+		if (wk->cctx) {
+			size_t z =
+			    cs_comp_chunk(wk->cctx, wk->pool->zstd_level, t->buf, t->len, wk->zbuf);
+			if (z) {
+				payload = wk->zbuf;
+				stored = z;
+				comp = CS_COMP_ZSTD;
+			}
+		}
+		rc = cs_append(wk, w, payload, (uint32_t)stored, (uint32_t)t->len, comp, r.ment.fp,
+			       &r);
 	}
 out:
 	r.done = true;
@@ -514,6 +531,16 @@ static void *cs_worker_main(void *arg)
 	struct cs_worker *wk = arg;
 	struct cs_pool *pool = wk->pool;
 	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	/* Without a context or buffer the worker stores chunks raw: slower to
+	 * read back nothing, only more bytes. */
+	if (pool->compress) {
+		wk->cctx = ZSTD_createCCtx();
+		wk->zbuf = malloc(pool->chunk_cap);
+		if (!wk->cctx || !wk->zbuf) {
+			ZSTD_freeCCtx(wk->cctx);
+			wk->cctx = NULL;
+		}
+	}
 
 	pthread_mutex_lock(&pool->wq_mu);
 	for (;;) {
@@ -544,6 +571,10 @@ static void *cs_worker_main(void *arg)
 	pthread_mutex_unlock(&pool->wq_mu);
 	(void)cs_unit_close(wk);
 	EVP_MD_CTX_free(md);
+	ZSTD_freeCCtx(wk->cctx);
+	wk->cctx = NULL;
+	free(wk->zbuf);
+	wk->zbuf = NULL;
 	io_ctx_free(wk->io);
 	wk->io = NULL;
 	return NULL;

@@ -15,8 +15,11 @@
 
 #include <cmocka.h>
 
+#include <openssl/evp.h>
+
 #include "chunkstore/chunkstore.h"
 #include "chunkstore/cs_cdc.h"
+#include "chunkstore/cs_comp.h"
 #include "chunkstore/cs_internal.h"
 #include "core/log.h"
 #include "meta/meta.h"
@@ -411,6 +414,207 @@ static void test_pool_chunking_options(void **state)
 	free(d);
 }
 
+/* Text-like bytes: 8 letters at random, about 3 bits each (zstd: ~2.5x). */
+static void fill_text(uint8_t *b, size_t n, uint64_t seed)
+{
+	fill_random(b, n, seed);
+	for (size_t i = 0; i < n; i++)
+		b[i] = (uint8_t)('a' + (b[i] & 7));
+}
+
+/* The chunk index record of the chunk holding d[0..n), or -1. */
+static int chunk_rec(struct cs_pool *p, const void *d, size_t n, struct cs_chunk_rec *out)
+{
+	uint8_t fp[32], key[36];
+	unsigned l = 0;
+	assert_int_equal(EVP_Digest(d, n, fp, &l, EVP_sha256(), NULL), 1);
+	size_t kl = cs_key_chunk(key, cs_chunk_part(p, fp), fp);
+	struct meta_txn *t;
+	assert_int_equal(meta_txn_begin(cs_pool_meta(p), false, &t), 0);
+	const void *v;
+	size_t vl;
+	int rc = meta_get(t, META_T_CHUNKS, key, kl, &v, &vl);
+	if (rc == 0)
+		memcpy(out, v, sizeof(*out));
+	meta_txn_abort(t);
+	return rc == 0 ? 0 : -1;
+}
+
+static void test_comp_policy(void **state)
+{
+	(void)state;
+	ZSTD_CCtx *c = ZSTD_createCCtx();
+	ZSTD_DCtx *dc = ZSTD_createDCtx();
+	uint8_t *src = malloc(64 * KIB), *dst = malloc(64 * KIB), *back = malloc(64 * KIB);
+	assert_true(c && dc && src && dst && back);
+	/* compressible: kept, and expands back exactly */
+	fill_text(src, 64 * KIB, 1);
+	size_t z = cs_comp_chunk(c, 1, src, 64 * KIB, dst);
+	assert_true(z > 0 && z < 40 * KIB);
+	assert_int_equal(cs_comp_expand(dc, dst, z, back, 64 * KIB), 0);
+	assert_memory_equal(back, src, 64 * KIB);
+	assert_int_equal(cs_comp_expand(dc, dst, z, back, 64 * KIB - 1), -1); /* wrong size */
+	dst[z / 2] ^= 0x55;
+	assert_true(cs_comp_expand(dc, dst, z, back, 64 * KIB) < 0 ||
+		    memcmp(back, src, 64 * KIB) != 0);
+	/* random: not kept */
+	fill_random(src, 64 * KIB, 2);
+	assert_int_equal(cs_comp_chunk(c, 1, src, 64 * KIB, dst), 0);
+	/* saves less than 1/16: not kept (1/32 of it compressible) */
+	memset(src, 'x', 2 * KIB);
+	assert_int_equal(cs_comp_chunk(c, 1, src, 64 * KIB, dst), 0);
+	/* the probe: a random first 4 KiB gives up on a chunk that would
+	 * compress (the price of the early abort) */
+	fill_random(src, CS_COMP_SAMPLE, 3);
+	memset(src + CS_COMP_SAMPLE, 0, 60 * KIB);
+	assert_int_equal(cs_comp_chunk(c, 1, src, 64 * KIB, dst), 0);
+	/* tiny chunks are left alone */
+	memset(src, 0, 64 * KIB);
+	assert_int_equal(cs_comp_chunk(c, 1, src, CS_COMP_MIN_LEN - 1, dst), 0);
+	assert_true(cs_comp_chunk(c, 1, src, CS_COMP_MIN_LEN, dst) > 0);
+	free(src);
+	free(dst);
+	free(back);
+	ZSTD_freeCCtx(c);
+	ZSTD_freeDCtx(dc);
+}
+
+/* Compressible objects are stored compressed (index record, stats) and read
+ * back exactly, whole and at ragged ranges; incompressible ones raw. */
+static void test_pool_zstd_roundtrip_and_stats(void **state)
+{
+	(void)state;
+	struct cs_pool *p = open_pool(NULL);
+	size_t n = 2 * MIB + 333;
+	uint8_t *t = malloc(n), *r = malloc(n), *buf = malloc(n);
+	assert_true(t && r && buf);
+	fill_text(t, n, 11);
+	fill_random(r, n, 12);
+	struct cs_mid mt, mr;
+	put_object(p, t, n, 100000, &mt);
+	struct cs_stats st;
+	assert_int_equal(cs_pool_stats(p, &st), 0);
+	assert_int_equal(st.unique_bytes, n);
+	assert_true(st.stored_bytes < n / 2);
+	put_object(p, r, n, 100000, &mr);
+	struct cs_stats st2;
+	assert_int_equal(cs_pool_stats(p, &st2), 0);
+	assert_int_equal(st2.unique_bytes, 2 * n);
+	assert_int_equal(st2.stored_bytes - st.stored_bytes, n);
+
+	size_t first = cs_cdc_cut(&g_cdc, t, n);
+	struct cs_chunk_rec cr;
+	assert_int_equal(chunk_rec(p, t, first, &cr), 0);
+	assert_int_equal(cr.compression, CS_COMP_ZSTD);
+	assert_int_equal(cr.raw_len, first);
+	assert_true(cr.stored_len < first / 2);
+	first = cs_cdc_cut(&g_cdc, r, n);
+	assert_int_equal(chunk_rec(p, r, first, &cr), 0);
+	assert_int_equal(cr.compression, CS_COMP_NONE);
+	assert_int_equal(cr.stored_len, first);
+
+	check_object(p, &mt, t, n, 4093);
+	check_object(p, &mr, r, n, MIB);
+	/* ranged reads, backwards so nothing is served from the window in order */
+	struct cs_reader *rd;
+	assert_int_equal(cs_reader_open(p, &mt, &rd), 0);
+	uint64_t x = 99;
+	for (int i = 0; i < 200; i++) {
+		x = x * 6364136223846793005ull + 1442695040888963407ull;
+		size_t off = (size_t)(x >> 20) % n, len = (size_t)(x >> 50) % (100 * KIB) + 1;
+		if (len > n - off)
+			len = n - off;
+		assert_int_equal(cs_reader_read(rd, off, buf, len), (long)len);
+		assert_memory_equal(buf, t + off, len);
+	}
+	cs_reader_free(rd);
+	cs_pool_close(p);
+	/* after a restart too */
+	p = open_pool(NULL);
+	check_object(p, &mt, t, n, MIB);
+	cs_pool_close(p);
+	free(t);
+	free(r);
+	free(buf);
+}
+
+static void test_pool_no_compress_option(void **state)
+{
+	(void)state;
+	struct cs_pool_opts o = {.no_compress = true};
+	struct cs_pool *p = open_pool(&o);
+	size_t n = MIB;
+	uint8_t *t = malloc(n);
+	assert_non_null(t);
+	fill_text(t, n, 13);
+	struct cs_mid m;
+	put_object(p, t, n, n, &m);
+	struct cs_stats st;
+	assert_int_equal(cs_pool_stats(p, &st), 0);
+	assert_int_equal(st.stored_bytes, n);
+	cs_pool_close(p);
+	/* the same pool compresses again when allowed; both read back */
+	p = open_pool(NULL);
+	struct cs_mid m2;
+	fill_text(t, n, 14);
+	put_object(p, t, n, n, &m2);
+	assert_int_equal(cs_pool_stats(p, &st), 0);
+	assert_true(st.stored_bytes < n + n / 2);
+	check_object(p, &m2, t, n, 65536);
+	fill_text(t, n, 13);
+	check_object(p, &m, t, n, 65536);
+	cs_pool_close(p);
+	free(t);
+}
+
+/* A corrupt compressed payload on the primary copy is caught by its CRC
+ * before zstd sees it, and the replica serves the read. */
+static void test_pool_zstd_corrupt_copy_falls_back(void **state)
+{
+	(void)state;
+	struct cs_pool *p = open_pool(NULL);
+	size_t n = 256 * KIB;
+	uint8_t *t = malloc(n);
+	assert_non_null(t);
+	fill_text(t, n, 15);
+	struct cs_mid m;
+	put_object(p, t, n, n, &m);
+	size_t first = cs_cdc_cut(&g_cdc, t, n);
+	struct cs_chunk_rec cr;
+	assert_int_equal(chunk_rec(p, t, first, &cr), 0);
+	assert_int_equal(cr.compression, CS_COMP_ZSTD);
+	/* find the primary copy: stripe record -> device -> unit file */
+	uint8_t sk[12];
+	cs_key_stripe(sk, cs_stripe_part(p, cr.stripe_id), cr.stripe_id);
+	struct meta_txn *tx;
+	const void *v;
+	size_t vl;
+	struct cs_stripe_rec sr;
+	assert_int_equal(meta_txn_begin(cs_pool_meta(p), false, &tx), 0);
+	assert_int_equal(meta_get(tx, META_T_STRIPES, sk, sizeof(sk), &v, &vl), 0);
+	memcpy(&sr, v, sizeof(sr));
+	meta_txn_abort(tx);
+	char dir[CS_PATH_MAX], path[CS_PATH_MAX];
+	assert_int_equal(cs_unit_path(p, sr.devs[cr.unit], cr.stripe_id,
+				      cs_stripe_part(p, cr.stripe_id), cr.unit, dir, sizeof(dir),
+				      path, sizeof(path)),
+			 0);
+	int fd = open(path, O_RDWR);
+	assert_true(fd >= 0);
+	off_t at = CS_UNIT_HDR_SIZE + cr.offset + sizeof(struct cs_chunk_hdr) + cr.stored_len / 2;
+	uint8_t b;
+	assert_int_equal(pread(fd, &b, 1, at), 1);
+	b ^= 0xff;
+	assert_int_equal(pwrite(fd, &b, 1, at), 1);
+	close(fd);
+	struct cs_stats st;
+	check_object(p, &m, t, n, n);
+	assert_int_equal(cs_pool_stats(p, &st), 0);
+	assert_true(st.read_fallbacks >= 1);
+	cs_pool_close(p);
+	free(t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -428,6 +632,13 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_pool_fastcdc_dedups_shifted_data, pool_setup,
 					    pool_teardown),
 	    cmocka_unit_test_setup_teardown(test_pool_chunking_options, pool_setup, pool_teardown),
+	    cmocka_unit_test(test_comp_policy),
+	    cmocka_unit_test_setup_teardown(test_pool_zstd_roundtrip_and_stats, pool_setup,
+					    pool_teardown),
+	    cmocka_unit_test_setup_teardown(test_pool_no_compress_option, pool_setup,
+					    pool_teardown),
+	    cmocka_unit_test_setup_teardown(test_pool_zstd_corrupt_copy_falls_back, pool_setup,
+					    pool_teardown),
 	};
 	return rc | cmocka_run_group_tests_name("pools", pool_tests, cdc_setup, NULL);
 }
