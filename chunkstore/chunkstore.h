@@ -173,6 +173,10 @@ struct cs_stats {
 	/* since open (not persisted): chunk copies that failed to read or
 	 * verify and were replaced by another copy */
 	uint64_t read_fallbacks;
+	/* since open: chunk dedup lookups the in-memory filter answered
+	 * "new" (no LMDB read), lookups that read the index, and of those the
+	 * filter's false positives (the index did not have the chunk) */
+	uint64_t dedup_filter_skips, dedup_index_lookups, dedup_filter_false;
 };
 int cs_pool_stats(struct cs_pool *pool, struct cs_stats *out) CAIRN_WUR;
 

@@ -204,6 +204,22 @@ struct cs_pool {
 	struct cs_stats_rec stats;
 	atomic_uint_fast64_t read_fallbacks;
 
+	/* dedup filter (cs_bloom.c): the filters under bloom_lk (see there);
+	 * bloom_want under bloom_mu; the pending list is the committer's */
+	pthread_rwlock_t bloom_lk;
+	struct cs_bloom *bloom, *bloom_next;
+	pthread_mutex_t bloom_mu;
+	pthread_cond_t bloom_cv;
+	pthread_t bloom_thread;
+	bool bloom_want, bloom_inited, bloom_started;
+	atomic_bool bloom_stop;
+	uint64_t bloom_min;
+	uint8_t (*bloom_pend)[CS_FP_LEN];
+	size_t bloom_npend, bloom_cappend;
+	/* since open: lookups the filter answered "absent", lookups that went
+	 * to the index, and of those the ones the index did not have */
+	atomic_uint_fast64_t bloom_skips, bloom_lookups, bloom_false, bloom_builds;
+
 	/* grace periods (cs_epoch.c): guarded by ep_mu */
 	pthread_mutex_t ep_mu, ep_wait_mu;
 	pthread_cond_t ep_cv;
@@ -248,6 +264,21 @@ void cs_epoch_destroy(struct cs_pool *pool);
 uint64_t cs_epoch_enter(struct cs_pool *pool);
 void cs_epoch_exit(struct cs_pool *pool, uint64_t ticket);
 void cs_epoch_wait(struct cs_pool *pool);
+
+/* cs_bloom.c: the dedup filter. cs_bloom_start launches the builder
+ * thread, whose first build scans the chunk index (until it is in, every
+ * lookup goes to LMDB). */
+int cs_bloom_start(struct cs_pool *pool, uint64_t min_entries) CAIRN_WUR;
+void cs_bloom_stop(struct cs_pool *pool);
+/* Workers: false when the fingerprint is certainly not in the index. */
+bool cs_bloom_maybe(struct cs_pool *pool, const uint8_t fp[CS_FP_LEN]);
+/* Workers: the index did not have a fingerprint the filter let through. */
+void cs_bloom_false_positive(struct cs_pool *pool);
+/* Committer: a new index entry in the current group (cs_bloom_note), then
+ * the group's outcome (cs_bloom_commit adds the noted ones if committed). */
+int cs_bloom_note(struct cs_pool *pool, const uint8_t fp[CS_FP_LEN]) CAIRN_WUR;
+void cs_bloom_commit(struct cs_pool *pool, bool committed);
+bool cs_bloom_ready(struct cs_pool *pool);
 
 /* cs_commit.c */
 int cs_committer_start(struct cs_pool *pool) CAIRN_WUR;

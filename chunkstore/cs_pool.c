@@ -555,6 +555,9 @@ int cs_pool_open(const struct cs_pool_opts *opts, struct cs_pool **out)
 	rc = io_ctx_create(CS_WORKER_DEPTH, &pool->cio);
 	if (rc < 0)
 		goto out;
+	rc = cs_bloom_start(pool, opts->bloom_entries);
+	if (rc < 0)
+		goto out;
 	rc = cs_committer_start(pool);
 	if (rc < 0)
 		goto out;
@@ -585,6 +588,7 @@ void cs_pool_close(struct cs_pool *pool)
 	/* Workers first: they may still ask the committer for stripe ids. */
 	cs_workers_stop(pool);
 	cs_committer_stop(pool);
+	cs_bloom_stop(pool);
 	io_ctx_free(pool->cio);
 	meta_close(pool->meta);
 	ring_free(pool->ring_ec);
@@ -617,6 +621,9 @@ int cs_pool_stats(struct cs_pool *pool, struct cs_stats *out)
 	    .commits = s->commits,
 	    .commit_requests = s->commit_requests,
 	    .read_fallbacks = atomic_load(&pool->read_fallbacks),
+	    .dedup_filter_skips = atomic_load(&pool->bloom_skips),
+	    .dedup_index_lookups = atomic_load(&pool->bloom_lookups),
+	    .dedup_filter_false = atomic_load(&pool->bloom_false),
 	};
 	pthread_mutex_unlock(&pool->st_mu);
 	return 0;

@@ -427,6 +427,8 @@ static int cs_chunk_lookup(struct cs_pool *pool, const uint8_t fp[CS_FP_LEN], bo
 	const void *v;
 	size_t vl;
 	*found = false;
+	if (!cs_bloom_maybe(pool, fp))
+		return 0; /* new data: no LMDB read */
 	int rc = meta_txn_begin(pool->meta, false, &txn);
 	if (rc < 0)
 		return rc;
@@ -437,6 +439,8 @@ static int cs_chunk_lookup(struct cs_pool *pool, const uint8_t fp[CS_FP_LEN], bo
 		*found = true;
 		return 0;
 	}
+	if (rc == CAIRN_ENOTFOUND)
+		cs_bloom_false_positive(pool);
 	return rc == CAIRN_ENOTFOUND ? 0 : rc;
 }
 

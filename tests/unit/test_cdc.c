@@ -615,6 +615,106 @@ static void test_pool_zstd_corrupt_copy_falls_back(void **state)
 	free(t);
 }
 
+/* ---- the dedup filter ---- */
+
+static void wait_filter(struct cs_pool *p, uint64_t builds)
+{
+	for (int i = 0; i < 2000; i++) {
+		if (cs_bloom_ready(p) && atomic_load(&p->bloom_builds) >= builds)
+			return;
+		usleep(5000);
+	}
+	fail_msg("dedup filter not built");
+}
+
+/* New data pays no index read; repeated data reads the index and dedups. */
+static void test_bloom_new_data_skips_index(void **state)
+{
+	(void)state;
+	struct cs_pool *p = open_pool(NULL);
+	wait_filter(p, 1);
+	size_t n = 4 * MIB;
+	uint8_t *d = malloc(n);
+	assert_non_null(d);
+	fill_random(d, n, 21);
+	struct cs_mid a, b;
+	struct cs_stats s0, s1, s2;
+	assert_int_equal(cs_pool_stats(p, &s0), 0);
+	put_object(p, d, n, MIB, &a);
+	assert_int_equal(cs_pool_stats(p, &s1), 0);
+	uint64_t chunks = s1.chunks;
+	assert_true(chunks > 100);
+	assert_true(s1.dedup_filter_skips - s0.dedup_filter_skips + 2 >= chunks);
+	assert_true(s1.dedup_index_lookups - s0.dedup_index_lookups <= 2);
+	put_object(p, d, n, MIB, &b);
+	assert_int_equal(cs_pool_stats(p, &s2), 0);
+	assert_int_equal(s2.chunks, chunks);
+	assert_int_equal(s2.unique_bytes, s1.unique_bytes);
+	assert_int_equal(s2.dedup_index_lookups - s1.dedup_index_lookups, chunks);
+	assert_int_equal(s2.dedup_filter_false, s1.dedup_filter_false);
+	check_object(p, &b, d, n, MIB);
+	cs_pool_close(p);
+	free(d);
+}
+
+/* At open the filter is built from the index: old chunks still dedup. */
+static void test_bloom_built_from_index_at_open(void **state)
+{
+	(void)state;
+	struct cs_pool *p = open_pool(NULL);
+	size_t n = 2 * MIB;
+	uint8_t *d = malloc(n);
+	assert_non_null(d);
+	fill_random(d, n, 22);
+	struct cs_mid a, b;
+	put_object(p, d, n, MIB, &a);
+	struct cs_stats s0, s1;
+	assert_int_equal(cs_pool_stats(p, &s0), 0);
+	cs_pool_close(p);
+	p = open_pool(NULL);
+	wait_filter(p, 1);
+	put_object(p, d, n, MIB, &b);
+	assert_int_equal(cs_pool_stats(p, &s1), 0);
+	assert_int_equal(s1.unique_bytes, s0.unique_bytes);
+	assert_int_equal(s1.chunks, s0.chunks);
+	assert_int_equal(s1.dedup_index_lookups, s0.chunks);
+	assert_int_equal(s1.dedup_filter_skips, 0);
+	cs_pool_close(p);
+	free(d);
+}
+
+/* A filter sized for 64 chunks fills up, is rebuilt bigger from the index
+ * while writes go on, and never forgets a chunk. */
+static void test_bloom_rebuilt_when_full(void **state)
+{
+	(void)state;
+	struct cs_pool_opts o = {.bloom_entries = 64};
+	struct cs_pool *p = open_pool(&o);
+	wait_filter(p, 1);
+	size_t n = 2 * MIB, nobj = 4;
+	uint8_t *d = malloc(n * nobj);
+	assert_non_null(d);
+	fill_random(d, n * nobj, 23);
+	struct cs_mid m[8];
+	for (size_t i = 0; i < nobj; i++)
+		put_object(p, d + i * n, n, MIB, &m[i]);
+	wait_filter(p, 2);
+	struct cs_stats s0, s1;
+	assert_int_equal(cs_pool_stats(p, &s0), 0);
+	assert_true(s0.chunks > 4 * 64);
+	/* every chunk written before, during or after the rebuild is found */
+	for (size_t i = 0; i < nobj; i++)
+		put_object(p, d + i * n, n, MIB, &m[nobj + i]);
+	assert_int_equal(cs_pool_stats(p, &s1), 0);
+	assert_int_equal(s1.chunks, s0.chunks);
+	assert_int_equal(s1.unique_bytes, s0.unique_bytes);
+	assert_int_equal(s1.dedup_index_lookups - s0.dedup_index_lookups, s0.chunks);
+	for (size_t i = 0; i < 2 * nobj; i++)
+		check_object(p, &m[i], d + (i % nobj) * n, n, MIB);
+	cs_pool_close(p);
+	free(d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -638,6 +738,12 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_pool_no_compress_option, pool_setup,
 					    pool_teardown),
 	    cmocka_unit_test_setup_teardown(test_pool_zstd_corrupt_copy_falls_back, pool_setup,
+					    pool_teardown),
+	    cmocka_unit_test_setup_teardown(test_bloom_new_data_skips_index, pool_setup,
+					    pool_teardown),
+	    cmocka_unit_test_setup_teardown(test_bloom_built_from_index_at_open, pool_setup,
+					    pool_teardown),
+	    cmocka_unit_test_setup_teardown(test_bloom_rebuilt_when_full, pool_setup,
 					    pool_teardown),
 	};
 	return rc | cmocka_run_group_tests_name("pools", pool_tests, cdc_setup, NULL);
