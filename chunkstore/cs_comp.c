@@ -1,4 +1,6 @@
 /* chunkstore/cs_comp.c - the chunk compression policy (see cs_comp.h). */
+#include <string.h>
+
 #include "chunkstore/cs_comp.h"
 
 size_t cs_comp_chunk(ZSTD_CCtx *cctx, int level, const uint8_t *src, size_t n, uint8_t *dst)
@@ -10,8 +12,11 @@ size_t cs_comp_chunk(ZSTD_CCtx *cctx, int level, const uint8_t *src, size_t n, u
 	/* The probe and the real attempt both get a capacity just under what
 	 * would pay, so zstd itself stops as soon as the output is too big. */
 	if (n >= 2 * CS_COMP_SAMPLE) {
-		size_t r = ZSTD_compress2(cctx, dst, CS_COMP_SAMPLE - CS_COMP_SAMPLE / 8, src,
-					  CS_COMP_SAMPLE);
+		uint8_t probe[CS_COMP_SAMPLE];
+		const size_t slice = CS_COMP_SAMPLE / CS_COMP_PROBES;
+		for (unsigned i = 0; i < CS_COMP_PROBES; i++)
+			memcpy(probe + i * slice, src + cs_comp_probe_at(n, i), slice);
+		size_t r = ZSTD_compress2(cctx, dst, CS_COMP_SAMPLE - 1, probe, CS_COMP_SAMPLE);
 		if (ZSTD_isError(r))
 			return 0;
 	}

@@ -463,11 +463,17 @@ static void test_comp_policy(void **state)
 	/* saves less than 1/16: not kept (1/32 of it compressible) */
 	memset(src, 'x', 2 * KIB);
 	assert_int_equal(cs_comp_chunk(c, 1, src, 64 * KIB, dst), 0);
-	/* the probe: a random first 4 KiB gives up on a chunk that would
-	 * compress (the price of the early abort) */
-	fill_random(src, CS_COMP_SAMPLE, 3);
-	memset(src + CS_COMP_SAMPLE, 0, 60 * KIB);
+	/* the probe: random at the probe slices gives up on a chunk that would
+	 * compress (zeros everywhere else: the price of the early abort) */
+	memset(src, 0, 64 * KIB);
+	for (unsigned i = 0; i < CS_COMP_PROBES; i++)
+		fill_random(src + cs_comp_probe_at(64 * KIB, i), CS_COMP_SAMPLE / CS_COMP_PROBES,
+			    40 + i);
 	assert_int_equal(cs_comp_chunk(c, 1, src, 64 * KIB, dst), 0);
+	/* ... while a random first 4 KiB alone does not stop it */
+	memset(src, 0, 64 * KIB);
+	fill_random(src, CS_COMP_SAMPLE, 3);
+	assert_true(cs_comp_chunk(c, 1, src, 64 * KIB, dst) > 0);
 	/* tiny chunks are left alone */
 	memset(src, 0, 64 * KIB);
 	assert_int_equal(cs_comp_chunk(c, 1, src, CS_COMP_MIN_LEN - 1, dst), 0);
