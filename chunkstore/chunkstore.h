@@ -148,11 +148,12 @@ uint64_t cs_reader_size(const struct cs_reader *r);
  * negative code (CAIRN_ECORRUPT when no copy verifies). Sequential reads are
  * prefetched. Holds no LMDB transaction between calls.
  * Never short except at the end: returns min(len, size - off), 0 when
- * off >= size. Cost: a manifest range seek per 32 chunks (2 MiB at 64 KiB),
- * then one batched O_DIRECT read of up to 32 chunks; a read continuing the
- * previous one reads ahead 32 chunks, later calls are served from memory.
- * Zero chunks and inline manifests cost no I/O. A reader owns an io_uring
- * and cached unit fds, both made on the first chunk read (~2.2 MiB). */
+ * off >= size. Cost: a manifest range seek per 32 chunks (128 for
+ * sequential or large reads), then one batched O_DIRECT read of up to 128
+ * chunks or 2 MiB; a read continuing the previous one reads ahead that
+ * window, later calls are served from memory. Zero chunks and inline
+ * manifests cost no I/O. A reader owns an io_uring and cached unit fds, both
+ * made on the first chunk read, and read buffers (~2-4 MiB streaming). */
 long cs_reader_read(struct cs_reader *r, uint64_t off, void *buf, size_t len) CAIRN_WUR;
 void cs_reader_free(struct cs_reader *r);
 

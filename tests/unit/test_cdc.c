@@ -621,6 +621,47 @@ static void test_pool_zstd_corrupt_copy_falls_back(void **state)
 	free(t);
 }
 
+/* The primary copy of a unit cut short: the merged read of its chunks comes
+ * back short, and every chunk in it is read from a replica instead. */
+static void test_pool_merged_read_truncated_unit_falls_back(void **state)
+{
+	(void)state;
+	struct cs_pool_opts o = {.workers = 1};
+	struct cs_pool *p = open_pool(&o);
+	size_t n = 3 * MIB / 4;
+	uint8_t *d = malloc(n);
+	assert_non_null(d);
+	fill_random(d, n, 31);
+	struct cs_mid m;
+	put_object(p, d, n, n, &m);
+	size_t first = cs_cdc_cut(&g_cdc, d, n);
+	struct cs_chunk_rec cr;
+	assert_int_equal(chunk_rec(p, d, first, &cr), 0);
+	uint8_t sk[12];
+	cs_key_stripe(sk, cs_stripe_part(p, cr.stripe_id), cr.stripe_id);
+	struct meta_txn *tx;
+	const void *v;
+	size_t vl;
+	struct cs_stripe_rec sr;
+	assert_int_equal(meta_txn_begin(cs_pool_meta(p), false, &tx), 0);
+	assert_int_equal(meta_get(tx, META_T_STRIPES, sk, sizeof(sk), &v, &vl), 0);
+	memcpy(&sr, v, sizeof(sr));
+	meta_txn_abort(tx);
+	char dir[CS_PATH_MAX], path[CS_PATH_MAX];
+	assert_int_equal(cs_unit_path(p, sr.devs[cr.unit], cr.stripe_id,
+				      cs_stripe_part(p, cr.stripe_id), cr.unit, dir, sizeof(dir),
+				      path, sizeof(path)),
+			 0);
+	assert_int_equal(truncate(path, CS_UNIT_HDR_SIZE + n / 2), 0);
+	struct cs_stats st;
+	check_object(p, &m, d, n, MIB);
+	assert_int_equal(cs_pool_stats(p, &st), 0);
+	assert_true(st.read_fallbacks >= 10); /* every chunk past the cut */
+	check_object(p, &m, d, n, 5000);
+	cs_pool_close(p);
+	free(d);
+}
+
 /* ---- the dedup filter ---- */
 
 static void wait_filter(struct cs_pool *p, uint64_t builds)
@@ -745,6 +786,8 @@ int main(void)
 					    pool_teardown),
 	    cmocka_unit_test_setup_teardown(test_pool_zstd_corrupt_copy_falls_back, pool_setup,
 					    pool_teardown),
+	    cmocka_unit_test_setup_teardown(test_pool_merged_read_truncated_unit_falls_back,
+					    pool_setup, pool_teardown),
 	    cmocka_unit_test_setup_teardown(test_bloom_new_data_skips_index, pool_setup,
 					    pool_teardown),
 	    cmocka_unit_test_setup_teardown(test_bloom_built_from_index_at_open, pool_setup,
