@@ -53,7 +53,7 @@ struct cs_pool_opts {
 	unsigned workers;	/* chunk worker threads; 0 = one per core */
 	bool powerloss_sim;	/* core/io power-loss test mode */
 	bool no_compress;	/* store new chunks as they are (no zstd) */
-	int zstd_level;		/* for new chunks; 0 = 1 (fast) */
+	int zstd_level;		/* for new chunks; 0 = CS_ZSTD_LEVEL (3) */
 	uint64_t bloom_entries; /* dedup filter capacity at open; 0 = from the index */
 };
 

@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include <uuid/uuid.h>
 
+#include "chunkstore/cs_comp.h"
 #include "chunkstore/cs_internal.h"
 #include "core/io.h"
 #include "core/log.h"
@@ -562,7 +563,7 @@ int cs_pool_open(const struct cs_pool_opts *opts, struct cs_pool **out)
 	if (rc < 0)
 		goto out;
 	pool->compress = !opts->no_compress;
-	pool->zstd_level = opts->zstd_level ? opts->zstd_level : 1;
+	pool->zstd_level = opts->zstd_level ? opts->zstd_level : CS_ZSTD_LEVEL;
 	pool->nworkers = opts->workers;
 	if (!pool->nworkers) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);

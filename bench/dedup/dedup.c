@@ -9,9 +9,11 @@
  * data), the rest deduplicated by SHA-256. Reports unique bytes as % of the
  * non-zero bytes (non-zero 4 KiB blocks, the same denominator for every
  * chunking), per-chunk zstd of the unique chunks (level 1 with the pool's
- * early-abort policy = what the pool stores; level 1 on every chunk; level 3
- * with the policy), chunk counts and the metadata they cost (index entry
- * 36 B key + 40 B value per unique chunk, 40 B manifest entry per chunk).
+ * early-abort policy; level 1 on every chunk; level 3 with the policy = what
+ * a pool stores by default, CS_ZSTD_LEVEL), chunk counts and the metadata
+ * they cost (index entry 36 B key + 40 B value per unique chunk, 40 B
+ * manifest entry per chunk; LMDB page slack not included: cs_ingest measures
+ * the real thing).
  */
 #include <fcntl.h>
 #include <openssl/evp.h>
