@@ -38,6 +38,7 @@ struct cs_bloom {
 	uint64_t nblocks;	 /* a power of two */
 	uint64_t cap;		 /* entries it was sized for */
 	atomic_uint_fast64_t count, false_pos;
+	atomic_bool asked; /* a rebuild was requested for it */
 };
 
 static struct cs_bloom *cs_bloom_new(uint64_t cap)
@@ -123,25 +124,29 @@ void cs_bloom_false_positive(struct cs_pool *pool)
 	pthread_rwlock_rdlock(&pool->bloom_lk);
 	/* Deleted chunks (GC) stay in the filter as false positives; when
 	 * they pile up, a rebuild drops them. Asked once per filter. */
-	if (pool->bloom && !pool->bloom_next)
-		rebuild = atomic_fetch_add(&pool->bloom->false_pos, 1) + 1 == pool->bloom->cap / 16;
+	if (pool->bloom && !pool->bloom_next &&
+	    atomic_fetch_add(&pool->bloom->false_pos, 1) + 1 >= pool->bloom->cap / 16)
+		rebuild = !atomic_exchange(&pool->bloom->asked, true);
 	pthread_rwlock_unlock(&pool->bloom_lk);
 	if (rebuild)
 		cs_bloom_request(pool);
 }
 
-int cs_bloom_note(struct cs_pool *pool, const uint8_t fp[CS_FP_LEN])
+void cs_bloom_note(struct cs_pool *pool, const uint8_t fp[CS_FP_LEN])
 {
 	if (pool->bloom_npend == pool->bloom_cappend) {
 		size_t cap = pool->bloom_cappend ? pool->bloom_cappend * 2 : 256;
 		uint8_t(*n)[CS_FP_LEN] = realloc(pool->bloom_pend, cap * CS_FP_LEN);
-		if (!n)
-			return -ENOMEM;
+		if (!n) {
+			/* Not the request's failure: the entry is missed by the
+			 * filter until a rebuild, which is asked for at commit. */
+			pool->bloom_lost = true;
+			return;
+		}
 		pool->bloom_pend = n;
 		pool->bloom_cappend = cap;
 	}
 	memcpy(pool->bloom_pend[pool->bloom_npend++], fp, CS_FP_LEN);
-	return 0;
 }
 
 void cs_bloom_commit(struct cs_pool *pool, bool committed)
@@ -156,12 +161,15 @@ void cs_bloom_commit(struct cs_pool *pool, bool committed)
 				cs_bloom_set(pool->bloom_next, pool->bloom_pend[i]);
 		}
 		full = pool->bloom && !pool->bloom_next &&
-		       atomic_load(&pool->bloom->count) > pool->bloom->cap;
+		       atomic_load(&pool->bloom->count) > pool->bloom->cap &&
+		       !atomic_exchange(&pool->bloom->asked, true);
 		pthread_rwlock_unlock(&pool->bloom_lk);
 	}
 	pool->bloom_npend = 0;
-	if (full && !pool->bloom_want)
+	if (full || (committed && pool->bloom_lost)) {
+		pool->bloom_lost = false;
 		cs_bloom_request(pool);
+	}
 }
 
 /* Builds a filter from a scan of the chunk index and swaps it in. */

@@ -144,7 +144,7 @@ static int cs_chunk_ref(struct cs_txn *t, struct cs_scache *sc, const struct cs_
 		t->d.chunks++;
 		rc = meta_put(t->txn, META_T_CHUNKS, key, kl, &r, sizeof(r), 0);
 		if (rc == 0)
-			rc = cs_bloom_note(pool, c->ment.fp);
+			cs_bloom_note(pool, c->ment.fp);
 		return rc;
 	}
 	if (rc < 0)

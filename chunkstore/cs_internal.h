@@ -216,6 +216,7 @@ struct cs_pool {
 	uint64_t bloom_min;
 	uint8_t (*bloom_pend)[CS_FP_LEN];
 	size_t bloom_npend, bloom_cappend;
+	bool bloom_lost; /* a note failed (ENOMEM): rebuild after the commit */
 	/* since open: lookups the filter answered "absent", lookups that went
 	 * to the index, and of those the ones the index did not have */
 	atomic_uint_fast64_t bloom_skips, bloom_lookups, bloom_false, bloom_builds;
@@ -276,7 +277,7 @@ bool cs_bloom_maybe(struct cs_pool *pool, const uint8_t fp[CS_FP_LEN]);
 void cs_bloom_false_positive(struct cs_pool *pool);
 /* Committer: a new index entry in the current group (cs_bloom_note), then
  * the group's outcome (cs_bloom_commit adds the noted ones if committed). */
-int cs_bloom_note(struct cs_pool *pool, const uint8_t fp[CS_FP_LEN]) CAIRN_WUR;
+void cs_bloom_note(struct cs_pool *pool, const uint8_t fp[CS_FP_LEN]);
 void cs_bloom_commit(struct cs_pool *pool, bool committed);
 bool cs_bloom_ready(struct cs_pool *pool);
 
