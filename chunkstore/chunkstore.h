@@ -41,13 +41,20 @@ struct cs_pool_opts {
 	uint32_t k, m;	     /* 4, 2 */
 	uint32_t replicas;   /* replica policy copies: min(3, devices) */
 	uint32_t unit_size;  /* 1 MiB */
+	uint32_t chunking;   /* CS_CHUNK_FASTCDC (the default) or CS_CHUNK_FIXED */
 	uint32_t chunk_size; /* fixed chunking block: 64 KiB */
+	uint32_t chunk_avg;  /* fastcdc average (a power of two): 16 KiB */
+	uint32_t chunk_min;  /* fastcdc bounds: 4 KiB, 64 KiB */
+	uint32_t chunk_max;
 	uint32_t inline_max; /* 4096 */
 	uint32_t part_power; /* ring partition power: 10 */
 	/* Every start. */
-	size_t map_size;    /* LMDB map; 0 = 64 GiB */
-	unsigned workers;   /* chunk worker threads; 0 = one per core */
-	bool powerloss_sim; /* core/io power-loss test mode */
+	size_t map_size;	/* LMDB map; 0 = 64 GiB */
+	unsigned workers;	/* chunk worker threads; 0 = one per core */
+	bool powerloss_sim;	/* core/io power-loss test mode */
+	bool no_compress;	/* store new chunks as they are (no zstd) */
+	int zstd_level;		/* for new chunks; 0 = CS_ZSTD_LEVEL (3) */
+	uint64_t bloom_entries; /* dedup filter capacity at open; 0 = from the index */
 };
 
 struct cs_pool;
@@ -141,11 +148,12 @@ uint64_t cs_reader_size(const struct cs_reader *r);
  * negative code (CAIRN_ECORRUPT when no copy verifies). Sequential reads are
  * prefetched. Holds no LMDB transaction between calls.
  * Never short except at the end: returns min(len, size - off), 0 when
- * off >= size. Cost: a manifest range seek per 32 chunks (2 MiB at 64 KiB),
- * then one batched O_DIRECT read of up to 32 chunks; a read continuing the
- * previous one reads ahead 32 chunks, later calls are served from memory.
- * Zero chunks and inline manifests cost no I/O. A reader owns an io_uring
- * and cached unit fds, both made on the first chunk read (~2.2 MiB). */
+ * off >= size. Cost: a manifest range seek per 32 chunks (128 for
+ * sequential or large reads), then one batched O_DIRECT read of up to 128
+ * chunks or 2 MiB; a read continuing the previous one reads ahead that
+ * window, later calls are served from memory. Zero chunks and inline
+ * manifests cost no I/O. A reader owns an io_uring and cached unit fds, both
+ * made on the first chunk read, and read buffers (~2-4 MiB streaming). */
 long cs_reader_read(struct cs_reader *r, uint64_t off, void *buf, size_t len) CAIRN_WUR;
 void cs_reader_free(struct cs_reader *r);
 
@@ -166,6 +174,10 @@ struct cs_stats {
 	/* since open (not persisted): chunk copies that failed to read or
 	 * verify and were replaced by another copy */
 	uint64_t read_fallbacks;
+	/* since open: chunk dedup lookups the in-memory filter answered
+	 * "new" (no LMDB read), lookups that read the index, and of those the
+	 * filter's false positives (the index did not have the chunk) */
+	uint64_t dedup_filter_skips, dedup_index_lookups, dedup_filter_false;
 };
 int cs_pool_stats(struct cs_pool *pool, struct cs_stats *out) CAIRN_WUR;
 

@@ -127,7 +127,7 @@ static int cs_chunk_ref(struct cs_txn *t, struct cs_scache *sc, const struct cs_
 		}
 		r = (struct cs_chunk_rec){
 		    .version = CS_CHUNK_VERSION,
-		    .compression = CS_COMP_NONE,
+		    .compression = c->compression,
 		    .crc32c = c->crc,
 		    .refcount = 1,
 		    .stripe_id = c->stripe_id,
@@ -142,7 +142,10 @@ static int cs_chunk_ref(struct cs_txn *t, struct cs_scache *sc, const struct cs_
 		t->d.unique_bytes += r.raw_len;
 		t->d.stored_bytes += r.stored_len;
 		t->d.chunks++;
-		return meta_put(t->txn, META_T_CHUNKS, key, kl, &r, sizeof(r), 0);
+		rc = meta_put(t->txn, META_T_CHUNKS, key, kl, &r, sizeof(r), 0);
+		if (rc == 0)
+			cs_bloom_note(pool, c->ment.fp);
+		return rc;
 	}
 	if (rc < 0)
 		return rc;
@@ -670,12 +673,14 @@ static void cs_group_run(struct cs_pool *pool, struct cs_req *reqs)
 	pthread_mutex_lock(&pool->st_mu);
 	pool->stats = st;
 	pthread_mutex_unlock(&pool->st_mu);
+	cs_bloom_commit(pool, true); /* after the commit: see cs_bloom.c */
 	for (struct cs_req *r = reqs; r; r = r->next)
 		if (r->result == 0 && r->created)
 			r->w->consumed = true;
 	return;
 fail_all:
 	meta_txn_abort(txn);
+	cs_bloom_commit(pool, false);
 	log_err(CS_TAG, "group commit of %zu requests: %s", nreq, cairn_strerror(rc));
 	for (struct cs_req *r = reqs; r; r = r->next)
 		if (r->result == 0)

@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "chunkstore/chunkstore.h"
+#include "chunkstore/cs_cdc.h"
 #include "chunkstore/format.h"
 
 #define CS_TAG "chunkstore"
@@ -59,6 +60,7 @@ struct cs_wchunk {
 	uint32_t offset; /* record offset in the data area */
 	uint32_t stored_len;
 	uint32_t crc;
+	uint8_t compression; /* enum cs_compress of the stored record */
 };
 
 /* Where one worker last put a record of a writer (slot owned by that worker). */
@@ -74,8 +76,9 @@ struct cs_writer {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	uint64_t size; /* logical bytes */
-	uint8_t *cur;  /* chunk being filled (chunk_size) */
+	uint8_t *cur;  /* chunk being filled (pool->chunk_cap) */
 	size_t cur_len;
+	struct cs_cdc_state cdc; /* fastcdc: where the stream is in cur */
 	/* results, indexed by chunk number; grown by the writer thread under mu */
 	struct cs_wchunk *chunks;
 	size_t nchunks, cap_chunks;
@@ -119,9 +122,11 @@ struct cs_worker {
 	uint32_t unit;			      /* current data unit */
 	struct cs_file *ufiles[CS_MAX_FRAGS]; /* copies of the current unit */
 	unsigned ncopies;
-	uint8_t *stage;	 /* CS_UNIT_HDR_SIZE + unit_size, aligned */
-	uint64_t pos;	 /* next record's file offset */
-	uint64_t wr_pos; /* first block not yet written (aligned) */
+	uint8_t *stage;		  /* CS_UNIT_HDR_SIZE + unit_size, aligned */
+	uint64_t pos;		  /* next record's file offset */
+	uint64_t wr_pos;	  /* first block not yet written (aligned) */
+	struct ZSTD_CCtx_s *cctx; /* NULL: store raw */
+	uint8_t *zbuf;		  /* compressed chunk (pool->chunk_cap) */
 	/* bumped whenever the open stripe is dropped after an error: records
 	 * still unwritten in it are lost, so a writer that placed records here
 	 * before the bump fails at finish */
@@ -152,6 +157,10 @@ struct cs_pool {
 	struct meta_env *meta;
 	struct ring *ring_ec, *ring_rep;
 	struct cs_pool_rec rec;
+	struct cs_cdc cdc;  /* CS_CHUNK_FASTCDC pools */
+	uint32_t chunk_cap; /* largest chunk: chunk_size (fixed) or chunk_max */
+	bool compress;	    /* zstd for new chunks (!opts->no_compress) */
+	int zstd_level;
 	char (*dev_dirs)[CS_PATH_MAX]; /* by ring device id */
 	uint32_t ndev_dirs;
 
@@ -194,6 +203,23 @@ struct cs_pool {
 	pthread_mutex_t st_mu;
 	struct cs_stats_rec stats;
 	atomic_uint_fast64_t read_fallbacks;
+
+	/* dedup filter (cs_bloom.c): the filters under bloom_lk (see there);
+	 * bloom_want under bloom_mu; the pending list is the committer's */
+	pthread_rwlock_t bloom_lk;
+	struct cs_bloom *bloom, *bloom_next;
+	pthread_mutex_t bloom_mu;
+	pthread_cond_t bloom_cv;
+	pthread_t bloom_thread;
+	bool bloom_want, bloom_inited, bloom_started;
+	atomic_bool bloom_stop;
+	uint64_t bloom_min;
+	uint8_t (*bloom_pend)[CS_FP_LEN];
+	size_t bloom_npend, bloom_cappend;
+	bool bloom_lost; /* a note failed (ENOMEM): rebuild after the commit */
+	/* since open: lookups the filter answered "absent", lookups that went
+	 * to the index, and of those the ones the index did not have */
+	atomic_uint_fast64_t bloom_skips, bloom_lookups, bloom_false, bloom_builds;
 
 	/* grace periods (cs_epoch.c): guarded by ep_mu */
 	pthread_mutex_t ep_mu, ep_wait_mu;
@@ -239,6 +265,21 @@ void cs_epoch_destroy(struct cs_pool *pool);
 uint64_t cs_epoch_enter(struct cs_pool *pool);
 void cs_epoch_exit(struct cs_pool *pool, uint64_t ticket);
 void cs_epoch_wait(struct cs_pool *pool);
+
+/* cs_bloom.c: the dedup filter. cs_bloom_start launches the builder
+ * thread, whose first build scans the chunk index (until it is in, every
+ * lookup goes to LMDB). */
+int cs_bloom_start(struct cs_pool *pool, uint64_t min_entries) CAIRN_WUR;
+void cs_bloom_stop(struct cs_pool *pool);
+/* Workers: false when the fingerprint is certainly not in the index. */
+bool cs_bloom_maybe(struct cs_pool *pool, const uint8_t fp[CS_FP_LEN]);
+/* Workers: the index did not have a fingerprint the filter let through. */
+void cs_bloom_false_positive(struct cs_pool *pool);
+/* Committer: a new index entry in the current group (cs_bloom_note), then
+ * the group's outcome (cs_bloom_commit adds the noted ones if committed). */
+void cs_bloom_note(struct cs_pool *pool, const uint8_t fp[CS_FP_LEN]);
+void cs_bloom_commit(struct cs_pool *pool, bool committed);
+bool cs_bloom_ready(struct cs_pool *pool);
 
 /* cs_commit.c */
 int cs_committer_start(struct cs_pool *pool) CAIRN_WUR;

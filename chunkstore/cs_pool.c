@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include <uuid/uuid.h>
 
+#include "chunkstore/cs_comp.h"
 #include "chunkstore/cs_internal.h"
 #include "core/io.h"
 #include "core/log.h"
@@ -225,20 +226,36 @@ static int cs_pool_create(struct cs_pool *pool, const struct cs_pool_opts *o)
 	uint32_t k = o->k ? o->k : 4, m = o->m ? o->m : 2;
 	uint32_t replicas = o->replicas ? o->replicas : (devices < 3 ? devices : 3);
 	uint32_t unit = o->unit_size ? o->unit_size : 1u << 20;
-	uint32_t chunk = o->chunk_size ? o->chunk_size : 64u << 10;
+	uint32_t chunking = o->chunking ? o->chunking : CS_CHUNK_FASTCDC;
+	uint32_t chunk, cmin = 0, cmax = 0;
+	if (chunking == CS_CHUNK_FASTCDC) {
+		/* 16 KiB average: see format.h next to CS_CHUNK_FASTCDC */
+		chunk = o->chunk_avg ? o->chunk_avg : 16u << 10;
+		cmin = o->chunk_min ? o->chunk_min : chunk / 4;
+		cmax = o->chunk_max ? o->chunk_max : chunk * 4;
+	} else {
+		chunk = o->chunk_size ? o->chunk_size : 64u << 10;
+	}
+	uint32_t cap = chunking == CS_CHUNK_FASTCDC ? cmax : chunk;
 	uint32_t inl = o->inline_max ? o->inline_max : 4096;
 	uint32_t pp = o->part_power ? o->part_power : 10;
+	struct cs_cdc cdc;
 	if (k + m > CS_MAX_FRAGS || devices < k + m || replicas > devices || k > 255 || m > 255 ||
-	    unit % CS_BLOCK || unit < CS_BLOCK ||
-	    (uint64_t)chunk + sizeof(struct cs_chunk_hdr) > unit || inl > chunk || pp > 24) {
+	    unit % CS_BLOCK || unit < CS_BLOCK || chunk == 0 ||
+	    (chunking != CS_CHUNK_FIXED && chunking != CS_CHUNK_FASTCDC) ||
+	    (chunking == CS_CHUNK_FASTCDC && cs_cdc_init(&cdc, cmin, chunk, cmax) < 0) ||
+	    (uint64_t)cap + sizeof(struct cs_chunk_hdr) > unit || inl > cap || pp > 24) {
 		log_err(CS_TAG,
-			"bad pool options (devices %u, k %u, m %u, unit %u, chunk %u, inline %u)",
-			devices, k, m, unit, chunk, inl);
+			"bad pool options (devices %u, k %u, m %u, unit %u, chunking %u, chunk %u "
+			"[%u, %u], inline %u)",
+			devices, k, m, unit, chunking, chunk, cmin, cmax, inl);
 		return CAIRN_EINVAL;
 	}
 	r->magic = CS_POOL_MAGIC;
 	r->version = CS_POOL_VERSION;
-	r->chunking = CS_CHUNK_FIXED;
+	r->chunking = (uint8_t)chunking;
+	r->chunk_min = cmin;
+	r->chunk_max = cmax;
 	r->dedup_domain = CS_DEDUP_GLOBAL;
 	r->k = (uint8_t)k;
 	r->m = (uint8_t)m;
@@ -287,12 +304,39 @@ static int cs_pool_create(struct cs_pool *pool, const struct cs_pool_opts *o)
 	rc = meta_txn_commit(txn);
 	txn = NULL;
 	if (rc == 0)
-		log_info(CS_TAG,
-			 "created pool in %s: %u devices, ec %u+%u, %u replicas, unit %u, chunk %u",
-			 pool->data_dir, devices, k, m, replicas, unit, chunk);
+		log_info(
+		    CS_TAG,
+		    "created pool in %s: %u devices, ec %u+%u, %u replicas, unit %u, %s chunks "
+		    "%u [%u, %u]",
+		    pool->data_dir, devices, k, m, replicas, unit,
+		    chunking == CS_CHUNK_FASTCDC ? "fastcdc" : "fixed", chunk, cmin, cmax);
 out:
 	meta_txn_abort(txn);
 	return rc;
+}
+
+/* The pool's chunking policy, checked as every later chunk depends on it. */
+static int cs_chunking_load(struct cs_pool *pool)
+{
+	const struct cs_pool_rec *r = &pool->rec;
+	if (r->chunking == CS_CHUNK_FIXED) {
+		pool->chunk_cap = r->chunk_size;
+	} else if (r->chunking == CS_CHUNK_FASTCDC) {
+		if (cs_cdc_init(&pool->cdc, r->chunk_min, r->chunk_size, r->chunk_max) < 0) {
+			log_err(CS_TAG, "pool record: bad fastcdc bounds %u [%u, %u]",
+				r->chunk_size, r->chunk_min, r->chunk_max);
+			return CAIRN_ECORRUPT;
+		}
+		pool->chunk_cap = r->chunk_max;
+	} else {
+		log_err(CS_TAG, "pool record: unknown chunking %u", r->chunking);
+		return CAIRN_EFORMAT;
+	}
+	if (pool->chunk_cap == 0 ||
+	    (uint64_t)pool->chunk_cap + sizeof(struct cs_chunk_hdr) > r->unit_size ||
+	    r->inline_max > pool->chunk_cap)
+		return CAIRN_ECORRUPT;
+	return 0;
 }
 
 static void cs_opts_compare(const struct cs_pool *pool, const struct cs_pool_opts *o)
@@ -300,7 +344,9 @@ static void cs_opts_compare(const struct cs_pool *pool, const struct cs_pool_opt
 	const struct cs_pool_rec *r = &pool->rec;
 	if ((o->k && o->k != r->k) || (o->m && o->m != r->m) ||
 	    (o->unit_size && o->unit_size != r->unit_size) ||
-	    (o->chunk_size && o->chunk_size != r->chunk_size) ||
+	    (o->chunking && o->chunking != r->chunking) ||
+	    (r->chunking == CS_CHUNK_FIXED && o->chunk_size && o->chunk_size != r->chunk_size) ||
+	    (r->chunking == CS_CHUNK_FASTCDC && o->chunk_avg && o->chunk_avg != r->chunk_size) ||
 	    (o->inline_max && o->inline_max != r->inline_max) ||
 	    (o->replicas && o->replicas != r->replicas) ||
 	    (o->devices && o->devices != ring_dev_count(pool->ring_ec)) ||
@@ -496,6 +542,9 @@ int cs_pool_open(const struct cs_pool_opts *opts, struct cs_pool **out)
 	}
 	if (rc < 0)
 		goto out;
+	rc = cs_chunking_load(pool);
+	if (rc < 0)
+		goto out;
 	rc = cs_load_rings(pool);
 	if (rc < 0)
 		goto out;
@@ -507,9 +556,14 @@ int cs_pool_open(const struct cs_pool_opts *opts, struct cs_pool **out)
 	rc = io_ctx_create(CS_WORKER_DEPTH, &pool->cio);
 	if (rc < 0)
 		goto out;
+	rc = cs_bloom_start(pool, opts->bloom_entries);
+	if (rc < 0)
+		goto out;
 	rc = cs_committer_start(pool);
 	if (rc < 0)
 		goto out;
+	pool->compress = !opts->no_compress;
+	pool->zstd_level = opts->zstd_level ? opts->zstd_level : CS_ZSTD_LEVEL;
 	pool->nworkers = opts->workers;
 	if (!pool->nworkers) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -535,6 +589,7 @@ void cs_pool_close(struct cs_pool *pool)
 	/* Workers first: they may still ask the committer for stripe ids. */
 	cs_workers_stop(pool);
 	cs_committer_stop(pool);
+	cs_bloom_stop(pool);
 	io_ctx_free(pool->cio);
 	meta_close(pool->meta);
 	ring_free(pool->ring_ec);
@@ -567,6 +622,9 @@ int cs_pool_stats(struct cs_pool *pool, struct cs_stats *out)
 	    .commits = s->commits,
 	    .commit_requests = s->commit_requests,
 	    .read_fallbacks = atomic_load(&pool->read_fallbacks),
+	    .dedup_filter_skips = atomic_load(&pool->bloom_skips),
+	    .dedup_index_lookups = atomic_load(&pool->bloom_lookups),
+	    .dedup_filter_false = atomic_load(&pool->bloom_false),
 	};
 	pthread_mutex_unlock(&pool->st_mu);
 	return 0;

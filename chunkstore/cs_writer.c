@@ -1,18 +1,18 @@
 /* chunkstore/cs_writer.c - writers, the chunk worker pool, open stripes.
  *
- * A writer cuts its stream into fixed-size chunks and queues each full one
- * to the worker pool; at most nbufs chunks of one writer exist at a time
+ * A writer cuts its stream into chunks (the pool's policy: fixed blocks, or
+ * FastCDC boundaries found in the caller's bytes) and queues each to the
+ * worker pool; at most nbufs chunks of one writer exist at a time
  * (the writer blocks for a free buffer), so memory per writer is bounded.
  *
  * A worker fingerprints a chunk (SHA-256), skips all-zero chunks, looks the
- * fingerprint up in the chunk index (a short read txn) and appends a new
- * chunk as a record to its own open stripe: data unit u on D[u] plus replicas
- * on D[k..k+m), the same blocks written to all m+1 copies in one io_batch.
- * Only whole 4 KiB blocks are written as records arrive; the partial tail
- * block stays in the worker's staging buffer until a writer that has a
- * record in it finishes (or the unit fills), and is then written zero-padded
- * and the unit's next record starts at the next block. Invariant: no block
- * that may have been synced is ever written again.
+ * fingerprint up in the chunk index (a short read txn), compresses a new
+ * chunk (zstd, cs_comp.h policy) and appends it as a record to its own open stripe: data unit u on
+ * D[u] plus replicas on D[k..k+m), the same blocks written to all m+1 copies in one io_batch. Only
+ * whole 4 KiB blocks are written as records arrive; the partial tail block stays in the worker's
+ * staging buffer until a writer that has a record in it finishes (or the unit fills), and is then
+ * written zero-padded and the unit's next record starts at the next block. Invariant: no block that
+ * may have been synced is ever written again.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "chunkstore/cs_comp.h"
 #include "chunkstore/cs_internal.h"
 #include "core/fault.h"
 #include "core/hash.h"
@@ -307,9 +308,11 @@ static int cs_stripe_open(struct cs_worker *wk)
 	return cs_unit_open(wk);
 }
 
-/* Appends one record; fills the chunk's location. */
+/* Appends one record (len stored bytes of a raw_len-byte chunk); fills the
+ * chunk's location. */
 static int cs_append(struct cs_worker *wk, struct cs_writer *w, const uint8_t *payload,
-		     uint32_t len, const uint8_t fp[CS_FP_LEN], struct cs_wchunk *out)
+		     uint32_t len, uint32_t raw_len, uint8_t comp, const uint8_t fp[CS_FP_LEN],
+		     struct cs_wchunk *out)
 {
 	struct cs_pool *pool = wk->pool;
 	const struct cs_pool_rec *pr = &pool->rec;
@@ -347,8 +350,8 @@ static int cs_append(struct cs_worker *wk, struct cs_writer *w, const uint8_t *p
 	struct cs_chunk_hdr h = {
 	    .magic = CS_CHUNK_MAGIC,
 	    .version = 1,
-	    .compression = CS_COMP_NONE,
-	    .raw_len = len,
+	    .compression = comp,
+	    .raw_len = raw_len,
 	    .stored_len = len,
 	    .payload_crc = crc32c(0, payload, len),
 	};
@@ -410,6 +413,7 @@ static int cs_append(struct cs_worker *wk, struct cs_writer *w, const uint8_t *p
 	out->unit = wk->unit;
 	out->offset = (uint32_t)(at - CS_UNIT_HDR_SIZE);
 	out->stored_len = len;
+	out->compression = comp;
 	out->crc = h.payload_crc;
 	return 0;
 }
@@ -423,6 +427,8 @@ static int cs_chunk_lookup(struct cs_pool *pool, const uint8_t fp[CS_FP_LEN], bo
 	const void *v;
 	size_t vl;
 	*found = false;
+	if (!cs_bloom_maybe(pool, fp))
+		return 0; /* new data: no LMDB read */
 	int rc = meta_txn_begin(pool->meta, false, &txn);
 	if (rc < 0)
 		return rc;
@@ -433,6 +439,8 @@ static int cs_chunk_lookup(struct cs_pool *pool, const uint8_t fp[CS_FP_LEN], bo
 		*found = true;
 		return 0;
 	}
+	if (rc == CAIRN_ENOTFOUND)
+		cs_bloom_false_positive(pool);
 	return rc == CAIRN_ENOTFOUND ? 0 : rc;
 }
 
@@ -468,7 +476,21 @@ static void cs_do_chunk(struct cs_worker *wk, EVP_MD_CTX *md, struct cs_task *t)
 				goto out;
 			}
 		}
-		rc = cs_append(wk, w, t->buf, (uint32_t)t->len, r.ment.fp, &r);
+		/* New data only: dedup hits and zero chunks never pay zstd. */
+		const uint8_t *payload = t->buf;
+		size_t stored = t->len;
+		uint8_t comp = CS_COMP_NONE;
+		if (wk->cctx) {
+			size_t z =
+			    cs_comp_chunk(wk->cctx, wk->pool->zstd_level, t->buf, t->len, wk->zbuf);
+			if (z) {
+				payload = wk->zbuf;
+				stored = z;
+				comp = CS_COMP_ZSTD;
+			}
+		}
+		rc = cs_append(wk, w, payload, (uint32_t)stored, (uint32_t)t->len, comp, r.ment.fp,
+			       &r);
 	}
 out:
 	r.done = true;
@@ -513,6 +535,16 @@ static void *cs_worker_main(void *arg)
 	struct cs_worker *wk = arg;
 	struct cs_pool *pool = wk->pool;
 	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	/* Without a context or buffer the worker stores chunks raw: slower to
+	 * read back nothing, only more bytes. */
+	if (pool->compress) {
+		wk->cctx = ZSTD_createCCtx();
+		wk->zbuf = malloc(pool->chunk_cap);
+		if (!wk->cctx || !wk->zbuf) {
+			ZSTD_freeCCtx(wk->cctx);
+			wk->cctx = NULL;
+		}
+	}
 
 	pthread_mutex_lock(&pool->wq_mu);
 	for (;;) {
@@ -543,6 +575,10 @@ static void *cs_worker_main(void *arg)
 	pthread_mutex_unlock(&pool->wq_mu);
 	(void)cs_unit_close(wk);
 	EVP_MD_CTX_free(md);
+	ZSTD_freeCCtx(wk->cctx);
+	wk->cctx = NULL;
+	free(wk->zbuf);
+	wk->zbuf = NULL;
 	io_ctx_free(wk->io);
 	wk->io = NULL;
 	return NULL;
@@ -629,6 +665,10 @@ int cs_writer_open(struct cs_pool *pool, struct cs_writer **out)
 	 * hash) keeps going while every worker waits on a device write; the
 	 * buffers are made only as a stream grows, so small writers pay nothing. */
 	w->nbufs = CS_WRITER_BUFS;
+	/* Smaller chunks: more of them in flight, about 1 MiB (at most 64). */
+	size_t by_size = (1u << 20) / (pool->rec.chunk_size ? pool->rec.chunk_size : 1);
+	if (w->nbufs < by_size)
+		w->nbufs = by_size < 64 ? by_size : 64;
 	if (w->nbufs < 4 * (size_t)pool->nworkers + 4)
 		w->nbufs = 4 * (size_t)pool->nworkers + 4;
 	w->freebufs = calloc(w->nbufs, sizeof(*w->freebufs));
@@ -656,7 +696,7 @@ static struct cs_task *cs_task_get(struct cs_writer *w)
 			w->nalloc++;
 			pthread_mutex_unlock(&w->mu);
 			size_t hdr = cs_align_up(sizeof(struct cs_task), 64);
-			t = malloc(hdr + w->pool->rec.chunk_size);
+			t = malloc(hdr + w->pool->chunk_cap);
 			if (!t) {
 				pthread_mutex_lock(&w->mu);
 				w->nalloc--;
@@ -774,7 +814,8 @@ static int cs_writer_state(struct cs_writer *w, size_t *nfiles)
 int cs_writer_write(struct cs_writer *w, const void *buf, size_t len)
 {
 	const uint8_t *p = buf;
-	uint32_t cs = w->pool->rec.chunk_size;
+	const struct cs_pool *pool = w->pool;
+	bool cdc = pool->rec.chunking == CS_CHUNK_FASTCDC;
 	int err;
 	if (w->finished)
 		return CAIRN_EINVAL;
@@ -800,15 +841,25 @@ int cs_writer_write(struct cs_writer *w, const void *buf, size_t len)
 			w->cur_len = 0;
 		}
 		struct cs_task *t = (struct cs_task *)w->cur;
-		size_t n = cs - w->cur_len;
+		size_t n = pool->chunk_cap - w->cur_len;
 		if (n > len)
 			n = len;
+		/* The boundary is found in the caller's bytes, so each byte is
+		 * copied once; fastcdc always cuts by chunk_cap (its max). */
+		bool cut;
+		if (cdc) {
+			size_t used;
+			cut = cs_cdc_feed(&pool->cdc, &w->cdc, p, n, &used);
+			n = used;
+		} else {
+			cut = w->cur_len + n == pool->chunk_cap;
+		}
 		memcpy(t->buf + w->cur_len, p, n);
 		w->cur_len += n;
 		w->size += n;
 		p += n;
 		len -= n;
-		if (w->cur_len == cs) {
+		if (cut) {
 			int rc = cs_submit(w);
 			if (rc < 0)
 				return rc;

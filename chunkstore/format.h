@@ -38,6 +38,22 @@
 /* ---- pool record: META_T_POOL key "pool" ---- */
 #define CS_POOL_MAGIC 0x4c4f4f504e524143ull /* "CARNPOOL" */
 #define CS_POOL_VERSION 1
+/* CS_CHUNK_FIXED: chunk_size-byte blocks from offset 0 (the last one
+ * shorter). CS_CHUNK_FASTCDC: content-defined (chunkstore/cs_cdc.h), with
+ * chunk_size the average (a power of two), chunk_min/chunk_max the bounds.
+ * FROZEN for FastCDC, or dedup against older data breaks:
+ *  - gear table G[0..256): G[i] is the (i+1)-th output of splitmix64
+ *    (x += 0x9E3779B97F4A7C15; z = x; z = (z ^ z >> 30) * 0xBF58476D1CE4E5B9;
+ *    z = (z ^ z >> 27) * 0x94D049BB133111EB; z ^ z >> 31) from the seed
+ *    x = 0x636169726e434443 ("cairnCDC");
+ *  - from a chunk's byte min-64 on, h = (h << 1) + G[byte] (mod 2^64), h = 0
+ *    before it; after byte i (chunk length L = i + 1, min <= L <= max) the
+ *    chunk ends when the top log2(avg)+2 bits of h are zero (L < avg) or
+ *    the top log2(avg)-2 bits are (L >= avg); at L = max it ends anyway.
+ * Defaults for new pools: FastCDC avg 16 KiB, min 4 KiB, max 64 KiB. On the
+ * VM image set, CDC 16 KiB with per-chunk zstd stores what fixed 4 KiB blocks
+ * do (17.7% vs 17.8% of non-zero bytes) with a quarter of the chunks (index
+ * and manifest bytes, lookups); 64 KiB CDC leaves 54% unique against 48%. */
 enum cs_chunking { CS_CHUNK_FIXED = 1, CS_CHUNK_FASTCDC = 2 };
 enum cs_dedup_domain { CS_DEDUP_GLOBAL = 1, CS_DEDUP_TENANT = 2 };
 struct cs_pool_rec {

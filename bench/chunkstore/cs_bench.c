@@ -1,7 +1,7 @@
 /* bench/chunkstore/cs_bench.c - single-stream write and read throughput of
  * the chunk store on a local directory.
  *
- * usage: cs_bench DIR [MiB] [workers]
+ * usage: [CS_BENCH_CHUNKING=fixed] cs_bench DIR [MiB] [workers]
  * Writes MiB of unique (non-dedupable, non-zero) data through one writer in
  * 1 MiB calls, commits it, then reads it back sequentially with one reader
  * in 1 MiB calls (O_DIRECT, so not from the page cache) and checks it.
@@ -54,6 +54,11 @@ int main(int argc, char **argv)
 	log_set_level(LOG_WARN);
 	struct cs_pool_opts o = {.data_dir = argv[1],
 				 .workers = argc > 3 ? (unsigned)atoi(argv[3]) : 0};
+	/* CS_BENCH_CHUNKING=fixed: a fixed 64 KiB pool (default: the pool's
+	 * default, FastCDC 16 KiB) */
+	const char *ch = getenv("CS_BENCH_CHUNKING");
+	if (ch && !strcmp(ch, "fixed"))
+		o.chunking = CS_CHUNK_FIXED;
 	struct cs_pool *p;
 	struct cs_writer *w;
 	struct cs_reader *r;

@@ -3,3 +3,8 @@ cairn_unit_test(test_chunkstore SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_ch
 # Not a test: single-stream throughput (see the file's header). Run by hand.
 add_executable(cs_bench ${CMAKE_SOURCE_DIR}/bench/chunkstore/cs_bench.c)
 target_link_libraries(cs_bench PRIVATE cairn_chunkstore)
+cairn_unit_test(test_cdc SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_cdc.c
+                LIBS cairn_chunkstore LABELS quick TIMEOUT 180)
+# Not a test: uploads files into a pool and reports stored bytes (bench/dedup).
+add_executable(cs_ingest ${CMAKE_SOURCE_DIR}/bench/dedup/cs_ingest.c)
+target_link_libraries(cs_ingest PRIVATE cairn_chunkstore)
