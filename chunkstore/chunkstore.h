@@ -48,6 +48,9 @@ struct cs_pool_opts {
 	size_t map_size;    /* LMDB map; 0 = 64 GiB */
 	unsigned workers;   /* chunk worker threads; 0 = one per core */
 	bool powerloss_sim; /* core/io power-loss test mode */
+	/* Seconds between background GC passes: 0 = 60, < 0 = no background
+	 * GC (only cs_gc calls). A burst of deletes also starts a pass. */
+	int gc_interval;
 };
 
 struct cs_pool;
@@ -189,11 +192,18 @@ struct cs_check_report {
 
 /* Recomputes chunk refcounts, live bytes and the pool counters from the
  * manifests and compares them with what is stored; with fix, writes the
- * recomputed values. */
+ * recomputed values. Reads one consistent snapshot (one read transaction
+ * for the walk); memory: a hash map of ~70 bytes per chunk and per stripe.
+ * Fixes are applied as differences to the current values, so writes that
+ * commit during the walk are not undone. Runs exclusive of GC. */
 int cs_fsck(struct cs_pool *pool, bool fix, struct cs_check_report *rep, cs_progress_fn fn,
 	    void *arg) CAIRN_WUR;
 /* Frees manifests and chunks whose refcount is zero, and stripes left with
- * no live chunk, once no reader or writer that could see them remains. */
+ * no live chunk, once no reader or writer that could see them remains.
+ * Waits for grace periods (cs_epoch_wait), so it must not be called by a
+ * thread that holds an open writer or reader (it would wait for itself).
+ * One pass at a time per pool (also against cs_fsck); a background thread
+ * runs passes every gc_interval seconds. */
 int cs_gc(struct cs_pool *pool, struct cs_check_report *rep, cs_progress_fn fn,
 	  void *arg) CAIRN_WUR;
 /* Re-reads every unit of every stripe, verifies every chunk record (and

@@ -142,6 +142,7 @@ static int cs_chunk_ref(struct cs_txn *t, struct cs_scache *sc, const struct cs_
 		t->d.unique_bytes += r.raw_len;
 		t->d.stored_bytes += r.stored_len;
 		t->d.chunks++;
+		cs_gc_note_live(pool, c->ment.fp, c->stripe_id);
 		return meta_put(t->txn, META_T_CHUNKS, key, kl, &r, sizeof(r), 0);
 	}
 	if (rc < 0)
@@ -151,16 +152,38 @@ static int cs_chunk_ref(struct cs_txn *t, struct cs_scache *sc, const struct cs_
 	memcpy(&r, v, sizeof(r));
 	if (r.version > CS_CHUNK_VERSION)
 		return CAIRN_EFORMAT;
-	if (r.refcount == 0) {
+	if (r.refcount == 0 && c->is_new) {
+		/* Dead, and this writer stored a fresh copy (a dead chunk is a
+		 * dedup miss): the entry moves to the fresh copy, so nothing
+		 * new ever points into a stripe GC may be freeing. The old
+		 * copy's bytes left the live count when it died. */
+		r.version = CS_CHUNK_VERSION;
+		r.compression = CS_COMP_NONE;
+		r.crc32c = c->crc;
+		r.stripe_id = c->stripe_id;
+		r.unit = c->unit;
+		r.offset = c->offset;
+		r.stored_len = c->stored_len;
+		r.raw_len = c->ment.len;
+		sc->rec.live_bytes += r.stored_len; /* sc holds c's stripe (is_new) */
+		sc->dirty = true;
+		t->d.unique_bytes += r.raw_len;
+		t->d.stored_bytes += r.stored_len;
+		t->d.chunks++;
+		cs_gc_note_live(pool, c->ment.fp, c->stripe_id);
+	} else if (r.refcount == 0) {
 		/* revived: its bytes are live again */
 		rc = cs_scache_get(t, sc, r.stripe_id, false);
 		if (rc < 0)
 			return rc;
+		/* revived in place by a writer that deduplicated against it
+		 * while it was live */
 		sc->rec.live_bytes += r.stored_len;
 		sc->dirty = true;
 		t->d.unique_bytes += r.raw_len;
 		t->d.stored_bytes += r.stored_len;
 		t->d.chunks++;
+		cs_gc_note_live(pool, c->ment.fp, r.stripe_id);
 	}
 	r.refcount++;
 	return meta_put(t->txn, META_T_CHUNKS, key, kl, &r, sizeof(r), 0);
@@ -306,6 +329,8 @@ static int cs_mhdr_get(struct meta_txn *txn, struct cs_pool *pool, const struct 
 		return CAIRN_EFORMAT;
 	if ((h->flags & CS_MHDR_INLINE) && vl != sizeof(*h) + h->size)
 		return CAIRN_ECORRUPT;
+	if (h->flags & CS_MHDR_DOOMED) /* GC is removing it */
+		return CAIRN_ENOTFOUND;
 	if (val)
 		*val = v;
 	if (vlen)
@@ -434,6 +459,7 @@ int cs_manifest_unref(struct cs_txn *t, const struct cs_mid *mid)
 	if (rc == 0) {
 		t->d.logical_bytes -= (int64_t)h.size;
 		t->d.manifests--;
+		cs_gc_note_dead(pool);
 	}
 out:
 	meta_cursor_close(cur);

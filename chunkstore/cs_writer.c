@@ -205,10 +205,19 @@ static void *cs_syncer_main(void *arg)
 	return NULL;
 }
 
+/* The worker is done with its open stripe: GC may consider it once its
+ * writers have left. */
+static void cs_stripe_drop(struct cs_worker *wk)
+{
+	if (wk->stripe_id)
+		cs_stripe_busy_del(wk->pool, wk->stripe_id);
+	wk->stripe_id = 0;
+}
+
 static void cs_stripe_abandon(struct cs_worker *wk)
 {
 	cs_unit_release(wk);
-	wk->stripe_id = 0;
+	cs_stripe_drop(wk);
 	wk->abort_gen++;
 }
 
@@ -297,14 +306,18 @@ static int cs_stripe_open(struct cs_worker *wk)
 			if (devs[i] == devs[j]) {
 				log_err(CS_TAG, "ec ring partition %u repeats device %u", part,
 					devs[i]);
+				cs_stripe_busy_del(pool, id);
 				return CAIRN_EDEGRADED;
 			}
 		wk->devs[i] = devs[i];
 	}
-	wk->stripe_id = id;
+	wk->stripe_id = id; /* busy since cs_stripe_id_alloc */
 	wk->part = part;
 	wk->unit = 0;
-	return cs_unit_open(wk);
+	rc = cs_unit_open(wk);
+	if (rc < 0)
+		cs_stripe_drop(wk);
+	return rc;
 }
 
 /* Appends one record; fills the chunk's location. */
@@ -332,7 +345,7 @@ static int cs_append(struct cs_worker *wk, struct cs_writer *w, const uint8_t *p
 		} else {
 			/* All k units full: the stripe stays open (sealing
 			 * comes later), a new one takes over. */
-			wk->stripe_id = 0;
+			cs_stripe_drop(wk);
 		}
 	}
 	if (!wk->stripe_id) {
@@ -428,11 +441,22 @@ static int cs_chunk_lookup(struct cs_pool *pool, const uint8_t fp[CS_FP_LEN], bo
 		return rc;
 	size_t kl = cs_key_chunk(key, cs_chunk_part(pool, fp), fp);
 	rc = meta_get(txn, META_T_CHUNKS, key, kl, &v, &vl);
-	meta_txn_abort(txn);
 	if (rc == 0) {
-		*found = true;
-		return 0;
+		/* A dead chunk (refcount 0) is a miss: GC may be freeing it, so
+		 * the writer stores a fresh copy, and the commit moves the dead
+		 * entry there (cs_chunk_ref). A live one stays live at least
+		 * until GC's next scan, which waits for this writer. */
+		struct cs_chunk_rec r;
+		if (vl < sizeof(r)) {
+			rc = CAIRN_ECORRUPT;
+		} else {
+			memcpy(&r, v, sizeof(r));
+			*found = r.refcount > 0;
+		}
 	}
+	meta_txn_abort(txn);
+	if (rc == 0)
+		return 0;
 	return rc == CAIRN_ENOTFOUND ? 0 : rc;
 }
 
@@ -542,6 +566,7 @@ static void *cs_worker_main(void *arg)
 	}
 	pthread_mutex_unlock(&pool->wq_mu);
 	(void)cs_unit_close(wk);
+	cs_stripe_drop(wk);
 	EVP_MD_CTX_free(md);
 	io_ctx_free(wk->io);
 	wk->io = NULL;
