@@ -873,7 +873,8 @@ static int cs_gc_pass(struct cs_gc *g)
 	pthread_mutex_lock(&pool->busy_mu);
 	g->busy = malloc((pool->nbusy + 1) * sizeof(*g->busy));
 	if (g->busy) {
-		memcpy(g->busy, pool->busy, pool->nbusy * sizeof(*g->busy));
+		if (pool->nbusy)
+			memcpy(g->busy, pool->busy, pool->nbusy * sizeof(*g->busy));
 		g->nbusy = pool->nbusy;
 	}
 	pthread_mutex_unlock(&pool->busy_mu);

@@ -567,6 +567,42 @@ static void test_gc_stripe_revived_in_grace_period_survives(void **state)
 	free(d);
 }
 
+/* A stripe a worker still appends to is busy: even with no live bytes at
+ * the scan it survives, so a writer that appends to it after the pass
+ * began (and is not waited for) commits and reads back. */
+static void test_gc_keeps_stripe_a_worker_appends_to(void **state)
+{
+	(void)state;
+	struct cs_pool_opts o = {
+	    .data_dir = g_dir, .unit_size = 256 * KIB, .gc_interval = -1, .workers = 1};
+	struct cs_pool *p = NULL;
+	assert_int_equal(cs_pool_open(&o, &p), 0);
+	size_t size = 2 * CHUNK;
+	uint8_t *d = malloc(size), *d2 = malloc(size);
+	fill_random(d, size, 17);
+	fill_random(d2, size, 18);
+	struct cs_mid a, b;
+	assert_int_equal(put(p, d, size, &a), 0);
+	del(p, &a); /* the worker's open stripe has no live bytes */
+	struct cs_writer *hold, *w;
+	assert_int_equal(cs_writer_open(p, &hold), 0);
+	struct bg_gc g;
+	bg_start(&g, p);
+	bg_wait_grace(&g);
+	assert_int_equal(write_all(p, d2, size, &w), 0); /* into that stripe */
+	assert_true(w->chunks[0].is_new);
+	cs_writer_free(hold);
+	bg_wait_freed(&g);
+	assert_int_equal(cs_commit(p, w, create_fn, &b), 0);
+	cs_writer_free(w);
+	bg_join(&g);
+	assert_int_equal(read_all(p, &b, d2, size), 0);
+	fsck_clean(p);
+	cs_pool_close(p);
+	free(d);
+	free(d2);
+}
+
 /* A writer that stored fresh copies into a stripe and is still open keeps
  * that stripe's files (its records are uncommitted, the stripe may have no
  * record yet) even once its worker moved on. */
@@ -758,9 +794,13 @@ struct st_shared {
 	uint8_t *blocks; /* ST_BLOCKS x CHUNK: shared content, deduplicated */
 	atomic_bool stop;
 	atomic_int failures;
-	atomic_uint puts, dels, reads, passes;
+	atomic_uint puts, dels, reads, passes, xreads, xgone;
 	char first_fail[256];
 	pthread_mutex_t mu;
+	/* recent objects of every thread, for a reader that races their
+	 * deletion (guarded by mu) */
+	struct st_obj recent[256];
+	unsigned nrecent;
 };
 
 struct st_thread {
@@ -842,6 +882,9 @@ static void *st_main(void *arg)
 				st_fail(sh, "thread %u: put: %s", t->id, cairn_strerror(rc));
 				break;
 			}
+			pthread_mutex_lock(&sh->mu);
+			sh->recent[sh->nrecent++ % 256] = *o;
+			pthread_mutex_unlock(&sh->mu);
 			t->nobjs++;
 			atomic_fetch_add(&sh->puts, 1);
 		} else if (op < 8) {
@@ -863,6 +906,59 @@ static void *st_main(void *arg)
 			}
 			atomic_fetch_add(&sh->reads, 1);
 		}
+	}
+	return NULL;
+}
+
+/* Reads other threads' objects while they may be deleted and collected: a
+ * reader that opened must read byte-exact to the end; only opening may
+ * fail, with CAIRN_ENOTFOUND, once the manifest is doomed. */
+static void *st_reader_main(void *arg)
+{
+	struct st_shared *sh = arg;
+	uint64_t x = 0xabcdef;
+	while (!atomic_load(&sh->stop) && !atomic_load(&sh->failures)) {
+		struct st_obj o;
+		pthread_mutex_lock(&sh->mu);
+		unsigned n = sh->nrecent < 256 ? sh->nrecent : 256;
+		if (n)
+			o = sh->recent[st_rand(&x) % n];
+		pthread_mutex_unlock(&sh->mu);
+		if (!n) {
+			usleep(1000);
+			continue;
+		}
+		size_t sz;
+		uint8_t *b = st_make(sh, o.seed, &sz);
+		struct cs_reader *r;
+		int rc = cs_reader_open(sh->p, &o.mid, &r);
+		if (rc == CAIRN_ENOTFOUND) {
+			atomic_fetch_add(&sh->xgone, 1);
+			free(b);
+			continue;
+		}
+		if (rc < 0) {
+			st_fail(sh, "reader: open: %s", cairn_strerror(rc));
+			free(b);
+			break;
+		}
+		uint8_t *buf = malloc(sz + 1);
+		for (size_t off = 0; off < sz;) {
+			long got = cs_reader_read(r, off, buf + off, 40000);
+			if (got <= 0) {
+				st_fail(sh, "reader: read at %zu of %zu: %s", off, sz,
+					got < 0 ? cairn_strerror((int)got) : "short");
+				break;
+			}
+			off += (size_t)got;
+			usleep(200); /* hold the reader open across commits */
+		}
+		if (!atomic_load(&sh->failures) && memcmp(buf, b, sz))
+			st_fail(sh, "reader: bytes differ");
+		cs_reader_free(r);
+		free(buf);
+		free(b);
+		atomic_fetch_add(&sh->xreads, 1);
 	}
 	return NULL;
 }
@@ -899,6 +995,8 @@ static void test_gc_stress_puts_deletes_gc(void **state)
 		assert_int_equal(pthread_create(&th[i].th, NULL, st_main, &th[i]), 0);
 	}
 	assert_int_equal(pthread_create(&gct, NULL, st_gc_main, &sh), 0);
+	pthread_t rdt;
+	assert_int_equal(pthread_create(&rdt, NULL, st_reader_main, &sh), 0);
 	const char *secs = getenv("CAIRN_GC_STRESS_SECS");
 	unsigned ms = (secs ? (unsigned)atoi(secs) : 3) * 1000;
 	for (unsigned waited = 0; waited < ms && !atomic_load(&sh.failures); waited += 50)
@@ -911,11 +1009,13 @@ static void test_gc_stress_puts_deletes_gc(void **state)
 	for (unsigned i = 0; i < ST_THREADS; i++)
 		pthread_join(th[i].th, NULL);
 	pthread_join(gct, NULL);
+	pthread_join(rdt, NULL);
 	if (atomic_load(&sh.failures))
 		fail_msg("%d failures; first: %s", atomic_load(&sh.failures), sh.first_fail);
-	print_message("stress: %u puts, %u deletes, %u reads, %u gc passes\n",
+	print_message("stress: %u puts, %u deletes, %u reads, %u gc passes; racing reader: %u "
+		      "reads, %u found gone\n",
 		      atomic_load(&sh.puts), atomic_load(&sh.dels), atomic_load(&sh.reads),
-		      atomic_load(&sh.passes));
+		      atomic_load(&sh.passes), atomic_load(&sh.xreads), atomic_load(&sh.xgone));
 	assert_true(atomic_load(&sh.dels) > 0);
 
 	/* every live object exact, fsck clean, also after one more pass */
@@ -997,6 +1097,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_gc_revived_then_dead_again_keeps_chunk, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_gc_stripe_revived_in_grace_period_survives, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_gc_keeps_stripe_a_worker_appends_to, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_gc_keeps_uncommitted_writer_data, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_gc_removes_orphan_unit_files, setup, teardown),
