@@ -189,7 +189,11 @@ void cs_gc_note_live(struct cs_pool *pool, const uint8_t fp[CS_FP_LEN], uint64_t
 	if (pool->gc_active && !pool->gc_overflow) {
 		uint8_t sk[8];
 		memcpy(sk, &stripe_id, 8);
-		if (!pool->gc_revived || !pool->gc_touched || !cs_hmap_put(pool->gc_revived, fp) ||
+		/* Only candidates need a revival record: the set stays as
+		 * small as the dead chunks, however much is written meanwhile. */
+		bool want_fp = !pool->gc_cand || cs_hmap_find(pool->gc_cand, fp);
+		if (!pool->gc_revived || !pool->gc_touched ||
+		    (want_fp && !cs_hmap_put(pool->gc_revived, fp)) ||
 		    !cs_hmap_put(pool->gc_touched, sk))
 			pool->gc_overflow = true; /* forget nothing: free nothing */
 	}
@@ -273,6 +277,7 @@ struct cs_gc {
 	struct cs_gc_file *files;
 	size_t nfiles, cap_files;
 	uint8_t (*mids)[4 + CS_MID_LEN]; /* doomed manifests' keys */
+	struct cs_hmap cand;		 /* candidate fingerprints */
 	size_t nmids, cap_mids;
 	/* batch cursors */
 	uint8_t resume[64];
@@ -855,6 +860,7 @@ static void cs_gc_end(struct cs_pool *pool)
 {
 	pthread_mutex_lock(&pool->gc_mu);
 	pool->gc_active = false;
+	pool->gc_cand = NULL;
 	pthread_mutex_unlock(&pool->gc_mu);
 }
 
@@ -883,6 +889,16 @@ static int cs_gc_pass(struct cs_gc *g)
 		return -ENOMEM;
 	/* (1c) scans; (1d) doom after them */
 	rc = cs_gc_scan(g, META_T_CHUNKS, "scan chunks", cs_gc_chunk_cb);
+	if (rc == 0)
+		rc = cs_hmap_init(&g->cand, CS_FP_LEN);
+	for (size_t i = 0; rc == 0 && i < g->nchunks; i++)
+		if (!cs_hmap_put(&g->cand, g->chunks[i] + 4))
+			rc = -ENOMEM;
+	if (rc == 0) {
+		pthread_mutex_lock(&pool->gc_mu);
+		pool->gc_cand = &g->cand;
+		pthread_mutex_unlock(&pool->gc_mu);
+	}
 	if (rc == 0)
 		rc = cs_gc_scan(g, META_T_STRIPES, "scan stripes", cs_gc_stripe_cb);
 	if (rc == 0)
@@ -963,6 +979,7 @@ int cs_gc(struct cs_pool *pool, struct cs_check_report *rep, cs_progress_fn fn, 
 	free(g.stripes);
 	free(g.files);
 	free(g.mids);
+	cs_hmap_free(&g.cand);
 	return rc;
 }
 

@@ -210,10 +210,11 @@ struct cs_pool {
 	 * committer fills while a pass runs. */
 	pthread_mutex_t gc_mu;
 	bool gc_active;
-	bool gc_overflow;	    /* a set could not grow: the pass frees nothing */
-	struct cs_hmap *gc_revived; /* fingerprints that went from 0 (or absent) to live */
-	struct cs_hmap *gc_touched; /* stripes whose live bytes grew */
-	pthread_mutex_t gc_run_mu;  /* one GC pass or fsck at a time */
+	bool gc_overflow;	       /* a set could not grow: the pass frees nothing */
+	struct cs_hmap *gc_revived;    /* fingerprints that went from 0 (or absent) to live */
+	struct cs_hmap *gc_touched;    /* stripes whose live bytes grew */
+	const struct cs_hmap *gc_cand; /* once scanned: the only fps worth recording */
+	pthread_mutex_t gc_run_mu;     /* one GC pass or fsck at a time */
 	/* the background GC thread: guarded by gct_mu */
 	pthread_mutex_t gct_mu;
 	pthread_cond_t gct_cv;

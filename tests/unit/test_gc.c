@@ -1084,6 +1084,62 @@ static void test_gc_background_thread_frees(void **state)
 	free(d);
 }
 
+struct burst {
+	struct cs_pool *p;
+	struct cs_mid mids[256];
+};
+
+static void *burst_put(void *arg)
+{
+	struct burst *b = arg;
+	for (unsigned i = 0; i < 256; i++) {
+		uint8_t small[100];
+		fill_random(small, sizeof(small), (uint64_t)(uintptr_t)b + i);
+		if (put(b->p, small, sizeof(small), &b->mids[i]) < 0)
+			return b;
+	}
+	return NULL;
+}
+
+static int unref_many_fn(struct cs_txn *t, void *arg)
+{
+	struct burst *b = arg;
+	for (unsigned i = 0; i < 256; i++) {
+		int rc = cs_manifest_unref(t, &b->mids[i]);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* 1024 deaths start a pass long before the (hour-long) interval. */
+static void test_gc_burst_of_deletes_starts_a_pass(void **state)
+{
+	(void)state;
+	struct cs_pool_opts o = {.data_dir = g_dir, .gc_interval = 3600};
+	struct cs_pool *p = NULL;
+	assert_int_equal(cs_pool_open(&o, &p), 0);
+	struct burst *b = calloc(4, sizeof(*b));
+	pthread_t th[4];
+	for (int i = 0; i < 4; i++) {
+		b[i].p = p;
+		assert_int_equal(pthread_create(&th[i], NULL, burst_put, &b[i]), 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		void *ret;
+		pthread_join(th[i], &ret);
+		assert_null(ret);
+	}
+	assert_int_equal(count_table(p, META_T_MHDR), 1024);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(cs_commit(p, NULL, unref_many_fn, &b[i]), 0);
+	for (int i = 0; i < 6000 && count_table(p, META_T_MHDR) > 0; i++)
+		usleep(10000);
+	assert_int_equal(count_table(p, META_T_MHDR), 0);
+	cs_pool_close(p);
+	free(b);
+}
+
 int main(void)
 {
 	log_set_level(LOG_WARN);
@@ -1106,6 +1162,8 @@ int main(void)
 					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_gc_stress_puts_deletes_gc, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_gc_background_thread_frees, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_gc_burst_of_deletes_starts_a_pass, setup,
+					    teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
