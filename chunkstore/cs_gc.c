@@ -55,6 +55,7 @@
 
 #define CS_GC_BATCH 4096u	       /* items per transaction */
 #define CS_GC_BURST_MANIFESTS 1024u    /* dead manifests that start a pass early */
+#define CS_GC_COMPACT_PCT 50u	       /* background compaction: stripes under 50% live */
 #define CS_CTR_MASK ((1ull << 48) - 1) /* stripe id: node_id << 48 | counter */
 
 /* ---- hash map ---- */
@@ -1001,7 +1002,11 @@ static void *cs_gc_main(void *arg)
 		pool->gct_kick = false;
 		pthread_mutex_unlock(&pool->gct_mu);
 		struct cs_check_report rep;
-		int rc = cs_gc(pool, &rep, NULL, NULL); /* logs its own errors */
+		/* both log their own errors; what compaction empties, the
+		 * next pass frees */
+		int rc = cs_gc(pool, &rep, NULL, NULL);
+		if (rc == 0)
+			rc = cs_compact(pool, CS_GC_COMPACT_PCT, &rep, NULL, NULL);
 		(void)rc;
 		pthread_mutex_lock(&pool->gct_mu);
 	}

@@ -94,6 +94,7 @@ struct cs_writer {
 	struct cs_wlast *last; /* [pool->nworkers] */
 	struct io_ctx *io;     /* for early syncs; made on first need */
 	uint64_t epoch;	       /* cs_epoch_enter ticket */
+	bool force_new;	       /* compaction: store every chunk fresh (no dedup) */
 };
 
 enum cs_task_kind { CS_TASK_CHUNK = 1, CS_TASK_FLUSH = 2, CS_TASK_STOP = 3 };
@@ -250,6 +251,11 @@ void cs_file_put(struct cs_file *f);
  * Marks them synced when every one succeeded. */
 int cs_files_sync(struct io_ctx *io, struct cs_file **files, size_t n) CAIRN_WUR;
 
+/* Compaction (cs_compact.c): appends buf as one whole chunk (len <=
+ * chunk_size) and stores it fresh even when the index holds it; the writer
+ * is then a compaction writer (no dedup) and makes no manifest. */
+int cs_writer_put_chunk(struct cs_writer *w, const void *buf, size_t len) CAIRN_WUR;
+
 /* cs_epoch.c: grace periods. Every writer and reader is registered from
  * open (before its first metadata read) to free. Something unreachable to
  * newcomers (a doomed manifest, a dead chunk, an unlinked replica) may be
@@ -317,6 +323,11 @@ uint64_t *cs_hmap_find(const struct cs_hmap *m, const void *key);
 uint64_t *cs_hmap_put(struct cs_hmap *m, const void *key);
 
 /* cs_commit.c */
+/* Inside a commit of compaction writer t->w: for each i < n whose chunk is
+ * still live in stripe from[i], moves its index entry to the fresh copy
+ * t->w->chunks[i] (live bytes move with it); *moved counts those moved. A
+ * copy not used stays as dead bytes in its stripe. */
+int cs_chunks_move(struct cs_txn *t, const uint64_t *from, size_t n, uint64_t *moved) CAIRN_WUR;
 int cs_committer_start(struct cs_pool *pool) CAIRN_WUR;
 void cs_committer_stop(struct cs_pool *pool);
 

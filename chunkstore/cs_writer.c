@@ -481,8 +481,9 @@ static void cs_do_chunk(struct cs_worker *wk, EVP_MD_CTX *md, struct cs_task *t)
 			rc = -EIO;
 			goto out;
 		}
-		bool found;
-		rc = cs_chunk_lookup(wk->pool, r.ment.fp, &found);
+		bool found = false;
+		if (!w->force_new)
+			rc = cs_chunk_lookup(wk->pool, r.ment.fp, &found);
 		if (rc < 0 || found)
 			goto out;
 		if (!wk->io) {
@@ -840,6 +841,17 @@ int cs_writer_write(struct cs_writer *w, const void *buf, size_t len)
 		}
 	}
 	return cs_writer_state(w, NULL);
+}
+
+int cs_writer_put_chunk(struct cs_writer *w, const void *buf, size_t len)
+{
+	if (w->finished || w->cur_len || len == 0 || len > w->pool->rec.chunk_size)
+		return CAIRN_EINVAL;
+	w->force_new = true;
+	int rc = cs_writer_write(w, buf, len);
+	if (rc == 0 && w->cur_len)
+		rc = cs_submit(w); /* a short chunk ends here, not at chunk_size */
+	return rc;
 }
 
 static void cs_writer_wait_idle(struct cs_writer *w)

@@ -683,6 +683,82 @@ static void test_gc_removes_orphan_unit_files(void **state)
 	free(d);
 }
 
+/* ---- compaction ---- */
+
+static void test_compact_moves_live_chunks_and_gc_frees_old_stripe(void **state)
+{
+	(void)state;
+	struct cs_pool_opts o = {
+	    .data_dir = g_dir, .unit_size = 256 * KIB, .gc_interval = -1, .workers = 1};
+	struct cs_pool *p = NULL;
+	assert_int_equal(cs_pool_open(&o, &p), 0);
+	enum { N = 12 }; /* one stripe: 4 units of 3 chunks */
+	uint8_t *d[N];
+	struct cs_mid mid[N];
+	for (int i = 0; i < N; i++) {
+		d[i] = malloc(CHUNK);
+		fill_random(d[i], CHUNK, 200 + (uint64_t)i);
+		assert_int_equal(put(p, d[i], CHUNK, &mid[i]), 0);
+	}
+	struct cs_chunk_rec c10, c0, n10;
+	assert_int_equal(chunk_rec(p, d[10], CHUNK, &c10), 0);
+	assert_int_equal(chunk_rec(p, d[0], CHUNK, &c0), 0);
+	assert_int_equal(c10.stripe_id, c0.stripe_id);
+	cs_pool_close(p); /* the stripe is no longer a worker's */
+	assert_int_equal(cs_pool_open(&o, &p), 0);
+	for (int i = 0; i < 10; i++)
+		del(p, &mid[i]);
+	/* a reader resolved the old location; a writer deduplicated against it */
+	struct cs_reader *r;
+	uint8_t buf[CHUNK];
+	assert_int_equal(cs_reader_open(p, &mid[11], &r), 0);
+	assert_int_equal(cs_reader_read(r, 0, buf, 100), 100);
+	struct cs_writer *w;
+	assert_int_equal(write_all(p, d[10], CHUNK, &w), 0);
+	assert_false(w->chunks[0].is_new);
+	struct cs_stats s0, s1, s2;
+	assert_int_equal(cs_pool_stats(p, &s0), 0);
+
+	struct cs_check_report rep;
+	assert_int_equal(cs_compact(p, 50, &rep, NULL, NULL), 0);
+	assert_int_equal(rep.checked, 1);
+	assert_int_equal(rep.bytes, 2 * CHUNK);
+	assert_int_equal(chunk_rec(p, d[10], CHUNK, &n10), 0);
+	assert_true(n10.stripe_id != c10.stripe_id);
+	assert_int_equal(n10.refcount, 1);
+	assert_int_equal(cs_pool_stats(p, &s1), 0);
+	assert_true(s1.physical_bytes > s0.physical_bytes); /* copies made */
+	assert_int_equal(s1.stored_bytes, s0.stored_bytes);
+	fsck_clean(p);
+	/* nothing to compact any more */
+	assert_int_equal(cs_compact(p, 50, &rep, NULL, NULL), 0);
+	assert_int_equal(rep.bytes, 0);
+
+	struct cs_mid b;
+	assert_int_equal(cs_commit(p, w, create_fn, &b), 0);
+	cs_writer_free(w);
+	assert_int_equal(chunk_rec(p, d[10], CHUNK, &n10), 0);
+	assert_int_equal(n10.refcount, 2);
+
+	struct bg_gc g;
+	bg_start(&g, p);
+	bg_wait_grace(&g);
+	assert_int_equal(cs_reader_read(r, 100, buf + 100, CHUNK - 100), CHUNK - 100);
+	assert_memory_equal(buf, d[11], CHUNK);
+	cs_reader_free(r);
+	bg_join(&g);
+	assert_int_equal(cs_pool_stats(p, &s2), 0);
+	assert_true(s2.physical_bytes < s0.physical_bytes); /* the old stripe went */
+	assert_int_equal(s2.stripes, s1.stripes - 1);
+	assert_int_equal(read_all(p, &mid[10], d[10], CHUNK), 0);
+	assert_int_equal(read_all(p, &mid[11], d[11], CHUNK), 0);
+	assert_int_equal(read_all(p, &b, d[10], CHUNK), 0);
+	fsck_clean(p);
+	cs_pool_close(p);
+	for (int i = 0; i < N; i++)
+		free(d[i]);
+}
+
 /* ---- fsck ---- */
 
 struct breaker {
@@ -794,7 +870,7 @@ struct st_shared {
 	uint8_t *blocks; /* ST_BLOCKS x CHUNK: shared content, deduplicated */
 	atomic_bool stop;
 	atomic_int failures;
-	atomic_uint puts, dels, reads, passes, xreads, xgone;
+	atomic_uint puts, dels, reads, passes, xreads, xgone, compacted;
 	char first_fail[256];
 	pthread_mutex_t mu;
 	/* recent objects of every thread, for a reader that races their
@@ -974,6 +1050,13 @@ static void *st_gc_main(void *arg)
 			break;
 		}
 		atomic_fetch_add(&sh->passes, 1);
+		/* compaction moves live chunks under everyone's feet */
+		rc = cs_compact(sh->p, 60, &rep, NULL, NULL);
+		if (rc < 0) {
+			st_fail(sh, "compact: %s", cairn_strerror(rc));
+			break;
+		}
+		atomic_fetch_add(&sh->compacted, (unsigned)(rep.bytes / CHUNK));
 	}
 	return NULL;
 }
@@ -1012,10 +1095,11 @@ static void test_gc_stress_puts_deletes_gc(void **state)
 	pthread_join(rdt, NULL);
 	if (atomic_load(&sh.failures))
 		fail_msg("%d failures; first: %s", atomic_load(&sh.failures), sh.first_fail);
-	print_message("stress: %u puts, %u deletes, %u reads, %u gc passes; racing reader: %u "
-		      "reads, %u found gone\n",
+	print_message("stress: %u puts, %u deletes, %u reads, %u gc passes (%u chunks "
+		      "compacted); racing reader: %u reads, %u found gone\n",
 		      atomic_load(&sh.puts), atomic_load(&sh.dels), atomic_load(&sh.reads),
-		      atomic_load(&sh.passes), atomic_load(&sh.xreads), atomic_load(&sh.xgone));
+		      atomic_load(&sh.passes), atomic_load(&sh.compacted), atomic_load(&sh.xreads),
+		      atomic_load(&sh.xgone));
 	assert_true(atomic_load(&sh.dels) > 0);
 
 	/* every live object exact, fsck clean, also after one more pass */
@@ -1158,6 +1242,8 @@ int main(void)
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_gc_keeps_uncommitted_writer_data, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_gc_removes_orphan_unit_files, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_compact_moves_live_chunks_and_gc_frees_old_stripe,
+					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_fsck_detects_and_fixes_refcount_live_and_stats,
 					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_gc_stress_puts_deletes_gc, setup, teardown),
