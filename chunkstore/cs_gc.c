@@ -278,14 +278,13 @@ struct cs_gc {
 	struct cs_gc_file *files;
 	size_t nfiles, cap_files;
 	uint8_t (*mids)[4 + CS_MID_LEN]; /* doomed manifests' keys */
-	struct cs_hmap cand;		 /* candidate fingerprints */
 	size_t nmids, cap_mids;
+	struct cs_hmap cand; /* candidate fingerprints */
 	/* batch cursors */
 	uint8_t resume[64];
 	size_t resume_len;
 	bool started, end;
-	size_t pos;	  /* index into a candidate array */
-	bool mid_partial; /* the manifest at pos has entries left */
+	size_t pos; /* index into a candidate array */
 	/* results */
 	uint64_t n_manifests, n_chunks, n_stripes, n_files, phys_freed;
 };
@@ -316,8 +315,9 @@ static int cs_gc_begin_fn(struct cs_txn *t, void *arg)
 	pthread_mutex_lock(&pool->gc_mu);
 	pool->gc_overflow = !pool->gc_revived || !pool->gc_touched;
 	if (!pool->gc_overflow) {
-		cs_hmap_clear(pool->gc_revived);
-		cs_hmap_clear(pool->gc_touched);
+		/* freed, not cleared: a big pass does not pin its memory */
+		cs_hmap_free(pool->gc_revived);
+		cs_hmap_free(pool->gc_touched);
 	}
 	pool->gc_active = true;
 	pthread_mutex_unlock(&pool->gc_mu);
@@ -396,8 +396,8 @@ static int cs_gc_chunk_cb(struct cs_gc *g, const uint8_t *k, size_t kl, const vo
 	if (kl != 4 + CS_FP_LEN || vl < sizeof(r))
 		return 0; /* not ours to judge: fsck reports it */
 	memcpy(&r, v, sizeof(r));
-	if (r.refcount != 0)
-		return 0;
+	if (r.refcount != 0 || r.version > CS_CHUNK_VERSION)
+		return 0; /* never free what this build does not understand */
 	if (cs_grow((void **)&g->chunks, &g->cap_chunks, g->nchunks, sizeof(*g->chunks)) < 0)
 		return -ENOMEM;
 	memcpy(g->chunks[g->nchunks++], k, kl);
@@ -411,7 +411,8 @@ static int cs_gc_stripe_cb(struct cs_gc *g, const uint8_t *k, size_t kl, const v
 		return 0;
 	memcpy(&r, v, sizeof(r));
 	uint64_t id = meta_get_be64(k + 4);
-	if (r.live_bytes != 0 || cs_gc_was_busy(g, id) || (unsigned)r.k + r.m > CS_MAX_FRAGS)
+	if (r.live_bytes != 0 || r.version > CS_STRIPE_VERSION || cs_gc_was_busy(g, id) ||
+	    (unsigned)r.k + r.m > CS_MAX_FRAGS)
 		return 0;
 	if (cs_grow((void **)&g->stripes, &g->cap_stripes, g->nstripes, sizeof(*g->stripes)) < 0)
 		return -ENOMEM;
