@@ -55,6 +55,9 @@ struct cs_pool_opts {
 	bool no_compress;	/* store new chunks as they are (no zstd) */
 	int zstd_level;		/* for new chunks; 0 = CS_ZSTD_LEVEL (3) */
 	uint64_t bloom_entries; /* dedup filter capacity at open; 0 = from the index */
+	/* Seconds between background GC passes: 0 = 60, < 0 = no background
+	 * GC (only cs_gc calls). A burst of deletes also starts a pass. */
+	int gc_interval;
 };
 
 struct cs_pool;
@@ -201,13 +204,27 @@ struct cs_check_report {
 
 /* Recomputes chunk refcounts, live bytes and the pool counters from the
  * manifests and compares them with what is stored; with fix, writes the
- * recomputed values. */
+ * recomputed values. Reads one consistent snapshot (one read transaction
+ * for the walk); memory: a hash map of ~70 bytes per chunk and per stripe.
+ * Fixes are applied as differences to the current values, so writes that
+ * commit during the walk are not undone. Runs exclusive of GC. */
 int cs_fsck(struct cs_pool *pool, bool fix, struct cs_check_report *rep, cs_progress_fn fn,
 	    void *arg) CAIRN_WUR;
 /* Frees manifests and chunks whose refcount is zero, and stripes left with
- * no live chunk, once no reader or writer that could see them remains. */
+ * no live chunk, once no reader or writer that could see them remains.
+ * Waits for grace periods (cs_epoch_wait), so it must not be called by a
+ * thread that holds an open writer or reader (it would wait for itself).
+ * One pass at a time per pool (also against cs_fsck); a background thread
+ * runs passes every gc_interval seconds. */
 int cs_gc(struct cs_pool *pool, struct cs_check_report *rep, cs_progress_fn fn,
 	  void *arg) CAIRN_WUR;
+/* Copies the live chunks of stripes whose live bytes are under
+ * max_live_pct (1..100) of their data bytes into fresh stripes (reads and
+ * writes go on meanwhile); the emptied stripes are freed by the next cs_gc.
+ * rep->checked: stripes chosen; rep->bytes: bytes rewritten. Exclusive of
+ * cs_gc and cs_fsck. Compressed chunks are not moved yet. */
+int cs_compact(struct cs_pool *pool, unsigned max_live_pct, struct cs_check_report *rep,
+	       cs_progress_fn fn, void *arg) CAIRN_WUR;
 /* Re-reads every unit of every stripe, verifies every chunk record (and
  * parity of sealed stripes), and rewrites damaged or missing units from the
  * stripe's survivors. */

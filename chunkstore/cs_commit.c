@@ -142,6 +142,7 @@ static int cs_chunk_ref(struct cs_txn *t, struct cs_scache *sc, const struct cs_
 		t->d.unique_bytes += r.raw_len;
 		t->d.stored_bytes += r.stored_len;
 		t->d.chunks++;
+		cs_gc_note_live(pool, c->ment.fp, c->stripe_id);
 		rc = meta_put(t->txn, META_T_CHUNKS, key, kl, &r, sizeof(r), 0);
 		if (rc == 0)
 			cs_bloom_note(pool, c->ment.fp);
@@ -154,19 +155,118 @@ static int cs_chunk_ref(struct cs_txn *t, struct cs_scache *sc, const struct cs_
 	memcpy(&r, v, sizeof(r));
 	if (r.version > CS_CHUNK_VERSION)
 		return CAIRN_EFORMAT;
-	if (r.refcount == 0) {
+	if (r.refcount == 0 && c->is_new) {
+		/* Dead, and this writer stored a fresh copy (a dead chunk is a
+		 * dedup miss): the entry moves to the fresh copy, so nothing
+		 * new ever points into a stripe GC may be freeing. The old
+		 * copy's bytes left the live count when it died. */
+		r.version = CS_CHUNK_VERSION;
+		r.compression = c->compression;
+		r.crc32c = c->crc;
+		r.stripe_id = c->stripe_id;
+		r.unit = c->unit;
+		r.offset = c->offset;
+		r.stored_len = c->stored_len;
+		r.raw_len = c->ment.len;
+		sc->rec.live_bytes += r.stored_len; /* sc holds c's stripe (is_new) */
+		sc->dirty = true;
+		t->d.unique_bytes += r.raw_len;
+		t->d.stored_bytes += r.stored_len;
+		t->d.chunks++;
+		cs_gc_note_live(pool, c->ment.fp, c->stripe_id);
+	} else if (r.refcount == 0) {
 		/* revived: its bytes are live again */
 		rc = cs_scache_get(t, sc, r.stripe_id, false);
 		if (rc < 0)
 			return rc;
+		/* revived in place by a writer that deduplicated against it
+		 * while it was live */
 		sc->rec.live_bytes += r.stored_len;
 		sc->dirty = true;
 		t->d.unique_bytes += r.raw_len;
 		t->d.stored_bytes += r.stored_len;
 		t->d.chunks++;
+		cs_gc_note_live(pool, c->ment.fp, r.stripe_id);
 	}
 	r.refcount++;
 	return meta_put(t->txn, META_T_CHUNKS, key, kl, &r, sizeof(r), 0);
+}
+
+int cs_chunks_move(struct cs_txn *t, const uint64_t *from, size_t n, uint64_t *moved)
+{
+	struct cs_pool *pool = t->pool;
+	struct cs_writer *w = t->w;
+	struct cs_scache dst = {0}, src = {0};
+	int rc = 0;
+	*moved = 0;
+	if (!w || !w->finished || !w->force_new || n > w->nchunks)
+		return CAIRN_EINVAL;
+	if (w->err)
+		return w->err;
+	for (size_t i = 0; i < n; i++) {
+		const struct cs_wchunk *c = &w->chunks[i];
+		if (!c->done || !c->is_new)
+			continue;
+		/* the copy is on disk either way: its stripe's fill covers it */
+		rc = cs_scache_get(t, &dst, c->stripe_id, true);
+		if (rc < 0)
+			goto out;
+		uint32_t end = (uint32_t)cs_align_up(
+		    c->offset + sizeof(struct cs_chunk_hdr) + c->stored_len, CS_REC_ALIGN);
+		uint32_t *fill = &dst.rec.fill[c->unit];
+		if (end > *fill) {
+			uint64_t copies = 1u + dst.rec.m;
+			t->d.physical_bytes +=
+			    (int64_t)(((*fill ? 0 : CS_UNIT_HDR_SIZE) + end - *fill) * copies);
+			*fill = end;
+			dst.dirty = true;
+		}
+		uint8_t key[4 + CS_FP_LEN];
+		size_t kl = cs_key_chunk(key, cs_chunk_part(pool, c->ment.fp), c->ment.fp);
+		const void *v;
+		size_t vl;
+		struct cs_chunk_rec r;
+		rc = meta_get(t->txn, META_T_CHUNKS, key, kl, &v, &vl);
+		if (rc == CAIRN_ENOTFOUND) {
+			rc = 0;
+			continue;
+		}
+		if (rc < 0)
+			goto out;
+		if (vl < sizeof(r)) {
+			rc = CAIRN_ECORRUPT;
+			goto out;
+		}
+		memcpy(&r, v, sizeof(r));
+		/* moved only if still live where compaction found it */
+		if (r.refcount == 0 || r.stripe_id != from[i] || r.raw_len != c->ment.len)
+			continue;
+		rc = cs_scache_get(t, &src, r.stripe_id, false);
+		if (rc < 0)
+			goto out;
+		src.rec.live_bytes -=
+		    src.rec.live_bytes < r.stored_len ? src.rec.live_bytes : r.stored_len;
+		src.dirty = true;
+		t->d.stored_bytes += (int64_t)c->stored_len - (int64_t)r.stored_len;
+		r.compression = c->compression;
+		r.crc32c = c->crc;
+		r.stripe_id = c->stripe_id;
+		r.unit = c->unit;
+		r.offset = c->offset;
+		r.stored_len = c->stored_len;
+		dst.rec.live_bytes += r.stored_len;
+		dst.dirty = true;
+		cs_gc_note_live(pool, c->ment.fp, c->stripe_id);
+		rc = meta_put(t->txn, META_T_CHUNKS, key, kl, &r, sizeof(r), 0);
+		if (rc < 0)
+			goto out;
+		(*moved)++;
+	}
+	rc = cs_scache_flush(t, &dst);
+	if (rc == 0)
+		rc = cs_scache_flush(t, &src);
+out:
+	return rc;
 }
 
 static int cs_chunk_unref(struct cs_txn *t, struct cs_scache *sc, const uint8_t fp[CS_FP_LEN])
@@ -309,6 +409,8 @@ static int cs_mhdr_get(struct meta_txn *txn, struct cs_pool *pool, const struct 
 		return CAIRN_EFORMAT;
 	if ((h->flags & CS_MHDR_INLINE) && vl != sizeof(*h) + h->size)
 		return CAIRN_ECORRUPT;
+	if (h->flags & CS_MHDR_DOOMED) /* GC is removing it */
+		return CAIRN_ENOTFOUND;
 	if (val)
 		*val = v;
 	if (vlen)
@@ -437,6 +539,7 @@ int cs_manifest_unref(struct cs_txn *t, const struct cs_mid *mid)
 	if (rc == 0) {
 		t->d.logical_bytes -= (int64_t)h.size;
 		t->d.manifests--;
+		cs_gc_note_dead(pool);
 	}
 out:
 	meta_cursor_close(cur);

@@ -97,6 +97,7 @@ struct cs_writer {
 	struct cs_wlast *last; /* [pool->nworkers] */
 	struct io_ctx *io;     /* for early syncs; made on first need */
 	uint64_t epoch;	       /* cs_epoch_enter ticket */
+	bool force_new;	       /* compaction: store every chunk fresh (no dedup) */
 };
 
 enum cs_task_kind { CS_TASK_CHUNK = 1, CS_TASK_FLUSH = 2, CS_TASK_STOP = 3 };
@@ -226,6 +227,28 @@ struct cs_pool {
 	pthread_cond_t ep_cv;
 	uint64_t ep_cur;
 	uint64_t ep_active[2];
+
+	/* stripes being written (cs_gc.c): guarded by busy_mu */
+	pthread_mutex_t busy_mu;
+	uint64_t *busy;
+	size_t nbusy, cap_busy;
+
+	/* GC (cs_gc.c). gc_mu guards gc_active and the two sets, which the
+	 * committer fills while a pass runs. */
+	pthread_mutex_t gc_mu;
+	bool gc_active;
+	bool gc_overflow;	       /* a set could not grow: the pass frees nothing */
+	struct cs_hmap *gc_revived;    /* fingerprints that went from 0 (or absent) to live */
+	struct cs_hmap *gc_touched;    /* stripes whose live bytes grew */
+	const struct cs_hmap *gc_cand; /* once scanned: the only fps worth recording */
+	pthread_mutex_t gc_run_mu;     /* one GC pass or fsck at a time */
+	/* the background GC thread: guarded by gct_mu */
+	pthread_mutex_t gct_mu;
+	pthread_cond_t gct_cv;
+	bool gct_stop, gct_kick, gct_running;
+	int gc_interval; /* seconds; < 0: no thread */
+	pthread_t gc_thread;
+	atomic_uint_fast64_t gc_dead; /* manifests that died since the last pass */
 };
 
 /* cs_pool.c */
@@ -254,6 +277,11 @@ void cs_file_put(struct cs_file *f);
  * Marks them synced when every one succeeded. */
 int cs_files_sync(struct io_ctx *io, struct cs_file **files, size_t n) CAIRN_WUR;
 
+/* Compaction (cs_compact.c): appends buf as one whole chunk (len <=
+ * chunk_cap, never re-cut) and stores it fresh even when the index holds it; the writer
+ * is then a compaction writer (no dedup) and makes no manifest. */
+int cs_writer_put_chunk(struct cs_writer *w, const void *buf, size_t len) CAIRN_WUR;
+
 /* cs_epoch.c: grace periods. Every writer and reader is registered from
  * open (before its first metadata read) to free. Something unreachable to
  * newcomers (a doomed manifest, a dead chunk, an unlinked replica) may be
@@ -280,8 +308,66 @@ void cs_bloom_false_positive(struct cs_pool *pool);
 void cs_bloom_note(struct cs_pool *pool, const uint8_t fp[CS_FP_LEN]);
 void cs_bloom_commit(struct cs_pool *pool, bool committed);
 bool cs_bloom_ready(struct cs_pool *pool);
+/* cs_gc.c: stripes in use. Every stripe id is registered busy when it is
+ * allocated (cs_stripe_id_alloc, atomically with the allocation) until its
+ * worker moves on (full or abandoned). Anyone else who writes a stripe's
+ * files (the sealer) registers it with cs_stripe_busy_add and THEN re-reads
+ * the stripe record in a fresh transaction: GC frees only stripes that were
+ * not busy when it decided, so a record still present after registering
+ * cannot be freed until cs_stripe_busy_del. Never hold busy_mu while waiting
+ * for anything. */
+int cs_stripe_busy_add(struct cs_pool *pool, uint64_t stripe_id) CAIRN_WUR;
+void cs_stripe_busy_del(struct cs_pool *pool, uint64_t stripe_id);
+bool cs_stripe_busy(struct cs_pool *pool, uint64_t stripe_id);
+/* Committer hooks while a GC pass runs: a chunk (fp) became live in stripe
+ * stripe_id (insert, revival, or a dead entry moved to a fresh copy), so
+ * neither may be freed by this pass. */
+void cs_gc_note_live(struct cs_pool *pool, const uint8_t fp[CS_FP_LEN], uint64_t stripe_id);
+/* A manifest died (refcount 0): counts towards a burst that starts a pass. */
+void cs_gc_note_dead(struct cs_pool *pool);
+void cs_gc_init(struct cs_pool *pool);
+void cs_gc_destroy(struct cs_pool *pool);
+/* Starts the background thread (interval: cs_pool_opts.gc_interval). */
+int cs_gc_thread_start(struct cs_pool *pool, int interval) CAIRN_WUR;
+void cs_gc_thread_stop(struct cs_pool *pool);
+/* Physical bytes a stripe record accounts for on all devices (what
+ * cs_chunk_ref added to the pool's physical_bytes as fill grew). */
+static inline uint64_t cs_stripe_phys(const struct cs_stripe_rec *s)
+{
+	uint64_t b = 0;
+	for (unsigned i = 0; i < s->k && i < CS_MAX_FRAGS; i++)
+		if (s->fill[i])
+			b += (CS_UNIT_HDR_SIZE + (uint64_t)s->fill[i]) * (1u + s->m);
+	return b;
+}
+
+/* A small open-addressing hash map from fixed-length keys (<= 32 bytes;
+ * the first 8 bytes should be well mixed, as fingerprints are) to u64
+ * values. ~48 bytes per slot, load <= 0.7. Not thread-safe. */
+struct cs_hmap {
+	size_t klen;
+	size_t cap, n; /* slots (a power of 2), used */
+	struct cs_hslot *slots;
+};
+struct cs_hslot {
+	uint64_t val;
+	uint8_t used;
+	uint8_t key[32];
+};
+int cs_hmap_init(struct cs_hmap *m, size_t klen) CAIRN_WUR;
+void cs_hmap_free(struct cs_hmap *m);
+void cs_hmap_clear(struct cs_hmap *m);
+/* The value of key, or NULL when absent. */
+uint64_t *cs_hmap_find(const struct cs_hmap *m, const void *key);
+/* The value of key, inserted as 0 when absent; NULL when out of memory. */
+uint64_t *cs_hmap_put(struct cs_hmap *m, const void *key);
 
 /* cs_commit.c */
+/* Inside a commit of compaction writer t->w: for each i < n whose chunk is
+ * still live in stripe from[i], moves its index entry to the fresh copy
+ * t->w->chunks[i] (live bytes move with it); *moved counts those moved. A
+ * copy not used stays as dead bytes in its stripe. */
+int cs_chunks_move(struct cs_txn *t, const uint64_t *from, size_t n, uint64_t *moved) CAIRN_WUR;
 int cs_committer_start(struct cs_pool *pool) CAIRN_WUR;
 void cs_committer_stop(struct cs_pool *pool);
 

@@ -171,6 +171,9 @@ int cs_stripe_id_alloc(struct cs_pool *pool, uint64_t *out)
 		goto out;
 	}
 	*out = (uint64_t)pool->rec.node_id << 48 | ctr;
+	/* Busy from birth, under id_mu: GC's snapshot of (next id, busy set)
+	 * then never misses a stripe a worker is about to write. */
+	rc = cs_stripe_busy_add(pool, *out);
 out:
 	pthread_mutex_unlock(&pool->id_mu);
 	return rc;
@@ -492,6 +495,7 @@ int cs_pool_open(const struct cs_pool_opts *opts, struct cs_pool **out)
 	pthread_cond_init(&pool->cq_cv, NULL);
 	pthread_mutex_init(&pool->st_mu, NULL);
 	cs_epoch_init(pool);
+	cs_gc_init(pool);
 
 	rc = io_mkdirs(pool->data_dir, 0755);
 	if (rc < 0)
@@ -572,6 +576,9 @@ int cs_pool_open(const struct cs_pool_opts *opts, struct cs_pool **out)
 	rc = cs_workers_start(pool);
 	if (rc < 0)
 		goto out;
+	rc = cs_gc_thread_start(pool, opts->gc_interval ? opts->gc_interval : 60);
+	if (rc < 0)
+		goto out;
 	*out = pool;
 	pool = NULL;
 out:
@@ -586,7 +593,9 @@ void cs_pool_close(struct cs_pool *pool)
 {
 	if (!pool)
 		return;
-	/* Workers first: they may still ask the committer for stripe ids. */
+	/* GC first (it commits and waits for grace periods), then workers:
+	 * they may still ask the committer for stripe ids. */
+	cs_gc_thread_stop(pool);
 	cs_workers_stop(pool);
 	cs_committer_stop(pool);
 	cs_bloom_stop(pool);
@@ -604,6 +613,7 @@ void cs_pool_close(struct cs_pool *pool)
 	pthread_cond_destroy(&pool->cq_cv);
 	pthread_mutex_destroy(&pool->st_mu);
 	cs_epoch_destroy(pool);
+	cs_gc_destroy(pool);
 	free(pool);
 }
 

@@ -132,6 +132,12 @@ int cs_reader_open(struct cs_pool *pool, const struct cs_mid *mid, struct cs_rea
 		rc = CAIRN_EFORMAT;
 		goto out;
 	}
+	if (h.flags & CS_MHDR_DOOMED) {
+		/* GC marked it: it is deleted once the readers opened before
+		 * the mark have left, so no new reader may start. */
+		rc = CAIRN_ENOTFOUND;
+		goto out;
+	}
 	r->size = h.size;
 	if (h.flags & CS_MHDR_INLINE) {
 		if (vl != sizeof(h) + h.size) {

@@ -206,10 +206,19 @@ static void *cs_syncer_main(void *arg)
 	return NULL;
 }
 
+/* The worker is done with its open stripe: GC may consider it once its
+ * writers have left. */
+static void cs_stripe_drop(struct cs_worker *wk)
+{
+	if (wk->stripe_id)
+		cs_stripe_busy_del(wk->pool, wk->stripe_id);
+	wk->stripe_id = 0;
+}
+
 static void cs_stripe_abandon(struct cs_worker *wk)
 {
 	cs_unit_release(wk);
-	wk->stripe_id = 0;
+	cs_stripe_drop(wk);
 	wk->abort_gen++;
 }
 
@@ -298,14 +307,18 @@ static int cs_stripe_open(struct cs_worker *wk)
 			if (devs[i] == devs[j]) {
 				log_err(CS_TAG, "ec ring partition %u repeats device %u", part,
 					devs[i]);
+				cs_stripe_busy_del(pool, id);
 				return CAIRN_EDEGRADED;
 			}
 		wk->devs[i] = devs[i];
 	}
-	wk->stripe_id = id;
+	wk->stripe_id = id; /* busy since cs_stripe_id_alloc */
 	wk->part = part;
 	wk->unit = 0;
-	return cs_unit_open(wk);
+	rc = cs_unit_open(wk);
+	if (rc < 0)
+		cs_stripe_drop(wk);
+	return rc;
 }
 
 /* Appends one record (len stored bytes of a raw_len-byte chunk); fills the
@@ -335,7 +348,7 @@ static int cs_append(struct cs_worker *wk, struct cs_writer *w, const uint8_t *p
 		} else {
 			/* All k units full: the stripe stays open (sealing
 			 * comes later), a new one takes over. */
-			wk->stripe_id = 0;
+			cs_stripe_drop(wk);
 		}
 	}
 	if (!wk->stripe_id) {
@@ -434,13 +447,24 @@ static int cs_chunk_lookup(struct cs_pool *pool, const uint8_t fp[CS_FP_LEN], bo
 		return rc;
 	size_t kl = cs_key_chunk(key, cs_chunk_part(pool, fp), fp);
 	rc = meta_get(txn, META_T_CHUNKS, key, kl, &v, &vl);
-	meta_txn_abort(txn);
 	if (rc == 0) {
-		*found = true;
-		return 0;
+		/* A dead chunk (refcount 0) is a miss: GC may be freeing it, so
+		 * the writer stores a fresh copy, and the commit moves the dead
+		 * entry there (cs_chunk_ref). A live one stays live at least
+		 * until GC's next scan, which waits for this writer. */
+		struct cs_chunk_rec r;
+		if (vl < sizeof(r)) {
+			rc = CAIRN_ECORRUPT;
+		} else {
+			memcpy(&r, v, sizeof(r));
+			*found = r.refcount > 0;
+		}
 	}
+	meta_txn_abort(txn);
 	if (rc == CAIRN_ENOTFOUND)
 		cs_bloom_false_positive(pool);
+	if (rc == 0)
+		return 0;
 	return rc == CAIRN_ENOTFOUND ? 0 : rc;
 }
 
@@ -465,8 +489,9 @@ static void cs_do_chunk(struct cs_worker *wk, EVP_MD_CTX *md, struct cs_task *t)
 			rc = -EIO;
 			goto out;
 		}
-		bool found;
-		rc = cs_chunk_lookup(wk->pool, r.ment.fp, &found);
+		bool found = false;
+		if (!w->force_new)
+			rc = cs_chunk_lookup(wk->pool, r.ment.fp, &found);
 		if (rc < 0 || found)
 			goto out;
 		if (!wk->io) {
@@ -574,6 +599,7 @@ static void *cs_worker_main(void *arg)
 	}
 	pthread_mutex_unlock(&pool->wq_mu);
 	(void)cs_unit_close(wk);
+	cs_stripe_drop(wk);
 	EVP_MD_CTX_free(md);
 	ZSTD_freeCCtx(wk->cctx);
 	wk->cctx = NULL;
@@ -866,6 +892,25 @@ int cs_writer_write(struct cs_writer *w, const void *buf, size_t len)
 		}
 	}
 	return cs_writer_state(w, NULL);
+}
+
+int cs_writer_put_chunk(struct cs_writer *w, const void *buf, size_t len)
+{
+	if (w->finished || w->cur_len || len == 0 || len > w->pool->chunk_cap)
+		return CAIRN_EINVAL;
+	int rc = cs_writer_state(w, NULL);
+	if (rc < 0)
+		return rc;
+	/* the chunk as given: never re-cut (CDC would find other boundaries) */
+	struct cs_task *t = cs_task_get(w);
+	if (!t)
+		return -ENOMEM;
+	w->force_new = true;
+	memcpy(t->buf, buf, len);
+	w->cur = (uint8_t *)t;
+	w->cur_len = len;
+	w->size += len;
+	return cs_submit(w);
 }
 
 static void cs_writer_wait_idle(struct cs_writer *w)

@@ -132,6 +132,9 @@ static_assert(sizeof(struct cs_stripe_rec) == 280, "cs_stripe_rec layout");
 /* ---- manifest header: META_T_MHDR [part be32][mid 16] ---- */
 #define CS_MHDR_VERSION 1
 #define CS_MHDR_INLINE 0x1 /* bytes follow the header; no entries */
+#define CS_MHDR_DOOMED                                                                             \
+	0x2 /* refcount 0 and marked by GC: no new reader may                                      \
+	     * open it; deleted after the next grace period */
 struct cs_mhdr_rec {
 	uint8_t version;
 	uint8_t flags;

@@ -8,3 +8,5 @@ cairn_unit_test(test_cdc SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_cdc.c
 # Not a test: uploads files into a pool and reports stored bytes (bench/dedup).
 add_executable(cs_ingest ${CMAKE_SOURCE_DIR}/bench/dedup/cs_ingest.c)
 target_link_libraries(cs_ingest PRIVATE cairn_chunkstore)
+cairn_unit_test(test_gc SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_gc.c
+                LIBS cairn_chunkstore LABELS quick TIMEOUT 300)
