@@ -166,6 +166,8 @@ struct cs_stats {
 	/* since open (not persisted): chunk copies that failed to read or
 	 * verify and were replaced by another copy */
 	uint64_t read_fallbacks;
+	/* since open: chunks of sealed stripes rebuilt from the other units */
+	uint64_t reconstructs;
 };
 int cs_pool_stats(struct cs_pool *pool, struct cs_stats *out) CAIRN_WUR;
 

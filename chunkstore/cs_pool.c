@@ -405,11 +405,12 @@ static int cs_load_rings(struct cs_pool *pool)
 		struct stat st;
 		if (stat(pool->dev_dirs[id], &st) != 0 || !S_ISDIR(st.st_mode))
 			/* Writes recreate it; what it held is read from the other
-			 * copies. Nothing rebuilds its copies yet (repair: data-path
-			 * issue), so say so where the operator looks. */
+			 * copies or rebuilt from parity until cs_repair restores
+			 * it, so say so where the operator looks. */
 			log_warn(CS_TAG,
 				 "device %s (id %u) is missing at %s: objects it held are "
-				 "read from their other copies, with less redundancy",
+				 "read from the other units, with less redundancy, until "
+				 "a repair (cairn repair) rebuilds it",
 				 d->name, id, pool->dev_dirs[id]);
 	}
 	return 0;
@@ -445,6 +446,9 @@ int cs_pool_open(const struct cs_pool_opts *opts, struct cs_pool **out)
 	pthread_mutex_init(&pool->cq_mu, NULL);
 	pthread_cond_init(&pool->cq_cv, NULL);
 	pthread_mutex_init(&pool->st_mu, NULL);
+	pthread_mutex_init(&pool->seal_mu, NULL);
+	pthread_cond_init(&pool->seal_cv, NULL);
+	pthread_cond_init(&pool->seal_idle_cv, NULL);
 	cs_epoch_init(pool);
 
 	rc = io_mkdirs(pool->data_dir, 0755);
@@ -510,6 +514,9 @@ int cs_pool_open(const struct cs_pool_opts *opts, struct cs_pool **out)
 	rc = cs_committer_start(pool);
 	if (rc < 0)
 		goto out;
+	rc = cs_sealer_start(pool); /* before the workers: it queues every OPEN stripe */
+	if (rc < 0)
+		goto out;
 	pool->nworkers = opts->workers;
 	if (!pool->nworkers) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -534,6 +541,7 @@ void cs_pool_close(struct cs_pool *pool)
 		return;
 	/* Workers first: they may still ask the committer for stripe ids. */
 	cs_workers_stop(pool);
+	cs_sealer_stop(pool); /* it commits through the committer */
 	cs_committer_stop(pool);
 	io_ctx_free(pool->cio);
 	meta_close(pool->meta);
@@ -548,6 +556,9 @@ void cs_pool_close(struct cs_pool *pool)
 	pthread_mutex_destroy(&pool->cq_mu);
 	pthread_cond_destroy(&pool->cq_cv);
 	pthread_mutex_destroy(&pool->st_mu);
+	pthread_mutex_destroy(&pool->seal_mu);
+	pthread_cond_destroy(&pool->seal_cv);
+	pthread_cond_destroy(&pool->seal_idle_cv);
 	cs_epoch_destroy(pool);
 	free(pool);
 }
@@ -567,6 +578,7 @@ int cs_pool_stats(struct cs_pool *pool, struct cs_stats *out)
 	    .commits = s->commits,
 	    .commit_requests = s->commit_requests,
 	    .read_fallbacks = atomic_load(&pool->read_fallbacks),
+	    .reconstructs = atomic_load(&pool->reconstructs),
 	};
 	pthread_mutex_unlock(&pool->st_mu);
 	return 0;

@@ -6,7 +6,11 @@
  * one contiguous O_DIRECT read per chunk (the 4 KiB-aligned range around
  * its record), several in one io_batch. Every chunk is verified (header
  * CRC, payload CRC, fingerprint); a bad or missing copy is replaced by the
- * unit's next copy (the open stripe's replicas on D[k..k+m)).
+ * unit's next copy (the open stripe's replicas on D[k..k+m)). A chunk of a
+ * sealed stripe has one copy; when it fails, only its 4 KiB-aligned range is
+ * rebuilt from the same range of k other units (cs_ec_read_range) and
+ * verified the same way. A read that still fails looks its record up again
+ * once: the stripe may have been sealed since (its replicas gone).
  *
  * The current record's locations and a window of CS_RSLOTS decoded chunks
  * are cached, so sequential reads cost one seek per record (32 chunks) and
@@ -39,6 +43,8 @@ struct cs_rloc {
 	uint32_t unit, offset, stored_len, crc;
 	uint32_t devs[CS_MAX_FRAGS]; /* copies of the unit: D[unit], D[k..k+m) */
 	unsigned ncopies;
+	bool sealed;	    /* the stripe has parity: rebuild instead of copies */
+	struct cs_sview sv; /* the stripe, for a rebuild */
 };
 
 struct cs_rslot {
@@ -265,11 +271,17 @@ static int cs_load_record(struct cs_reader *r, uint64_t pos)
 		}
 		l->devs[0] = s.devs[c.unit];
 		l->ncopies = 1;
-		/* Open stripes keep replicas of every data unit on D[k..k+m).
-		 * (Sealed stripes would need a rebuild from parity: not yet.) */
+		/* Open stripes keep replicas of every data unit on D[k..k+m);
+		 * sealed ones have parity there instead. */
+		l->sealed = s.state == CS_STRIPE_SEALED;
 		if (s.state == CS_STRIPE_OPEN)
 			for (unsigned j = 0; j < s.m; j++)
 				l->devs[l->ncopies++] = s.devs[s.k + j];
+		if (l->sealed) {
+			l->sv.id = c.stripe_id;
+			l->sv.part = l->part;
+			l->sv.rec = s;
+		}
 	}
 	r->nlocs = rh.count;
 	r->rec_start = start;
@@ -323,6 +335,11 @@ static int cs_rfd_get(struct cs_reader *r, const char *path)
 	return fd;
 }
 
+static int cs_rfd_get_cb(void *arg, const char *path)
+{
+	return cs_rfd_get(arg, path);
+}
+
 static void cs_rfd_drop(struct cs_reader *r, int fd)
 {
 	for (unsigned i = 0; r->fds && i < CS_RFDS; i++)
@@ -355,13 +372,11 @@ static int cs_prep_read(struct cs_reader *r, const struct cs_rloc *l, unsigned c
 	return 0;
 }
 
-static bool cs_verify(const struct cs_rloc *l, const struct io_req *req, const struct cs_rslot *s)
+/* data: the payload, right after its record header. */
+static bool cs_verify_data(const struct cs_rloc *l, const uint8_t *data)
 {
-	if (req->result != (long)req->len) {
-		return false;
-	}
 	struct cs_chunk_hdr h;
-	memcpy(&h, s->data - sizeof(h), sizeof(h));
+	memcpy(&h, data - sizeof(h), sizeof(h));
 	uint32_t hc = h.hdr_crc;
 	h.hdr_crc = 0;
 	if (h.magic != CS_CHUNK_MAGIC || h.version > 1 || crc32c(0, &h, sizeof(h)) != hc)
@@ -369,8 +384,45 @@ static bool cs_verify(const struct cs_rloc *l, const struct io_req *req, const s
 	if (h.stored_len != l->stored_len || h.raw_len != l->len || h.compression != CS_COMP_NONE ||
 	    memcmp(h.fp, l->fp, CS_FP_LEN) != 0)
 		return false;
-	uint32_t pc = crc32c(0, s->data, h.stored_len);
+	uint32_t pc = crc32c(0, data, h.stored_len);
 	return pc == h.payload_crc && pc == l->crc;
+}
+
+static bool cs_verify(const struct cs_rloc *l, const struct io_req *req, const struct cs_rslot *s)
+{
+	return req->result == (long)req->len && cs_verify_data(l, s->data);
+}
+
+struct cs_rebuild_ok {
+	const struct cs_rloc *l;
+	size_t skip; /* payload offset in the rebuilt range */
+};
+
+static bool cs_rebuild_ok(void *arg, const uint8_t *range)
+{
+	const struct cs_rebuild_ok *a = arg;
+	return cs_verify_data(a->l, range + a->skip);
+}
+
+static int cs_rfd_get_cb(void *arg, const char *path);
+
+/* A sealed stripe's chunk whose unit failed: rebuild its block range from
+ * the stripe's other units into slot s. */
+static bool cs_rebuild_chunk(struct cs_reader *r, const struct cs_rloc *l, struct cs_rslot *s)
+{
+	uint64_t foff = CS_UNIT_HDR_SIZE + (uint64_t)l->offset;
+	uint64_t a0 = cs_align_down(foff, CS_BLOCK);
+	uint64_t a1 = cs_align_up(foff + sizeof(struct cs_chunk_hdr) + l->stored_len, CS_BLOCK);
+	if (a1 - a0 > r->slot_len)
+		return false;
+	struct cs_rebuild_ok ok = {.l = l,
+				   .skip = (size_t)(foff - a0) + sizeof(struct cs_chunk_hdr)};
+	int rc = cs_ec_read_range(r->pool, r->io, &l->sv, l->unit, a0 - CS_UNIT_HDR_SIZE, a1 - a0,
+				  s->buf, cs_rfd_get_cb, r, cs_rebuild_ok, &ok);
+	if (rc < 0)
+		return false;
+	s->data = s->buf + ok.skip;
+	return true;
 }
 
 /* Reads chunks want[0..n) of the current record into the given slots; a
@@ -414,9 +466,9 @@ static int cs_read_chunks(struct cs_reader *r, const unsigned *want, struct cs_r
 		if (!ok[i])
 			log_warn(CS_TAG,
 				 "chunk at %llu: stripe %016llx unit %u copy 0 on device %u "
-				 "missing or corrupt; trying replicas",
+				 "missing or corrupt; trying %s",
 				 (unsigned long long)l->off, (unsigned long long)l->stripe_id,
-				 l->unit, l->devs[0]);
+				 l->unit, l->devs[0], l->sealed ? "a rebuild" : "replicas");
 		for (unsigned c = 1; !ok[i] && c < l->ncopies; c++) {
 			struct io_req req;
 			if (cs_prep_read(r, l, c, slots[i], &req) < 0)
@@ -426,6 +478,8 @@ static int cs_read_chunks(struct cs_reader *r, const unsigned *want, struct cs_r
 			if (!ok[i])
 				cs_rfd_drop(r, req.fd);
 		}
+		if (!ok[i] && l->sealed)
+			ok[i] = cs_rebuild_chunk(r, l, slots[i]);
 		if (!ok[i]) {
 			log_err(CS_TAG, "chunk at %llu (stripe %016llx unit %u): no copy verifies",
 				(unsigned long long)l->off, (unsigned long long)l->stripe_id,
@@ -527,6 +581,15 @@ long cs_reader_read(struct cs_reader *r, uint64_t off, void *buf, size_t len)
 				if (seq || last > i)
 					last = i + CS_RSLOTS - 1;
 				rc = cs_fill_window(r, i, last);
+				if (rc == CAIRN_ECORRUPT) {
+					/* The stripe may have changed state since the
+					 * lookup (sealed, replicas gone): look again,
+					 * once. The record's entries are immutable, so
+					 * i and last still hold. */
+					rc = cs_load_record(r, pos);
+					if (rc == 0)
+						rc = cs_fill_window(r, i, last);
+				}
 				if (rc < 0)
 					return rc;
 				s = cs_slot_find(r, l->off);

@@ -208,6 +208,8 @@ static void *cs_syncer_main(void *arg)
 static void cs_stripe_abandon(struct cs_worker *wk)
 {
 	cs_unit_release(wk);
+	if (wk->stripe_id) /* what was committed into it gets sealed */
+		cs_seal_enqueue(wk->pool, wk->stripe_id);
 	wk->stripe_id = 0;
 	wk->abort_gen++;
 }
@@ -302,6 +304,7 @@ static int cs_stripe_open(struct cs_worker *wk)
 		wk->devs[i] = devs[i];
 	}
 	wk->stripe_id = id;
+	cs_seal_hold(pool, id);
 	wk->part = part;
 	wk->unit = 0;
 	return cs_unit_open(wk);
@@ -330,14 +333,17 @@ static int cs_append(struct cs_worker *wk, struct cs_writer *w, const uint8_t *p
 				return rc;
 			}
 		} else {
-			/* All k units full: the stripe stays open (sealing
-			 * comes later), a new one takes over. */
+			/* All k units full: the sealer takes it (off this
+			 * path), a new one takes over. */
+			cs_seal_enqueue(pool, wk->stripe_id);
 			wk->stripe_id = 0;
 		}
 	}
 	if (!wk->stripe_id) {
 		rc = cs_stripe_open(wk);
 		if (rc < 0) {
+			if (wk->stripe_id)
+				cs_seal_enqueue(pool, wk->stripe_id);
 			wk->stripe_id = 0;
 			return rc;
 		}
@@ -508,6 +514,23 @@ static void cs_do_flush(struct cs_worker *wk, struct cs_task *t)
 	free(t);
 }
 
+/* Closes the open stripe now (scrub, repair, tests): it is sealed as it
+ * is, and the next chunk opens a new one. */
+static void cs_do_close(struct cs_worker *wk, struct cs_task *t)
+{
+	if (wk->stripe_id) {
+		uint64_t id = wk->stripe_id;
+		if (cs_unit_close(wk) < 0) {
+			cs_stripe_abandon(wk);
+		} else {
+			wk->stripe_id = 0;
+			cs_seal_enqueue(wk->pool, id);
+		}
+	}
+	cs_seal_close_done(t->cw);
+	free(t);
+}
+
 static void *cs_worker_main(void *arg)
 {
 	struct cs_worker *wk = arg;
@@ -536,6 +559,8 @@ static void *cs_worker_main(void *arg)
 		pthread_mutex_unlock(&pool->wq_mu);
 		if (t->kind == CS_TASK_FLUSH)
 			cs_do_flush(wk, t);
+		else if (t->kind == CS_TASK_CLOSE)
+			cs_do_close(wk, t);
 		else
 			cs_do_chunk(wk, md, t);
 		pthread_mutex_lock(&pool->wq_mu);

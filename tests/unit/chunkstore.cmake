@@ -3,3 +3,5 @@ cairn_unit_test(test_chunkstore SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_ch
 # Not a test: single-stream throughput (see the file's header). Run by hand.
 add_executable(cs_bench ${CMAKE_SOURCE_DIR}/bench/chunkstore/cs_bench.c)
 target_link_libraries(cs_bench PRIVATE cairn_chunkstore)
+cairn_unit_test(test_seal SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_seal.c
+                LIBS cairn_chunkstore LABELS quick TIMEOUT 300)
