@@ -267,8 +267,9 @@ int cs_sealer_start(struct cs_pool *pool) CAIRN_WUR;
 /* Stops the sealer after the stripe it is on; call after the workers stop
  * and before the committer stops. Queued stripes are sealed at next open. */
 void cs_sealer_stop(struct cs_pool *pool);
-/* A worker opened stripe id: the sealer must leave it alone until queued. */
-void cs_seal_hold(struct cs_pool *pool, uint64_t id);
+/* A worker opened stripe id: the sealer must leave it alone until queued.
+ * -ENOMEM: the worker must not use the stripe. */
+int cs_seal_hold(struct cs_pool *pool, uint64_t id) CAIRN_WUR;
 /* A worker is done with stripe id (full, closed or abandoned): seal it. */
 void cs_seal_enqueue(struct cs_pool *pool, uint64_t id);
 /* Waits until the sealer is idle with an empty queue. With close_open,

@@ -43,7 +43,21 @@ struct cs_fix {
 	const char *phase;
 	uint64_t done, total;
 	bool count_writes; /* progress counts bytes written (repair), else read */
+	/* rewritten units waiting for their group's sync and rename */
+	struct cs_pend *pend;
+	size_t npend;
 };
+
+/* A unit written to its temp name, not yet durable nor renamed. Syncs of
+ * many are issued together (one device flush each would bound repair at a
+ * few hundred units a second), then the renames, then each directory once. */
+struct cs_pend {
+	int fd;
+	uint8_t *dir_state;
+	uint64_t len;
+	char tmp[CS_PATH_MAX], path[CS_PATH_MAX], dir[CS_PATH_MAX];
+};
+#define CS_PEND_MAX 32
 
 /* Unit states while a stripe is examined. */
 enum { CS_U_UNREAD = 0, CS_U_GOOD, CS_U_MISSING, CS_U_BADHDR, CS_U_SHORT, CS_U_BADDATA };
@@ -108,6 +122,11 @@ static int cs_fix_bufs(struct cs_fix *f)
 
 static void cs_fix_free(struct cs_fix *f)
 {
+	for (size_t i = 0; i < f->npend; i++) { /* an error path: never renamed */
+		io_close(f->pend[i].fd);
+		unlink(f->pend[i].tmp);
+	}
+	free(f->pend);
 	for (unsigned i = 0; i < CS_MAX_FRAGS; i++) {
 		io_free(f->buf[i]);
 		io_free(f->out[i]);
@@ -405,23 +424,115 @@ static int cs_decode_stripe(struct cs_fix *f, struct cs_sfix *x)
 	return cs_ec_decode(x->k, x->m, di, pj, x->m, data, dst, x->plen);
 }
 
+static int cs_str_cmp(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Makes the pending units durable: fdatasync of all (in flight together),
+ * renames, then an fsync of each distinct directory (and of a partition
+ * directory's parent while its creation is not durable). Counts them fixed
+ * only then. */
+static int cs_pend_flush(struct cs_fix *f)
+{
+	size_t n = f->npend;
+	int fds[CS_PEND_MAX * 2];
+	const char *dirs[CS_PEND_MAX * 2];
+	char parents[CS_PEND_MAX][CS_PATH_MAX];
+	size_t nd = 0, ndfd = 0;
+	int rc = 0;
+	if (!n)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		fds[i] = f->pend[i].fd;
+	rc = io_fdatasync(f->io, fds, n);
+	for (size_t i = 0; i < n; i++) {
+		struct cs_pend *p = &f->pend[i];
+		io_close(p->fd);
+		p->fd = -1;
+		if (rc == 0 && rename(p->tmp, p->path) < 0)
+			rc = -errno;
+		if (rc < 0) {
+			unlink(p->tmp);
+			continue;
+		}
+		dirs[nd++] = p->dir;
+		if (p->dir_state &&
+		    __atomic_load_n(p->dir_state, __ATOMIC_ACQUIRE) == CS_DIR_PARENT_PENDING) {
+			snprintf(parents[i], sizeof(parents[i]), "%s", p->dir);
+			char *slash = strrchr(parents[i], '/');
+			if (slash && slash != parents[i]) {
+				*slash = 0;
+				dirs[nd++] = parents[i];
+			}
+		}
+	}
+	if (rc == 0) {
+		qsort(dirs, nd, sizeof(*dirs), cs_str_cmp);
+		for (size_t i = 0; i < nd && rc == 0; i++) {
+			if (i && !strcmp(dirs[i - 1], dirs[i]))
+				continue;
+			int dfd = open(dirs[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+			if (dfd < 0)
+				rc = -errno;
+			else
+				fds[ndfd++] = dfd;
+		}
+		if (rc == 0 && ndfd)
+			rc = io_fdatasync(f->io, fds, ndfd); /* directories: full fsync */
+		for (size_t i = 0; i < ndfd; i++)
+			close(fds[i]);
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct cs_pend *p = &f->pend[i];
+		if (rc < 0) {
+			log_err(CS_TAG, "making %s durable: %s", p->path, cairn_strerror(rc));
+			continue;
+		}
+		if (p->dir_state)
+			__atomic_store_n(p->dir_state, CS_DIR_DURABLE, __ATOMIC_RELEASE);
+		f->rep->bytes += p->len;
+		f->rep->fixed++;
+		if (f->count_writes) {
+			f->done += p->len;
+			cs_progress(f);
+		}
+	}
+	f->npend = 0;
+	return rc;
+}
+
+/* Writes unit i of x under its temp name (durable at the next flush). */
 static int cs_write_unit(struct cs_fix *f, struct cs_sfix *x, unsigned i)
 {
-	char dir[CS_PATH_MAX], path[CS_PATH_MAX];
 	bool data = i < x->k;
-	int rc = cs_sunit_path(f->pool, &x->s, x->id, i, dir, sizeof(dir), path, sizeof(path));
+	if (!f->pend && !(f->pend = calloc(CS_PEND_MAX, sizeof(*f->pend))))
+		return -ENOMEM;
+	struct cs_pend *p = &f->pend[f->npend];
+	int rc = cs_sunit_path(f->pool, &x->s, x->id, i, p->dir, sizeof(p->dir), p->path,
+			       sizeof(p->path));
+	if (rc == 0)
+		rc = cs_fmt(p->tmp, sizeof(p->tmp), "%s.tmp", p->path);
+	if (rc == 0)
+		rc = cs_part_dir_make(f->pool, x->s.devs[i], cs_stripe_part(f->pool, x->id), p->dir,
+				      &p->dir_state);
 	if (rc < 0)
 		return rc;
 	cs_unit_hdr_make(f->pool, f->out[i], x->id, data ? i : i - x->k,
 			 data ? CS_UNIT_DATA : CS_UNIT_PARITY, &x->s);
-	size_t len = CS_UNIT_HDR_SIZE + (size_t)x->ulen[i];
-	rc = cs_unit_write_file(f->pool, f->io, x->s.devs[i], cs_stripe_part(f->pool, x->id), dir,
-				path, f->out[i], len);
-	if (rc == 0) {
-		f->rep->bytes += len;
-		f->rep->fixed++;
+	p->len = CS_UNIT_HDR_SIZE + (uint64_t)x->ulen[i];
+	p->fd = io_open(p->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_DIRECT | O_CLOEXEC, 0644);
+	if (p->fd < 0)
+		return p->fd;
+	rc = io_pwrite(f->io, p->fd, f->out[i], p->len, 0);
+	if (rc < 0) {
+		io_close(p->fd);
+		unlink(p->tmp);
+		return rc;
 	}
-	return rc;
+	if (++f->npend == CS_PEND_MAX)
+		return cs_pend_flush(f);
+	return 0;
 }
 
 /* Decodes (unless decoded: the result of a cs_decode_stripe already run)
@@ -463,15 +574,9 @@ static int cs_fix_units(struct cs_fix *f, struct cs_sfix *x, bool check_parity, 
 		if (x->st[i] == CS_U_GOOD || x->st[i] == CS_U_UNREAD || !x->needed[i])
 			continue;
 		rc = cs_write_unit(f, x, i);
-		if (rc < 0) {
+		if (rc < 0) /* counted as a problem, not fixed */
 			log_err(CS_TAG, "rewriting stripe %016llx unit %u: %s",
 				(unsigned long long)x->id, i, cairn_strerror(rc));
-			continue; /* counted as a problem, not fixed */
-		}
-		if (f->count_writes) {
-			f->done += x->ulen[i] + CS_UNIT_HDR_SIZE;
-			cs_progress(f);
-		}
 	}
 	(void)nbad;
 	return 0;
@@ -568,6 +673,9 @@ int cs_scrub(struct cs_pool *pool, struct cs_check_report *rep, cs_progress_fn f
 		cs_progress(&f);
 	}
 	rc = 0;
+	if (cs_pend_flush(&f) < 0) {
+		/* logged; those units are not counted fixed */
+	}
 out:
 	free(list);
 	cs_fix_free(&f);
@@ -667,6 +775,9 @@ int cs_repair(struct cs_pool *pool, struct cs_check_report *rep, cs_progress_fn 
 			goto out;
 	}
 	rc = 0;
+	if (cs_pend_flush(&f) < 0) {
+		/* logged; those units are not counted fixed */
+	}
 out:
 	free(list);
 	free(todo);

@@ -402,23 +402,22 @@ static void cs_seal_push_locked(struct cs_pool *pool, uint64_t id)
 	pthread_cond_signal(&pool->seal_cv);
 }
 
-void cs_seal_hold(struct cs_pool *pool, uint64_t id)
+int cs_seal_hold(struct cs_pool *pool, uint64_t id)
 {
 	pthread_mutex_lock(&pool->seal_mu);
 	if (pool->seal_nheld == pool->seal_heldcap) {
 		size_t cap = pool->seal_heldcap ? pool->seal_heldcap * 2 : 16;
 		uint64_t *nh = realloc(pool->seal_held, cap * sizeof(*nh));
 		if (!nh) {
-			/* Unheld, the stripe is never queued by a scan anyway
-			 * before its worker is done: only cs_seal_drain scans. */
 			pthread_mutex_unlock(&pool->seal_mu);
-			return;
+			return -ENOMEM;
 		}
 		pool->seal_held = nh;
 		pool->seal_heldcap = cap;
 	}
 	pool->seal_held[pool->seal_nheld++] = id;
 	pthread_mutex_unlock(&pool->seal_mu);
+	return 0;
 }
 
 void cs_seal_enqueue(struct cs_pool *pool, uint64_t id)

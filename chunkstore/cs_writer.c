@@ -303,8 +303,10 @@ static int cs_stripe_open(struct cs_worker *wk)
 			}
 		wk->devs[i] = devs[i];
 	}
+	rc = cs_seal_hold(pool, id);
+	if (rc < 0)
+		return rc;
 	wk->stripe_id = id;
-	cs_seal_hold(pool, id);
 	wk->part = part;
 	wk->unit = 0;
 	return cs_unit_open(wk);
