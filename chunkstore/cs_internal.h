@@ -324,9 +324,14 @@ typedef bool (*cs_chunk_ok_fn)(void *arg, const uint8_t *range);
  * `unit` of a sealed stripe from the same range of the other units, trying
  * sets of k survivors until ok(arg, out) accepts the result. get_fd (NULL:
  * open/close here) hands out fds owned by the caller; it returns < 0 when a
- * unit file cannot be opened. Returns 0 or CAIRN_ECORRUPT. */
+ * unit file cannot be opened. With extra non-NULL, every other data unit
+ * that could not be read there (and holds stored bytes there) is rebuilt
+ * too, into extra[j] (io_alloc'd, len bytes, the caller frees with io_free;
+ * NULL where not rebuilt): a sequential reader then pays one read of the
+ * survivors for all the lost units. Extras are not verified: their chunks
+ * are, when used. Returns 0 or CAIRN_ECORRUPT. */
 int cs_ec_read_range(struct cs_pool *pool, struct io_ctx *io, const struct cs_sview *sv,
-		     unsigned unit, uint64_t off, size_t len, uint8_t *out,
+		     unsigned unit, uint64_t off, size_t len, uint8_t *out, uint8_t **extra,
 		     int (*get_fd)(void *arg, const char *path), void *fd_arg, cs_chunk_ok_fn ok,
 		     void *ok_arg) CAIRN_WUR;
 

@@ -60,6 +60,19 @@ struct cs_rfd {
 	uint64_t used; /* LRU stamp */
 };
 
+/* A rebuilt range of a lost data unit of a sealed stripe (degraded reads):
+ * one read of the survivors rebuilds every lost unit over the range, and
+ * the chunks that follow are served from here (each still verified). At
+ * most CS_RCACHE ranges of up to a unit each, made only when degraded. */
+#define CS_RCACHE 6
+struct cs_rcache {
+	uint8_t *buf; /* [lo, hi) of the unit's data area; NULL: empty */
+	uint64_t stripe_id;
+	uint32_t unit;
+	uint64_t lo, hi;
+	uint64_t used; /* LRU stamp */
+};
+
 struct cs_reader {
 	struct cs_pool *pool;
 	struct cs_mid mid;
@@ -78,7 +91,10 @@ struct cs_reader {
 	uint64_t fd_clock;
 	struct io_ctx *io;
 	uint64_t last_end; /* end of the previous read (sequential detection) */
-	uint64_t epoch;	   /* cs_epoch_enter ticket */
+	struct cs_rcache rc[CS_RCACHE];
+	uint64_t rc_clock;
+	bool seq;	/* the current read continues the previous one */
+	uint64_t epoch; /* cs_epoch_enter ticket */
 };
 
 int cs_reader_open(struct cs_pool *pool, const struct cs_mid *mid, struct cs_reader **out)
@@ -150,6 +166,8 @@ void cs_reader_free(struct cs_reader *r)
 		return;
 	for (unsigned i = 0; i < CS_RSLOTS; i++)
 		io_free(r->slots[i].buf);
+	for (unsigned i = 0; i < CS_RCACHE; i++)
+		io_free(r->rc[i].buf);
 	for (unsigned i = 0; r->fds && i < CS_RFDS; i++)
 		if (r->fds[i].fd >= 0)
 			io_close(r->fds[i].fd);
@@ -406,22 +424,120 @@ static bool cs_rebuild_ok(void *arg, const uint8_t *range)
 
 static int cs_rfd_get_cb(void *arg, const char *path);
 
-/* A sealed stripe's chunk whose unit failed: rebuild its block range from
- * the stripe's other units into slot s. */
-static bool cs_rebuild_chunk(struct cs_reader *r, const struct cs_rloc *l, struct cs_rslot *s)
+/* The chunk's block range [a0, a1) in its unit's data area. */
+static void cs_chunk_range(const struct cs_rloc *l, uint64_t *a0, uint64_t *a1)
 {
-	uint64_t foff = CS_UNIT_HDR_SIZE + (uint64_t)l->offset;
-	uint64_t a0 = cs_align_down(foff, CS_BLOCK);
-	uint64_t a1 = cs_align_up(foff + sizeof(struct cs_chunk_hdr) + l->stored_len, CS_BLOCK);
+	uint64_t foff = (uint64_t)l->offset;
+	*a0 = cs_align_down(foff, CS_BLOCK);
+	*a1 = cs_align_up(foff + sizeof(struct cs_chunk_hdr) + l->stored_len, CS_BLOCK);
+}
+
+static struct cs_rcache *cs_rcache_find(struct cs_reader *r, const struct cs_rloc *l, uint64_t a0,
+					uint64_t a1)
+{
+	for (unsigned i = 0; i < CS_RCACHE; i++) {
+		struct cs_rcache *c = &r->rc[i];
+		if (c->buf && c->stripe_id == l->stripe_id && c->unit == l->unit && c->lo <= a0 &&
+		    a1 <= c->hi) {
+			c->used = ++r->rc_clock;
+			return c;
+		}
+	}
+	return NULL;
+}
+
+/* Takes ownership of buf. */
+static void cs_rcache_put(struct cs_reader *r, uint64_t stripe_id, uint32_t unit, uint64_t lo,
+			  uint64_t hi, uint8_t *buf)
+{
+	struct cs_rcache *v = &r->rc[0];
+	for (unsigned i = 0; i < CS_RCACHE; i++) {
+		struct cs_rcache *c = &r->rc[i];
+		if (!c->buf) {
+			v = c;
+			break;
+		}
+		if (c->used < v->used)
+			v = c;
+	}
+	io_free(v->buf);
+	*v = (struct cs_rcache){.buf = buf,
+				.stripe_id = stripe_id,
+				.unit = unit,
+				.lo = lo,
+				.hi = hi,
+				.used = ++r->rc_clock};
+}
+
+/* Copies the chunk out of a cached rebuilt range into slot s; verifies. */
+static bool cs_rcache_serve(const struct cs_rcache *c, const struct cs_rloc *l, uint64_t a0,
+			    uint64_t a1, struct cs_rslot *s)
+{
+	memcpy(s->buf, c->buf + (a0 - c->lo), a1 - a0);
+	s->data = s->buf + (l->offset - a0) + sizeof(struct cs_chunk_hdr);
+	return cs_verify_data(l, s->data);
+}
+
+/* A sealed stripe's chunk whose unit failed: serve it from a rebuilt range,
+ * or rebuild the range of its unit that the batch's chunks in that unit
+ * span (and, with the same reads, that range of every other lost data
+ * unit) from the stripe's other units. want[0..n): the batch. */
+static bool cs_rebuild_chunk(struct cs_reader *r, const struct cs_rloc *l, struct cs_rslot *s,
+			     const unsigned *want, unsigned n)
+{
+	uint64_t a0, a1, lo, hi;
+	cs_chunk_range(l, &a0, &a1);
 	if (a1 - a0 > r->slot_len)
 		return false;
-	struct cs_rebuild_ok ok = {.l = l,
-				   .skip = (size_t)(foff - a0) + sizeof(struct cs_chunk_hdr)};
-	int rc = cs_ec_read_range(r->pool, r->io, &l->sv, l->unit, a0 - CS_UNIT_HDR_SIZE, a1 - a0,
-				  s->buf, cs_rfd_get_cb, r, cs_rebuild_ok, &ok);
-	if (rc < 0)
+	struct cs_rcache *c = cs_rcache_find(r, l, a0, a1);
+	if (c && cs_rcache_serve(c, l, a0, a1, s)) {
+		atomic_fetch_add(&r->pool->reconstructs, 1);
+		return true;
+	}
+	bool single = c != NULL;
+	if (c) { /* rebuilt from a set with a bad survivor: drop it */
+		io_free(c->buf);
+		c->buf = NULL;
+	}
+	lo = a0;
+	hi = a1;
+	if (r->seq && !single) {
+		/* A sequential reader will want the rest of the stripe: one
+		 * read of the survivors for all of it (a unit's worth per lost
+		 * unit in memory) instead of one per window. */
+		lo = 0;
+		hi = cs_seal_plen(&l->sv.rec);
+	}
+	for (unsigned q = 0; !single && q < n; q++) {
+		const struct cs_rloc *o = &r->locs[want[q]];
+		uint64_t b0, b1;
+		if (!o->sealed || o->stripe_id != l->stripe_id || o->unit != l->unit)
+			continue;
+		cs_chunk_range(o, &b0, &b1);
+		lo = b0 < lo ? b0 : lo;
+		hi = b1 > hi ? b1 : hi;
+	}
+	uint8_t *buf = io_alloc(hi - lo), *extra[CS_MAX_FRAGS];
+	if (!buf)
 		return false;
-	s->data = s->buf + ok.skip;
+	struct cs_rebuild_ok ok = {.l = l,
+				   .skip = (size_t)(l->offset - lo) + sizeof(struct cs_chunk_hdr)};
+	/* A cached range that did not verify came from a bad set of
+	 * survivors: this time the chunk's range alone, verified. */
+	int rc = cs_ec_read_range(r->pool, r->io, &l->sv, l->unit, lo, hi - lo, buf,
+				  single ? NULL : extra, cs_rfd_get_cb, r, cs_rebuild_ok, &ok);
+	if (rc < 0) {
+		io_free(buf);
+		return false;
+	}
+	for (unsigned j = 0; !single && j < l->sv.rec.k; j++)
+		if (extra[j])
+			cs_rcache_put(r, l->stripe_id, j, lo, hi, extra[j]);
+	cs_rcache_put(r, l->stripe_id, l->unit, lo, hi, buf);
+	c = cs_rcache_find(r, l, a0, a1);
+	if (!c || !cs_rcache_serve(c, l, a0, a1, s))
+		return false;
+	atomic_fetch_add(&r->pool->reconstructs, 1);
 	return true;
 }
 
@@ -479,7 +595,7 @@ static int cs_read_chunks(struct cs_reader *r, const unsigned *want, struct cs_r
 				cs_rfd_drop(r, req.fd);
 		}
 		if (!ok[i] && l->sealed)
-			ok[i] = cs_rebuild_chunk(r, l, slots[i]);
+			ok[i] = cs_rebuild_chunk(r, l, slots[i], want, n);
 		if (!ok[i]) {
 			log_err(CS_TAG, "chunk at %llu (stripe %016llx unit %u): no copy verifies",
 				(unsigned long long)l->off, (unsigned long long)l->stripe_id,
@@ -552,6 +668,7 @@ long cs_reader_read(struct cs_reader *r, uint64_t off, void *buf, size_t len)
 		return (long)len;
 	}
 	bool seq = off == r->last_end;
+	r->seq = seq;
 	size_t done = 0;
 	while (done < len) {
 		uint64_t pos = off + done;

@@ -263,7 +263,7 @@ static bool cs_next_subset(unsigned *c, unsigned k, unsigned n)
 #define CS_DECODE_TRIES 64 /* survivor sets tried before giving up */
 
 int cs_ec_read_range(struct cs_pool *pool, struct io_ctx *io, const struct cs_sview *sv,
-		     unsigned unit, uint64_t off, size_t len, uint8_t *out,
+		     unsigned unit, uint64_t off, size_t len, uint8_t *out, uint8_t **extra,
 		     int (*get_fd)(void *arg, const char *path), void *fd_arg, cs_chunk_ok_fn ok,
 		     void *ok_arg)
 {
@@ -280,6 +280,9 @@ int cs_ec_read_range(struct cs_pool *pool, struct io_ctx *io, const struct cs_sv
 
 	if (n > CS_MAX_FRAGS || unit >= k || len % CS_BLOCK || off % CS_BLOCK)
 		return CAIRN_EINVAL;
+	if (extra)
+		for (unsigned i = 0; i < k; i++)
+			extra[i] = NULL;
 	for (unsigned i = 0; i < n; i++)
 		fds[i] = -1;
 	for (unsigned idx = 0; idx < n; idx++) {
@@ -344,6 +347,21 @@ int cs_ec_read_range(struct cs_pool *pool, struct io_ctx *io, const struct cs_sv
 
 	if (ncand < k)
 		goto out;
+	/* targets: the unit asked for, then lost units with bytes here */
+	unsigned tg[CS_MAX_FRAGS], nt = 1;
+	uint8_t *outs[CS_MAX_FRAGS];
+	tg[0] = unit;
+	outs[0] = out;
+	for (unsigned j = 0; extra && j < k; j++) {
+		if (j == unit || have[j] || off >= s->fill[j])
+			continue;
+		if (!(extra[j] = io_alloc(len))) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		tg[nt] = j;
+		outs[nt++] = extra[j];
+	}
 	unsigned c[CS_MAX_FRAGS];
 	for (unsigned i = 0; i < k; i++)
 		c[i] = i;
@@ -354,13 +372,11 @@ int cs_ec_read_range(struct cs_pool *pool, struct io_ctx *io, const struct cs_sv
 			srcs[i] = cand[c[i]];
 			src[i] = bufs[srcs[i]];
 		}
-		rc = cs_ec_decode(k, s->m, srcs, &unit, 1, src, &out, len);
+		rc = cs_ec_decode(k, s->m, srcs, tg, nt, src, outs, len);
 		if (rc == -ENOMEM)
 			goto out;
-		if (rc == 0 && ok(ok_arg, out)) {
-			atomic_fetch_add(&pool->reconstructs, 1);
+		if (rc == 0 && ok(ok_arg, out))
 			goto out;
-		}
 		rc = CAIRN_ECORRUPT;
 		if (!cs_next_subset(c, k, ncand))
 			break;
@@ -370,6 +386,10 @@ out:
 		io_free(bufs[i]);
 		if (fds[i] >= 0)
 			io_close(fds[i]);
+	}
+	for (unsigned j = 0; rc < 0 && extra && j < k; j++) {
+		io_free(extra[j]);
+		extra[j] = NULL;
 	}
 	return rc;
 }
