@@ -48,6 +48,7 @@ struct cs_pool_opts {
 	size_t map_size;    /* LMDB map; 0 = 64 GiB */
 	unsigned workers;   /* chunk worker threads; 0 = one per core */
 	bool powerloss_sim; /* core/io power-loss test mode */
+	bool seal_off;	    /* tests: no sealer, stripes stay open (replicated) */
 };
 
 struct cs_pool;

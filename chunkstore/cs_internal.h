@@ -207,6 +207,7 @@ struct cs_pool {
 	uint64_t *seal_held; /* stripes workers are appending to: never sealed */
 	size_t seal_nheld, seal_heldcap;
 	bool seal_stop, seal_started, seal_busy;
+	bool seal_off; /* cs_pool_opts.seal_off: queue nothing, seal nothing */
 	pthread_t sealer;
 
 	/* grace periods (cs_epoch.c): guarded by ep_mu */

@@ -514,7 +514,9 @@ int cs_pool_open(const struct cs_pool_opts *opts, struct cs_pool **out)
 	rc = cs_committer_start(pool);
 	if (rc < 0)
 		goto out;
-	rc = cs_sealer_start(pool); /* before the workers: it queues every OPEN stripe */
+	pool->seal_off = opts->seal_off;
+	rc = pool->seal_off ? 0 : cs_sealer_start(pool); /* before the workers: it queues
+							  * every OPEN stripe */
 	if (rc < 0)
 		goto out;
 	pool->nworkers = opts->workers;

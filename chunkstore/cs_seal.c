@@ -424,6 +424,8 @@ static void cs_seal_push_locked(struct cs_pool *pool, uint64_t id)
 
 int cs_seal_hold(struct cs_pool *pool, uint64_t id)
 {
+	if (pool->seal_off)
+		return 0;
 	pthread_mutex_lock(&pool->seal_mu);
 	if (pool->seal_nheld == pool->seal_heldcap) {
 		size_t cap = pool->seal_heldcap ? pool->seal_heldcap * 2 : 16;
@@ -442,6 +444,8 @@ int cs_seal_hold(struct cs_pool *pool, uint64_t id)
 
 void cs_seal_enqueue(struct cs_pool *pool, uint64_t id)
 {
+	if (pool->seal_off)
+		return;
 	pthread_mutex_lock(&pool->seal_mu);
 	for (size_t i = 0; i < pool->seal_nheld; i++)
 		if (pool->seal_held[i] == id) {
@@ -944,6 +948,8 @@ static int cs_close_worker_stripes(struct cs_pool *pool)
 int cs_seal_drain(struct cs_pool *pool, bool close_open)
 {
 	int rc = 0;
+	if (pool->seal_off)
+		return 0;
 	if (!pool->seal_started)
 		return CAIRN_ESHUTDOWN;
 	if (close_open) {
