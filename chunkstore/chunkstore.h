@@ -58,6 +58,7 @@ struct cs_pool_opts {
 	/* Seconds between background GC passes: 0 = 60, < 0 = no background
 	 * GC (only cs_gc calls). A burst of deletes also starts a pass. */
 	int gc_interval;
+	bool seal_off; /* tests: no sealer, stripes stay open (replicated) */
 };
 
 struct cs_pool;
@@ -181,6 +182,8 @@ struct cs_stats {
 	 * "new" (no LMDB read), lookups that read the index, and of those the
 	 * filter's false positives (the index did not have the chunk) */
 	uint64_t dedup_filter_skips, dedup_index_lookups, dedup_filter_false;
+	/* since open: chunks of sealed stripes rebuilt from the other units */
+	uint64_t reconstructs;
 };
 int cs_pool_stats(struct cs_pool *pool, struct cs_stats *out) CAIRN_WUR;
 

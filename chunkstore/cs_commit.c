@@ -75,9 +75,7 @@ static int cs_scache_get(struct cs_txn *t, struct cs_scache *sc, uint64_t id, bo
 		r->m = pool->rec.m;
 		r->unit_size = pool->rec.unit_size;
 		r->created = (uint64_t)time(NULL);
-		const uint32_t *devs = ring_part_devs(pool->ring_ec, part);
-		for (unsigned i = 0; i < (unsigned)r->k + r->m; i++)
-			r->devs[i] = devs[i];
+		cs_stripe_devs(pool, id, r->devs);
 		sc->dirty = true;
 		t->d.stripes++;
 	} else {

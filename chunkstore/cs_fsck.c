@@ -296,7 +296,7 @@ static int cs_fsck_stripes(struct cs_fsck *f, struct meta_txn *txn)
 		uint64_t *l = cs_hmap_find(&f->slive, &id);
 		uint64_t want = l ? *l : 0;
 		f->calc.stripes++;
-		f->calc.physical_bytes += cs_stripe_phys(&r);
+		f->calc.physical_bytes += cs_stripe_physical(&r);
 		if (want != r.live_bytes) {
 			cs_fsck_problem(f, false,
 					"stripe %016" PRIx64 ": live bytes %" PRIu64

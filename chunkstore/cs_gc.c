@@ -762,7 +762,7 @@ static int cs_gc_free_stripes_fn(struct cs_txn *t, void *arg)
 		rc = meta_del(t->txn, META_T_STRIPES, key, sizeof(key));
 		if (rc < 0)
 			return rc;
-		uint64_t phys = cs_stripe_phys(&r);
+		uint64_t phys = cs_stripe_physical(&r);
 		t->d.stripes--;
 		t->d.physical_bytes -= (int64_t)phys;
 		g->phys_freed += phys;

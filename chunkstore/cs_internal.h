@@ -100,7 +100,8 @@ struct cs_writer {
 	bool force_new;	       /* compaction: store every chunk fresh (no dedup) */
 };
 
-enum cs_task_kind { CS_TASK_CHUNK = 1, CS_TASK_FLUSH = 2, CS_TASK_STOP = 3 };
+enum cs_task_kind { CS_TASK_CHUNK = 1, CS_TASK_FLUSH = 2, CS_TASK_STOP = 3, CS_TASK_CLOSE = 4 };
+struct cs_close_wait;
 struct cs_task {
 	struct cs_task *next;
 	enum cs_task_kind kind;
@@ -108,6 +109,7 @@ struct cs_task {
 	size_t idx;
 	uint8_t *buf;
 	size_t len;
+	struct cs_close_wait *cw; /* CS_TASK_CLOSE: signalled when done */
 };
 
 struct cs_worker {
@@ -204,6 +206,19 @@ struct cs_pool {
 	pthread_mutex_t st_mu;
 	struct cs_stats_rec stats;
 	atomic_uint_fast64_t read_fallbacks;
+	atomic_uint_fast64_t reconstructs; /* chunks rebuilt from parity on read */
+
+	/* sealer (cs_seal.c): guarded by seal_mu */
+	pthread_mutex_t seal_mu;
+	pthread_cond_t seal_cv;	     /* work for the sealer */
+	pthread_cond_t seal_idle_cv; /* the sealer went idle */
+	uint64_t *seal_q;	     /* stripes to seal (or to finish sealing) */
+	size_t seal_n, seal_cap;
+	uint64_t *seal_held; /* stripes workers are appending to: never sealed */
+	size_t seal_nheld, seal_heldcap;
+	bool seal_stop, seal_started, seal_busy;
+	bool seal_off; /* cs_pool_opts.seal_off: queue nothing, seal nothing */
+	pthread_t sealer;
 
 	/* dedup filter (cs_bloom.c): the filters under bloom_lk (see there);
 	 * bloom_want under bloom_mu; the pending list is the committer's */
@@ -256,6 +271,9 @@ uint32_t cs_stripe_part(const struct cs_pool *pool, uint64_t stripe_id);
 uint32_t cs_chunk_part(const struct cs_pool *pool, const uint8_t fp[CS_FP_LEN]);
 uint32_t cs_mid_part(const struct cs_pool *pool, const struct cs_mid *mid);
 int cs_stripe_id_alloc(struct cs_pool *pool, uint64_t *out) CAIRN_WUR;
+/* The devices D[0..k+m) of a stripe: its "ec" ring partition's devices,
+ * rotated by the stripe id. Stripe records keep them (readers use those). */
+void cs_stripe_devs(const struct cs_pool *pool, uint64_t stripe_id, uint32_t *devs);
 /* Path of a unit file of a stripe on device dev. */
 int cs_unit_path(const struct cs_pool *pool, uint32_t dev, uint64_t stripe_id, uint32_t part,
 		 uint32_t unit, char *dir, size_t dlen, char *path, size_t plen) CAIRN_WUR;
@@ -330,17 +348,6 @@ void cs_gc_destroy(struct cs_pool *pool);
 /* Starts the background thread (interval: cs_pool_opts.gc_interval). */
 int cs_gc_thread_start(struct cs_pool *pool, int interval) CAIRN_WUR;
 void cs_gc_thread_stop(struct cs_pool *pool);
-/* Physical bytes a stripe record accounts for on all devices (what
- * cs_chunk_ref added to the pool's physical_bytes as fill grew). */
-static inline uint64_t cs_stripe_phys(const struct cs_stripe_rec *s)
-{
-	uint64_t b = 0;
-	for (unsigned i = 0; i < s->k && i < CS_MAX_FRAGS; i++)
-		if (s->fill[i])
-			b += (CS_UNIT_HDR_SIZE + (uint64_t)s->fill[i]) * (1u + s->m);
-	return b;
-}
-
 /* A small open-addressing hash map from fixed-length keys (<= 32 bytes;
  * the first 8 bytes should be well mixed, as fingerprints are) to u64
  * values. ~48 bytes per slot, load <= 0.7. Not thread-safe. */
@@ -361,6 +368,87 @@ void cs_hmap_clear(struct cs_hmap *m);
 uint64_t *cs_hmap_find(const struct cs_hmap *m, const void *key);
 /* The value of key, inserted as 0 when absent; NULL when out of memory. */
 uint64_t *cs_hmap_put(struct cs_hmap *m, const void *key);
+
+/* cs_seal.c: sealing stripes (k data units + m parity units, ISA-L Cauchy
+ * RS), and the erasure-code helpers the reader, scrub and repair share.
+ * Parity j of a sealed stripe is row k+j of gf_gen_cauchy1_matrix(k+m, k)
+ * applied to the k data areas, each taken as its first fill[i] bytes and
+ * zeros beyond (bytes past the committed fill are dead and never count). The
+ * parity area is cs_seal_plen() bytes long: beyond it parity is zero. An
+ * empty data unit (fill 0) needs no file. */
+/* Queues every OPEN stripe of the pool (no worker holds one yet) and starts
+ * the sealer thread. Call before the workers start. */
+int cs_sealer_start(struct cs_pool *pool) CAIRN_WUR;
+/* Stops the sealer after the stripe it is on; call after the workers stop
+ * and before the committer stops. Queued stripes are sealed at next open. */
+void cs_sealer_stop(struct cs_pool *pool);
+/* A worker opened stripe id: the sealer must leave it alone until queued.
+ * -ENOMEM: the worker must not use the stripe. */
+int cs_seal_hold(struct cs_pool *pool, uint64_t id) CAIRN_WUR;
+/* A worker is done with stripe id (full, closed or abandoned): seal it. */
+void cs_seal_enqueue(struct cs_pool *pool, uint64_t id);
+/* Waits until the sealer is idle with an empty queue. With close_open,
+ * first makes every worker close its open stripe (queued for sealing) and
+ * queues every OPEN stripe no worker holds. Blocks on cs_epoch_wait (open
+ * readers and writers); never call it while holding one. */
+int cs_seal_drain(struct cs_pool *pool, bool close_open) CAIRN_WUR;
+/* A worker finished a CS_TASK_CLOSE. */
+void cs_seal_close_done(struct cs_close_wait *cw);
+/* Physical bytes a stripe record accounts for (stats): data units
+ * header + fill, times m+1 copies while open; plus m parity units once
+ * sealed. */
+uint64_t cs_stripe_physical(const struct cs_stripe_rec *s);
+/* Parity area length of a sealed stripe: max fill rounded up to 4 KiB. */
+uint32_t cs_seal_plen(const struct cs_stripe_rec *s);
+/* Path of parity unit j (".p<j>") of a stripe on device dev. */
+int cs_parity_path(const struct cs_pool *pool, uint32_t dev, uint64_t stripe_id, uint32_t part,
+		   uint32_t j, char *dir, size_t dlen, char *path, size_t plen) CAIRN_WUR;
+/* Path of unit idx of a stripe in its sealed layout: data idx < k on
+ * D[idx], parity idx - k on D[idx]. */
+int cs_sunit_path(const struct cs_pool *pool, const struct cs_stripe_rec *s, uint64_t id,
+		  unsigned idx, char *dir, size_t dlen, char *path, size_t plen) CAIRN_WUR;
+/* Checks a unit header block: magic, crc, stripe, index, kind, k, m. */
+bool cs_unit_hdr_ok(const struct cs_pool *pool, const uint8_t *blk, uint64_t id, unsigned unit,
+		    unsigned kind, const struct cs_stripe_rec *s);
+/* Fills a unit header block (CS_UNIT_HDR_SIZE bytes, zeroed first). */
+void cs_unit_hdr_make(const struct cs_pool *pool, uint8_t *blk, uint64_t id, unsigned unit,
+		      unsigned kind, const struct cs_stripe_rec *s);
+/* Walks the chunk records of a data area up to fill (CRC of header and
+ * payload; magic 0 pads to the next 4 KiB). Returns 0, or CAIRN_ECORRUPT
+ * with *bad_off set to where the walk failed. */
+int cs_area_verify(const uint8_t *area, uint32_t fill, uint32_t *bad_off) CAIRN_WUR;
+/* out[t] = unit targets[t] computed from k source units srcs[0..k) (unit
+ * indexes 0..k+m, data then parity), len bytes each. CAIRN_ECORRUPT when
+ * the sources are not independent (cannot happen with Cauchy). */
+int cs_ec_decode(unsigned k, unsigned m, const unsigned *srcs, const unsigned *targets,
+		 unsigned ntargets, uint8_t **src, uint8_t **out, size_t len) CAIRN_WUR;
+/* Writes a whole unit file atomically: path.tmp, fdatasync, rename, fsync
+ * of the directory (made if missing). buf: header block + area, len a
+ * multiple of 4 KiB, aligned. */
+int cs_unit_write_file(struct cs_pool *pool, struct io_ctx *io, uint32_t dev, uint32_t part,
+		       const char *dir, const char *path, const uint8_t *buf, size_t len) CAIRN_WUR;
+
+/* What a degraded read needs of a sealed stripe. */
+struct cs_sview {
+	uint64_t id;
+	uint32_t part;
+	struct cs_stripe_rec rec;
+};
+typedef bool (*cs_chunk_ok_fn)(void *arg, const uint8_t *range);
+/* Rebuilds the data-area bytes [off, off+len) (4 KiB aligned) of data unit
+ * `unit` of a sealed stripe from the same range of the other units, trying
+ * sets of k survivors until ok(arg, out) accepts the result. get_fd (NULL:
+ * open/close here) hands out fds owned by the caller; it returns < 0 when a
+ * unit file cannot be opened. With extra non-NULL, every other data unit
+ * that could not be read there (and holds stored bytes there) is rebuilt
+ * too, into extra[j] (io_alloc'd, len bytes, the caller frees with io_free;
+ * NULL where not rebuilt): a sequential reader then pays one read of the
+ * survivors for all the lost units. Extras are not verified: their chunks
+ * are, when used. Returns 0 or CAIRN_ECORRUPT. */
+int cs_ec_read_range(struct cs_pool *pool, struct io_ctx *io, const struct cs_sview *sv,
+		     unsigned unit, uint64_t off, size_t len, uint8_t *out, uint8_t **extra,
+		     int (*get_fd)(void *arg, const char *path), void *fd_arg, cs_chunk_ok_fn ok,
+		     void *ok_arg) CAIRN_WUR;
 
 /* cs_commit.c */
 /* Inside a commit of compaction writer t->w: for each i < n whose chunk is

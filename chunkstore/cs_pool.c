@@ -76,6 +76,18 @@ const struct cs_pool_rec *cs_pool_format(struct cs_pool *pool)
 	return &pool->rec;
 }
 
+void cs_stripe_devs(const struct cs_pool *pool, uint64_t stripe_id, uint32_t *devs)
+{
+	unsigned n = (unsigned)pool->rec.k + pool->rec.m;
+	const uint32_t *rd = ring_part_devs(pool->ring_ec, cs_stripe_part(pool, stripe_id));
+	/* The ring lists a partition's devices in one order for every partition
+	 * of a ring that uses them all; rotating by the stripe id spreads data
+	 * units and parity evenly over the devices. */
+	unsigned rot = (unsigned)(stripe_id % n);
+	for (unsigned i = 0; i < n; i++)
+		devs[i] = rd[(i + rot) % n];
+}
+
 int cs_unit_path(const struct cs_pool *pool, uint32_t dev, uint64_t stripe_id, uint32_t part,
 		 uint32_t unit, char *dir, size_t dlen, char *path, size_t plen)
 {
@@ -454,11 +466,12 @@ static int cs_load_rings(struct cs_pool *pool)
 		struct stat st;
 		if (stat(pool->dev_dirs[id], &st) != 0 || !S_ISDIR(st.st_mode))
 			/* Writes recreate it; what it held is read from the other
-			 * copies. Nothing rebuilds its copies yet (repair: data-path
-			 * issue), so say so where the operator looks. */
+			 * copies or rebuilt from parity until cs_repair restores
+			 * it, so say so where the operator looks. */
 			log_warn(CS_TAG,
 				 "device %s (id %u) is missing at %s: objects it held are "
-				 "read from their other copies, with less redundancy",
+				 "read from the other units, with less redundancy, until "
+				 "a repair (cairn repair) rebuilds it",
 				 d->name, id, pool->dev_dirs[id]);
 	}
 	return 0;
@@ -494,6 +507,9 @@ int cs_pool_open(const struct cs_pool_opts *opts, struct cs_pool **out)
 	pthread_mutex_init(&pool->cq_mu, NULL);
 	pthread_cond_init(&pool->cq_cv, NULL);
 	pthread_mutex_init(&pool->st_mu, NULL);
+	pthread_mutex_init(&pool->seal_mu, NULL);
+	pthread_cond_init(&pool->seal_cv, NULL);
+	pthread_cond_init(&pool->seal_idle_cv, NULL);
 	cs_epoch_init(pool);
 	cs_gc_init(pool);
 
@@ -568,6 +584,11 @@ int cs_pool_open(const struct cs_pool_opts *opts, struct cs_pool **out)
 		goto out;
 	pool->compress = !opts->no_compress;
 	pool->zstd_level = opts->zstd_level ? opts->zstd_level : CS_ZSTD_LEVEL;
+	pool->seal_off = opts->seal_off;
+	rc = pool->seal_off ? 0 : cs_sealer_start(pool); /* before the workers: it queues
+							  * every OPEN stripe */
+	if (rc < 0)
+		goto out;
 	pool->nworkers = opts->workers;
 	if (!pool->nworkers) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -597,6 +618,7 @@ void cs_pool_close(struct cs_pool *pool)
 	 * they may still ask the committer for stripe ids. */
 	cs_gc_thread_stop(pool);
 	cs_workers_stop(pool);
+	cs_sealer_stop(pool); /* it commits through the committer */
 	cs_committer_stop(pool);
 	cs_bloom_stop(pool);
 	io_ctx_free(pool->cio);
@@ -612,6 +634,9 @@ void cs_pool_close(struct cs_pool *pool)
 	pthread_mutex_destroy(&pool->cq_mu);
 	pthread_cond_destroy(&pool->cq_cv);
 	pthread_mutex_destroy(&pool->st_mu);
+	pthread_mutex_destroy(&pool->seal_mu);
+	pthread_cond_destroy(&pool->seal_cv);
+	pthread_cond_destroy(&pool->seal_idle_cv);
 	cs_epoch_destroy(pool);
 	cs_gc_destroy(pool);
 	free(pool);
@@ -635,6 +660,7 @@ int cs_pool_stats(struct cs_pool *pool, struct cs_stats *out)
 	    .dedup_filter_skips = atomic_load(&pool->bloom_skips),
 	    .dedup_index_lookups = atomic_load(&pool->bloom_lookups),
 	    .dedup_filter_false = atomic_load(&pool->bloom_false),
+	    .reconstructs = atomic_load(&pool->reconstructs),
 	};
 	pthread_mutex_unlock(&pool->st_mu);
 	return 0;

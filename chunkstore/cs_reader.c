@@ -6,8 +6,13 @@
  * one contiguous O_DIRECT read per chunk (the 4 KiB-aligned range around
  * its record), several in one io_batch. Every chunk is verified (header
  * CRC, payload CRC, fingerprint); a bad or missing copy is replaced by the
- * unit's next copy (the open stripe's replicas on D[k..k+m)). A zstd chunk
- * is decompressed (after its CRC verified) when the caller first touches it.
+ * unit's next copy (the open stripe's replicas on D[k..k+m)). A chunk of a
+ * sealed stripe has one copy; when it fails, only its 4 KiB-aligned range is
+ * rebuilt from the same range of k other units (cs_ec_read_range) and
+ * verified the same way. A read that still fails looks its record up
+ * again once: the stripe may have been sealed since (its replicas gone). A
+ * zstd chunk is decompressed (after its CRC verified) when the caller first
+ * touches it.
  *
  * The locations of the current records (up to CS_RRECS x 32 chunks) and a
  * window of up to CS_RSLOTS chunks / CS_RWIN bytes read are cached, so
@@ -50,6 +55,8 @@ struct cs_rloc {
 	uint32_t unit, offset, stored_len, crc;
 	uint32_t devs[CS_MAX_FRAGS]; /* copies of the unit: D[unit], D[k..k+m) */
 	unsigned ncopies;
+	bool sealed;	    /* the stripe has parity: rebuild instead of copies */
+	struct cs_sview sv; /* the stripe, for a rebuild */
 };
 
 struct cs_rslot {
@@ -67,6 +74,19 @@ struct cs_rfd {
 	uint64_t hash; /* of path: most lookups are told apart by it */
 	char path[CS_PATH_MAX];
 	int fd;
+	uint64_t used; /* LRU stamp */
+};
+
+/* A rebuilt range of a lost data unit of a sealed stripe (degraded reads):
+ * one read of the survivors rebuilds every lost unit over the range, and
+ * the chunks that follow are served from here (each still verified). At
+ * most CS_RCACHE ranges of up to a unit each, made only when degraded. */
+#define CS_RCACHE 6
+struct cs_rcache {
+	uint8_t *buf; /* [lo, hi) of the unit's data area; NULL: empty */
+	uint64_t stripe_id;
+	uint32_t unit;
+	uint64_t lo, hi;
 	uint64_t used; /* LRU stamp */
 };
 
@@ -95,6 +115,9 @@ struct cs_reader {
 	uint8_t *raw;
 	uint64_t raw_off;
 	bool raw_valid;
+	struct cs_rcache rc[CS_RCACHE];
+	uint64_t rc_clock;
+	bool seq;	/* the current read continues the previous one */
 	uint64_t epoch; /* cs_epoch_enter ticket */
 };
 
@@ -174,6 +197,8 @@ void cs_reader_free(struct cs_reader *r)
 	for (unsigned i = 0; i < CS_RSLOTS; i++)
 		io_free(r->slots[i].buf);
 	io_free(r->stage);
+	for (unsigned i = 0; i < CS_RCACHE; i++)
+		io_free(r->rc[i].buf);
 	for (unsigned i = 0; r->fds && i < CS_RFDS; i++)
 		if (r->fds[i].fd >= 0)
 			io_close(r->fds[i].fd);
@@ -317,11 +342,17 @@ static int cs_load_record(struct cs_reader *r, uint64_t pos, unsigned nrec)
 		}
 		l->devs[0] = s.devs[c.unit];
 		l->ncopies = 1;
-		/* Open stripes keep replicas of every data unit on D[k..k+m).
-		 * (Sealed stripes would need a rebuild from parity: not yet.) */
+		/* Open stripes keep replicas of every data unit on D[k..k+m);
+		 * sealed ones have parity there instead. */
+		l->sealed = s.state == CS_STRIPE_SEALED;
 		if (s.state == CS_STRIPE_OPEN)
 			for (unsigned j = 0; j < s.m; j++)
 				l->devs[l->ncopies++] = s.devs[s.k + j];
+		if (l->sealed) {
+			l->sv.id = c.stripe_id;
+			l->sv.part = l->part;
+			l->sv.rec = s;
+		}
 	}
 	r->nlocs = n;
 	r->rec_start = start;
@@ -385,6 +416,11 @@ static int cs_rfd_get(struct cs_reader *r, const char *path)
 	return fd;
 }
 
+static int cs_rfd_get_cb(void *arg, const char *path)
+{
+	return cs_rfd_get(arg, path);
+}
+
 static void cs_rfd_drop(struct cs_reader *r, int fd)
 {
 	for (unsigned i = 0; r->fds && i < CS_RFDS; i++)
@@ -423,13 +459,11 @@ static int cs_prep_read(struct cs_reader *r, const struct cs_rloc *l, unsigned c
 	return 0;
 }
 
-static bool cs_verify(const struct cs_rloc *l, const struct io_req *req, const struct cs_rslot *s)
+/* data: the payload, right after its record header. */
+static bool cs_verify_data(const struct cs_rloc *l, const uint8_t *data)
 {
-	if (req->result != (long)req->len) {
-		return false;
-	}
 	struct cs_chunk_hdr h;
-	memcpy(&h, s->data - sizeof(h), sizeof(h));
+	memcpy(&h, data - sizeof(h), sizeof(h));
 	uint32_t hc = h.hdr_crc;
 	h.hdr_crc = 0;
 	if (h.magic != CS_CHUNK_MAGIC || h.version > 1 || crc32c(0, &h, sizeof(h)) != hc)
@@ -437,7 +471,7 @@ static bool cs_verify(const struct cs_rloc *l, const struct io_req *req, const s
 	if (h.stored_len != l->stored_len || h.raw_len != l->len ||
 	    h.compression != l->compression || memcmp(h.fp, l->fp, CS_FP_LEN) != 0)
 		return false;
-	uint32_t pc = crc32c(0, s->data, h.stored_len);
+	uint32_t pc = crc32c(0, data, h.stored_len);
 	return pc == h.payload_crc && pc == l->crc;
 }
 
@@ -465,6 +499,141 @@ static size_t cs_read_need(const struct cs_rloc *l)
 	uint64_t foff = CS_UNIT_HDR_SIZE + (uint64_t)l->offset;
 	return (size_t)(cs_align_up(foff + sizeof(struct cs_chunk_hdr) + l->stored_len, CS_BLOCK) -
 			cs_align_down(foff, CS_BLOCK));
+}
+
+static bool cs_verify(const struct cs_rloc *l, const struct io_req *req, const struct cs_rslot *s)
+{
+	return req->result == (long)req->len && cs_verify_data(l, s->data);
+}
+
+struct cs_rebuild_ok {
+	const struct cs_rloc *l;
+	size_t skip; /* payload offset in the rebuilt range */
+};
+
+static bool cs_rebuild_ok(void *arg, const uint8_t *range)
+{
+	const struct cs_rebuild_ok *a = arg;
+	return cs_verify_data(a->l, range + a->skip);
+}
+
+static int cs_rfd_get_cb(void *arg, const char *path);
+
+/* The chunk's block range [a0, a1) in its unit's data area. */
+static void cs_chunk_range(const struct cs_rloc *l, uint64_t *a0, uint64_t *a1)
+{
+	uint64_t foff = (uint64_t)l->offset;
+	*a0 = cs_align_down(foff, CS_BLOCK);
+	*a1 = cs_align_up(foff + sizeof(struct cs_chunk_hdr) + l->stored_len, CS_BLOCK);
+}
+
+static struct cs_rcache *cs_rcache_find(struct cs_reader *r, const struct cs_rloc *l, uint64_t a0,
+					uint64_t a1)
+{
+	for (unsigned i = 0; i < CS_RCACHE; i++) {
+		struct cs_rcache *c = &r->rc[i];
+		if (c->buf && c->stripe_id == l->stripe_id && c->unit == l->unit && c->lo <= a0 &&
+		    a1 <= c->hi) {
+			c->used = ++r->rc_clock;
+			return c;
+		}
+	}
+	return NULL;
+}
+
+/* Takes ownership of buf. */
+static void cs_rcache_put(struct cs_reader *r, uint64_t stripe_id, uint32_t unit, uint64_t lo,
+			  uint64_t hi, uint8_t *buf)
+{
+	struct cs_rcache *v = &r->rc[0];
+	for (unsigned i = 0; i < CS_RCACHE; i++) {
+		struct cs_rcache *c = &r->rc[i];
+		if (!c->buf) {
+			v = c;
+			break;
+		}
+		if (c->used < v->used)
+			v = c;
+	}
+	io_free(v->buf);
+	*v = (struct cs_rcache){.buf = buf,
+				.stripe_id = stripe_id,
+				.unit = unit,
+				.lo = lo,
+				.hi = hi,
+				.used = ++r->rc_clock};
+}
+
+/* Copies the chunk out of a cached rebuilt range into slot s; verifies. */
+static bool cs_rcache_serve(const struct cs_rcache *c, const struct cs_rloc *l, uint64_t a0,
+			    uint64_t a1, struct cs_rslot *s)
+{
+	memcpy(s->buf, c->buf + (a0 - c->lo), a1 - a0);
+	s->data = s->buf + (l->offset - a0) + sizeof(struct cs_chunk_hdr);
+	return cs_verify_data(l, s->data);
+}
+
+/* A sealed stripe's chunk whose unit failed: serve it from a rebuilt range,
+ * or rebuild the range of its unit that the batch's chunks in that unit
+ * span (and, with the same reads, that range of every other lost data
+ * unit) from the stripe's other units. want[0..n): the batch. */
+static bool cs_rebuild_chunk(struct cs_reader *r, const struct cs_rloc *l, struct cs_rslot *s,
+			     const unsigned *want, unsigned n)
+{
+	uint64_t a0, a1, lo, hi;
+	cs_chunk_range(l, &a0, &a1);
+	if (a1 - a0 > r->slot_len)
+		return false;
+	struct cs_rcache *c = cs_rcache_find(r, l, a0, a1);
+	if (c && cs_rcache_serve(c, l, a0, a1, s)) {
+		atomic_fetch_add(&r->pool->reconstructs, 1);
+		return true;
+	}
+	bool single = c != NULL;
+	if (c) { /* rebuilt from a set with a bad survivor: drop it */
+		io_free(c->buf);
+		c->buf = NULL;
+	}
+	lo = a0;
+	hi = a1;
+	if (r->seq && !single) {
+		/* A sequential reader will want the rest of the stripe: one
+		 * read of the survivors for all of it (a unit's worth per lost
+		 * unit in memory) instead of one per window. */
+		lo = 0;
+		hi = cs_seal_plen(&l->sv.rec);
+	}
+	for (unsigned q = 0; !single && q < n; q++) {
+		const struct cs_rloc *o = &r->locs[want[q]];
+		uint64_t b0, b1;
+		if (!o->sealed || o->stripe_id != l->stripe_id || o->unit != l->unit)
+			continue;
+		cs_chunk_range(o, &b0, &b1);
+		lo = b0 < lo ? b0 : lo;
+		hi = b1 > hi ? b1 : hi;
+	}
+	uint8_t *buf = io_alloc(hi - lo), *extra[CS_MAX_FRAGS];
+	if (!buf)
+		return false;
+	struct cs_rebuild_ok ok = {.l = l,
+				   .skip = (size_t)(l->offset - lo) + sizeof(struct cs_chunk_hdr)};
+	/* A cached range that did not verify came from a bad set of
+	 * survivors: this time the chunk's range alone, verified. */
+	int rc = cs_ec_read_range(r->pool, r->io, &l->sv, l->unit, lo, hi - lo, buf,
+				  single ? NULL : extra, cs_rfd_get_cb, r, cs_rebuild_ok, &ok);
+	if (rc < 0) {
+		io_free(buf);
+		return false;
+	}
+	for (unsigned j = 0; !single && j < l->sv.rec.k; j++)
+		if (extra[j])
+			cs_rcache_put(r, l->stripe_id, j, lo, hi, extra[j]);
+	cs_rcache_put(r, l->stripe_id, l->unit, lo, hi, buf);
+	c = cs_rcache_find(r, l, a0, a1);
+	if (!c || !cs_rcache_serve(c, l, a0, a1, s))
+		return false;
+	atomic_fetch_add(&r->pool->reconstructs, 1);
+	return true;
 }
 
 /* Reads chunks want[0..n) of the current record into the given slots; a
@@ -524,7 +693,8 @@ static int cs_read_chunks(struct cs_reader *r, const unsigned *want, struct cs_r
 			used += a1 - a0;
 			q = &reqs[nreq - 1];
 		} else {
-			continue; /* cannot happen (window bytes <= stage): read alone below */
+			continue; /* cannot happen (window bytes <= stage): read alone below
+				   */
 		}
 		map[i] = nreq - 1;
 		slots[i]->staged = true;
@@ -553,9 +723,9 @@ static int cs_read_chunks(struct cs_reader *r, const unsigned *want, struct cs_r
 		if (!ok[i])
 			log_warn(CS_TAG,
 				 "chunk at %llu: stripe %016llx unit %u copy 0 on device %u "
-				 "missing or corrupt; trying replicas",
+				 "missing or corrupt; trying %s",
 				 (unsigned long long)l->off, (unsigned long long)l->stripe_id,
-				 l->unit, l->devs[0]);
+				 l->unit, l->devs[0], l->sealed ? "a rebuild" : "replicas");
 		for (unsigned c = 1; !ok[i] && c < l->ncopies; c++) {
 			struct io_req req;
 			if (cs_prep_read(r, l, c, slots[i], &req) < 0)
@@ -565,6 +735,8 @@ static int cs_read_chunks(struct cs_reader *r, const unsigned *want, struct cs_r
 			if (!ok[i])
 				cs_rfd_drop(r, req.fd);
 		}
+		if (!ok[i] && l->sealed)
+			ok[i] = cs_rebuild_chunk(r, l, slots[i], want, n);
 		if (!ok[i]) {
 			log_err(CS_TAG, "chunk at %llu (stripe %016llx unit %u): no copy verifies",
 				(unsigned long long)l->off, (unsigned long long)l->stripe_id,
@@ -670,6 +842,7 @@ long cs_reader_read(struct cs_reader *r, uint64_t off, void *buf, size_t len)
 		return (long)len;
 	}
 	bool seq = off == r->last_end;
+	r->seq = seq;
 	size_t done = 0;
 	while (done < len) {
 		uint64_t pos = off + done;
@@ -694,13 +867,23 @@ long cs_reader_read(struct cs_reader *r, uint64_t off, void *buf, size_t len)
 		} else {
 			struct cs_rslot *s = cs_slot_find(r, l->off);
 			if (!s) {
-				/* the chunks this call needs, plus read-ahead when sequential */
+				/* the chunks this call needs, plus read-ahead when
+				 * sequential */
 				unsigned last = i;
 				while (last + 1 < r->nlocs && r->locs[last + 1].off < off + len)
 					last++;
 				if (seq || last > i)
 					last = i + CS_RSLOTS - 1;
 				rc = cs_fill_window(r, i, last);
+				if (rc == CAIRN_ECORRUPT) {
+					/* The stripe may have changed state since the
+					 * lookup (sealed, replicas gone): look again,
+					 * once. The record's entries are immutable, so
+					 * i and last still hold. */
+					rc = cs_load_record(r, r->rec_start, CS_RRECS);
+					if (rc == 0)
+						rc = cs_fill_window(r, i, last);
+				}
 				if (rc < 0)
 					return rc;
 				s = cs_slot_find(r, l->off);

@@ -218,6 +218,8 @@ static void cs_stripe_drop(struct cs_worker *wk)
 static void cs_stripe_abandon(struct cs_worker *wk)
 {
 	cs_unit_release(wk);
+	if (wk->stripe_id) /* what was committed into it gets sealed */
+		cs_seal_enqueue(wk->pool, wk->stripe_id);
 	cs_stripe_drop(wk);
 	wk->abort_gen++;
 }
@@ -301,7 +303,8 @@ static int cs_stripe_open(struct cs_worker *wk)
 	if (rc < 0)
 		return rc;
 	uint32_t part = cs_stripe_part(pool, id);
-	const uint32_t *devs = ring_part_devs(pool->ring_ec, part);
+	uint32_t devs[CS_MAX_FRAGS];
+	cs_stripe_devs(pool, id, devs);
 	for (uint32_t i = 0; i < n; i++) {
 		for (uint32_t j = 0; j < i; j++)
 			if (devs[i] == devs[j]) {
@@ -312,13 +315,15 @@ static int cs_stripe_open(struct cs_worker *wk)
 			}
 		wk->devs[i] = devs[i];
 	}
+	rc = cs_seal_hold(pool, id);
+	if (rc < 0) {
+		cs_stripe_busy_del(pool, id);
+		return rc;
+	}
 	wk->stripe_id = id; /* busy since cs_stripe_id_alloc */
 	wk->part = part;
 	wk->unit = 0;
-	rc = cs_unit_open(wk);
-	if (rc < 0)
-		cs_stripe_drop(wk);
-	return rc;
+	return cs_unit_open(wk); /* on failure the caller queues and drops it */
 }
 
 /* Appends one record (len stored bytes of a raw_len-byte chunk); fills the
@@ -346,15 +351,18 @@ static int cs_append(struct cs_worker *wk, struct cs_writer *w, const uint8_t *p
 				return rc;
 			}
 		} else {
-			/* All k units full: the stripe stays open (sealing
-			 * comes later), a new one takes over. */
+			/* All k units full: the sealer takes it (off this
+			 * path), a new one takes over. */
+			cs_seal_enqueue(pool, wk->stripe_id);
 			cs_stripe_drop(wk);
 		}
 	}
 	if (!wk->stripe_id) {
 		rc = cs_stripe_open(wk);
 		if (rc < 0) {
-			wk->stripe_id = 0;
+			if (wk->stripe_id)
+				cs_seal_enqueue(pool, wk->stripe_id);
+			cs_stripe_drop(wk);
 			return rc;
 		}
 	}
@@ -555,6 +563,22 @@ static void cs_do_flush(struct cs_worker *wk, struct cs_task *t)
 	free(t);
 }
 
+/* Closes the open stripe now (scrub, repair, tests): it is sealed as it
+ * is, and the next chunk opens a new one. */
+static void cs_do_close(struct cs_worker *wk, struct cs_task *t)
+{
+	if (wk->stripe_id) {
+		if (cs_unit_close(wk) < 0) {
+			cs_stripe_abandon(wk);
+		} else {
+			cs_seal_enqueue(wk->pool, wk->stripe_id);
+			cs_stripe_drop(wk);
+		}
+	}
+	cs_seal_close_done(t->cw);
+	free(t);
+}
+
 static void *cs_worker_main(void *arg)
 {
 	struct cs_worker *wk = arg;
@@ -593,6 +617,8 @@ static void *cs_worker_main(void *arg)
 		pthread_mutex_unlock(&pool->wq_mu);
 		if (t->kind == CS_TASK_FLUSH)
 			cs_do_flush(wk, t);
+		else if (t->kind == CS_TASK_CLOSE)
+			cs_do_close(wk, t);
 		else
 			cs_do_chunk(wk, md, t);
 		pthread_mutex_lock(&pool->wq_mu);

@@ -17,9 +17,24 @@
  * zero-filled to unit_size and parity is computed over the k data areas.
  *
  * Placement of a stripe: the "ec" ring's partition of the stripe id gives k+m
- * devices D[0..k+m). Sealed: data unit i on D[i], parity j on D[k+j]. Open:
- * data unit i on D[i] and replicas on D[k..k+m) (m+1 copies), so any m lost
- * devices lose nothing; sealing replaces those replicas with parity.
+ * devices R[0..k+m); the stripe uses D[i] = R[(i + id) mod (k+m)] (rotated,
+ * so parity and data spread over the devices even when every partition
+ * lists the same devices), and its record keeps D. Sealed: data unit i on D[i], parity j on D[k+j].
+ * Open: data unit i on D[i] and replicas on D[k..k+m) (m+1 copies), so any m lost devices lose
+ * nothing; sealing replaces those replicas with parity.
+ *
+ * Parity (sealed stripes): the data area of parity unit j is row k+j of
+ * ISA-L's gf_gen_cauchy1_matrix(k+m, k) applied bytewise over GF(2^8) to
+ * the k data areas, each taken as its first fill[i] bytes (the stripe
+ * record's committed fill) and zeroes beyond; bytes past a unit's fill are
+ * dead and never count. The parity area is plen = max fill rounded up to
+ * 4 KiB long (past it parity is zero), so a partial stripe costs little. A
+ * data unit with fill 0 needs no file (it reads as zeroes). A parity unit's
+ * header has kind PARITY, unit j, the stripe's unit_size and created. Unit
+ * files rewritten by sealing, scrub or repair hold header + fill (4 KiB
+ * rounded) and are replaced through "<name>.tmp" and a rename.
+ * META_T_POOL key "seal_unlink" + be64 stripe id: a sealed stripe whose
+ * replicas may still exist (removed at the next open).
  */
 #ifndef CAIRN_CHUNKSTORE_FORMAT_H
 #define CAIRN_CHUNKSTORE_FORMAT_H

@@ -10,3 +10,8 @@ add_executable(cs_ingest ${CMAKE_SOURCE_DIR}/bench/dedup/cs_ingest.c)
 target_link_libraries(cs_ingest PRIVATE cairn_chunkstore)
 cairn_unit_test(test_gc SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_gc.c
                 LIBS cairn_chunkstore LABELS quick TIMEOUT 300)
+cairn_unit_test(test_seal SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_seal.c
+                LIBS cairn_chunkstore LABELS quick TIMEOUT 300)
+# Not a test: sealing, degraded GET and repair rates (see the file's header).
+add_executable(seal_bench ${CMAKE_SOURCE_DIR}/bench/chunkstore/seal_bench.c)
+target_link_libraries(seal_bench PRIVATE cairn_chunkstore)

@@ -68,6 +68,8 @@ static struct cs_pool *open_pool(const struct cs_pool_opts *extra)
 	 * default, are covered in test_cdc.c). */
 	if (!o.chunking)
 		o.chunking = CS_CHUNK_FIXED;
+	/* these tests handle open stripes' replicas (sealing: test_seal.c) */
+	o.seal_off = true;
 	struct cs_pool *p = NULL;
 	int rc = cs_pool_open(&o, &p);
 	assert_int_equal(rc, 0);
