@@ -510,10 +510,17 @@ static int io_run(struct io_ctx *ctx, struct io_req *reqs, size_t n, bool allow_
 			if (s->done == r->len) {
 				r->result = (long)s->done;
 			} else if ((size_t)res < s->piece && r->op == IO_WRITE) {
-				r->result = -EIO; /* short write: the device is full or failing */
-				log_warn("io", "short write fd %d: %d of %zu bytes at %llu", r->fd,
-					 res, s->piece,
-					 (unsigned long long)(r->off + s->done - res));
+				/* Short write: the device is full or failing. Writing
+				 * the rest once more gets the kernel's reason (ENOSPC,
+				 * EDQUOT, EIO), which callers map (S3: 507 when full). */
+				if (res > 0 && s->retries++ < IO_MAX_RETRY) {
+					queue[(qhead + qlen++) % n] = i;
+				} else {
+					r->result = -EIO;
+					log_warn("io", "short write fd %d: %d of %zu bytes at %llu",
+						 r->fd, res, s->piece,
+						 (unsigned long long)(r->off + s->done - res));
+				}
 			} else if (res == 0) {
 				/* End of file before len bytes. */
 				r->result = allow_short ? (long)s->done : -ENODATA;

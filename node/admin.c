@@ -1,4 +1,5 @@
-/* node/admin.c - the admin API: /metrics, /health, users and keys.
+/* node/admin.c - the admin API: /metrics, /health, users and keys, pool
+ * stats and maintenance jobs.
  *
  * Its own libmicrohttpd listener (thread per connection, a small connection
  * cap): operators and scrapers are few, and the users API blocks on
@@ -7,6 +8,11 @@
  * as S3 is (same parser and verifier, raw request target from the URI log
  * callback) and allowed only to the root user. Bodies are JSON and capped at
  * ADMIN_BODY_MAX; errors are {"error":{"code":..., "message":...}}.
+ *
+ * Maintenance jobs (POST/GET /admin/v1/pool/jobs) run on a thread of their
+ * own (node/jobs.c): the POST answers 202 at once, one job at a time (409
+ * JobRunning names the running one), and admin_stop waits for a running
+ * job before the pool may close.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -42,6 +48,8 @@
 struct admin_server {
 	struct MHD_Daemon *mhd;
 	struct cs_pool *pool;
+	struct node_jobs *jobs;
+	char data_dir[4096];
 	char root_key[S3_KEY_ID_MAX + 1];
 	char root_user[S3_USER_MAX + 1];
 	bool access_log;
@@ -317,11 +325,23 @@ static int authenticate(struct MHD_Connection *conn, struct admin_req *r, const 
 
 static enum MHD_Result do_metrics(struct MHD_Connection *conn, struct admin_req *r)
 {
-	char *text;
-	size_t len;
+	char *text, *more = NULL;
+	size_t len, mlen = 0;
 	int rc = metrics_render(&text, &len);
 	if (rc < 0)
 		return reply_code(conn, r, rc, "", "metrics");
+	/* Labelled pool, device and job series: best effort, the core
+	 * metrics go out even when these cannot be made. */
+	if (node_pool_metrics(r->srv->pool, r->srv->data_dir, r->srv->jobs, &more, &mlen) == 0 &&
+	    mlen) {
+		char *nt = realloc(text, len + mlen);
+		if (nt) {
+			memcpy(nt + len, more, mlen);
+			text = nt;
+			len += mlen;
+		}
+	}
+	free(more);
 	return reply_buf(conn, r, MHD_HTTP_OK, text, len,
 			 "text/plain; version=0.0.4; charset=utf-8");
 }
@@ -534,6 +554,75 @@ static enum MHD_Result do_key_delete(struct MHD_Connection *conn, struct admin_r
 	return reply_json(conn, r, MHD_HTTP_OK, json_pack("{s:s, s:b}", "id", id, "deleted", 1));
 }
 
+/* ---- pool ---- */
+
+static enum MHD_Result do_pool_stats(struct MHD_Connection *conn, struct admin_req *r)
+{
+	int rc = 0;
+	json_t *o = node_pool_stats_json(r->srv->pool, r->srv->data_dir, &rc);
+	if (!o)
+		return reply_code(conn, r, rc, "", "pool stats");
+	return reply_json(conn, r, MHD_HTTP_OK, o);
+}
+
+static enum MHD_Result do_job_get(struct MHD_Connection *conn, struct admin_req *r)
+{
+	json_t *o = node_job_json(r->srv->jobs);
+	if (!o)
+		return reply_error(conn, r, MHD_HTTP_NOT_FOUND, "NoSuchJob",
+				   "no maintenance job has run since the node started");
+	return reply_json(conn, r, MHD_HTTP_OK, o);
+}
+
+/* Body: {"op": "fsck"|"gc"|"scrub"|"repair", "fix": bool (optional)}. */
+static enum MHD_Result do_job_start(struct MHD_Connection *conn, struct admin_req *r)
+{
+	json_error_t jerr;
+	enum MHD_Result ret;
+	char running[16] = "";
+	uint64_t id = 0;
+	json_t *root = json_loadb(r->body ? r->body : "", r->body_len, 0, &jerr);
+	json_t *op = json_object_get(root, "op"), *fix = json_object_get(root, "fix");
+	if (!json_is_object(root) || !json_is_string(op) || (fix && !json_is_boolean(fix))) {
+		ret = reply_error(conn, r, MHD_HTTP_BAD_REQUEST, "MalformedJSON",
+				  "expected a JSON body {\"op\": \"fsck|gc|scrub|repair\", "
+				  "\"fix\": false}");
+		goto out;
+	}
+	const char *ops = json_string_value(op);
+	if (!node_job_op_valid(ops)) {
+		ret = reply_error(conn, r, MHD_HTTP_BAD_REQUEST, "InvalidOperation",
+				  "unknown job '%.32s': one of fsck, gc, scrub, repair", ops);
+		goto out;
+	}
+	if (fix && json_is_true(fix) && strcmp(ops, "fsck") != 0) {
+		ret = reply_error(conn, r, MHD_HTTP_BAD_REQUEST, "InvalidArgument",
+				  "\"fix\" applies to fsck only (%s always repairs what it can)",
+				  ops);
+		goto out;
+	}
+	int rc =
+	    node_job_start(r->srv->jobs, ops, json_is_true(fix), &id, running, sizeof(running));
+	if (rc == CAIRN_EEXISTS) {
+		ret = reply_error(
+		    conn, r, MHD_HTTP_CONFLICT, "JobRunning",
+		    "a %s job is running; wait for it to end (GET /admin/v1/pool/jobs)", running);
+		goto out;
+	}
+	if (rc < 0) {
+		ret = reply_code(conn, r, rc, "", "job");
+		goto out;
+	}
+	json_t *o = node_job_json(r->srv->jobs);
+	ret = o ? reply_json(conn, r, MHD_HTTP_ACCEPTED, o)
+		: reply_json(conn, r, MHD_HTTP_ACCEPTED,
+			     json_pack("{s:I, s:s, s:s}", "id", (json_int_t)id, "op", ops, "state",
+				       "running"));
+out:
+	json_decref(root);
+	return ret;
+}
+
 static enum MHD_Result method_not_allowed(struct MHD_Connection *conn, struct admin_req *r,
 					  const char *allow)
 {
@@ -590,7 +679,18 @@ static enum MHD_Result route(struct MHD_Connection *conn, struct admin_req *r, c
 
 	/* Identify the operation first (for the metrics label), then
 	 * authenticate, then act. */
-	enum { OP_NONE, OP_ULIST, OP_UCREATE, OP_UDEL, OP_KLIST, OP_KCREATE, OP_KDEL } op = OP_NONE;
+	enum {
+		OP_NONE,
+		OP_ULIST,
+		OP_UCREATE,
+		OP_UDEL,
+		OP_KLIST,
+		OP_KCREATE,
+		OP_KDEL,
+		OP_PSTATS,
+		OP_JGET,
+		OP_JSTART
+	} op = OP_NONE;
 	const char *allow = NULL;
 	char name[S3_KEY_ID_MAX + 2] = "";
 	if (strcmp(url, "/admin/v1/users") == 0) {
@@ -605,6 +705,12 @@ static enum MHD_Result route(struct MHD_Connection *conn, struct admin_req *r, c
 			op = get ? OP_KLIST : post ? OP_KCREATE : OP_NONE;
 			allow = "GET, POST";
 		}
+	} else if (strcmp(url, "/admin/v1/pool/stats") == 0) {
+		op = get ? OP_PSTATS : OP_NONE;
+		allow = "GET";
+	} else if (strcmp(url, "/admin/v1/pool/jobs") == 0) {
+		op = get ? OP_JGET : post ? OP_JSTART : OP_NONE;
+		allow = "GET, POST";
 	} else if (strcmp(url, "/admin/v1/keys") == 0) {
 		op = get ? OP_KLIST : OP_NONE;
 		allow = "GET";
@@ -614,7 +720,8 @@ static enum MHD_Result route(struct MHD_Connection *conn, struct admin_req *r, c
 		allow = "DELETE";
 	}
 	static const char *const op_names[] = {"Unknown",  "ListUsers", "CreateUser", "DeleteUser",
-					       "ListKeys", "CreateKey", "DeleteKey"};
+					       "ListKeys", "CreateKey", "DeleteKey",  "PoolStats",
+					       "GetJob",   "StartJob"};
 	r->op = op_names[op];
 	if (!allow)
 		return reply_error(conn, r, MHD_HTTP_NOT_FOUND, "NotFound", "no such endpoint");
@@ -638,6 +745,12 @@ static enum MHD_Result route(struct MHD_Connection *conn, struct admin_req *r, c
 		return do_key_create(conn, r, name);
 	case OP_KDEL:
 		return do_key_delete(conn, r, name);
+	case OP_PSTATS:
+		return do_pool_stats(conn, r);
+	case OP_JGET:
+		return do_job_get(conn, r);
+	case OP_JSTART:
+		return do_job_start(conn, r);
 	default:
 		break;
 	}
@@ -739,6 +852,12 @@ int admin_start(const struct admin_config *cfg, struct cs_pool *pool, struct adm
 		return -ENOMEM;
 	srv->pool = pool;
 	srv->access_log = cfg->access_log;
+	snprintf(srv->data_dir, sizeof(srv->data_dir), "%s", cfg->data_dir ? cfg->data_dir : ".");
+	ret = node_jobs_create(pool, &srv->jobs);
+	if (ret < 0) {
+		snprintf(err, errlen, "cannot set up maintenance jobs: %s", cairn_strerror(ret));
+		goto out;
+	}
 	snprintf(srv->root_key, sizeof(srv->root_key), "%s", cfg->root_key);
 	ret = s3_key_lookup(pool, cfg->root_key, &rk);
 	if (ret < 0) {
@@ -781,6 +900,8 @@ int admin_start(const struct admin_config *cfg, struct cs_pool *pool, struct adm
 out:
 	if (fd >= 0)
 		close(fd);
+	if (srv)
+		node_jobs_free(srv->jobs);
 	free(srv);
 	return ret;
 }
@@ -802,5 +923,7 @@ void admin_stop(struct admin_server *srv)
 		return;
 	if (srv->mhd)
 		MHD_stop_daemon(srv->mhd);
+	/* After the listener: no request can start another job now. */
+	node_jobs_free(srv->jobs);
 	free(srv);
 }

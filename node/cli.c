@@ -1,5 +1,5 @@
-/* node/cli.c - `cairn user|key ...` (admin API client) and
- * `cairn powerloss-replay`.
+/* node/cli.c - `cairn user|key ...`, `cairn fsck|gc|scrub|repair`,
+ * `cairn df` (admin API clients) and `cairn powerloss-replay`.
  *
  * The CLI talks to a running node's admin API with libcurl and signs every
  * request with SigV4 (CURLOPT_AWS_SIGV4) using the root credentials, from
@@ -31,6 +31,8 @@ struct cli {
 	const char *credentials;
 	const char *data_dir;
 	bool json;
+	bool fix;
+	bool attach;
 	struct node_creds creds;
 };
 
@@ -237,13 +239,48 @@ static char *escape(const char *s)
 static void cli_usage(FILE *f, const char *what)
 {
 	if (strcmp(what, "user") == 0)
-		fprintf(f, "usage: cairn user create NAME | list | delete NAME [OPTIONS]\n");
+		fprintf(f, "usage: cairn user create NAME | list | delete NAME [OPTIONS]\n\n"
+			   "Manages S3 users on a running node, through its admin API.\n");
+	else if (strcmp(what, "key") == 0)
+		fprintf(f, "usage: cairn key create USER | list [USER] | delete ID [OPTIONS]\n\n"
+			   "Manages S3 access keys on a running node, through its admin API.\n");
+	else if (strcmp(what, "fsck") == 0)
+		fprintf(f, "usage: cairn fsck [--fix] [OPTIONS]\n\n"
+			   "Recomputes chunk reference counts, stripe live bytes and the pool\n"
+			   "counters from the manifests and reports every difference; --fix\n"
+			   "writes the recomputed values. Runs on the node while it serves.\n"
+			   "Exit 0: clean (or everything fixed); 1: problems remain or the job\n"
+			   "failed; 2: usage.\n");
+	else if (strcmp(what, "gc") == 0)
+		fprintf(f, "usage: cairn gc [OPTIONS]\n\n"
+			   "Frees manifests and chunks nothing references any more, and stripes\n"
+			   "left without live data, once no reader or upload can still see them.\n"
+			   "Prints the bytes freed. Exit 0 done; 1 failed; 2 usage.\n");
+	else if (strcmp(what, "scrub") == 0)
+		fprintf(f, "usage: cairn scrub [OPTIONS]\n\n"
+			   "Re-reads every stripe unit, verifies every chunk checksum (and the\n"
+			   "parity of sealed stripes) and rewrites damaged or missing units from\n"
+			   "the survivors. Exit 0: clean or all repaired; 1: damage remains or\n"
+			   "the job failed; 2: usage.\n");
+	else if (strcmp(what, "repair") == 0)
+		fprintf(f, "usage: cairn repair [OPTIONS]\n\n"
+			   "Rebuilds every unit missing from its device (a lost or replaced\n"
+			   "device folder) from the stripe's survivors, restoring full\n"
+			   "redundancy. Exit 0: all rebuilt; 1: something could not be rebuilt\n"
+			   "or the job failed; 2: usage.\n");
 	else
-		fprintf(f, "usage: cairn key create USER | list [USER] | delete ID [OPTIONS]\n");
+		fprintf(f, "usage: cairn df [--json] [OPTIONS]\n\n"
+			   "Shows the pool's space: logical, unique (after dedup), stored (after\n"
+			   "compression) and physical bytes, the ratios between them, and each\n"
+			   "device's used and free bytes.\n");
+	if (!strcmp(what, "fsck") || !strcmp(what, "gc") || !strcmp(what, "scrub") ||
+	    !strcmp(what, "repair"))
+		fprintf(f, "\nThe job runs on the node: the command starts it, shows its progress\n"
+			   "on stderr every 0.5 s (phase, percent, rate, ETA) and prints the\n"
+			   "report. Interrupting the command does not stop the job; run\n"
+			   "`cairn JOB --attach` to follow it again. One job runs at a time.\n");
 	fprintf(
 	    f,
-	    "\n"
-	    "Manages S3 users and access keys on a running node, through its admin API.\n"
 	    "\n"
 	    "options:\n"
 	    "  --endpoint URL       admin API of the node (default %s)\n"
@@ -252,6 +289,8 @@ static void cli_usage(FILE *f, const char *what)
 	    "  --data DIR           the node's data directory, to find root-credentials\n"
 	    "                       (default ./data)\n"
 	    "  --json               machine-readable output\n"
+	    "  --fix                (fsck) write the recomputed values\n"
+	    "  --attach             (jobs) follow the running or last job; start none\n"
 	    "  -h, --help           this text\n"
 	    "\n"
 	    "CAIRN_ROOT_USER and CAIRN_ROOT_PASSWORD in the environment take precedence.\n",
@@ -268,6 +307,8 @@ static int cli_parse(int argc, char **argv, struct cli *c, char **args, int maxa
 	    {"credentials", required_argument, NULL, 'c'},
 	    {"data", required_argument, NULL, 'd'},
 	    {"json", no_argument, NULL, 'j'},
+	    {"fix", no_argument, NULL, 'f'},
+	    {"attach", no_argument, NULL, 'a'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -292,6 +333,12 @@ static int cli_parse(int argc, char **argv, struct cli *c, char **args, int maxa
 			break;
 		case 'j':
 			c->json = true;
+			break;
+		case 'f':
+			c->fix = true;
+			break;
+		case 'a':
+			c->attach = true;
 			break;
 		case 'h':
 			cli_usage(stdout, argv[0]);
@@ -327,7 +374,7 @@ int node_user_main(int argc, char **argv)
 	int n = cli_parse(argc, argv, &c, args, 3);
 	if (n == -2)
 		return 0;
-	if (n < 1 || n == -1)
+	if (n < 1 || n == -1 || c.fix || c.attach)
 		goto usage;
 	const char *verb = args[0];
 	bool create = strcmp(verb, "create") == 0, del = strcmp(verb, "delete") == 0,
@@ -391,7 +438,7 @@ int node_key_main(int argc, char **argv)
 	int n = cli_parse(argc, argv, &c, args, 3);
 	if (n == -2)
 		return 0;
-	if (n < 1 || n == -1)
+	if (n < 1 || n == -1 || c.fix || c.attach)
 		goto usage;
 	const char *verb = args[0];
 	bool create = strcmp(verb, "create") == 0, del = strcmp(verb, "delete") == 0,
@@ -442,6 +489,293 @@ out:
 	return rc;
 usage:
 	cli_usage(stderr, "key");
+	return 2;
+}
+
+/* ---- maintenance jobs and df ---- */
+
+static void fmt_bytes(double b, char *out, size_t len)
+{
+	static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+	unsigned u = 0;
+	while (b >= 1024.0 && u < 5) {
+		b /= 1024.0;
+		u++;
+	}
+	if (u == 0)
+		snprintf(out, len, "%.0f B", b);
+	else
+		snprintf(out, len, "%.1f %s", b, units[u]);
+}
+
+static uint64_t jint(json_t *o, const char *key)
+{
+	json_int_t v = json_integer_value(json_object_get(o, key));
+	return v > 0 ? (uint64_t)v : 0;
+}
+
+static const char *jstr(json_t *o, const char *key)
+{
+	const char *v = json_string_value(json_object_get(o, key));
+	return v ? v : "";
+}
+
+static void fmt_eta(json_t *eta, char *out, size_t len)
+{
+	if (!json_is_integer(eta)) {
+		snprintf(out, len, "ETA --:--");
+		return;
+	}
+	long long s = json_integer_value(eta);
+	if (s >= 3600)
+		snprintf(out, len, "ETA %lld:%02lld:%02lld", s / 3600, s / 60 % 60, s % 60);
+	else
+		snprintf(out, len, "ETA %lld:%02lld", s / 60, s % 60);
+}
+
+/* One progress line: "scrub: verify units  42.0%  123.4 MiB/s  ETA 0:12". */
+static void job_line(json_t *job, char *out, size_t len)
+{
+	char rate[48], eta[32], pct[24];
+	double r = json_number_value(json_object_get(job, "rate"));
+	json_t *p = json_object_get(job, "percent");
+	if (strcmp(jstr(job, "rate_unit"), "bytes") == 0)
+		snprintf(rate, sizeof(rate), "%.1f MiB/s", r / (1024.0 * 1024.0));
+	else
+		snprintf(rate, sizeof(rate), "%.0f items/s", r);
+	fmt_eta(json_object_get(job, "eta_seconds"), eta, sizeof(eta));
+	if (json_is_number(p))
+		snprintf(pct, sizeof(pct), "%5.1f%%", json_number_value(p));
+	else
+		snprintf(pct, sizeof(pct), "%llu done", (unsigned long long)jint(job, "done"));
+	snprintf(out, len, "%s: %s  %s  %s  %s", jstr(job, "op"),
+		 jstr(job, "phase")[0] ? jstr(job, "phase") : "starting", pct, rate, eta);
+}
+
+static void print_report(json_t *job)
+{
+	json_t *rep = json_object_get(job, "report");
+	char b[32];
+	const char *op = jstr(job, "op");
+	printf("cairn %s: job %llu %s in %.1fs\n", op, (unsigned long long)jint(job, "id"),
+	       jstr(job, "state"), json_number_value(json_object_get(job, "elapsed_seconds")));
+	if (json_is_string(json_object_get(job, "error")))
+		printf("  error:          %s\n", jstr(job, "error"));
+	if (!rep)
+		return;
+	printf("  checked:        %llu\n", (unsigned long long)jint(rep, "checked"));
+	fmt_bytes((double)jint(rep, "bytes"), b, sizeof(b));
+	printf("  data:           %s\n", b);
+	printf("  problems:       %llu\n", (unsigned long long)jint(rep, "problems"));
+	printf("  fixed:          %llu\n", (unsigned long long)jint(rep, "fixed"));
+	printf("  unrecoverable:  %llu\n", (unsigned long long)jint(rep, "unrecoverable"));
+	if (strcmp(op, "gc") == 0) {
+		fmt_bytes((double)jint(rep, "freed_bytes"), b, sizeof(b));
+		printf("  freed:          %s\n", b);
+	}
+	if (jstr(rep, "first_problem")[0])
+		printf("  first problem:  %s\n", jstr(rep, "first_problem"));
+	bool clean = json_is_true(json_object_get(job, "clean"));
+	printf("result: %s\n",
+	       clean ? "clean"
+	       : strcmp(jstr(job, "state"), "failed") == 0
+		   ? "FAILED"
+		   : (strcmp(op, "fsck") == 0 && !json_is_true(json_object_get(job, "fix"))
+			  ? "PROBLEMS FOUND (run `cairn fsck --fix` to repair them)"
+			  : "PROBLEMS REMAIN"));
+}
+
+#define JOB_POLL_US 500000
+#define JOB_POLL_RETRIES 20 /* consecutive failed polls (10 s) before giving up */
+
+int node_job_main(int argc, char **argv)
+{
+	struct cli c;
+	char *args[1];
+	long status = 0;
+	json_t *body = NULL;
+	int rc = 1;
+	const char *op = argv[0];
+	int n = cli_parse(argc, argv, &c, args, 0);
+	if (n == -2)
+		return 0;
+	if (n == -1)
+		return 2; /* cli_parse printed the usage */
+	if (n != 0 || (c.fix && strcmp(op, "fsck") != 0) || (c.fix && c.attach))
+		goto usage;
+	if (cli_creds(&c) < 0)
+		return 1;
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	if (c.attach) {
+		if (api_call(&c, "GET", "/admin/v1/pool/jobs", NULL, &status, &body) < 0)
+			goto out;
+	} else {
+		json_t *req = json_pack("{s:s, s:b}", "op", op, "fix", c.fix);
+		char *text = req ? json_dumps(req, JSON_COMPACT) : NULL;
+		json_decref(req);
+		if (!text)
+			goto out;
+		int r = api_call(&c, "POST", "/admin/v1/pool/jobs", text, &status, &body);
+		free(text);
+		if (r < 0)
+			goto out;
+	}
+	if (status < 200 || status > 299) {
+		rc = api_error(status, body);
+		goto out;
+	}
+	json_int_t id = json_integer_value(json_object_get(body, "id"));
+	bool tty = isatty(STDERR_FILENO);
+	char line[256], last_phase[96] = "";
+	struct timespec last_print = {0, 0};
+	int fails = 0;
+	bool drew = false;
+	for (;;) {
+		json_t *job = body;
+		if (json_integer_value(json_object_get(job, "id")) != id) {
+			fprintf(stderr,
+				"%scairn %s: job %lld was followed by job %lld before its "
+				"end was seen; see the node's log for its report\n",
+				drew && tty ? "\n" : "", op, (long long)id,
+				(long long)json_integer_value(json_object_get(job, "id")));
+			goto out;
+		}
+		if (strcmp(jstr(job, "state"), "running") != 0)
+			break;
+		job_line(job, line, sizeof(line));
+		struct timespec now;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (tty) {
+			fprintf(stderr, "\r\033[K%s", line);
+			drew = true;
+		} else if (strcmp(last_phase, jstr(job, "phase")) != 0 ||
+			   now.tv_sec - last_print.tv_sec >= 5) {
+			/* Plain lines in a log: on each new phase and every 5 s. */
+			fprintf(stderr, "%s\n", line);
+			snprintf(last_phase, sizeof(last_phase), "%s", jstr(job, "phase"));
+			last_print = now;
+		}
+		fflush(stderr);
+		usleep(JOB_POLL_US);
+		json_decref(body);
+		body = NULL;
+		if (api_call(&c, "GET", "/admin/v1/pool/jobs", NULL, &status, &body) < 0 ||
+		    status != 200) {
+			if (++fails >= JOB_POLL_RETRIES) {
+				fprintf(stderr,
+					"cairn %s: lost the node; the job may still run there\n",
+					op);
+				goto out;
+			}
+			json_decref(body);
+			body = json_pack("{s:I, s:s}", "id", id, "state", "running");
+			continue;
+		}
+		fails = 0;
+	}
+	if (drew)
+		fprintf(stderr, "\r\033[K");
+	if (c.json)
+		print_json(body);
+	else
+		print_report(body);
+	rc = json_is_true(json_object_get(body, "clean")) ? 0 : 1;
+out:
+	json_decref(body);
+	curl_global_cleanup();
+	memset(&c.creds, 0, sizeof(c.creds));
+	return rc;
+usage:
+	cli_usage(stderr, op);
+	return 2;
+}
+
+static void fmt_ratio(json_t *v, char *out, size_t len)
+{
+	if (json_is_number(v))
+		snprintf(out, len, "%.2fx", json_number_value(v));
+	else
+		snprintf(out, len, "-");
+}
+
+static void print_df(json_t *body)
+{
+	json_t *p = json_object_get(body, "pool"), *devs = json_object_get(body, "devices"), *d;
+	char lb[32], ub[32], sb[32], pb[32], dr[16], cr[16], sa[16], mu[32], mm[32], pol[32];
+	size_t i;
+	fmt_bytes((double)jint(p, "logical_bytes"), lb, sizeof(lb));
+	fmt_bytes((double)jint(p, "unique_bytes"), ub, sizeof(ub));
+	fmt_bytes((double)jint(p, "stored_bytes"), sb, sizeof(sb));
+	fmt_bytes((double)jint(p, "physical_bytes"), pb, sizeof(pb));
+	fmt_ratio(json_object_get(p, "dedup_ratio"), dr, sizeof(dr));
+	fmt_ratio(json_object_get(p, "compression_ratio"), cr, sizeof(cr));
+	fmt_ratio(json_object_get(p, "space_amplification"), sa, sizeof(sa));
+	fmt_bytes((double)jint(p, "meta_used_bytes"), mu, sizeof(mu));
+	fmt_bytes((double)jint(p, "meta_map_bytes"), mm, sizeof(mm));
+	snprintf(pol, sizeof(pol), "ec %llu+%llu", (unsigned long long)jint(p, "k"),
+		 (unsigned long long)jint(p, "m"));
+	printf("%-10s %11s %11s %11s %11s %10s %10s %8s\n", "POOL", "LOGICAL", "UNIQUE", "STORED",
+	       "PHYSICAL", "CHUNKS", "MANIFESTS", "STRIPES");
+	printf("%-10s %11s %11s %11s %11s %10llu %10llu %8llu\n", pol, lb, ub, sb, pb,
+	       (unsigned long long)jint(p, "chunks"), (unsigned long long)jint(p, "manifests"),
+	       (unsigned long long)jint(p, "stripes"));
+	printf("\ndedup %s (logical/unique)  compression %s (unique/stored)  "
+	       "amplification %s (physical/stored)\nmetadata %s of a %s map\n\n",
+	       dr, cr, sa, mu, mm);
+	printf("%-10s %-8s %11s %11s %11s %5s  %s\n", "DEVICE", "STATE", "USED", "FREE", "SIZE",
+	       "USE%", "PATH");
+	json_array_foreach(devs, i, d)
+	{
+		char u[32], f[32], z[32], pct[8] = "-";
+		uint64_t size = jint(d, "size_bytes"), fr = jint(d, "free_bytes");
+		bool present = json_is_true(json_object_get(d, "present"));
+		fmt_bytes((double)jint(d, "used_bytes"), u, sizeof(u));
+		fmt_bytes((double)fr, f, sizeof(f));
+		fmt_bytes((double)size, z, sizeof(z));
+		if (size && fr <= size)
+			snprintf(pct, sizeof(pct), "%.0f%%",
+				 100.0 * (double)(size - fr) / (double)size);
+		printf("%-10s %-8s %11s %11s %11s %5s  %s\n", jstr(d, "name"),
+		       present ? "present" : "MISSING", present ? u : "-", present ? f : "-",
+		       present ? z : "-", present ? pct : "-", jstr(d, "path"));
+	}
+}
+
+int node_df_main(int argc, char **argv)
+{
+	struct cli c;
+	char *args[1];
+	long status = 0;
+	json_t *body = NULL;
+	int rc = 1;
+	int n = cli_parse(argc, argv, &c, args, 0);
+	if (n == -2)
+		return 0;
+	if (n == -1)
+		return 2; /* cli_parse printed the usage */
+	if (n != 0 || c.fix || c.attach)
+		goto usage;
+	if (cli_creds(&c) < 0)
+		return 1;
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	if (api_call(&c, "GET", "/admin/v1/pool/stats", NULL, &status, &body) < 0)
+		goto out;
+	if (status != 200) {
+		rc = api_error(status, body);
+		goto out;
+	}
+	if (c.json)
+		print_json(body);
+	else
+		print_df(body);
+	rc = 0;
+out:
+	json_decref(body);
+	curl_global_cleanup();
+	memset(&c.creds, 0, sizeof(c.creds));
+	return rc;
+usage:
+	cli_usage(stderr, "df");
 	return 2;
 }
 

@@ -8,19 +8,26 @@
 
 static int usage(FILE *f)
 {
-	fprintf(f, "usage: cairn COMMAND [ARGS]\n\n"
-		   "cairn is a storage service: an S3 API over one deduplicated,\n"
-		   "erasure-coded pool of devices.\n\n"
-		   "commands:\n"
-		   "  serve [OPTIONS]                   run a node (S3 API, admin API, /metrics)\n"
-		   "  user create NAME | list | delete NAME\n"
-		   "                                    manage S3 users on a running node\n"
-		   "  key create USER | list [USER] | delete ID\n"
-		   "                                    manage access keys on a running node\n"
-		   "  ring BUILDER_FILE VERB ...        build and inspect placement rings\n"
-		   "  powerloss-replay DATA             apply a power-loss test log (tests)\n"
-		   "  version                           print the version\n"
-		   "\nRun 'cairn COMMAND --help' for a command's options.\n");
+	fprintf(f,
+		"usage: cairn COMMAND [ARGS]\n\n"
+		"cairn is a storage service: an S3 API over one deduplicated,\n"
+		"erasure-coded pool of devices.\n\n"
+		"commands:\n"
+		"  serve [OPTIONS]                   run a node (S3 API, admin API, /metrics)\n"
+		"  user create NAME | list | delete NAME\n"
+		"                                    manage S3 users on a running node\n"
+		"  key create USER | list [USER] | delete ID\n"
+		"                                    manage access keys on a running node\n"
+		"  fsck [--fix]                      check (and fix) reference counts and\n"
+		"                                    pool counters against the manifests\n"
+		"  gc                                free unreferenced chunks and stripes\n"
+		"  scrub                             re-read and verify all data, repair damage\n"
+		"  repair                            rebuild what lost devices held\n"
+		"  df [--json]                       pool space, ratios and devices\n"
+		"  ring BUILDER_FILE VERB ...        build and inspect placement rings\n"
+		"  powerloss-replay DATA             apply a power-loss test log (tests)\n"
+		"  version                           print the version\n"
+		"\nRun 'cairn COMMAND --help' for a command's options.\n");
 	return f == stdout ? 0 : 2;
 }
 
@@ -43,6 +50,11 @@ int main(int argc, char **argv)
 		return node_user_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "key") == 0)
 		return node_key_main(argc - 1, argv + 1);
+	if (strcmp(cmd, "fsck") == 0 || strcmp(cmd, "gc") == 0 || strcmp(cmd, "scrub") == 0 ||
+	    strcmp(cmd, "repair") == 0)
+		return node_job_main(argc - 1, argv + 1);
+	if (strcmp(cmd, "df") == 0)
+		return node_df_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "powerloss-replay") == 0)
 		return node_powerloss_replay_main(argc - 1, argv + 1);
 	fprintf(stderr, "cairn: unknown command '%s'\n", cmd);

@@ -36,6 +36,11 @@ int node_serve_main(int argc, char **argv);
 int node_user_main(int argc, char **argv);
 int node_key_main(int argc, char **argv);
 int node_powerloss_replay_main(int argc, char **argv);
+/* `cairn fsck|gc|scrub|repair`: argv[0] is the job's op. Exit 0 clean (or
+ * all fixed), 1 problems remain or the job failed, 2 usage. */
+int node_job_main(int argc, char **argv);
+/* `cairn df [--json]`. */
+int node_df_main(int argc, char **argv);
 
 /* ---- root credentials (node/creds.c) ---- */
 struct node_creds {
@@ -75,6 +80,7 @@ struct admin_server;
 
 struct admin_config {
 	const char *listen;   /* HOST:PORT */
+	const char *data_dir; /* DATA: device folders are DATA/devices/NAME */
 	const char *root_key; /* the root access key id; its user is the root user */
 	bool access_log;
 };
@@ -88,6 +94,61 @@ uint16_t admin_port(const struct admin_server *srv);
 void admin_set_stopping(struct admin_server *srv);
 /* Stops the listener, waits for requests in flight, frees; NULL is fine. */
 void admin_stop(struct admin_server *srv);
+
+/* ---- maintenance jobs (node/jobs.c) ----
+ * One job at a time on a thread of its own; it outlives the request (and
+ * the CLI) that started it. Any thread may call these. */
+struct node_jobs;
+struct json_t;
+
+/* true for "fsck", "gc", "scrub", "repair". */
+bool node_job_op_valid(const char *op);
+int node_jobs_create(struct cs_pool *pool, struct node_jobs **out) CAIRN_WUR;
+/* Starts op (fix: fsck writes what it recomputed). Returns 0 (*id set),
+ * CAIRN_EINVAL for an unknown op, CAIRN_EEXISTS while a job runs (its op
+ * copied into running), or -errno when no thread could start. */
+int node_job_start(struct node_jobs *j, const char *op, bool fix, uint64_t *id, char *running,
+		   size_t runlen) CAIRN_WUR;
+/* The current or last job as a new JSON object (id, op, fix, state, phase,
+ * done, total, percent, rate, rate_unit, eta_seconds, started, finished,
+ * elapsed_seconds; once ended: report, clean, and error when failed), or
+ * NULL when no job ran since start (or out of memory). */
+struct json_t *node_job_json(struct node_jobs *j);
+/* For /metrics: returns the state (0 none, 1 running, 2 done, 3 failed),
+ * fills the phase's progress and the op's name. */
+int node_job_progress(struct node_jobs *j, bool *running, double *ratio, uint64_t *done,
+		      uint64_t *total, char *op, size_t oplen);
+/* WAITS for a running job to end (the chunk store cannot cancel one), then
+ * frees; NULL is fine. */
+void node_jobs_free(struct node_jobs *j);
+
+/* ---- pool and device figures (node/pool_info.c) ---- */
+#define NODE_DEV_MAX 256
+
+struct node_dev_info {
+	uint32_t id; /* ring device id */
+	char name[64];
+	char path[4096];
+	bool present;	     /* the folder exists */
+	uint64_t used_bytes; /* allocated under the folder */
+	uint64_t free_bytes; /* statvfs f_bavail of its file system */
+	uint64_t size_bytes; /* statvfs size of its file system */
+};
+
+/* The "ec" ring's devices, up to max of them filled (a walk of each
+ * folder: O(files)). Returns the number of devices (may exceed max). */
+long node_pool_devices(struct cs_pool *pool, const char *data_dir, struct node_dev_info *out,
+		       size_t max);
+/* a / b; 1 when both are 0; NaN when only b is. */
+double node_ratio(uint64_t a, uint64_t b);
+/* GET /admin/v1/pool/stats: {"pool": {...}, "devices": [...]}; NULL with
+ * *err set on failure. */
+struct json_t *node_pool_stats_json(struct cs_pool *pool, const char *data_dir, int *err);
+/* Prometheus text of what core/metrics gauges cannot carry (labels, ratios,
+ * jobs): pool ratios, read fallbacks, per-device gauges (the device walk is
+ * cached for 10 s), job progress. *out is malloc'd. */
+int node_pool_metrics(struct cs_pool *pool, const char *data_dir, struct node_jobs *jobs,
+		      char **out, size_t *len) CAIRN_WUR;
 
 /* Binds a listening TCP socket on "HOST:PORT" (SO_REUSEADDR, CLOEXEC).
  * Returns the fd or -errno (-EADDRINUSE, -EADDRNOTAVAIL, -EINVAL for an

@@ -387,8 +387,10 @@ int node_serve_main(int argc, char **argv)
 		goto out;
 	}
 
-	struct admin_config acfg = {
-	    .listen = cfg.api_listen, .root_key = creds.user, .access_log = cfg.access_log};
+	struct admin_config acfg = {.listen = cfg.api_listen,
+				    .data_dir = cfg.data_dir,
+				    .root_key = creds.user,
+				    .access_log = cfg.access_log};
 	ret = admin_start(&acfg, pool, &admin, err, sizeof(err));
 	if (ret < 0) {
 		if (ret == -EADDRINUSE)

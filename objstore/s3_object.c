@@ -12,6 +12,9 @@
  * content callback, holding no LMDB transaction while bytes move. A small
  * body is read whole and sent from one buffer; a large one is read ahead by
  * a prefetch thread of its own, so disk reads overlap the network send.
+ * A DELETE or overwrite can free the manifest between the record read and
+ * cs_reader_open (CAIRN_ENOTFOUND): the GET then reads the record once more
+ * and serves what it finds (the new object, or NoSuchKey), never a 500.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -83,6 +86,7 @@ static const struct {
 struct put_state {
 	struct cs_writer *w;
 	struct fbuf f;
+	int werr; /* the writer failed (device full...): the rest is drained */
 };
 
 static void put_free(void *arg)
@@ -102,7 +106,19 @@ static int put_body(struct s3_req *r, const void *data, size_t len)
 
 	if (r->body_bytes > S3_OBJECT_MAX)
 		return CAIRN_ETOOBIG;
-	return cs_writer_write(ps->w, data, len);
+	if (ps->werr)
+		return 0;
+	int rc = cs_writer_write(ps->w, data, len);
+	if (rc < 0) {
+		/* A reply cannot go out while the body is read, and closing
+		 * the connection would hide the reason (507 when a device or
+		 * the metadata map is full): drain the rest, answer at the
+		 * end. Nothing of this object is committed. */
+		ps->werr = rc;
+		log_warn(TAG, "PUT %s: storing the body failed: %s; draining the rest", r->reqid,
+			 cairn_strerror(rc));
+	}
+	return 0;
 }
 
 struct put_arg {
@@ -154,7 +170,7 @@ static void put_finish(struct s3_req *r)
 	};
 	struct MHD_Response *resp;
 	char hex[33], etag[40];
-	int rc = cs_writer_finish(ps->w);
+	int rc = ps->werr ? ps->werr : cs_writer_finish(ps->w);
 
 	if (rc < 0) {
 		s3_reply_code(r, rc, S3E_INTERNAL_ERROR);
@@ -500,10 +516,12 @@ void s3_op_get_object(struct s3_req *r)
 	uint64_t start = 0, len;
 	time_t mtime;
 	bool partial = false;
+	int attempt = 0;
 	int rc;
 
 	if (s3_bucket_check(r, &b))
 		return;
+again:
 	rc = meta_txn_begin(cs_pool_meta(r->srv->pool), false, &t);
 	if (rc == 0)
 		rc = s3_idx_get(t, r->part, r->addr.bucket, r->addr.key, r->addr.key_len, &v, &vl);
@@ -576,10 +594,32 @@ void s3_op_get_object(struct s3_req *r)
 		struct cs_mid mid;
 		memcpy(mid.b, o.rec.mid, CS_MID_LEN);
 		rc = cs_reader_open(r->srv->pool, &mid, &gs->rd);
-		if (rc < 0) {
-			/* ENOTFOUND: deleted since the record was read. */
+		if (rc == 0 && attempt == 0 && FAULT("s3.get_stale")) {
+			/* Tests: as if a DELETE had freed the manifest. */
+			cs_reader_free(gs->rd);
+			gs->rd = NULL;
+			rc = CAIRN_ENOTFOUND;
+		}
+		if (rc == CAIRN_ENOTFOUND && attempt++ == 0) {
+			/* Deleted or replaced since the record was read: the
+			 * record now names the new manifest, or nothing. */
 			free(gs);
-			s3_reply_code(r, rc, S3E_NO_SUCH_KEY);
+			gs = NULL;
+			free(copy);
+			copy = NULL;
+			t = NULL;
+			partial = false;
+			start = 0;
+			goto again;
+		}
+		if (rc < 0) {
+			free(gs);
+			if (rc == CAIRN_ENOTFOUND) {
+				struct s3_err_extra ex = {"Key", r->addr.key};
+				s3_reply_error_extra(r, S3E_NO_SUCH_KEY, NULL, &ex, 1);
+			} else {
+				s3_reply_code(r, rc, S3E_NO_SUCH_KEY);
+			}
 			goto out;
 		}
 	}

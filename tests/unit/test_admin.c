@@ -16,6 +16,7 @@
 #include <jansson.h>
 
 #include "chunkstore/chunkstore.h"
+#include "core/fault.h"
 #include "core/metrics.h"
 #include "node/node.h"
 #include "objstore/s3.h"
@@ -116,7 +117,7 @@ static int setup(void **state)
 	if (s3_users_bootstrap(pool, ROOT_KEY, ROOT_SECRET) != 0)
 		return -1;
 	struct admin_config ac = {
-	    .listen = "127.0.0.1:0", .root_key = ROOT_KEY, .access_log = false};
+	    .listen = "127.0.0.1:0", .data_dir = tmpdir, .root_key = ROOT_KEY, .access_log = false};
 	if (admin_start(&ac, pool, &srv, err, sizeof(err)) != 0) {
 		fprintf(stderr, "admin_start: %s\n", err);
 		return -1;
@@ -348,6 +349,138 @@ static void test_admin_unknown_paths_and_methods(void **state)
 	free(r.body);
 }
 
+static void test_admin_pool_stats_lists_devices(void **state)
+{
+	(void)state;
+	struct resp r;
+	json_t *j = call("GET", "/admin/v1/pool/stats", NULL, ROOT_KEY, ROOT_SECRET, NULL, &r);
+	assert_int_equal(r.status, 200);
+	json_t *p = json_object_get(j, "pool"), *devs = json_object_get(j, "devices");
+	assert_true(json_is_integer(json_object_get(p, "logical_bytes")));
+	assert_true(json_is_number(json_object_get(p, "dedup_ratio")));
+	assert_int_equal(json_integer_value(json_object_get(p, "k")), 4);
+	assert_int_equal(json_array_size(devs), 6);
+	json_t *d0 = json_array_get(devs, 0);
+	assert_string_equal(json_string_value(json_object_get(d0, "name")), "d0");
+	assert_true(json_is_true(json_object_get(d0, "present")));
+	assert_true(json_integer_value(json_object_get(d0, "size_bytes")) > 0);
+	json_decref(j);
+	free(r.body);
+	/* unsigned: refused like the rest of /admin/v1 */
+	j = call("GET", "/admin/v1/pool/stats", NULL, NULL, NULL, NULL, &r);
+	assert_int_equal(r.status, 403);
+	json_decref(j);
+	free(r.body);
+}
+
+/* Polls GET /admin/v1/pool/jobs until the job is no longer running. */
+static json_t *job_wait_done(void)
+{
+	for (int i = 0; i < 600; i++) {
+		struct resp r;
+		json_t *j =
+		    call("GET", "/admin/v1/pool/jobs", NULL, ROOT_KEY, ROOT_SECRET, NULL, &r);
+		free(r.body);
+		assert_int_equal(r.status, 200);
+		if (strcmp(json_string_value(json_object_get(j, "state")), "running") != 0)
+			return j;
+		json_decref(j);
+		usleep(20000);
+	}
+	fail_msg("job did not end within 12 s");
+	return NULL;
+}
+
+static void test_admin_jobs_bad_input_400(void **state)
+{
+	(void)state;
+	struct resp r;
+	json_t *none = call("GET", "/admin/v1/pool/jobs", NULL, ROOT_KEY, ROOT_SECRET, NULL, &r);
+	assert_int_equal(r.status, 404); /* no job ran since start */
+	assert_string_equal(err_code(none), "NoSuchJob");
+	json_decref(none);
+	free(r.body);
+	static const struct {
+		const char *body, *code;
+	} cases[] = {
+	    {"{not json", "MalformedJSON"},
+	    {"[]", "MalformedJSON"},
+	    {"{\"op\": 7}", "MalformedJSON"},
+	    {"{\"op\": \"gc\", \"fix\": 1}", "MalformedJSON"},
+	    {"{\"op\": \"defrag\"}", "InvalidOperation"},
+	    {"{\"op\": \"\"}", "InvalidOperation"},
+	    {"{\"op\": \"scrub\", \"fix\": true}", "InvalidArgument"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		json_t *j = call("POST", "/admin/v1/pool/jobs", cases[i].body, ROOT_KEY,
+				 ROOT_SECRET, NULL, &r);
+		assert_int_equal(r.status, 400);
+		assert_string_equal(err_code(j), cases[i].code);
+		json_decref(j);
+		free(r.body);
+	}
+	json_t *j = call("DELETE", "/admin/v1/pool/jobs", NULL, ROOT_KEY, ROOT_SECRET, NULL, &r);
+	assert_int_equal(r.status, 405);
+	assert_string_equal(r.allow, "GET, POST");
+	json_decref(j);
+	free(r.body);
+}
+
+static void test_admin_job_runs_reports_and_409_while_busy(void **state)
+{
+	(void)state;
+	struct resp r;
+	json_t *j = call("POST", "/admin/v1/pool/jobs", "{\"op\": \"gc\"}", ROOT_KEY, ROOT_SECRET,
+			 NULL, &r);
+	assert_int_equal(r.status, 202);
+	json_int_t id = json_integer_value(json_object_get(j, "id"));
+	assert_true(id > 0);
+	assert_string_equal(json_string_value(json_object_get(j, "op")), "gc");
+	json_decref(j);
+	free(r.body);
+	j = job_wait_done();
+	assert_int_equal(json_integer_value(json_object_get(j, "id")), id);
+	assert_string_equal(json_string_value(json_object_get(j, "state")), "done");
+	assert_true(json_is_object(json_object_get(j, "report")));
+	assert_true(json_is_true(json_object_get(j, "clean")));
+	assert_true(json_is_integer(json_object_get(j, "finished")));
+	json_decref(j);
+
+	/* Held by the fault point, a job is still running when the next
+	 * POST comes: 409 names it; its progress shows in /metrics. */
+	fault_arm("node.job_slow", 1);
+	j = call("POST", "/admin/v1/pool/jobs", "{\"op\": \"scrub\"}", ROOT_KEY, ROOT_SECRET, NULL,
+		 &r);
+	assert_int_equal(r.status, 202);
+	json_decref(j);
+	free(r.body);
+	j = call("POST", "/admin/v1/pool/jobs", "{\"op\": \"fsck\", \"fix\": true}", ROOT_KEY,
+		 ROOT_SECRET, NULL, &r);
+	assert_int_equal(r.status, 409);
+	assert_string_equal(err_code(j), "JobRunning");
+	assert_non_null(strstr(r.body, "scrub"));
+	json_decref(j);
+	free(r.body);
+	j = call("GET", "/metrics", NULL, NULL, NULL, NULL, &r);
+	assert_int_equal(r.status, 200);
+	assert_non_null(strstr(r.body, "\ncairn_job_running 1\n"));
+	assert_non_null(strstr(r.body, "cairn_device_present{device=\"d0\"} 1\n"));
+	free(r.body);
+	fault_arm("node.job_slow", 0);
+	j = job_wait_done();
+	assert_string_equal(json_string_value(json_object_get(j, "op")), "scrub");
+	assert_string_equal(json_string_value(json_object_get(j, "state")), "done");
+	json_decref(j);
+	/* and the next job starts */
+	j = call("POST", "/admin/v1/pool/jobs", "{\"op\": \"fsck\", \"fix\": true}", ROOT_KEY,
+		 ROOT_SECRET, NULL, &r);
+	assert_int_equal(r.status, 202);
+	assert_true(json_is_true(json_object_get(j, "fix")));
+	json_decref(j);
+	free(r.body);
+	json_decref(job_wait_done());
+}
+
 static void test_admin_health_503_when_stopping(void **state)
 {
 	(void)state;
@@ -382,6 +515,9 @@ int main(void)
 	    cmocka_unit_test(test_admin_body_hash_checked),
 	    cmocka_unit_test(test_admin_unknown_paths_and_methods),
 	    cmocka_unit_test(test_admin_listen_in_use_reports_eaddrinuse),
+	    cmocka_unit_test(test_admin_pool_stats_lists_devices),
+	    cmocka_unit_test(test_admin_jobs_bad_input_400),
+	    cmocka_unit_test(test_admin_job_runs_reports_and_409_while_busy),
 	    cmocka_unit_test(test_admin_health_503_when_stopping),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
