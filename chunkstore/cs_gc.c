@@ -595,6 +595,17 @@ static int cs_gc_doom_fn(struct cs_txn *t, void *arg)
 		memcpy(copy, v, vl);
 		struct cs_mhdr_rec h;
 		memcpy(&h, copy, sizeof(h));
+		if (h.flags & CS_MHDR_INLINE) {
+			/* A reader copies inline bytes at open and never comes
+			 * back: no grace needed. Deleting (not rewriting the
+			 * bytes with a flag) is also what frees a full map. */
+			free(copy);
+			rc = meta_del(t->txn, META_T_MHDR, keys[i], sizeof(keys[i]));
+			if (rc < 0)
+				goto out;
+			g->n_manifests++;
+			continue;
+		}
 		if (!(h.flags & CS_MHDR_DOOMED)) {
 			h.flags |= CS_MHDR_DOOMED;
 			memcpy(copy, &h, sizeof(h));

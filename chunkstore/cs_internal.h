@@ -166,6 +166,7 @@ struct cs_pool {
 	int zstd_level;
 	char (*dev_dirs)[CS_PATH_MAX]; /* by ring device id */
 	uint32_t ndev_dirs;
+	uint64_t dev_warned; /* bit d % 64: "device d missing" logged (atomic) */
 
 	/* stripe ids: guarded by id_mu */
 	pthread_mutex_t id_mu;
@@ -281,7 +282,10 @@ int cs_unit_path(const struct cs_pool *pool, uint32_t dev, uint64_t stripe_id, u
 #define CS_DIR_UNKNOWN 0
 #define CS_DIR_PARENT_PENDING 1 /* exists; its entry in stripes/ not yet fsynced by us */
 #define CS_DIR_DURABLE 2
-/* Makes sure a partition directory exists; *state points at its state byte
+/* Makes every missing device folder again (cs_repair only). */
+int cs_devices_recreate(struct cs_pool *pool) CAIRN_WUR;
+/* Makes sure a partition directory exists (never a missing device folder:
+ * CAIRN_EDEGRADED); *state points at its state byte
  * (a file in it must fsync the parent while that says PARENT_PENDING). */
 int cs_part_dir_make(struct cs_pool *pool, uint32_t dev, uint32_t part, const char *dir,
 		     uint8_t **state) CAIRN_WUR;

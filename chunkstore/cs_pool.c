@@ -108,6 +108,21 @@ int cs_unit_path(const struct cs_pool *pool, uint32_t dev, uint64_t stripe_id, u
  * it (CS_DIR_PARENT_PENDING), where it joins that sync's batch instead of
  * costing a device flush on the worker here. A directory found already there
  * is treated the same way: a crashed earlier run may have left it unsynced. */
+int cs_devices_recreate(struct cs_pool *pool)
+{
+	for (uint32_t d = 0; d < pool->ndev_dirs; d++) {
+		struct stat st;
+		if (!pool->dev_dirs[d][0] || stat(pool->dev_dirs[d], &st) == 0)
+			continue;
+		log_warn(CS_TAG, "repair: making device folder %s again", pool->dev_dirs[d]);
+		int rc = io_mkdirs(pool->dev_dirs[d], 0755);
+		if (rc < 0)
+			return rc;
+		__atomic_fetch_and(&pool->dev_warned, ~(1ull << (d % 64)), __ATOMIC_RELAXED);
+	}
+	return 0;
+}
+
 int cs_part_dir_make(struct cs_pool *pool, uint32_t dev, uint32_t part, const char *dir,
 		     uint8_t **state)
 {
@@ -129,6 +144,18 @@ int cs_part_dir_make(struct cs_pool *pool, uint32_t dev, uint32_t part, const ch
 	}
 	if (errno != ENOENT)
 		return -errno;
+	/* A missing device folder may be a disk that is not mounted: writing
+	 * there would fill the filesystem under it. Only cs_repair (an
+	 * operator's decision) makes it again. */
+	if (dev >= pool->ndev_dirs || stat(pool->dev_dirs[dev], &st) != 0) {
+		uint64_t bit = 1ull << (dev % 64);
+		if (!(__atomic_fetch_or(&pool->dev_warned, bit, __ATOMIC_RELAXED) & bit))
+			log_warn(CS_TAG,
+				 "device %u folder %s is missing: not recreated; writes that "
+				 "need it fail until `cairn repair`",
+				 dev, dev < pool->ndev_dirs ? pool->dev_dirs[dev] : "?");
+		return CAIRN_EDEGRADED;
+	}
 	int rc = io_mkdirs(dir, 0755); /* the chain, each level made durable */
 	if (rc < 0)
 		return rc;

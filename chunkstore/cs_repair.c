@@ -694,7 +694,12 @@ int cs_repair(struct cs_pool *pool, struct cs_check_report *rep, cs_progress_fn 
 	struct cs_todo *todo = NULL;
 	size_t n = 0, ntodo = 0;
 	uint64_t phys;
-	int rc = cs_maint_begin(pool, &f, rep, fn, arg);
+	memset(&f, 0, sizeof(f));
+	memset(rep, 0, sizeof(*rep));
+	/* before sealing open stripes: that writes to every device too */
+	int rc = cs_devices_recreate(pool);
+	if (rc == 0)
+		rc = cs_maint_begin(pool, &f, rep, fn, arg);
 	if (rc < 0)
 		goto out;
 	rc = cs_list_stripes(pool, &list, &n, &phys);

@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -536,7 +537,7 @@ static void fmt_eta(json_t *eta, char *out, size_t len)
 /* One progress line: "scrub: verify units  42.0%  123.4 MiB/s  ETA 0:12". */
 static void job_line(json_t *job, char *out, size_t len)
 {
-	char rate[48], eta[32], pct[24];
+	char rate[48], eta[32], pct[48];
 	double r = json_number_value(json_object_get(job, "rate"));
 	json_t *p = json_object_get(job, "percent");
 	if (strcmp(jstr(job, "rate_unit"), "bytes") == 0)
@@ -544,12 +545,17 @@ static void job_line(json_t *job, char *out, size_t len)
 	else
 		snprintf(rate, sizeof(rate), "%.0f items/s", r);
 	fmt_eta(json_object_get(job, "eta_seconds"), eta, sizeof(eta));
-	if (json_is_number(p))
-		snprintf(pct, sizeof(pct), "%5.1f%%", json_number_value(p));
-	else
+	if (json_is_number(p)) {
+		/* tenths of a percent as integers: bounded output */
+		long t = lround(json_number_value(p) * 10.0);
+		t = t < 0 ? 0 : t > 1000 ? 1000 : t;
+		snprintf(pct, sizeof(pct), "%3ld.%ld%%", t / 10, t % 10);
+	} else
 		snprintf(pct, sizeof(pct), "%llu done", (unsigned long long)jint(job, "done"));
-	snprintf(out, len, "%s: %s  %s  %s  %s", jstr(job, "op"),
-		 jstr(job, "phase")[0] ? jstr(job, "phase") : "starting", pct, rate, eta);
+	if (snprintf(out, len, "%s: %s  %s  %s  %s", jstr(job, "op"),
+		     jstr(job, "phase")[0] ? jstr(job, "phase") : "starting", pct, rate,
+		     eta) >= (int)len)
+		out[len - 1] = '\0'; /* a long phase name is cut */
 }
 
 static void print_report(json_t *job)
@@ -701,7 +707,7 @@ static void fmt_ratio(json_t *v, char *out, size_t len)
 static void print_df(json_t *body)
 {
 	json_t *p = json_object_get(body, "pool"), *devs = json_object_get(body, "devices"), *d;
-	char lb[32], ub[32], sb[32], pb[32], dr[16], cr[16], sa[16], mu[32], mm[32], pol[32];
+	char lb[32], ub[32], sb[32], pb[32], dr[16], cr[16], sa[16], mu[32], mm[32], pol[48];
 	size_t i;
 	fmt_bytes((double)jint(p, "logical_bytes"), lb, sizeof(lb));
 	fmt_bytes((double)jint(p, "unique_bytes"), ub, sizeof(ub));

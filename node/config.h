@@ -35,11 +35,16 @@ struct node_config {
 	uint64_t s3_timeout;
 	/* [api] */
 	char *api_listen;
-	/* [pool] */
+	/* [pool] (strings first: tests compare the numbers as one block) */
+	char *chunking;	   /* "fastcdc" or "fixed" */
+	char *compression; /* "zstd" or "none" */
 	uint64_t devices;
 	uint64_t k, m;
 	uint64_t replicas;
 	uint64_t chunk_size;
+	uint64_t chunk_avg, chunk_min, chunk_max;
+	uint64_t zstd_level;
+	uint64_t gc_interval;
 	uint64_t unit_size;
 	uint64_t inline_max;
 	uint64_t part_power;

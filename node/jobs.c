@@ -87,6 +87,26 @@ static void job_progress(void *arg, const char *phase, uint64_t done, uint64_t t
 	job_slow(100);
 }
 
+/* gc: free what is dead, move the live chunks out of stripes at most half
+ * live, then free those stripes too. */
+static int job_gc(struct node_jobs *j, struct cs_check_report *rep)
+{
+	struct cs_check_report c, g;
+	int rc = cs_gc(j->pool, rep, job_progress, j);
+	if (rc < 0)
+		return rc;
+	memset(&c, 0, sizeof(c));
+	rc = cs_compact(j->pool, 50, &c, job_progress, j);
+	if (rc < 0 || c.bytes == 0)
+		return rc;
+	rep->bytes += c.bytes;
+	memset(&g, 0, sizeof(g));
+	rc = cs_gc(j->pool, &g, job_progress, j);
+	rep->freed_bytes += g.freed_bytes;
+	rep->checked += g.checked;
+	return rc;
+}
+
 static void *job_main(void *arg)
 {
 	struct node_jobs *j = arg;
@@ -107,7 +127,7 @@ static void *job_main(void *arg)
 	if (strcmp(op, "fsck") == 0)
 		rc = cs_fsck(j->pool, fix, &rep, job_progress, j);
 	else if (strcmp(op, "gc") == 0)
-		rc = cs_gc(j->pool, &rep, job_progress, j);
+		rc = job_gc(j, &rep);
 	else if (strcmp(op, "scrub") == 0)
 		rc = cs_scrub(j->pool, &rep, job_progress, j);
 	else

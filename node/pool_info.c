@@ -176,8 +176,9 @@ struct json_t *node_pool_stats_json(struct cs_pool *pool, const char *data_dir, 
 	    ratio_json(st.logical_bytes, st.unique_bytes), "compression_ratio",
 	    ratio_json(st.unique_bytes, st.stored_bytes), "space_amplification",
 	    ratio_json(st.physical_bytes, st.stored_bytes), "read_fallbacks",
-	    (json_int_t)st.read_fallbacks, "k", (int)pr->k, "m", (int)pr->m, "meta_used_bytes",
-	    (json_int_t)mused, "meta_map_bytes", (json_int_t)msize);
+	    (json_int_t)st.read_fallbacks, "reconstructs", (json_int_t)st.reconstructs, "k",
+	    (int)pr->k, "m", (int)pr->m, "meta_used_bytes", (json_int_t)mused, "meta_map_bytes",
+	    (json_int_t)msize);
 	if (arr && p)
 		o = json_pack("{s:o, s:o}", "pool", p, "devices", arr);
 	else {
@@ -255,6 +256,9 @@ int node_pool_metrics(struct cs_pool *pool, const char *data_dir, struct node_jo
 		 "Chunk copies that failed to read or verify and were replaced by another "
 		 "copy, since start.");
 	fprintf(f, "cairn_pool_read_fallbacks_total %llu\n", (unsigned long long)st.read_fallbacks);
+	put_head(f, "cairn_pool_reconstructs_total", "counter",
+		 "Chunks of sealed stripes rebuilt from the other units on read, since start.");
+	fprintf(f, "cairn_pool_reconstructs_total %llu\n", (unsigned long long)st.reconstructs);
 
 	long n = devices_cached(pool, data_dir, devs);
 	static const struct {

@@ -123,6 +123,19 @@ fb = re.search(r"^cairn_pool_read_fallbacks_total (\d+)", m, re.M)
 t.check("reads fell back to other copies (cairn_pool_read_fallbacks_total > 0)",
         fb and int(fb.group(1)) > 0, fb.group(0) if fb else "no such metric")
 
+# A missing folder may be an unmounted disk: a write must not make it again
+# on the filesystem underneath; it fails cleanly until `cairn repair`.
+try:
+    s3.put_object(Bucket=B, Key="during-loss", Body=os.urandom(3 * 1024 * 1024))
+    put_err = None
+except Exception as e:  # botocore ClientError
+    put_err = getattr(e, "response", {}).get("Error", {}).get("Code", str(e))
+t.check("a PUT while d0/d1 are missing answers 503 ServiceUnavailable (S3 XML)",
+        put_err == "ServiceUnavailable", str(put_err))
+t.check("the missing folders were not made again by writes",
+        not os.path.exists(os.path.join(devdir, "d0")) and
+        not os.path.exists(os.path.join(devdir, "d1")), str(os.listdir(devdir)))
+
 rc, out = srv.cli("repair", "--json", check=False)
 try:
     job = json.loads(out[out.index("{"):])

@@ -161,7 +161,7 @@ else:
 # ---- a full metadata map ----
 conf = os.path.join(t.dir, "small-map.ini")
 with open(conf, "w") as f:
-    f.write("[pool]\nmap_size = 16M\ninline_max = 64K\n")
+    f.write("[pool]\nmap_size = 16M\nchunking = fixed\nchunk_size = 64K\ninline_max = 64K\n")
 srv = t.server(data=os.path.join(t.dir, "data-map"), extra=["--config", conf])
 srv.start()
 s3 = srv.client()

@@ -207,6 +207,20 @@ static void test_config_validate_cross_field(void **state)
 	assert_int_equal(node_config_validate(&c, err, sizeof(err)), CAIRN_EINVAL);
 	assert_non_null(strstr(err, "k + m = 6"));
 	assert_int_equal(node_config_set(&c, "pool", "devices", "6", err, sizeof(err)), 0);
+	assert_int_equal(node_config_set(&c, "pool", "chunking", "rabin", err, sizeof(err)), 0);
+	assert_int_equal(node_config_validate(&c, err, sizeof(err)), CAIRN_EINVAL);
+	assert_non_null(strstr(err, "fastcdc or fixed"));
+	assert_int_equal(node_config_set(&c, "pool", "chunking", "fastcdc", err, sizeof(err)), 0);
+	assert_int_equal(node_config_set(&c, "pool", "chunk_avg", "12K", err, sizeof(err)), 0);
+	assert_int_equal(node_config_validate(&c, err, sizeof(err)), CAIRN_EINVAL);
+	assert_non_null(strstr(err, "power of 2"));
+	assert_int_equal(node_config_set(&c, "pool", "chunk_avg", "16K", err, sizeof(err)), 0);
+	assert_int_equal(node_config_set(&c, "pool", "compression", "lz4", err, sizeof(err)), 0);
+	assert_int_equal(node_config_validate(&c, err, sizeof(err)), CAIRN_EINVAL);
+	assert_non_null(strstr(err, "zstd or none"));
+	assert_int_equal(node_config_set(&c, "pool", "compression", "none", err, sizeof(err)), 0);
+	/* the fixed chunk size's own rules */
+	assert_int_equal(node_config_set(&c, "pool", "chunking", "fixed", err, sizeof(err)), 0);
 	assert_int_equal(node_config_set(&c, "pool", "chunk_size", "2M", err, sizeof(err)), 0);
 	assert_int_equal(node_config_validate(&c, err, sizeof(err)), CAIRN_EINVAL);
 	assert_non_null(strstr(err, "chunk_size"));
@@ -406,6 +420,8 @@ static void test_config_examples_load_and_cairn_ini_is_default(void **state)
 			assert_int_equal(c.s3_max_connections, d.s3_max_connections);
 			assert_int_equal(c.s3_timeout, d.s3_timeout);
 			assert_string_equal(c.api_listen, d.api_listen);
+			assert_string_equal(c.chunking, d.chunking);
+			assert_string_equal(c.compression, d.compression);
 			assert_true(memcmp(&c.devices, &d.devices,
 					   sizeof(c) - offsetof(struct node_config, devices)) == 0);
 			node_config_free(&d);

@@ -587,6 +587,7 @@ static void test_gc_keeps_stripe_a_worker_appends_to(void **state)
 {
 	(void)state;
 	struct cs_pool_opts o = {.data_dir = g_dir,
+				 .seal_off = true,
 				 .chunking = CS_CHUNK_FIXED,
 				 .unit_size = 256 * KIB,
 				 .gc_interval = -1,
@@ -705,6 +706,7 @@ static void test_compact_moves_live_chunks_and_gc_frees_old_stripe(void **state)
 {
 	(void)state;
 	struct cs_pool_opts o = {.data_dir = g_dir,
+				 .seal_off = true,
 				 .chunking = CS_CHUNK_FIXED,
 				 .unit_size = 256 * KIB,
 				 .gc_interval = -1,
@@ -1364,6 +1366,7 @@ static void test_gc_background_thread_frees(void **state)
 {
 	(void)state;
 	struct cs_pool_opts o = {.data_dir = g_dir,
+				 .seal_off = true,
 				 .chunking = CS_CHUNK_FIXED,
 				 .unit_size = 256 * KIB,
 				 .gc_interval = 1};
@@ -1417,7 +1420,7 @@ static void test_gc_burst_of_deletes_starts_a_pass(void **state)
 {
 	(void)state;
 	struct cs_pool_opts o = {
-	    .data_dir = g_dir, .chunking = CS_CHUNK_FIXED, .gc_interval = 3600};
+	    .data_dir = g_dir, .seal_off = true, .chunking = CS_CHUNK_FIXED, .gc_interval = 3600};
 	struct cs_pool *p = NULL;
 	assert_int_equal(cs_pool_open(&o, &p), 0);
 	struct burst *b = calloc(4, sizeof(*b));
