@@ -113,6 +113,8 @@ int main(int argc, char **argv)
 		printf("cdc min %u avg %u max %u: cs_cdc_cut %.2f GiB/s, plain FastCDC loop %.2f "
 		       "GiB/s, ratio %.2f; mean chunk %.0f bytes (%zu chunks)\n",
 		       c.min, c.avg, c.max, got, ref, got / ref, (double)n / (double)nc, nc);
+		printf("RESULT {\"avg\":%u,\"cdc_gib_s\":%.3f,\"ref_gib_s\":%.3f}\n", c.avg, got,
+		       ref);
 	}
 	free(d);
 	return bad;

@@ -192,6 +192,12 @@ int main(int argc, char **argv)
 		       z1 / 1048576.0, 100.0 * z1all / nonzero4k, z1all / 1048576.0,
 		       100.0 * z3 / nonzero4k, z3 / 1048576.0, meta / 1048576.0,
 		       100.0 * meta / (double)z1, t);
+		/* for bench/datapath.sh; "chosen": the pool's default chunking */
+		printf(
+		    "RESULT {\"chunking\":\"%s\",\"chunks\":%zu,\"unique_bytes\":%zu,"
+		    "\"zstd_bytes\":%zu,\"meta_bytes\":%zu,\"nonzero_bytes\":%zu,\"chosen\":%s}\n",
+		    g->name, chunks, ubytes, z3, meta, (size_t)nonzero4k,
+		    g->cdc && g->size == 16384 ? "true" : "false");
 		fflush(stdout);
 		free(set.fp);
 	}
