@@ -195,14 +195,14 @@ if want vm; then
 		fi
 		start_cairn "$node" "$s3" || exit 1
 		curl -s -o /dev/null --aws-sigv4 "aws:amz:us-east-1:s3" \
-			--user "$CAIRN_ROOT_USER:$CAIRN_ROOT_PASSWORD" -X PUT "$url/vm"
+			--user "$CAIRN_ROOT_USER:$CAIRN_ROOT_PASSWORD" -X PUT "$url/vmimages"
 		m0=$(metric cairn_meta_map_used_bytes)
 		logical=0
 		for f in "${imgs[@]}"; do
 			say "uploading $(basename "$f")"
 			code=$(curl -s -o "$tmp/put.out" -w '%{http_code}' --aws-sigv4 "aws:amz:us-east-1:s3" \
 				--user "$CAIRN_ROOT_USER:$CAIRN_ROOT_PASSWORD" \
-				-H "x-amz-content-sha256: UNSIGNED-PAYLOAD" -T "$f" "$url/vm/$(basename "$f")")
+				-H "x-amz-content-sha256: UNSIGNED-PAYLOAD" -T "$f" "$url/vmimages/$(basename "$f")")
 			[ "$code" = 200 ] || { say "upload failed: $code $(cat "$tmp/put.out")"; echo "vm upload failed" >>"$tmp/notes"; }
 			logical=$((logical + $(stat -c %s "$f")))
 		done

@@ -34,6 +34,8 @@ def one(res, tag):
 def fmt(v, unit=""):
     if v is None:
         return "n/a"
+    if isinstance(v, (str, bool)):
+        return str(v)
     if isinstance(v, float):
         return f"{v:,.2f}{unit}" if abs(v) < 10 else f"{v:,.1f}{unit}"
     return f"{v:,}{unit}"
