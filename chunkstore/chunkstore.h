@@ -225,7 +225,7 @@ int cs_gc(struct cs_pool *pool, struct cs_check_report *rep, cs_progress_fn fn,
  * max_live_pct (1..100) of their data bytes into fresh stripes (reads and
  * writes go on meanwhile); the emptied stripes are freed by the next cs_gc.
  * rep->checked: stripes chosen; rep->bytes: bytes rewritten. Exclusive of
- * cs_gc and cs_fsck. Compressed chunks are not moved yet. */
+ * cs_gc and cs_fsck. Compressed chunks are expanded and written again. */
 int cs_compact(struct cs_pool *pool, unsigned max_live_pct, struct cs_check_report *rep,
 	       cs_progress_fn fn, void *arg) CAIRN_WUR;
 /* Re-reads every unit of every stripe, verifies every chunk record (and

@@ -44,6 +44,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -446,6 +447,31 @@ static bool cs_unit_name(const char *name, uint64_t *id)
 	return true;
 }
 
+/* A unit file's temp copy ("<unit>.tmp": sealing, scrub and repair write
+ * one, then rename or remove it) older than this process is left by a
+ * crash: removed here. Returns true for any .tmp name (never a unit). */
+static bool cs_gc_stale_tmp(struct cs_gc *g, const char *dir, const char *name)
+{
+	size_t nl = strlen(name);
+	char base[64], path[CS_PATH_MAX];
+	uint64_t id;
+	struct stat st;
+	if (nl <= 4 || strcmp(name + nl - 4, ".tmp") != 0)
+		return false;
+	if (nl - 4 >= sizeof(base))
+		return true;
+	memcpy(base, name, nl - 4);
+	base[nl - 4] = '\0';
+	if (!cs_unit_name(base, &id) || cs_fmt(path, sizeof(path), "%s/%s", dir, name) < 0 ||
+	    stat(path, &st) != 0 || st.st_mtime >= g->pool->opened)
+		return true;
+	if (unlink(path) == 0) {
+		log_info(CS_TAG, "gc: removed %s, left by a crash", path);
+		g->rep->checked++;
+	}
+	return true;
+}
+
 /* Unit files of stripes that were neither busy nor newer than the snapshot
  * and have no stripe record now. Cost: a readdir of every partition
  * directory on every device, O(files). */
@@ -476,6 +502,8 @@ static int cs_gc_scan_files(struct cs_gc *g)
 			struct dirent *fe;
 			while ((fe = readdir(pd))) {
 				uint64_t id;
+				if (cs_gc_stale_tmp(g, pdir, fe->d_name))
+					continue;
 				if (!cs_unit_name(fe->d_name, &id) || cs_gc_was_busy(g, id))
 					continue;
 				if (!txn) {

@@ -17,6 +17,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "chunkstore/chunkstore.h"
 #include "chunkstore/cs_cdc.h"
@@ -167,6 +168,7 @@ struct cs_pool {
 	char (*dev_dirs)[CS_PATH_MAX]; /* by ring device id */
 	uint32_t ndev_dirs;
 	uint64_t dev_warned; /* bit d % 64: "device d missing" logged (atomic) */
+	time_t opened;	     /* when cs_pool_open began */
 
 	/* stripe ids: guarded by id_mu */
 	pthread_mutex_t id_mu;

@@ -256,6 +256,32 @@ out:
 	return rc;
 }
 
+/* Marks a version 1 pool as version 2 before anything of version 2 is
+ * written to it (format.h). */
+static int cs_pool_upgrade(struct cs_pool *pool)
+{
+	struct meta_txn *txn = NULL;
+	struct cs_pool_rec r = pool->rec;
+	uint8_t from = r.version;
+	r.version = CS_POOL_VERSION;
+	int rc = meta_txn_begin(pool->meta, true, &txn);
+	if (rc == 0)
+		rc = meta_put(txn, META_T_POOL, K_POOL, sizeof(K_POOL) - 1, &r, sizeof(r), 0);
+	if (rc == 0) {
+		rc = meta_txn_commit(txn);
+		txn = NULL;
+	}
+	meta_txn_abort(txn);
+	if (rc < 0)
+		return rc;
+	pool->rec = r;
+	log_info(CS_TAG,
+		 "pool format upgraded from version %u to %u (sealed stripes, zstd chunks); "
+		 "older builds will refuse it",
+		 from, CS_POOL_VERSION);
+	return 0;
+}
+
 static int cs_pool_create(struct cs_pool *pool, const struct cs_pool_opts *o)
 {
 	struct cs_pool_rec *r = &pool->rec;
@@ -538,6 +564,7 @@ int cs_pool_open(const struct cs_pool_opts *opts, struct cs_pool **out)
 	pthread_cond_init(&pool->seal_cv, NULL);
 	pthread_cond_init(&pool->seal_idle_cv, NULL);
 	cs_epoch_init(pool);
+	pool->opened = time(NULL);
 	cs_gc_init(pool);
 
 	rc = io_mkdirs(pool->data_dir, 0755);
@@ -597,6 +624,11 @@ int cs_pool_open(const struct cs_pool_opts *opts, struct cs_pool **out)
 		goto out;
 	if (!created)
 		cs_opts_compare(pool, opts);
+	if (!created && pool->rec.version < CS_POOL_VERSION) {
+		rc = cs_pool_upgrade(pool);
+		if (rc < 0)
+			goto out;
+	}
 	rc = cs_load_state(pool);
 	if (rc < 0)
 		goto out;

@@ -117,8 +117,10 @@ struct cs_reader {
 	bool raw_valid;
 	struct cs_rcache rc[CS_RCACHE];
 	uint64_t rc_clock;
-	bool seq;	/* the current read continues the previous one */
-	uint64_t epoch; /* cs_epoch_enter ticket */
+	bool seq;		/* the current read continues the previous one */
+	uint64_t epoch;		/* cs_epoch_enter ticket */
+	uint64_t warned_stripe; /* the last unit whose failure was logged */
+	uint32_t warned_unit;
 };
 
 int cs_reader_open(struct cs_pool *pool, const struct cs_mid *mid, struct cs_reader **out)
@@ -720,12 +722,16 @@ static int cs_read_chunks(struct cs_reader *r, const unsigned *want, struct cs_r
 		}
 		if (!ok[i])
 			atomic_fetch_add(&r->pool->read_fallbacks, 1);
-		if (!ok[i])
+		/* once per unit and reader: a lost device would log every chunk */
+		if (!ok[i] && (r->warned_stripe != l->stripe_id || r->warned_unit != l->unit)) {
+			r->warned_stripe = l->stripe_id;
+			r->warned_unit = l->unit;
 			log_warn(CS_TAG,
 				 "chunk at %llu: stripe %016llx unit %u copy 0 on device %u "
 				 "missing or corrupt; trying %s",
 				 (unsigned long long)l->off, (unsigned long long)l->stripe_id,
 				 l->unit, l->devs[0], l->sealed ? "a rebuild" : "replicas");
+		}
 		for (unsigned c = 1; !ok[i] && c < l->ncopies; c++) {
 			struct io_req req;
 			if (cs_prep_read(r, l, c, slots[i], &req) < 0)

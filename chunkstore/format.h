@@ -52,7 +52,11 @@
 
 /* ---- pool record: META_T_POOL key "pool" ---- */
 #define CS_POOL_MAGIC 0x4c4f4f504e524143ull /* "CARNPOOL" */
-#define CS_POOL_VERSION 1
+/* 1: fixed chunks, raw, open stripes only. 2: adds sealed stripes (.p<j>
+ * parity), zstd chunks, FastCDC pools and doomed manifests. A build opening
+ * a version 1 pool upgrades the record (nothing else changes on disk), so
+ * older builds then refuse the pool instead of misreading it. */
+#define CS_POOL_VERSION 2
 /* CS_CHUNK_FIXED: chunk_size-byte blocks from offset 0 (the last one
  * shorter). CS_CHUNK_FASTCDC: content-defined (chunkstore/cs_cdc.h), with
  * chunk_size the average (a power of two), chunk_min/chunk_max the bounds.

@@ -155,7 +155,11 @@ static void check_object(struct cs_pool *p, const struct cs_mid *mid, const uint
 {
 	uint8_t *buf = malloc(size + 1);
 	assert_non_null(buf);
-	assert_int_equal(read_object(p, mid, buf, size, step), 0);
+	int rc = read_object(p, mid, buf, size, step);
+	if (rc != 0)
+		print_message("reading %zu bytes in steps of %zu: %s\n", size, step,
+			      cairn_strerror(rc));
+	assert_int_equal(rc, 0);
 	assert_memory_equal(buf, data, size);
 	free(buf);
 }
@@ -233,6 +237,29 @@ static void flip_bytes(const char *path, uint64_t off, size_t n)
 
 /* ---- tests ---- */
 
+/* Rewrites the pool record's version with the pool closed; returns the
+ * version it had. */
+static int set_pool_version(uint8_t version)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/meta", g_dir);
+	struct meta_env *env;
+	struct meta_txn *t;
+	assert_int_equal(meta_open(path, NULL, &env), 0);
+	assert_int_equal(meta_txn_begin(env, true, &t), 0);
+	const void *v;
+	size_t vl;
+	assert_int_equal(meta_get(t, META_T_POOL, "pool", 4, &v, &vl), 0);
+	struct cs_pool_rec rec;
+	memcpy(&rec, v, sizeof(rec));
+	int was = rec.version;
+	rec.version = version;
+	assert_int_equal(meta_put(t, META_T_POOL, "pool", 4, &rec, sizeof(rec), 0), 0);
+	assert_int_equal(meta_txn_commit(t), 0);
+	meta_close(env);
+	return was;
+}
+
 static void test_pool_create_reopen(void **state)
 {
 	(void)state;
@@ -276,21 +303,14 @@ static void test_pool_create_reopen(void **state)
 	assert_memory_equal(cs_pool_format(p)->pool_uuid, uuid, 16);
 	cs_pool_close(p);
 
-	/* a newer format version is refused */
-	snprintf(path, sizeof(path), "%s/meta", g_dir);
-	struct meta_env *env;
-	struct meta_txn *t;
-	assert_int_equal(meta_open(path, NULL, &env), 0);
-	assert_int_equal(meta_txn_begin(env, true, &t), 0);
-	const void *v;
-	size_t vl;
-	assert_int_equal(meta_get(t, META_T_POOL, "pool", 4, &v, &vl), 0);
-	struct cs_pool_rec rec;
-	memcpy(&rec, v, sizeof(rec));
-	rec.version = CS_POOL_VERSION + 1;
-	assert_int_equal(meta_put(t, META_T_POOL, "pool", 4, &rec, sizeof(rec), 0), 0);
-	assert_int_equal(meta_txn_commit(t), 0);
-	meta_close(env);
+	/* a version 1 pool (issue 2's format) is upgraded on open, so that
+	 * builds that know only version 1 refuse it once it may hold parity or
+	 * zstd chunks; a newer format version is refused */
+	assert_int_equal(set_pool_version(1), CS_POOL_VERSION);
+	p = open_pool(NULL);
+	assert_int_equal(cs_pool_format(p)->version, CS_POOL_VERSION);
+	cs_pool_close(p);
+	assert_int_equal(set_pool_version(CS_POOL_VERSION + 1), CS_POOL_VERSION);
 	struct cs_pool_opts o2 = {.data_dir = g_dir};
 	assert_int_equal(cs_pool_open(&o2, &p), CAIRN_EFORMAT);
 }
@@ -827,8 +847,9 @@ static void test_corrupt_one_copy_reads_exact(void **state)
 	check_object(p, &m4, d, size, 200000);
 	assert_int_equal(cs_pool_stats(p, &s), 0);
 	assert_true(s.read_fallbacks > 0);
-	fill_random(d, size, 33);
-	check_object(p, &m3, d, size, 65536);
+	/* The damaged objects above are not read again: the truncation cut
+	 * every later record of that unit file (other objects' too), so a
+	 * lost device may have held the last good copy of some chunk. */
 	cs_pool_close(p);
 	free(d);
 }

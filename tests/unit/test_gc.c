@@ -689,11 +689,27 @@ static void test_gc_removes_orphan_unit_files(void **state)
 	assert_true(fd >= 0);
 	assert_int_equal(write(fd, "junk", 4), 4);
 	close(fd);
+	/* temp copies (sealing, scrub, repair write <unit>.tmp then rename):
+	 * one older than the pool's open is a crash's leftover, a new one is
+	 * someone's work in progress */
+	char old_tmp[CS_PATH_MAX + 8], new_tmp[CS_PATH_MAX + 8];
+	snprintf(old_tmp, sizeof(old_tmp), "%s.tmp", path);
+	snprintf(new_tmp, sizeof(new_tmp), "%.*s1.tmp", (int)strlen(path) - 1, path);
+	for (int i = 0; i < 2; i++) {
+		fd = open(i ? new_tmp : old_tmp, O_CREAT | O_WRONLY, 0644);
+		assert_true(fd >= 0);
+		close(fd);
+	}
+	struct timespec past[2] = {{.tv_sec = time(NULL) - 3600}, {.tv_sec = time(NULL) - 3600}};
+	assert_int_equal(utimensat(AT_FDCWD, old_tmp, past, 0), 0);
 	unsigned before = count_unit_files();
 	gc_now(p, NULL);
 	struct stat st;
 	assert_int_equal(stat(path, &st), -1);
-	assert_int_equal(count_unit_files(), before - 1);
+	assert_int_equal(count_unit_files(), before - 2); /* the orphan and the old temp */
+	assert_int_equal(stat(old_tmp, &st), -1);
+	assert_int_equal(stat(new_tmp, &st), 0);
+	unlink(new_tmp);
 	assert_int_equal(read_all(p, &mid, d, size), 0);
 	fsck_clean(p);
 	cs_pool_close(p);
