@@ -918,7 +918,7 @@ struct st_shared {
 };
 
 /* A crash test event: 'P' put acknowledged, 'D' delete about to be sent,
- * 'G' a GC pass done. */
+ * 'X' that delete acknowledged, 'G' a GC pass done. */
 struct st_event {
 	char type;
 	uint64_t seed;
@@ -1032,6 +1032,7 @@ static void *st_main(void *arg)
 				st_fail(sh, "thread %u: delete: %s", t->id, cairn_strerror(rc));
 				break;
 			}
+			st_log(sh, 'X', &t->objs[i]);
 			t->objs[i] = t->objs[--t->nobjs];
 			atomic_fetch_add(&sh->dels, 1);
 		} else {
@@ -1366,9 +1367,32 @@ static void test_gc_crash_during_puts_deletes_gc(void **state)
 		assert_int_equal(st_verify(&sh, &o), 0);
 		checked++;
 	}
+	/* every acknowledged delete stays done: the manifest is dead or gone */
+	unsigned gone = 0;
+	struct meta_txn *rt;
+	assert_int_equal(meta_txn_begin(cs_pool_meta(sh.p), false, &rt), 0);
+	for (size_t i = 0; i < nev; i++) {
+		if (ev[i].type != 'X')
+			continue;
+		uint8_t key[4 + CS_MID_LEN];
+		size_t kl = cs_key_mhdr(key, cs_mid_part(sh.p, &ev[i].mid), &ev[i].mid);
+		const void *v;
+		size_t vl;
+		int rc = meta_get(rt, META_T_MHDR, key, kl, &v, &vl);
+		if (rc == 0) {
+			struct cs_mhdr_rec h;
+			memcpy(&h, v, sizeof(h));
+			assert_int_equal(h.refcount, 0);
+		} else {
+			assert_int_equal(rc, CAIRN_ENOTFOUND);
+		}
+		gone++;
+	}
+	meta_txn_abort(rt);
 	print_message("crash (CAIRN_GC_KILL_AT=%u): %zu events, %u puts, %u gc passes before the "
-		      "kill; %u objects verified after restart\n",
-		      kill_at, nev, puts, passes, checked);
+		      "kill; %u objects verified and %u acknowledged deletes still done after "
+		      "restart\n",
+		      kill_at, nev, puts, passes, checked, gone);
 	assert_true(checked > 0);
 	fsck_clean(sh.p);
 	empty_pool_leaves_nothing(&sh.p);
