@@ -61,19 +61,6 @@ struct cs_compact {
 	ZSTD_DCtx *dctx;
 };
 
-static int cs_compact_grow(void **arr, size_t *cap, size_t n, size_t elem)
-{
-	if (n < *cap)
-		return 0;
-	size_t nc = *cap ? *cap * 2 : 256;
-	void *na = realloc(*arr, nc * elem);
-	if (!na)
-		return -ENOMEM;
-	*arr = na;
-	*cap = nc;
-	return 0;
-}
-
 /* Chooses stripes nobody writes whose live bytes are below max_live_pct of
  * their data bytes (and above 0: empty ones are GC's). */
 static int cs_compact_select(struct cs_compact *c)
@@ -105,8 +92,8 @@ static int cs_compact_select(struct cs_compact *c)
 		uint64_t id = meta_get_be64((const uint8_t *)k + 4);
 		if (cs_stripe_busy(c->pool, id))
 			continue;
-		rc = cs_compact_grow((void **)&c->stripes, &c->cap_stripes, c->nstripes,
-				     sizeof(*c->stripes));
+		rc = cs_grow((void **)&c->stripes, &c->cap_stripes, c->nstripes,
+			     sizeof(*c->stripes));
 		if (rc < 0)
 			goto out;
 		struct cs_cstripe *s = &c->stripes[c->nstripes];
@@ -164,8 +151,8 @@ static int cs_compact_collect(struct cs_compact *c)
 				    (r.compression == CS_COMP_ZSTD ||
 				     (r.compression == CS_COMP_NONE &&
 				      r.raw_len == r.stored_len))) {
-					rc = cs_compact_grow((void **)&c->chunks, &c->cap_chunks,
-							     c->nchunks, sizeof(*c->chunks));
+					rc = cs_grow((void **)&c->chunks, &c->cap_chunks,
+						     c->nchunks, sizeof(*c->chunks));
 					if (rc < 0)
 						goto out;
 					struct cs_cchunk *x = &c->chunks[c->nchunks++];

@@ -290,19 +290,6 @@ struct cs_gc {
 	uint64_t n_manifests, n_chunks, n_stripes, n_files, phys_freed;
 };
 
-static int cs_grow(void **arr, size_t *cap, size_t n, size_t elem)
-{
-	if (n < *cap)
-		return 0;
-	size_t nc = *cap ? *cap * 2 : 256;
-	void *na = realloc(*arr, nc * elem);
-	if (!na)
-		return -ENOMEM;
-	*arr = na;
-	*cap = nc;
-	return 0;
-}
-
 static void cs_gc_progress(struct cs_gc *g, const char *phase, uint64_t done, uint64_t total)
 {
 	if (g->fn)

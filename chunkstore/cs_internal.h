@@ -284,6 +284,11 @@ int cs_unit_path(const struct cs_pool *pool, uint32_t dev, uint64_t stripe_id, u
 #define CS_DIR_UNKNOWN 0
 #define CS_DIR_PARENT_PENDING 1 /* exists; its entry in stripes/ not yet fsynced by us */
 #define CS_DIR_DURABLE 2
+/* A stripe record, checked (version, shape, unit size), in txn. */
+int cs_stripe_read(struct meta_txn *txn, const struct cs_pool *pool, uint64_t id,
+		   struct cs_stripe_rec *rec) CAIRN_WUR;
+/* Grows *arr (elem-byte items, n used) to hold one more: doubling, 256 first. */
+int cs_grow(void **arr, size_t *cap, size_t n, size_t elem) CAIRN_WUR;
 /* Makes every missing device folder again (cs_repair only). */
 int cs_devices_recreate(struct cs_pool *pool) CAIRN_WUR;
 /* Makes sure a partition directory exists (never a missing device folder:

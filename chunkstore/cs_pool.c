@@ -108,6 +108,40 @@ int cs_unit_path(const struct cs_pool *pool, uint32_t dev, uint64_t stripe_id, u
  * it (CS_DIR_PARENT_PENDING), where it joins that sync's batch instead of
  * costing a device flush on the worker here. A directory found already there
  * is treated the same way: a crashed earlier run may have left it unsynced. */
+int cs_stripe_read(struct meta_txn *txn, const struct cs_pool *pool, uint64_t id,
+		   struct cs_stripe_rec *rec)
+{
+	uint8_t key[12];
+	const void *v;
+	size_t vl;
+	cs_key_stripe(key, cs_stripe_part(pool, id), id);
+	int rc = meta_get(txn, META_T_STRIPES, key, sizeof(key), &v, &vl);
+	if (rc == 0 && vl < sizeof(*rec))
+		rc = CAIRN_ECORRUPT;
+	if (rc < 0)
+		return rc;
+	memcpy(rec, v, sizeof(*rec));
+	if (rec->version > CS_STRIPE_VERSION)
+		return CAIRN_EFORMAT;
+	if (rec->k == 0 || (unsigned)rec->k + rec->m > CS_MAX_FRAGS ||
+	    rec->unit_size != pool->rec.unit_size)
+		return CAIRN_ECORRUPT;
+	return 0;
+}
+
+int cs_grow(void **arr, size_t *cap, size_t n, size_t elem)
+{
+	if (n < *cap)
+		return 0;
+	size_t nc = *cap ? *cap * 2 : 256;
+	void *na = realloc(*arr, nc * elem);
+	if (!na)
+		return -ENOMEM;
+	*arr = na;
+	*cap = nc;
+	return 0;
+}
+
 int cs_devices_recreate(struct cs_pool *pool)
 {
 	for (uint32_t d = 0; d < pool->ndev_dirs; d++) {

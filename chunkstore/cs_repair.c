@@ -196,24 +196,10 @@ out:
 static int cs_stripe_load(struct cs_pool *pool, uint64_t id, struct cs_stripe_rec *s)
 {
 	struct meta_txn *txn = NULL;
-	uint8_t key[12];
-	const void *v;
-	size_t vl;
 	int rc = meta_txn_begin(pool->meta, false, &txn);
 	if (rc < 0)
 		return rc;
-	cs_key_stripe(key, cs_stripe_part(pool, id), id);
-	rc = meta_get(txn, META_T_STRIPES, key, sizeof(key), &v, &vl);
-	if (rc == 0 && vl < sizeof(*s))
-		rc = CAIRN_ECORRUPT;
-	if (rc == 0) {
-		memcpy(s, v, sizeof(*s));
-		if (s->version > CS_STRIPE_VERSION)
-			rc = CAIRN_EFORMAT;
-		else if (s->k == 0 || (unsigned)s->k + s->m > CS_MAX_FRAGS ||
-			 s->unit_size != pool->rec.unit_size)
-			rc = CAIRN_ECORRUPT;
-	}
+	rc = cs_stripe_read(txn, pool, id, s);
 	meta_txn_abort(txn);
 	return rc;
 }

@@ -469,24 +469,13 @@ static int cs_stripe_get(struct cs_pool *pool, uint64_t id, struct cs_stripe_rec
 			 bool *pending)
 {
 	struct meta_txn *txn = NULL;
-	uint8_t key[12], uk[K_UNLINK_LEN + 8];
+	uint8_t uk[K_UNLINK_LEN + 8];
 	const void *v;
 	size_t vl;
 	int rc = meta_txn_begin(pool->meta, false, &txn);
 	if (rc < 0)
 		return rc;
-	cs_key_stripe(key, cs_stripe_part(pool, id), id);
-	rc = meta_get(txn, META_T_STRIPES, key, sizeof(key), &v, &vl);
-	if (rc == 0 && vl < sizeof(*rec))
-		rc = CAIRN_ECORRUPT;
-	if (rc == 0) {
-		memcpy(rec, v, sizeof(*rec));
-		if (rec->version > CS_STRIPE_VERSION)
-			rc = CAIRN_EFORMAT;
-		else if (rec->k == 0 || (unsigned)rec->k + rec->m > CS_MAX_FRAGS ||
-			 rec->unit_size != pool->rec.unit_size)
-			rc = CAIRN_ECORRUPT;
-	}
+	rc = cs_stripe_read(txn, pool, id, rec);
 	if (rc == 0 && pending) {
 		memcpy(uk, K_UNLINK, K_UNLINK_LEN);
 		meta_be64(uk + K_UNLINK_LEN, id);
