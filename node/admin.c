@@ -854,6 +854,8 @@ int admin_start(const struct admin_config *cfg, struct cs_pool *pool, struct adm
 	srv->access_log = cfg->access_log;
 	snprintf(srv->data_dir, sizeof(srv->data_dir), "%s", cfg->data_dir ? cfg->data_dir : ".");
 	ret = node_jobs_create(pool, &srv->jobs);
+	if (ret == 0)
+		ret = node_jobs_scrub_every(srv->jobs, srv->data_dir, cfg->scrub_interval);
 	if (ret < 0) {
 		snprintf(err, errlen, "cannot set up maintenance jobs: %s", cairn_strerror(ret));
 		goto out;

@@ -80,6 +80,8 @@ static const struct cfg_key keys[] = {
      "zstd level for new chunks (1 is ~1.5x faster, stores ~3% more)"},
     {"pool", "gc_interval", CFG_UINT, F(gc_interval), "60", 0, 86400,
      "seconds between background garbage collection passes; 0 = only `cairn gc`"},
+    {"pool", "scrub_interval", CFG_UINT, F(scrub_interval), "604800", 0, 365 * 86400ull,
+     "seconds between background scrubs (re-read, verify, repair); 0 = only `cairn scrub`"},
     {"pool", "unit_size", CFG_SIZE, F(unit_size), "1M", 64 * KIB, 1 * GIB,
      "(creation) stripe unit size, a multiple of 4K, > chunk_size"},
     {"pool", "inline_max", CFG_SIZE, F(inline_max), "4096", 1, 1 * MIB,

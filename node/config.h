@@ -45,6 +45,7 @@ struct node_config {
 	uint64_t chunk_avg, chunk_min, chunk_max;
 	uint64_t zstd_level;
 	uint64_t gc_interval;
+	uint64_t scrub_interval;
 	uint64_t unit_size;
 	uint64_t inline_max;
 	uint64_t part_power;

@@ -44,6 +44,12 @@ struct node_jobs {
 	time_t started, finished;     /* wall clock */
 	int rc;
 	struct cs_check_report rep;
+	/* background scrub (node_jobs_scrub_every): guarded by mu */
+	pthread_t sched;
+	bool sched_on, sched_stop;
+	pthread_cond_t sched_cv;
+	uint64_t scrub_every; /* seconds */
+	char stamp[4096];     /* DATA/scrub-last: unix time of the last started scrub */
 };
 
 static const char *const ops[] = {"fsck", "gc", "scrub", "repair"};
@@ -164,7 +170,80 @@ int node_jobs_create(struct cs_pool *pool, struct node_jobs **out)
 		return -ENOMEM;
 	j->pool = pool;
 	pthread_mutex_init(&j->mu, NULL);
+	pthread_cond_init(&j->sched_cv, NULL);
 	*out = j;
+	return 0;
+}
+
+static time_t scrub_last(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	long long t = 0;
+	if (f) {
+		if (fscanf(f, "%lld", &t) != 1)
+			t = 0;
+		fclose(f);
+	}
+	return (time_t)t;
+}
+
+/* Starts a scrub whenever scrub_every seconds have passed since the last one
+ * began (the stamp file survives restarts), unless another job is running
+ * (then it tries again a minute later). */
+static void *sched_main(void *arg)
+{
+	struct node_jobs *j = arg;
+	pthread_mutex_lock(&j->mu);
+	while (!j->sched_stop) {
+		time_t now = time(NULL), last = scrub_last(j->stamp);
+		if (last == 0 || last > now) {
+			/* first start: the first scrub is one interval away */
+			FILE *f = fopen(j->stamp, "w");
+			if (f) {
+				fprintf(f, "%lld\n", (long long)now);
+				fclose(f);
+			}
+			last = now;
+		}
+		time_t due = last + (time_t)j->scrub_every;
+		if (now >= due) {
+			uint64_t id;
+			char running[16];
+			pthread_mutex_unlock(&j->mu);
+			int rc = node_job_start(j, "scrub", false, &id, running, sizeof(running));
+			pthread_mutex_lock(&j->mu);
+			if (rc == 0) {
+				log_info(TAG, "background scrub: job %llu (every %llu s)",
+					 (unsigned long long)id,
+					 (unsigned long long)j->scrub_every);
+				FILE *f = fopen(j->stamp, "w");
+				if (f) {
+					fprintf(f, "%lld\n", (long long)now);
+					fclose(f);
+				}
+				continue;
+			}
+			due = now + 60; /* another job runs: later */
+		}
+		struct timespec ts = {.tv_sec = (due - now > 60 ? now + 60 : due)};
+		pthread_cond_timedwait(&j->sched_cv, &j->mu, &ts);
+	}
+	pthread_mutex_unlock(&j->mu);
+	return NULL;
+}
+
+int node_jobs_scrub_every(struct node_jobs *j, const char *data_dir, uint64_t seconds)
+{
+	if (!seconds)
+		return 0;
+	if ((size_t)snprintf(j->stamp, sizeof(j->stamp), "%s/scrub-last", data_dir) >=
+	    sizeof(j->stamp))
+		return -ENAMETOOLONG;
+	j->scrub_every = seconds;
+	int e = pthread_create(&j->sched, NULL, sched_main, j);
+	if (e != 0)
+		return -e;
+	j->sched_on = true;
 	return 0;
 }
 
@@ -284,6 +363,13 @@ void node_jobs_free(struct node_jobs *j)
 {
 	if (!j)
 		return;
+	if (j->sched_on) {
+		pthread_mutex_lock(&j->mu);
+		j->sched_stop = true;
+		pthread_cond_broadcast(&j->sched_cv);
+		pthread_mutex_unlock(&j->mu);
+		pthread_join(j->sched, NULL);
+	}
 	pthread_mutex_lock(&j->mu);
 	bool running = j->state == JOB_RUNNING, joinable = j->joinable;
 	if (running)
@@ -293,5 +379,6 @@ void node_jobs_free(struct node_jobs *j)
 	if (joinable)
 		pthread_join(j->thread, NULL);
 	pthread_mutex_destroy(&j->mu);
+	pthread_cond_destroy(&j->sched_cv);
 	free(j);
 }

@@ -83,6 +83,7 @@ struct admin_config {
 	const char *data_dir; /* DATA: device folders are DATA/devices/NAME */
 	const char *root_key; /* the root access key id; its user is the root user */
 	bool access_log;
+	uint64_t scrub_interval; /* seconds between background scrubs; 0: none */
 };
 
 /* Binds and starts serving. Errors: -EADDRINUSE etc. from bind (message
@@ -120,6 +121,9 @@ int node_job_progress(struct node_jobs *j, bool *running, double *ratio, uint64_
 		      uint64_t *total, char *op, size_t oplen);
 /* WAITS for a running job to end (the chunk store cannot cancel one), then
  * frees; NULL is fine. */
+/* Runs a scrub job every `seconds` (0: never), timed from DATA/scrub-last so
+ * restarts do not postpone it forever. */
+int node_jobs_scrub_every(struct node_jobs *j, const char *data_dir, uint64_t seconds) CAIRN_WUR;
 void node_jobs_free(struct node_jobs *j);
 
 /* ---- pool and device figures (node/pool_info.c) ---- */

@@ -397,7 +397,8 @@ int node_serve_main(int argc, char **argv)
 	struct admin_config acfg = {.listen = cfg.api_listen,
 				    .data_dir = cfg.data_dir,
 				    .root_key = creds.user,
-				    .access_log = cfg.access_log};
+				    .access_log = cfg.access_log,
+				    .scrub_interval = cfg.scrub_interval};
 	ret = admin_start(&acfg, pool, &admin, err, sizeof(err));
 	if (ret < 0) {
 		if (ret == -EADDRINUSE)

@@ -309,4 +309,26 @@ t.check(f"GETs racing DELETE/overwrite: only 200 with a sent body or 404 ({count
         not bad and counts["200"] > 0, "; ".join(bad[:10]))
 rc, out = srv.cli("fsck", check=False)
 t.check("fsck clean after the race", rc == 0, out)
+
+# ---- background scrub: [pool] scrub_interval starts scrub jobs by itself ----
+srv.stop()
+conf = os.path.join(t.dir, "scrub-often.ini")
+with open(conf, "w") as f:
+    f.write("[pool]\nscrub_interval = 1\n")
+srv2 = t.server(data=srv.data, extra=["--config", conf])
+srv2.start()
+job = None
+for _ in range(300):   # no timing goal: a slow machine just takes longer
+    rc, out = srv2.cli("scrub", "--attach", "--json", check=False)
+    try:
+        job = json.loads(out[out.index("{"):])
+    except ValueError:
+        job = None
+    if job and job.get("op") == "scrub" and job.get("state") == "done":
+        break
+    time.sleep(0.1)
+t.check("a scrub job ran without being asked (scrub_interval = 1)",
+        job is not None and job.get("op") == "scrub" and job.get("state") == "done", out)
+t.check("its stamp file records when", os.path.exists(os.path.join(srv.data, "scrub-last")))
+srv2.stop()
 t.finish()
