@@ -46,8 +46,9 @@ struct cs_pool_opts {
 	uint32_t chunk_avg;  /* fastcdc average (a power of two): 16 KiB */
 	uint32_t chunk_min;  /* fastcdc bounds: 4 KiB, 64 KiB */
 	uint32_t chunk_max;
-	uint32_t inline_max; /* 4096 */
-	uint32_t part_power; /* ring partition power: 10 */
+	uint32_t inline_max;   /* 4096 */
+	uint32_t dedup_domain; /* CS_DEDUP_GLOBAL (the default) or CS_DEDUP_TENANT */
+	uint32_t part_power;   /* ring partition power: 10 */
 	/* Every start. */
 	size_t map_size;	/* LMDB map; 0 = 64 GiB */
 	unsigned workers;	/* chunk worker threads; 0 = one per core */
@@ -96,6 +97,10 @@ const struct cs_pool_rec *cs_pool_format(struct cs_pool *pool);
 /* ---- writing ---- */
 
 int cs_writer_open(struct cs_pool *pool, struct cs_writer **out) CAIRN_WUR;
+/* The writer's dedup domain (format.h): in a CS_DEDUP_TENANT pool its
+ * chunks deduplicate only against chunks written in the same domain. Call
+ * before the first write; in a global pool it changes nothing. */
+void cs_writer_set_domain(struct cs_writer *w, const uint8_t domain[CS_DOMAIN_LEN]);
 /* Appends bytes (copied). Full chunks are handed to the worker pool; may
  * block while too many chunks of this writer are in flight (bounded memory). */
 int cs_writer_write(struct cs_writer *w, const void *buf, size_t len) CAIRN_WUR;
@@ -224,7 +229,8 @@ int cs_gc(struct cs_pool *pool, struct cs_check_report *rep, cs_progress_fn fn,
 /* Copies the live chunks of stripes whose live bytes are under
  * max_live_pct (1..100) of their data bytes into fresh stripes (reads and
  * writes go on meanwhile); the emptied stripes are freed by the next cs_gc.
- * rep->checked: stripes chosen; rep->bytes: bytes rewritten. Exclusive of
+ * rep->checked: stripes chosen; rep->bytes: bytes rewritten; rep->fixed:
+ * chunks moved. Exclusive of
  * cs_gc and cs_fsck. Compressed chunks are expanded and written again. */
 int cs_compact(struct cs_pool *pool, unsigned max_live_pct, struct cs_check_report *rep,
 	       cs_progress_fn fn, void *arg) CAIRN_WUR;

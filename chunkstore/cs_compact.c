@@ -264,7 +264,7 @@ static int cs_compact_batch(struct cs_compact *c, size_t i, size_t n, uint64_t *
 		const uint8_t *p;
 		if (cs_compact_read(c, x, &p) < 0)
 			continue; /* unreadable here: left where it is (scrub's job) */
-		rc = cs_writer_put_chunk(w, p, x->raw_len);
+		rc = cs_writer_put_chunk(w, p, x->raw_len, x->fp);
 		if (rc < 0)
 			goto out;
 		from[nput++] = x->stripe_id;
@@ -328,6 +328,7 @@ int cs_compact(struct cs_pool *pool, unsigned max_live_pct, struct cs_check_repo
 		if (fn)
 			fn(arg, "move chunks", i + n, c.nchunks);
 	}
+	rep->fixed = moved;
 	log_info(CS_TAG,
 		 "compaction: %zu stripes under %u%% live, %" PRIu64
 		 " of %zu chunks moved (%" PRIu64 " bytes rewritten)",

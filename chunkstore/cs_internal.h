@@ -95,10 +95,11 @@ struct cs_writer {
 	/* files the writer's records live in (one ref each); appended by workers */
 	struct cs_file **files;
 	size_t nfiles, cap_files;
-	struct cs_wlast *last; /* [pool->nworkers] */
-	struct io_ctx *io;     /* for early syncs; made on first need */
-	uint64_t epoch;	       /* cs_epoch_enter ticket */
-	bool force_new;	       /* compaction: store every chunk fresh (no dedup) */
+	struct cs_wlast *last;	       /* [pool->nworkers] */
+	struct io_ctx *io;	       /* for early syncs; made on first need */
+	uint64_t epoch;		       /* cs_epoch_enter ticket */
+	bool force_new;		       /* compaction: store every chunk fresh (no dedup) */
+	uint8_t domain[CS_DOMAIN_LEN]; /* dedup domain (tenant pools) */
 };
 
 enum cs_task_kind { CS_TASK_CHUNK = 1, CS_TASK_FLUSH = 2, CS_TASK_STOP = 3, CS_TASK_CLOSE = 4 };
@@ -111,6 +112,8 @@ struct cs_task {
 	uint8_t *buf;
 	size_t len;
 	struct cs_close_wait *cw; /* CS_TASK_CLOSE: signalled when done */
+	bool has_fp;		  /* cs_writer_put_chunk: the fingerprint is known */
+	uint8_t fp[CS_FP_LEN];
 };
 
 struct cs_worker {
@@ -307,9 +310,11 @@ void cs_file_put(struct cs_file *f);
 int cs_files_sync(struct io_ctx *io, struct cs_file **files, size_t n) CAIRN_WUR;
 
 /* Compaction (cs_compact.c): appends buf as one whole chunk (len <=
- * chunk_cap, never re-cut) and stores it fresh even when the index holds it; the writer
- * is then a compaction writer (no dedup) and makes no manifest. */
-int cs_writer_put_chunk(struct cs_writer *w, const void *buf, size_t len) CAIRN_WUR;
+ * chunk_cap, never re-cut) under its known fingerprint fp (a tenant pool's
+ * cannot be recomputed from the bytes alone) and stores it fresh even when the index holds it; the
+ * writer is then a compaction writer (no dedup) and makes no manifest. */
+int cs_writer_put_chunk(struct cs_writer *w, const void *buf, size_t len,
+			const uint8_t fp[CS_FP_LEN]) CAIRN_WUR;
 
 /* cs_epoch.c: grace periods. Every writer and reader is registered from
  * open (before its first metadata read) to free. Something unreachable to

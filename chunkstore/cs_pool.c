@@ -358,7 +358,7 @@ static int cs_pool_create(struct cs_pool *pool, const struct cs_pool_opts *o)
 	r->chunking = (uint8_t)chunking;
 	r->chunk_min = cmin;
 	r->chunk_max = cmax;
-	r->dedup_domain = CS_DEDUP_GLOBAL;
+	r->dedup_domain = o->dedup_domain == CS_DEDUP_TENANT ? CS_DEDUP_TENANT : CS_DEDUP_GLOBAL;
 	r->k = (uint8_t)k;
 	r->m = (uint8_t)m;
 	r->replicas = (uint8_t)replicas;

@@ -491,9 +491,13 @@ static void cs_do_chunk(struct cs_worker *wk, EVP_MD_CTX *md, struct cs_task *t)
 			rc = -ENOMEM;
 			goto out;
 		}
-		if (EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1 ||
-		    EVP_DigestUpdate(md, t->buf, t->len) != 1 ||
-		    EVP_DigestFinal_ex(md, r.ment.fp, &fl) != 1 || fl != CS_FP_LEN) {
+		bool tenant = wk->pool->rec.dedup_domain == CS_DEDUP_TENANT;
+		if (t->has_fp) {
+			memcpy(r.ment.fp, t->fp, CS_FP_LEN);
+		} else if (EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1 ||
+			   (tenant && EVP_DigestUpdate(md, w->domain, CS_DOMAIN_LEN) != 1) ||
+			   EVP_DigestUpdate(md, t->buf, t->len) != 1 ||
+			   EVP_DigestFinal_ex(md, r.ment.fp, &fl) != 1 || fl != CS_FP_LEN) {
 			rc = -EIO;
 			goto out;
 		}
@@ -756,11 +760,13 @@ static struct cs_task *cs_task_get(struct cs_writer *w)
 				return NULL;
 			}
 			t->buf = (uint8_t *)t + hdr;
+			t->has_fp = false;
 			return t;
 		}
 		pthread_cond_wait(&w->cv, &w->mu);
 	}
 	pthread_mutex_unlock(&w->mu);
+	t->has_fp = false;
 	return t;
 }
 
@@ -920,7 +926,13 @@ int cs_writer_write(struct cs_writer *w, const void *buf, size_t len)
 	return cs_writer_state(w, NULL);
 }
 
-int cs_writer_put_chunk(struct cs_writer *w, const void *buf, size_t len)
+void cs_writer_set_domain(struct cs_writer *w, const uint8_t domain[CS_DOMAIN_LEN])
+{
+	memcpy(w->domain, domain, CS_DOMAIN_LEN);
+}
+
+int cs_writer_put_chunk(struct cs_writer *w, const void *buf, size_t len,
+			const uint8_t fp[CS_FP_LEN])
 {
 	if (w->finished || w->cur_len || len == 0 || len > w->pool->chunk_cap)
 		return CAIRN_EINVAL;
@@ -933,6 +945,8 @@ int cs_writer_put_chunk(struct cs_writer *w, const void *buf, size_t len)
 		return -ENOMEM;
 	w->force_new = true;
 	memcpy(t->buf, buf, len);
+	t->has_fp = true;
+	memcpy(t->fp, fp, CS_FP_LEN);
 	w->cur = (uint8_t *)t;
 	w->cur_len = len;
 	w->size += len;

@@ -74,6 +74,8 @@ static const struct cfg_key keys[] = {
      "(creation) fastcdc: smallest chunk (< chunk_avg)"},
     {"pool", "chunk_max", CFG_SIZE, F(chunk_max), "64K", 2 * KIB, 64 * MIB,
      "(creation) fastcdc: largest chunk (> chunk_avg, < unit_size)"},
+    {"pool", "dedup_domain", CFG_STR, F(dedup_domain), "global", 0, 0,
+     "(creation) global (one index) or tenant (each user's uploads dedup apart)"},
     {"pool", "compression", CFG_STR, F(compression), "zstd", 0, 0,
      "new chunks: zstd (kept only when it saves 1/16) or none"},
     {"pool", "zstd_level", CFG_UINT, F(zstd_level), "3", 1, 19,
@@ -413,6 +415,11 @@ int node_config_validate(const struct node_config *c, char *err, size_t errlen)
 	if (!cdc && strcmp(c->chunking, "fixed") != 0) {
 		node_seterr(err, errlen, "[pool] chunking must be fastcdc or fixed, not '%s'",
 			    c->chunking);
+		return CAIRN_EINVAL;
+	}
+	if (strcmp(c->dedup_domain, "global") != 0 && strcmp(c->dedup_domain, "tenant") != 0) {
+		node_seterr(err, errlen, "[pool] dedup_domain must be global or tenant, not '%s'",
+			    c->dedup_domain);
 		return CAIRN_EINVAL;
 	}
 	if (strcmp(c->compression, "zstd") != 0 && strcmp(c->compression, "none") != 0) {

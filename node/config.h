@@ -36,8 +36,9 @@ struct node_config {
 	/* [api] */
 	char *api_listen;
 	/* [pool] (strings first: tests compare the numbers as one block) */
-	char *chunking;	   /* "fastcdc" or "fixed" */
-	char *compression; /* "zstd" or "none" */
+	char *chunking;	    /* "fastcdc" or "fixed" */
+	char *compression;  /* "zstd" or "none" */
+	char *dedup_domain; /* "global" or "tenant" */
 	uint64_t devices;
 	uint64_t k, m;
 	uint64_t replicas;

@@ -342,6 +342,8 @@ int node_serve_main(int argc, char **argv)
 	    .chunk_min = (uint32_t)cfg.chunk_min,
 	    .chunk_max = (uint32_t)cfg.chunk_max,
 	    .no_compress = strcmp(cfg.compression, "none") == 0,
+	    .dedup_domain =
+		strcmp(cfg.dedup_domain, "tenant") == 0 ? CS_DEDUP_TENANT : CS_DEDUP_GLOBAL,
 	    .zstd_level = (int)cfg.zstd_level,
 	    .gc_interval = cfg.gc_interval ? (int)cfg.gc_interval : -1,
 	    .inline_max = (uint32_t)cfg.inline_max,

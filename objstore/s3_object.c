@@ -23,6 +23,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include <openssl/evp.h>
+
 #include "core/fault.h"
 #include "core/hash.h"
 #include "core/log.h"
@@ -273,6 +275,13 @@ void s3_op_put_object_start(struct s3_req *r)
 	if (rc < 0) {
 		s3_reply_code(r, rc, S3E_INTERNAL_ERROR);
 		return;
+	}
+	{
+		/* a tenant pool deduplicates each user's uploads apart */
+		uint8_t dom[32];
+		if (EVP_Digest(r->key.user, strlen(r->key.user), dom, NULL, EVP_sha256(), NULL) ==
+		    1)
+			cs_writer_set_domain(ps->w, dom);
 	}
 	r->body_fn = put_body;
 	r->finish = put_finish;

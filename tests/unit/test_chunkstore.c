@@ -93,6 +93,8 @@ static int create_fn(struct cs_txn *t, void *arg)
 	return cs_manifest_create(t, arg);
 }
 
+static const uint8_t *g_domain; /* set: writers write in this dedup domain */
+
 static int write_all(struct cs_pool *p, const uint8_t *data, size_t size, size_t step,
 		     struct cs_writer **out)
 {
@@ -100,6 +102,8 @@ static int write_all(struct cs_pool *p, const uint8_t *data, size_t size, size_t
 	int rc = cs_writer_open(p, &w);
 	if (rc < 0)
 		return rc;
+	if (g_domain)
+		cs_writer_set_domain(w, g_domain);
 	for (size_t off = 0; off < size; off += step) {
 		size_t n = size - off < step ? size - off : step;
 		rc = cs_writer_write(w, data + off, n);
@@ -1108,11 +1112,64 @@ static void test_powerloss_committed_survive(void **state)
 	free(d3);
 }
 
+/* A tenant pool: equal bytes from two domains are two chunks (an upload's
+ * speed tells nobody what another tenant stored), the same domain dedups,
+ * and compaction keeps each chunk under its domain's fingerprint. */
+static void test_tenant_dedup_domain(void **state)
+{
+	(void)state;
+	struct cs_pool_opts o = {.dedup_domain = CS_DEDUP_TENANT, .gc_interval = -1};
+	struct cs_pool *p = open_pool(&o);
+	assert_int_equal(cs_pool_format(p)->dedup_domain, CS_DEDUP_TENANT);
+	size_t size = 2 * MIB;
+	uint8_t *d = malloc(size), *buf = malloc(size);
+	fill_random(d, size, 77);
+	static const uint8_t dom_a[CS_DOMAIN_LEN] = {1}, dom_b[CS_DOMAIN_LEN] = {2};
+	struct cs_mid a1, a2, b1;
+	struct cs_stats s0, s1, s2;
+	g_domain = dom_a;
+	put_object(p, d, size, size, &a1);
+	assert_int_equal(cs_pool_stats(p, &s0), 0);
+	put_object(p, d, size, size, &a2);
+	assert_int_equal(cs_pool_stats(p, &s1), 0);
+	assert_int_equal(s1.unique_bytes, s0.unique_bytes); /* same domain: deduplicated */
+	g_domain = dom_b;
+	put_object(p, d, size, size, &b1);
+	assert_int_equal(cs_pool_stats(p, &s2), 0);
+	assert_int_equal(s2.unique_bytes, 2 * s0.unique_bytes); /* other domain: stored again */
+	assert_int_equal(s2.chunks, 2 * s0.chunks);
+	g_domain = NULL;
+	/* a's chunks die: compaction moves b's out of the shared stripes */
+	struct refop u1 = {.mid = &a1, .unref = true}, u2 = {.mid = &a2, .unref = true};
+	assert_int_equal(cs_commit(p, NULL, refop_fn, &u1), 0);
+	assert_int_equal(cs_commit(p, NULL, refop_fn, &u2), 0);
+	cs_pool_close(p); /* the workers' stripes are theirs until then */
+	p = open_pool(NULL);
+	struct cs_check_report rep;
+	assert_int_equal(cs_gc(p, &rep, NULL, NULL), 0);
+	assert_int_equal(cs_compact(p, 100, &rep, NULL, NULL), 0);
+	/* moved: the copies kept b's fingerprints (SHA-256 of domain + bytes) */
+	assert_int_equal(rep.fixed, s0.chunks);
+	assert_int_equal(cs_gc(p, &rep, NULL, NULL), 0);
+	assert_int_equal(cs_fsck(p, false, &rep, NULL, NULL), 0);
+	assert_int_equal(rep.problems, 0);
+	check_object(p, &b1, d, size, 100000);
+	cs_pool_close(p);
+	/* the policy is frozen: a later open keeps it */
+	p = open_pool(NULL);
+	assert_int_equal(cs_pool_format(p)->dedup_domain, CS_DEDUP_TENANT);
+	check_object(p, &b1, d, size, MIB);
+	cs_pool_close(p);
+	free(d);
+	free(buf);
+}
+
 int main(void)
 {
 	log_set_level(LOG_WARN);
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_pool_create_reopen, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_tenant_dedup_domain, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_roundtrip_sizes_inline_and_chunk_boundaries, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_inline_writes_no_unit_files, setup, teardown),

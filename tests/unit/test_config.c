@@ -219,6 +219,11 @@ static void test_config_validate_cross_field(void **state)
 	assert_int_equal(node_config_validate(&c, err, sizeof(err)), CAIRN_EINVAL);
 	assert_non_null(strstr(err, "zstd or none"));
 	assert_int_equal(node_config_set(&c, "pool", "compression", "none", err, sizeof(err)), 0);
+	assert_int_equal(node_config_set(&c, "pool", "dedup_domain", "user", err, sizeof(err)), 0);
+	assert_int_equal(node_config_validate(&c, err, sizeof(err)), CAIRN_EINVAL);
+	assert_non_null(strstr(err, "global or tenant"));
+	assert_int_equal(node_config_set(&c, "pool", "dedup_domain", "tenant", err, sizeof(err)),
+			 0);
 	/* the fixed chunk size's own rules */
 	assert_int_equal(node_config_set(&c, "pool", "chunking", "fixed", err, sizeof(err)), 0);
 	assert_int_equal(node_config_set(&c, "pool", "chunk_size", "2M", err, sizeof(err)), 0);
@@ -422,6 +427,7 @@ static void test_config_examples_load_and_cairn_ini_is_default(void **state)
 			assert_string_equal(c.api_listen, d.api_listen);
 			assert_string_equal(c.chunking, d.chunking);
 			assert_string_equal(c.compression, d.compression);
+			assert_string_equal(c.dedup_domain, d.dedup_domain);
 			assert_true(memcmp(&c.devices, &d.devices,
 					   sizeof(c) - offsetof(struct node_config, devices)) == 0);
 			node_config_free(&d);
