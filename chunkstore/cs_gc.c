@@ -1016,6 +1016,7 @@ int cs_gc(struct cs_pool *pool, struct cs_check_report *rep, cs_progress_fn fn, 
 static void *cs_gc_main(void *arg)
 {
 	struct cs_pool *pool = arg;
+	uint64_t prev_cut = UINT64_MAX, closed_at = 0;
 	pthread_mutex_lock(&pool->gct_mu);
 	while (!pool->gct_stop) {
 		struct timespec ts;
@@ -1034,6 +1035,14 @@ static void *cs_gc_main(void *arg)
 		int rc = cs_gc(pool, &rep, NULL, NULL);
 		if (rc == 0)
 			rc = cs_compact(pool, CS_GC_COMPACT_PCT, &rep, NULL, NULL);
+		/* no chunk for a whole interval: seal what the workers hold */
+		uint64_t cut = atomic_load_explicit(&pool->chunks_cut, memory_order_relaxed);
+		if (cut == prev_cut && cut != closed_at) {
+			rc = cs_seal_close_idle(pool);
+			if (rc == 0)
+				closed_at = cut;
+		}
+		prev_cut = cut;
 		(void)rc;
 		pthread_mutex_lock(&pool->gct_mu);
 	}

@@ -213,6 +213,7 @@ struct cs_pool {
 	struct cs_stats_rec stats;
 	atomic_uint_fast64_t read_fallbacks;
 	atomic_uint_fast64_t reconstructs; /* chunks rebuilt from parity on read */
+	atomic_uint_fast64_t chunks_cut;   /* chunk tasks workers took (idle detection) */
 
 	/* sealer (cs_seal.c): guarded by seal_mu */
 	pthread_mutex_t seal_mu;
@@ -408,6 +409,10 @@ void cs_seal_enqueue(struct cs_pool *pool, uint64_t id);
  * queues every OPEN stripe no worker holds. Blocks on cs_epoch_wait (open
  * readers and writers); never call it while holding one. */
 int cs_seal_drain(struct cs_pool *pool, bool close_open) CAIRN_WUR;
+/* Makes every worker close its open stripe (queued for sealing); the GC
+ * thread calls it when no chunk came in for a whole interval, so a quiet
+ * pool does not keep its last stripes as m+1 copies. Blocks until done. */
+int cs_seal_close_idle(struct cs_pool *pool) CAIRN_WUR;
 /* A worker finished a CS_TASK_CLOSE. */
 void cs_seal_close_done(struct cs_close_wait *cw);
 /* Physical bytes a stripe record accounts for (stats): data units

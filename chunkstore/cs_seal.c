@@ -940,6 +940,13 @@ static int cs_close_worker_stripes(struct cs_pool *pool)
 	return rc;
 }
 
+int cs_seal_close_idle(struct cs_pool *pool)
+{
+	if (pool->seal_off)
+		return 0;
+	return cs_close_worker_stripes(pool);
+}
+
 int cs_seal_drain(struct cs_pool *pool, bool close_open)
 {
 	int rc = 0;

@@ -483,6 +483,7 @@ static void cs_do_chunk(struct cs_worker *wk, EVP_MD_CTX *md, struct cs_task *t)
 	int rc = 0;
 
 	r.ment.len = (uint32_t)t->len;
+	atomic_fetch_add_explicit(&wk->pool->chunks_cut, 1, memory_order_relaxed);
 	if (hash_is_zero(t->buf, t->len)) {
 		r.ment.flags = CS_MENT_ZERO;
 	} else {

@@ -339,6 +339,46 @@ static void test_partial_stripe_sealed_at_open(void **state)
 	free(o.data);
 }
 
+/* A quiet pool does not keep its last stripes as m+1 copies: once no chunk
+ * came in for a whole GC interval, the workers' open stripes are sealed. */
+static void test_idle_pool_seals_open_stripes(void **state)
+{
+	(void)state;
+	struct cs_pool_opts o = {.data_dir = g_dir,
+				 .devices = NDEV,
+				 .k = 4,
+				 .m = 2,
+				 .unit_size = UNIT,
+				 .workers = 2,
+				 .gc_interval = 1};
+	struct cs_pool *p = NULL;
+	assert_int_equal(cs_pool_open(&o, &p), 0);
+	struct obj ob = {.size = 300 * KIB};
+	ob.data = malloc(ob.size);
+	fill_random(ob.data, ob.size, 9);
+	put_object(p, &ob);
+	unsigned nopen = 0, nsealed = 0;
+	uint64_t phys;
+	/* no timing goal: wait as long as a slow machine needs (4 min cap) */
+	for (int i = 0; i < 2400; i++) {
+		stripe_census(p, &nopen, &nsealed, &phys);
+		if (nopen == 0 && nsealed > 0)
+			break;
+		usleep(100000);
+	}
+	assert_int_equal(nopen, 0);
+	assert_true(nsealed > 0);
+	struct cs_reader *r;
+	uint8_t *buf = malloc(ob.size);
+	assert_int_equal(cs_reader_open(p, &ob.mid, &r), 0);
+	assert_int_equal(cs_reader_read(r, 0, buf, ob.size), (long)ob.size);
+	assert_memory_equal(buf, ob.data, ob.size);
+	cs_reader_free(r);
+	free(buf);
+	cs_pool_close(p);
+	free(ob.data);
+}
+
 /* Lose m devices (several random choices): every object reads back via
  * rebuilds; repair restores them; then lose m OTHER devices and read all. */
 static void test_lose_m_devices_read_repair_lose_others(void **state)
@@ -672,6 +712,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_seal_writes_parity_drops_replicas, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_partial_stripe_sealed_at_open, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_idle_pool_seals_open_stripes, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_lose_m_devices_read_repair_lose_others, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_corrupt_m_devices_scrub_restores, setup, teardown),
