@@ -46,6 +46,10 @@ struct cs_fix {
 	/* rewritten units waiting for their group's sync and rename */
 	struct cs_pend *pend;
 	size_t npend;
+	/* stripes registered busy (GC leaves them alone) from before their
+	 * record is read until their rewritten units are renamed */
+	uint64_t *held;
+	size_t nheld, cap_held;
 };
 
 /* A unit written to its temp name, not yet durable nor renamed. Syncs of
@@ -120,12 +124,37 @@ static int cs_fix_bufs(struct cs_fix *f)
 	return 0;
 }
 
+/* Registers a stripe busy before its record is read (cs_internal.h: GC
+ * then cannot free it while units of it are rewritten). */
+static int cs_fix_hold(struct cs_fix *f, uint64_t id)
+{
+	int rc = cs_grow((void **)&f->held, &f->cap_held, f->nheld, sizeof(*f->held));
+	if (rc == 0)
+		rc = cs_stripe_busy_add(f->pool, id);
+	if (rc == 0)
+		f->held[f->nheld++] = id;
+	return rc;
+}
+
+/* Once no rewritten unit waits for its rename: the held stripes go. */
+static void cs_fix_release(struct cs_fix *f, bool force)
+{
+	if (f->npend && !force)
+		return;
+	for (size_t i = 0; i < f->nheld; i++)
+		cs_stripe_busy_del(f->pool, f->held[i]);
+	f->nheld = 0;
+}
+
 static void cs_fix_free(struct cs_fix *f)
 {
 	for (size_t i = 0; i < f->npend; i++) { /* an error path: never renamed */
 		io_close(f->pend[i].fd);
 		unlink(f->pend[i].tmp);
 	}
+	f->npend = 0;
+	cs_fix_release(f, true);
+	free(f->held);
 	free(f->pend);
 	for (unsigned i = 0; i < CS_MAX_FRAGS; i++) {
 		io_free(f->buf[i]);
@@ -638,9 +667,14 @@ int cs_scrub(struct cs_pool *pool, struct cs_check_report *rep, cs_progress_fn f
 			cs_open_left(&f, list[e].id);
 			continue;
 		}
+		rc = cs_fix_hold(&f, list[e].id);
+		if (rc < 0)
+			goto out;
 		rc = cs_stripe_load(pool, list[e].id, &s);
-		if (rc == CAIRN_ENOTFOUND) /* freed meanwhile (GC) */
+		if (rc == CAIRN_ENOTFOUND) { /* freed meanwhile (GC) */
+			cs_fix_release(&f, false);
 			continue;
+		}
 		if (rc < 0)
 			goto out;
 		struct cs_sfix x;
@@ -656,6 +690,7 @@ int cs_scrub(struct cs_pool *pool, struct cs_check_report *rep, cs_progress_fn f
 		if (rc < 0)
 			goto out;
 		cs_scrub_strays(&f, &x);
+		cs_fix_release(&f, false);
 		cs_progress(&f);
 	}
 	rc = 0;
@@ -733,9 +768,14 @@ int cs_repair(struct cs_pool *pool, struct cs_check_report *rep, cs_progress_fn 
 	cs_progress(&f);
 	for (size_t e = 0; e < ntodo; e++) {
 		struct cs_stripe_rec s;
+		rc = cs_fix_hold(&f, todo[e].id);
+		if (rc < 0)
+			goto out;
 		rc = cs_stripe_load(pool, todo[e].id, &s);
-		if (rc == CAIRN_ENOTFOUND)
+		if (rc == CAIRN_ENOTFOUND) {
+			cs_fix_release(&f, false);
 			continue;
+		}
 		if (rc < 0)
 			goto out;
 		struct cs_sfix x;
@@ -764,6 +804,7 @@ int cs_repair(struct cs_pool *pool, struct cs_check_report *rep, cs_progress_fn 
 		rc = cs_fix_units(&f, &x, false, rc);
 		if (rc < 0)
 			goto out;
+		cs_fix_release(&f, false);
 	}
 	rc = 0;
 	if (cs_pend_flush(&f) < 0) {
