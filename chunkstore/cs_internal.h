@@ -224,6 +224,7 @@ struct cs_pool {
 	uint64_t *seal_held; /* stripes workers are appending to: never sealed */
 	size_t seal_nheld, seal_heldcap;
 	bool seal_stop, seal_started, seal_busy;
+	int seal_err;  /* the sealer cannot work (no io_uring): drains fail with it */
 	bool seal_off; /* cs_pool_opts.seal_off: queue nothing, seal nothing */
 	pthread_t sealer;
 

@@ -772,9 +772,15 @@ static void *cs_sealer_main(void *arg)
 	struct cs_sealer se = {.pool = pool};
 	uint64_t *batch = NULL;
 	size_t cap = 0;
-	if (io_ctx_create(CS_WORKER_DEPTH, &se.io) < 0)
+	int io_rc = io_ctx_create(CS_WORKER_DEPTH, &se.io);
+	if (io_rc < 0) {
 		se.io = NULL;
+		log_err(CS_TAG, "sealer: no io_uring (%s): stripes stay replicated",
+			cairn_strerror(io_rc));
+	}
 	pthread_mutex_lock(&pool->seal_mu);
+	pool->seal_err = io_rc < 0 ? io_rc : 0; /* drains must not wait for it */
+	pthread_cond_broadcast(&pool->seal_idle_cv);
 	for (;;) {
 		if (pool->seal_stop)
 			break;
@@ -962,10 +968,12 @@ int cs_seal_drain(struct cs_pool *pool, bool close_open)
 			return rc;
 	}
 	pthread_mutex_lock(&pool->seal_mu);
-	while ((pool->seal_n || pool->seal_busy) && !pool->seal_stop)
+	while ((pool->seal_n || pool->seal_busy) && !pool->seal_stop && !pool->seal_err)
 		pthread_cond_wait(&pool->seal_idle_cv, &pool->seal_mu);
 	if (pool->seal_stop)
 		rc = CAIRN_ESHUTDOWN;
+	else if (pool->seal_err)
+		rc = pool->seal_err;
 	pthread_mutex_unlock(&pool->seal_mu);
 	return rc;
 }
