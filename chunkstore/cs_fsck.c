@@ -181,8 +181,10 @@ static int cs_fsck_manifests(struct cs_fsck *f, struct meta_txn *txn)
 		}
 		memcpy(mkey, k, kl);
 		memcpy(&h, v, sizeof(h));
-		if (h.version > CS_MHDR_VERSION)
-			return CAIRN_EFORMAT;
+		if (h.version > CS_MHDR_VERSION) {
+			rc = CAIRN_EFORMAT; /* a newer build wrote it */
+			goto out;
+		}
 		if (h.refcount == 0)
 			continue; /* dead or doomed: holds no references */
 		f->calc.manifests++;
@@ -223,8 +225,10 @@ static int cs_fsck_chunks(struct cs_fsck *f, struct meta_txn *txn)
 		}
 		memcpy(key, k, kl);
 		memcpy(&r, v, sizeof(r));
-		if (r.version > CS_CHUNK_VERSION)
-			return CAIRN_EFORMAT;
+		if (r.version > CS_CHUNK_VERSION) {
+			rc = CAIRN_EFORMAT; /* a newer build wrote it */
+			goto out;
+		}
 		uint64_t *c = cs_hmap_find(&f->refs, key + 4);
 		uint64_t want = c ? *c & ~CS_FSCK_SEEN : 0;
 		if (c)
@@ -290,8 +294,10 @@ static int cs_fsck_stripes(struct cs_fsck *f, struct meta_txn *txn)
 			continue;
 		}
 		memcpy(&r, v, sizeof(r));
-		if (r.version > CS_STRIPE_VERSION)
-			return CAIRN_EFORMAT;
+		if (r.version > CS_STRIPE_VERSION) {
+			rc = CAIRN_EFORMAT; /* a newer build wrote it */
+			goto out;
+		}
 		uint64_t id = meta_get_be64((const uint8_t *)k + 4);
 		uint64_t *l = cs_hmap_find(&f->slive, &id);
 		uint64_t want = l ? *l : 0;

@@ -703,17 +703,12 @@ out:
 	return rc;
 }
 
-struct cs_todo {
-	uint64_t id;
-	uint64_t bytes;
-};
-
 int cs_repair(struct cs_pool *pool, struct cs_check_report *rep, cs_progress_fn fn, void *arg)
 {
 	struct cs_fix f;
 	struct cs_sent *list = NULL;
-	struct cs_todo *todo = NULL;
-	size_t n = 0, ntodo = 0;
+	uint64_t *lost = NULL; /* stripes with units to rebuild */
+	size_t n = 0, nlost = 0;
 	uint64_t phys;
 	memset(&f, 0, sizeof(f));
 	memset(rep, 0, sizeof(*rep));
@@ -726,8 +721,8 @@ int cs_repair(struct cs_pool *pool, struct cs_check_report *rep, cs_progress_fn 
 	rc = cs_list_stripes(pool, &list, &n, &phys);
 	if (rc < 0)
 		goto out;
-	todo = calloc(n ? n : 1, sizeof(*todo));
-	if (!todo) {
+	lost = calloc(n ? n : 1, sizeof(*lost));
+	if (!lost) {
 		rc = -ENOMEM;
 		goto out;
 	}
@@ -755,7 +750,7 @@ int cs_repair(struct cs_pool *pool, struct cs_check_report *rep, cs_progress_fn 
 			for (unsigned i = 0; i < x.n; i++)
 				if (x.st[i] != CS_U_UNREAD && x.st[i] != CS_U_GOOD)
 					b += CS_UNIT_HDR_SIZE + (uint64_t)x.ulen[i];
-			todo[ntodo++] = (struct cs_todo){.id = x.id, .bytes = b};
+			lost[nlost++] = x.id;
 			total += b;
 		}
 		if ((e & 255) == 0)
@@ -766,12 +761,12 @@ int cs_repair(struct cs_pool *pool, struct cs_check_report *rep, cs_progress_fn 
 	f.total = total;
 	f.done = 0;
 	cs_progress(&f);
-	for (size_t e = 0; e < ntodo; e++) {
+	for (size_t e = 0; e < nlost; e++) {
 		struct cs_stripe_rec s;
-		rc = cs_fix_hold(&f, todo[e].id);
+		rc = cs_fix_hold(&f, lost[e]);
 		if (rc < 0)
 			goto out;
-		rc = cs_stripe_load(pool, todo[e].id, &s);
+		rc = cs_stripe_load(pool, lost[e], &s);
 		if (rc == CAIRN_ENOTFOUND) {
 			cs_fix_release(&f, false);
 			continue;
@@ -779,7 +774,7 @@ int cs_repair(struct cs_pool *pool, struct cs_check_report *rep, cs_progress_fn 
 		if (rc < 0)
 			goto out;
 		struct cs_sfix x;
-		cs_sfix_init(&x, todo[e].id, &s);
+		cs_sfix_init(&x, lost[e], &s);
 		(void)cs_check_headers(&f, &x); /* again: it may have changed */
 		/* read k survivors, data units first (they verify alone) */
 		bool want[CS_MAX_FRAGS] = {false};
@@ -812,7 +807,7 @@ int cs_repair(struct cs_pool *pool, struct cs_check_report *rep, cs_progress_fn 
 	}
 out:
 	free(list);
-	free(todo);
+	free(lost);
 	cs_fix_free(&f);
 	return rc;
 }
