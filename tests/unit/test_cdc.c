@@ -17,6 +17,7 @@
 
 #include <openssl/evp.h>
 
+#include "cs_test.h"
 #include "chunkstore/chunkstore.h"
 #include "chunkstore/cs_cdc.h"
 #include "chunkstore/cs_comp.h"
@@ -26,17 +27,6 @@
 
 #define KIB 1024u
 #define MIB (1024u * 1024u)
-
-static void fill_random(uint8_t *b, size_t n, uint64_t seed)
-{
-	uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
-	for (size_t i = 0; i < n; i++) {
-		x ^= x << 13;
-		x ^= x >> 7;
-		x ^= x << 17;
-		b[i] = (uint8_t)(x >> 24);
-	}
-}
 
 static struct cs_cdc g_cdc; /* 4K / 16K / 64K, the pool default */
 
@@ -213,23 +203,16 @@ static void test_cdc_shift_resistance(void **state)
 
 static char g_dir[256];
 
-static int rm_cb(const char *p, const struct stat *st, int flag, struct FTW *f)
-{
-	(void)st, (void)flag, (void)f;
-	return remove(p);
-}
-
 static int pool_setup(void **state)
 {
 	(void)state;
-	snprintf(g_dir, sizeof(g_dir), "/tmp/cairn-cdc-XXXXXX");
-	return mkdtemp(g_dir) ? 0 : -1;
+	return cs_test_tmpdir(g_dir, sizeof(g_dir), "cdc");
 }
 
 static int pool_teardown(void **state)
 {
 	(void)state;
-	nftw(g_dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+	rm_rf(g_dir);
 	return 0;
 }
 

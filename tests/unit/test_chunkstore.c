@@ -19,6 +19,7 @@
 
 #include <cmocka.h>
 
+#include "cs_test.h"
 #include "chunkstore/chunkstore.h"
 #include "chunkstore/cs_internal.h"
 #include "core/fault.h"
@@ -33,23 +34,10 @@
 
 static char g_dir[256];
 
-static int rm_cb(const char *p, const struct stat *st, int flag, struct FTW *f)
-{
-	(void)st, (void)flag, (void)f;
-	return remove(p);
-}
-static void rm_rf(const char *p)
-{
-	nftw(p, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
-}
-
 static int setup(void **state)
 {
 	(void)state;
-	snprintf(g_dir, sizeof(g_dir), "/tmp/cairn-cs-XXXXXX");
-	if (!mkdtemp(g_dir))
-		return -1;
-	return 0;
+	return cs_test_tmpdir(g_dir, sizeof(g_dir), "cs");
 }
 static int teardown(void **state)
 {
@@ -75,17 +63,6 @@ static struct cs_pool *open_pool(const struct cs_pool_opts *extra)
 	assert_int_equal(rc, 0);
 	assert_non_null(p);
 	return p;
-}
-
-static void fill_random(uint8_t *b, size_t n, uint64_t seed)
-{
-	uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
-	for (size_t i = 0; i < n; i++) {
-		x ^= x << 13;
-		x ^= x >> 7;
-		x ^= x << 17;
-		b[i] = (uint8_t)(x >> 24);
-	}
 }
 
 static int create_fn(struct cs_txn *t, void *arg)

@@ -27,6 +27,7 @@
 
 #include <cmocka.h>
 
+#include "cs_test.h"
 #include "chunkstore/chunkstore.h"
 #include "chunkstore/cs_internal.h"
 #include "core/io.h"
@@ -40,23 +41,16 @@
 
 static char g_dir[256];
 
-static int rm_cb(const char *p, const struct stat *st, int flag, struct FTW *f)
-{
-	(void)st, (void)flag, (void)f;
-	return remove(p);
-}
-
 static int setup(void **state)
 {
 	(void)state;
-	snprintf(g_dir, sizeof(g_dir), "/tmp/cairn-gc-XXXXXX");
-	return mkdtemp(g_dir) ? 0 : -1;
+	return cs_test_tmpdir(g_dir, sizeof(g_dir), "gc");
 }
 
 static int teardown(void **state)
 {
 	(void)state;
-	nftw(g_dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+	rm_rf(g_dir);
 	return 0;
 }
 
@@ -77,17 +71,6 @@ static struct cs_pool *open_pool(void)
 	struct cs_pool *p = NULL;
 	assert_int_equal(cs_pool_open(&o, &p), 0);
 	return p;
-}
-
-static void fill_random(uint8_t *b, size_t n, uint64_t seed)
-{
-	uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
-	for (size_t i = 0; i < n; i++) {
-		x ^= x << 13;
-		x ^= x >> 7;
-		x ^= x << 17;
-		b[i] = (uint8_t)(x >> 24);
-	}
 }
 
 static int create_fn(struct cs_txn *t, void *arg)

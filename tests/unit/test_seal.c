@@ -20,6 +20,7 @@
 
 #include <cmocka.h>
 
+#include "cs_test.h"
 #include "chunkstore/chunkstore.h"
 #include "chunkstore/cs_internal.h"
 #include "core/fault.h"
@@ -33,21 +34,10 @@
 
 static char g_dir[256];
 
-static int rm_cb(const char *p, const struct stat *st, int flag, struct FTW *f)
-{
-	(void)st, (void)flag, (void)f;
-	return remove(p);
-}
-static void rm_rf(const char *p)
-{
-	nftw(p, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
-}
-
 static int setup(void **state)
 {
 	(void)state;
-	snprintf(g_dir, sizeof(g_dir), "/tmp/cairn-seal-XXXXXX");
-	return mkdtemp(g_dir) ? 0 : -1;
+	return cs_test_tmpdir(g_dir, sizeof(g_dir), "seal");
 }
 static int teardown(void **state)
 {
@@ -74,17 +64,6 @@ static uint64_t rnd(void)
 	g_rng ^= g_rng >> 7;
 	g_rng ^= g_rng << 17;
 	return g_rng;
-}
-
-static void fill_random(uint8_t *b, size_t n, uint64_t seed)
-{
-	uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
-	for (size_t i = 0; i < n; i++) {
-		x ^= x << 13;
-		x ^= x >> 7;
-		x ^= x << 17;
-		b[i] = (uint8_t)(x >> 24);
-	}
 }
 
 static int create_fn(struct cs_txn *t, void *arg)
