@@ -37,6 +37,8 @@ enum meta_table {
 	META_T_OBJECTS,	  /* [part][bucket name][0][key] -> objstore object record */
 	META_T_USERS,	  /* user name -> user record (objstore/s3_users.h) */
 	META_T_KEYS,	  /* access key id -> key record */
+	META_T_UPLOADS,	  /* [part][bucket name][0][upload id] -> multipart upload */
+	META_T_UPARTS,	  /* [upload id][part number] -> uploaded part */
 	META_T_COUNT
 };
 

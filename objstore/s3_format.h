@@ -75,6 +75,13 @@ enum s3_field_tag {
 	S3_F_EXPIRES = 6,
 	S3_F_USER_META = 7, /* name: the lowercase suffix after "x-amz-meta-" */
 	S3_F_OWNER = 8,	    /* value: the user who wrote the object */
+	/* value: s3_cksum_encode (objstore/s3_cksum.h): algo, type, parts
+	 * le16, digest. At most one per record. */
+	S3_F_CHECKSUM = 9,
+	/* multipart objects: part sizes as runs of (size le64, count le32),
+	 * in part order; parts = the sum of the counts (s3_obj_rec.parts).
+	 * Uniform part sizes (what clients send) take two runs. */
+	S3_F_PART_SIZES = 10,
 };
 struct s3_field_hdr {
 	uint8_t tag;
@@ -101,6 +108,45 @@ struct s3_group_ent {
 	uint32_t rec_len;
 };
 static_assert(sizeof(struct s3_group_ent) == 8, "s3_group_ent layout");
+
+/* ---- multipart uploads: META_T_UPLOADS, META_T_UPARTS ----
+ *   META_T_UPLOADS [part be32][bucket name][0][upload id 16]
+ *                                     -> s3_upload_rec + key + fields
+ *   META_T_UPARTS  [upload id 16][part number be32] -> s3_upart_rec
+ * The upload id is [creation unix ns be64][8 random bytes], shown as 32
+ * lowercase hex digits; a bucket's uploads sort by creation. The object key
+ * lives in the value (S3 keys outgrow LMDB's key limit), so listing a
+ * bucket's uploads reads them all and sorts by key: uploads in progress are
+ * few. Fields are the object's to be (content type, user metadata, owner)
+ * in the object record's encoding. */
+#define S3_UPLOAD_VERSION 1
+struct s3_upload_rec {
+	uint8_t version;
+	uint8_t cksum_algo; /* enum s3_cksum_algo asked at creation; 0: none */
+	uint8_t cksum_type; /* enum s3_cksum_type; 0 when no algorithm */
+	uint8_t reserved0;
+	uint16_t key_len; /* key bytes that follow */
+	uint16_t nfields; /* s3_field entries after the key */
+	uint64_t created_ns;
+	uint8_t reserved[16];
+};
+static_assert(sizeof(struct s3_upload_rec) == 32, "s3_upload_rec layout");
+
+#define S3_UPART_VERSION 1
+struct s3_upart_rec {
+	uint8_t version;
+	uint8_t cksum_algo; /* checksum of the part's bytes (FULL_OBJECT), 0: none */
+	uint8_t cksum_len;
+	uint8_t reserved0;
+	uint32_t reserved1;
+	uint64_t size;
+	uint64_t mtime_ns;
+	uint8_t md5[16];
+	uint8_t mid[16]; /* the part's manifest (one reference held here) */
+	uint8_t cksum[32];
+	uint8_t reserved[16];
+};
+static_assert(sizeof(struct s3_upart_rec) == 104, "s3_upart_rec layout");
 
 /* ---- user: META_T_USERS ---- */
 #define S3_USER_VERSION 1

@@ -33,61 +33,11 @@
 
 #define TAG "s3"
 
-/* ---- field buffer ---- */
-
-struct fbuf {
-	uint8_t *p;
-	size_t len, cap;
-	uint16_t n;
-	int err;
-};
-
-static void fbuf_add(struct fbuf *f, uint8_t tag, const char *name, size_t nlen, const char *val,
-		     size_t vlen)
-{
-	struct s3_field_hdr h = {.tag = tag, .nlen = (uint16_t)nlen, .vlen = (uint16_t)vlen};
-	size_t need = sizeof(h) + nlen + vlen;
-
-	if (f->err)
-		return;
-	if (nlen > UINT16_MAX || vlen > UINT16_MAX || f->n == UINT16_MAX) {
-		f->err = CAIRN_ETOOBIG;
-		return;
-	}
-	if (f->len + need > f->cap) {
-		size_t cap = (f->cap ? f->cap * 2 : 256) + need;
-		uint8_t *np = realloc(f->p, cap);
-		if (!np) {
-			f->err = -ENOMEM;
-			return;
-		}
-		f->p = np;
-		f->cap = cap;
-	}
-	memcpy(f->p + f->len, &h, sizeof(h));
-	memcpy(f->p + f->len + sizeof(h), name, nlen);
-	memcpy(f->p + f->len + sizeof(h) + nlen, val, vlen);
-	f->len += need;
-	f->n++;
-}
-
-static const struct {
-	const char *header;
-	uint8_t tag;
-} std_fields[] = {
-    {"Content-Type", S3_F_CONTENT_TYPE},
-    {"Content-Encoding", S3_F_CONTENT_ENCODING},
-    {"Content-Disposition", S3_F_CONTENT_DISPOSITION},
-    {"Content-Language", S3_F_CONTENT_LANGUAGE},
-    {"Cache-Control", S3_F_CACHE_CONTROL},
-    {"Expires", S3_F_EXPIRES},
-};
-
 /* ---- PutObject ---- */
 
 struct put_state {
 	struct cs_writer *w;
-	struct fbuf f;
+	struct s3_fbuf f;
 	int werr; /* the writer failed (device full...): the rest is drained */
 };
 
@@ -211,7 +161,6 @@ void s3_op_put_object_start(struct s3_req *r)
 	struct put_state *ps;
 	struct s3_bucket b;
 	const char *ce = s3_req_header(r, "Content-Encoding");
-	size_t meta = 0;
 	int rc;
 
 	if (!r->has_cl && !r->chunked) {
@@ -236,41 +185,8 @@ void s3_op_put_object_start(struct s3_req *r)
 	}
 	r->op_state = ps;
 	r->op_free = put_free;
-	for (size_t i = 0; i < sizeof(std_fields) / sizeof(std_fields[0]); i++) {
-		const char *v = s3_req_header(r, std_fields[i].header);
-		if (v)
-			fbuf_add(&ps->f, std_fields[i].tag, "", 0, v, strlen(v));
-	}
-	if (!s3_req_header(r, "Content-Type"))
-		fbuf_add(&ps->f, S3_F_CONTENT_TYPE, "", 0, "binary/octet-stream", 19);
-	for (size_t i = 0; i < r->nhdrs; i++) {
-		const char *name = r->hdrs[i].name, *v = r->hdrs[i].value;
-		char lower[256];
-		size_t nl;
-		if (!s3_meta_is_user(name))
-			continue;
-		if (s3_meta_name_check(name) < 0) {
-			s3_reply_error(r, S3E_INVALID_ARGUMENT, "Invalid x-amz-meta- header name");
-			return;
-		}
-		meta += s3_meta_size(name, v);
-		nl = strlen(name) - strlen(S3_META_PREFIX);
-		if (meta > S3_META_MAX || nl >= sizeof(lower)) {
-			s3_reply_error(r, S3E_METADATA_TOO_LARGE, NULL);
-			return;
-		}
-		for (size_t j = 0; j < nl; j++) {
-			char c = name[strlen(S3_META_PREFIX) + j];
-			lower[j] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
-		}
-		fbuf_add(&ps->f, S3_F_USER_META, lower, nl, v, strlen(v));
-	}
-	fbuf_add(&ps->f, S3_F_OWNER, "", 0, r->key.user, strlen(r->key.user));
-	if (ps->f.err) {
-		s3_reply_error(r, ps->f.err == -ENOMEM ? S3E_SLOW_DOWN : S3E_METADATA_TOO_LARGE,
-			       NULL);
+	if (s3_fields_from_request(r, &ps->f))
 		return;
-	}
 	rc = cs_writer_open(r->srv->pool, &ps->w);
 	if (rc < 0) {
 		s3_reply_code(r, rc, S3E_INTERNAL_ERROR);

@@ -24,6 +24,7 @@
 #include "chunkstore/chunkstore.h"
 #include "meta/meta.h"
 #include "objstore/s3.h"
+#include "objstore/s3_cksum.h"
 #include "objstore/s3_err.h"
 #include "objstore/s3_format.h"
 #include "objstore/s3_parse.h"
@@ -132,6 +133,14 @@ struct s3_req {
 	void *op_state; /* handler's own state */
 	void (*op_free)(void *op_state);
 
+	/* Flexible checksum of the (decoded) body. request_end verifies it
+	 * against the x-amz-checksum-* header or trailer the client sent and
+	 * answers BadDigest on a mismatch before finish runs; with none sent,
+	 * it holds cksum_default's checksum (a start handler sets that: PUT
+	 * and UploadPart compute CRC64NVME, as S3 does) or algo NONE. */
+	struct s3_cksum body_cksum;
+	enum s3_cksum_algo cksum_default;
+
 	/* response */
 	int status;
 	uint64_t bytes_out;
@@ -157,6 +166,38 @@ void s3_reply_empty(struct s3_req *r, int status);
  * reference. body_len is the number of body bytes the response will carry
  * (for the access log when it completes). */
 void s3_reply_response(struct s3_req *r, int status, struct MHD_Response *resp);
+
+/* ---- object record fields (s3_fields.c) ---- */
+
+struct s3_fbuf {
+	uint8_t *p;
+	size_t len, cap;
+	uint16_t n;
+	int err; /* first failure; later adds do nothing */
+};
+void s3_fbuf_add(struct s3_fbuf *f, uint8_t tag, const char *name, size_t nlen, const char *val,
+		 size_t vlen);
+/* Content-Type (default binary/octet-stream), the other standard headers,
+ * x-amz-meta-* and the owner (the caller). Replies and returns non-zero on
+ * bad or oversized metadata. */
+int s3_fields_from_request(struct s3_req *r, struct s3_fbuf *f);
+
+/* ---- conditional writes (s3_object.c) ---- */
+
+/* If-None-Match: * and If-Match on PutObject, CompleteMultipartUpload and
+ * CopyObject's destination. Evaluated inside the commit transaction that
+ * writes the key, so racing writers serialise: exactly one of them wins. */
+struct s3_write_cond {
+	bool if_none_match_any; /* If-None-Match: * */
+	const char *if_match;	/* If-Match list (request header memory), NULL: none */
+};
+/* Reads the headers; replies (NotImplemented for If-None-Match other than
+ * "*") and returns non-zero when it cannot be honoured. */
+int s3_write_cond_parse(struct s3_req *r, struct s3_write_cond *c);
+/* In the write transaction: 0, CAIRN_EPRECOND (412), or CAIRN_ENOTFOUND
+ * (If-Match on a missing key: NoSuchKey). */
+int s3_write_cond_check(struct meta_txn *t, uint32_t part, const char *bucket, const char *key,
+			size_t klen, const struct s3_write_cond *c) CAIRN_WUR;
 
 /* ---- buckets (s3_bucket.c) ---- */
 
