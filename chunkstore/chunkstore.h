@@ -101,6 +101,10 @@ int cs_writer_open(struct cs_pool *pool, struct cs_writer **out) CAIRN_WUR;
  * chunks deduplicate only against chunks written in the same domain. Call
  * before the first write; in a global pool it changes nothing. */
 void cs_writer_set_domain(struct cs_writer *w, const uint8_t domain[CS_DOMAIN_LEN]);
+/* The stream always gets chunk entries, even when it is small enough to be
+ * kept inline (multipart parts, which cs_manifest_concat joins). Call
+ * before cs_writer_finish. */
+void cs_writer_set_no_inline(struct cs_writer *w);
 /* Appends bytes (copied). Full chunks are handed to the worker pool; may
  * block while too many chunks of this writer are in flight (bounded memory). */
 int cs_writer_write(struct cs_writer *w, const void *buf, size_t len) CAIRN_WUR;
@@ -134,6 +138,17 @@ struct meta_txn *cs_txn_meta(struct cs_txn *txn);
  * commits, the writer cannot make another manifest (CAIRN_EINVAL).
  * CAIRN_ENOTFOUND: a deduplicated chunk vanished (GC) before the commit. */
 int cs_manifest_create(struct cs_txn *txn, struct cs_mid *out) CAIRN_WUR;
+/* A manifest made of others, in order: the bytes of parts[0], then
+ * parts[1]... (multipart completion). No data is read or written: entries
+ * are copied. It consumes one reference of each part (the caller's): a
+ * part held only by that reference hands its chunk references over and
+ * dies (GC removes it), one held elsewhere too keeps its own and the chunks
+ * gain one. The same manifest may not appear twice unless it holds that
+ * many references. Inline manifests cannot be parts (CAIRN_EINVAL): write
+ * parts with cs_writer_set_no_inline. Cost: O(entries) LMDB writes of
+ * manifest records, plus chunk records for shared parts. */
+int cs_manifest_concat(struct cs_txn *txn, const struct cs_mid *parts, size_t n,
+		       struct cs_mid *out) CAIRN_WUR;
 /* Adds one reference to a manifest (copy, image registration, clone). */
 int cs_manifest_ref(struct cs_txn *txn, const struct cs_mid *mid) CAIRN_WUR;
 /* Drops one reference. At zero the manifest's chunks each lose a reference

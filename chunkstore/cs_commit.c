@@ -544,6 +544,209 @@ out:
 	return rc;
 }
 
+/* Adds one reference to a live chunk that a live manifest already names
+ * (so it cannot be at zero). */
+static int cs_chunk_ref_fp(struct cs_txn *t, const uint8_t fp[CS_FP_LEN])
+{
+	uint8_t key[4 + CS_FP_LEN];
+	size_t kl = cs_key_chunk(key, cs_chunk_part(t->pool, fp), fp);
+	struct cs_chunk_rec r;
+	const void *v;
+	size_t vl;
+	int rc = meta_get(t->txn, META_T_CHUNKS, key, kl, &v, &vl);
+	if (rc < 0)
+		return rc == CAIRN_ENOTFOUND ? CAIRN_ECORRUPT : rc;
+	if (vl < sizeof(r))
+		return CAIRN_ECORRUPT;
+	memcpy(&r, v, sizeof(r));
+	if (r.version > CS_CHUNK_VERSION)
+		return CAIRN_EFORMAT;
+	if (r.refcount == 0)
+		return CAIRN_ECORRUPT;
+	r.refcount++;
+	return meta_put(t->txn, META_T_CHUNKS, key, kl, &r, sizeof(r), 0);
+}
+
+/* Output side of cs_manifest_concat: entries packed CS_MENT_PER_REC to a
+ * record, keyed by the logical offset of each record's first entry. */
+struct cs_concat_out {
+	struct cs_txn *t;
+	uint32_t part;
+	const struct cs_mid *mid;
+	uint8_t rec[sizeof(struct cs_ment_rec_hdr) + CS_MENT_PER_REC * sizeof(struct cs_ment)];
+	unsigned n;
+	uint64_t first, off;
+	uint32_t nrecords;
+	uint64_t nchunks;
+};
+
+static int cs_concat_flush(struct cs_concat_out *o)
+{
+	uint8_t key[4 + CS_MID_LEN + 8];
+	struct cs_ment_rec_hdr rh = {.version = CS_MENT_VERSION, .count = (uint16_t)o->n};
+	if (!o->n)
+		return 0;
+	memcpy(o->rec, &rh, sizeof(rh));
+	size_t kl = cs_key_ment(key, o->part, o->mid, o->first);
+	int rc = meta_put(o->t->txn, META_T_MANIFESTS, key, kl, o->rec,
+			  sizeof(rh) + o->n * sizeof(struct cs_ment), META_NOOVERWRITE);
+	if (rc == 0) {
+		o->nrecords++;
+		o->n = 0;
+	}
+	return rc;
+}
+
+static int cs_concat_add(struct cs_concat_out *o, const struct cs_ment *e)
+{
+	if (o->n == 0)
+		o->first = o->off;
+	memcpy(o->rec + sizeof(struct cs_ment_rec_hdr) + o->n * sizeof(*e), e, sizeof(*e));
+	o->n++;
+	o->off += e->len;
+	o->nchunks++;
+	return o->n == CS_MENT_PER_REC ? cs_concat_flush(o) : 0;
+}
+
+/* Copies the entries of one part into o. With transfer, the part's chunk
+ * references move to the new manifest; otherwise each chunk gains one. */
+static int cs_concat_part(struct cs_concat_out *o, const struct cs_mid *mid, bool transfer)
+{
+	struct cs_txn *t = o->t;
+	uint32_t part = cs_mid_part(t->pool, mid);
+	uint8_t key[4 + CS_MID_LEN + 8], rec[sizeof(o->rec)];
+	struct meta_cursor *cur = NULL;
+	const void *k, *v;
+	size_t kl, vl;
+	size_t pkl = cs_key_ment(key, part, mid, 0);
+	int rc;
+
+	/* Re-seeks past each record read: the loop writes to the same table. */
+	for (;;) {
+		rc = meta_cursor_open(t->txn, META_T_MANIFESTS, &cur);
+		if (rc < 0)
+			return rc;
+		rc = meta_cursor_seek(cur, key, pkl, &k, &kl, &v, &vl);
+		if (rc == CAIRN_ENOTFOUND) {
+			rc = 0;
+			break;
+		}
+		if (rc < 0)
+			break;
+		if (kl != pkl || memcmp(k, key, pkl - 8) != 0)
+			break;
+		if (vl < sizeof(struct cs_ment_rec_hdr) || vl > sizeof(rec)) {
+			rc = CAIRN_ECORRUPT;
+			break;
+		}
+		memcpy(rec, v, vl);
+		memcpy(key, k, kl);
+		meta_cursor_close(cur);
+		cur = NULL;
+		struct cs_ment_rec_hdr rh;
+		memcpy(&rh, rec, sizeof(rh));
+		if (rh.version > CS_MENT_VERSION)
+			return CAIRN_EFORMAT;
+		if (sizeof(rh) + (size_t)rh.count * sizeof(struct cs_ment) != vl)
+			return CAIRN_ECORRUPT;
+		for (unsigned j = 0; j < rh.count; j++) {
+			struct cs_ment e;
+			memcpy(&e, rec + sizeof(rh) + j * sizeof(e), sizeof(e));
+			if (!transfer && !(e.flags & CS_MENT_ZERO)) {
+				rc = cs_chunk_ref_fp(t, e.fp);
+				if (rc < 0)
+					return rc;
+			}
+			rc = cs_concat_add(o, &e);
+			if (rc < 0)
+				return rc;
+		}
+		/* next record: the smallest key after this one */
+		uint64_t off = meta_get_be64(key + pkl - 8);
+		if (off == UINT64_MAX)
+			return 0;
+		meta_be64(key + pkl - 8, off + 1);
+	}
+	meta_cursor_close(cur);
+	return rc;
+}
+
+int cs_manifest_concat(struct cs_txn *t, const struct cs_mid *parts, size_t n, struct cs_mid *out)
+{
+	struct cs_pool *pool = t->pool;
+	struct cs_concat_out o = {.t = t};
+	uint8_t key[4 + CS_MID_LEN];
+	uint64_t size = 0;
+	int rc;
+
+	uuid_generate_random(out->b);
+	o.part = cs_mid_part(pool, out);
+	o.mid = out;
+	for (size_t i = 0; i < n; i++) {
+		struct cs_mhdr_rec h;
+		const void *v;
+		size_t vl;
+		rc = cs_mhdr_get(t->txn, pool, &parts[i], &h, &v, &vl);
+		if (rc < 0)
+			return rc;
+		if (h.refcount == 0)
+			return CAIRN_ENOTFOUND;
+		if (h.flags & CS_MHDR_INLINE)
+			return CAIRN_EINVAL;
+		/* A part held only by the caller hands its chunk references
+		 * over and dies without touching a chunk record; one shared
+		 * with others (an object a part was copied from) keeps its
+		 * own, so the new manifest takes new ones. */
+		bool transfer = h.refcount == 1;
+		uint64_t before = o.off;
+		rc = cs_concat_part(&o, &parts[i], transfer);
+		if (rc < 0)
+			return rc;
+		if (o.off - before != h.size)
+			return CAIRN_ECORRUPT;
+		size += h.size;
+		/* v is stale after the puts above: read the header again */
+		rc = cs_mhdr_get(t->txn, pool, &parts[i], &h, &v, &vl);
+		if (rc < 0)
+			return rc;
+		uint8_t *copy = malloc(vl);
+		if (!copy)
+			return -ENOMEM;
+		memcpy(copy, v, vl);
+		h.refcount--;
+		memcpy(copy, &h, sizeof(h));
+		size_t kl = cs_key_mhdr(key, cs_mid_part(pool, &parts[i]), &parts[i]);
+		rc = meta_put(t->txn, META_T_MHDR, key, kl, copy, vl, 0);
+		free(copy);
+		if (rc < 0)
+			return rc;
+		t->d.logical_bytes -= (int64_t)h.size;
+		if (h.refcount == 0) {
+			/* dead with its references gone: GC removes it */
+			t->d.manifests--;
+			cs_gc_note_dead(pool);
+		}
+	}
+	rc = cs_concat_flush(&o);
+	if (rc < 0)
+		return rc;
+	struct cs_mhdr_rec h = {
+	    .version = CS_MHDR_VERSION,
+	    .refcount = 1,
+	    .size = size,
+	    .nrecords = o.nrecords,
+	    .nchunks = o.nchunks,
+	    .created = (uint64_t)time(NULL),
+	};
+	size_t kl = cs_key_mhdr(key, o.part, out);
+	rc = meta_put(t->txn, META_T_MHDR, key, kl, &h, sizeof(h), META_NOOVERWRITE);
+	if (rc == 0) {
+		t->d.logical_bytes += (int64_t)size;
+		t->d.manifests++;
+	}
+	return rc;
+}
+
 /* ---- the committer ---- */
 
 static int cs_ptr_cmp(const void *a, const void *b)

@@ -92,6 +92,7 @@ struct cs_writer {
 	bool finished;
 	bool consumed; /* a manifest was created from it */
 	bool is_inline;
+	bool no_inline; /* cs_writer_set_no_inline */
 	/* files the writer's records live in (one ref each); appended by workers */
 	struct cs_file **files;
 	size_t nfiles, cap_files;

@@ -932,6 +932,11 @@ void cs_writer_set_domain(struct cs_writer *w, const uint8_t domain[CS_DOMAIN_LE
 	memcpy(w->domain, domain, CS_DOMAIN_LEN);
 }
 
+void cs_writer_set_no_inline(struct cs_writer *w)
+{
+	w->no_inline = true;
+}
+
 int cs_writer_put_chunk(struct cs_writer *w, const void *buf, size_t len,
 			const uint8_t fp[CS_FP_LEN])
 {
@@ -968,7 +973,7 @@ int cs_writer_finish(struct cs_writer *w)
 	int rc = 0;
 	if (w->finished)
 		return CAIRN_EINVAL;
-	if (w->nchunks == 0 && w->size <= pool->rec.inline_max) {
+	if (w->nchunks == 0 && w->size <= pool->rec.inline_max && !w->no_inline) {
 		/* inline: the bytes stay in cur and go into the manifest header */
 		w->is_inline = true;
 	} else if (w->cur && w->cur_len) {

@@ -21,6 +21,7 @@
 
 #include "cs_test.h"
 #include "chunkstore/chunkstore.h"
+#include "core/io.h"
 #include "chunkstore/cs_internal.h"
 #include "core/fault.h"
 #include "core/io.h"
@@ -1141,12 +1142,97 @@ static void test_tenant_dedup_domain(void **state)
 	free(buf);
 }
 
+struct concat_arg {
+	const struct cs_mid *parts;
+	size_t n;
+	struct cs_mid out;
+};
+
+static int concat_fn(struct cs_txn *t, void *arg)
+{
+	struct concat_arg *a = arg;
+	return cs_manifest_concat(t, a->parts, a->n, &a->out);
+}
+
+/* Multipart completion: a manifest made of parts copies no byte; parts
+ * held only by the upload die, a part shared with an object keeps it. */
+static void test_manifest_concat(void **state)
+{
+	(void)state;
+	struct cs_pool_opts o = {.gc_interval = -1};
+	struct cs_pool *p = open_pool(&o);
+	/* sizes: chunk-aligned, ragged, tiny (would be inline), empty */
+	size_t sz[4] = {3 * CHUNK, 2 * CHUNK + 777, 100, 0}, total = 0;
+	for (int i = 0; i < 4; i++)
+		total += sz[i];
+	uint8_t *d = malloc(total + 1);
+	fill_random(d, total, 31);
+	struct cs_mid parts[5];
+	size_t off = 0;
+	for (int i = 0; i < 4; i++) {
+		struct cs_writer *w;
+		assert_int_equal(cs_writer_open(p, &w), 0);
+		cs_writer_set_no_inline(w);
+		if (sz[i])
+			assert_int_equal(cs_writer_write(w, d + off, sz[i]), 0);
+		assert_int_equal(cs_writer_finish(w), 0);
+		assert_int_equal(cs_commit(p, w, create_fn, &parts[i]), 0);
+		cs_writer_free(w);
+		off += sz[i];
+	}
+	/* part 1 is also an object of its own (UploadPartCopy of a whole object) */
+	struct refop op = {.mid = &parts[1]};
+	assert_int_equal(cs_commit(p, NULL, refop_fn, &op), 0);
+	struct cs_stats s0, s1;
+	assert_int_equal(cs_pool_stats(p, &s0), 0);
+	uint64_t written = io_bytes_written();
+	struct concat_arg a = {.parts = parts, .n = 4};
+	assert_int_equal(cs_commit(p, NULL, concat_fn, &a), 0);
+	assert_int_equal(io_bytes_written(), written); /* no data written */
+	check_object(p, &a.out, d, total, 1000);
+	check_object(p, &a.out, d, total, total);
+	assert_int_equal(cs_pool_stats(p, &s1), 0);
+	assert_int_equal(s1.unique_bytes, s0.unique_bytes);
+	assert_int_equal(s1.manifests, 2); /* the object and the shared part */
+	assert_int_equal(s1.logical_bytes, total + sz[1]);
+	/* consumed: the upload's own parts are dead, the shared one lives on */
+	struct refop r0 = {.mid = &parts[0], .unref = true};
+	assert_int_equal(cs_commit(p, NULL, refop_fn, &r0), CAIRN_ENOTFOUND);
+	check_object(p, &parts[1], d + sz[0], sz[1], 4096);
+	struct cs_check_report rep;
+	assert_int_equal(cs_fsck(p, false, &rep, NULL, NULL), 0);
+	assert_int_equal(rep.problems, 0);
+	/* an inline manifest cannot be a part; nothing changes */
+	struct cs_mid small;
+	put_object(p, d, 10, 10, &small);
+	struct cs_mid bad[2] = {a.out, small};
+	struct concat_arg b = {.parts = bad, .n = 2};
+	assert_int_equal(cs_commit(p, NULL, concat_fn, &b), CAIRN_EINVAL);
+	check_object(p, &a.out, d, total, total);
+	/* dropping everything frees every chunk */
+	struct refop u1 = {.mid = &a.out, .unref = true}, u2 = {.mid = &parts[1], .unref = true},
+		     u3 = {.mid = &small, .unref = true};
+	assert_int_equal(cs_commit(p, NULL, refop_fn, &u1), 0);
+	assert_int_equal(cs_commit(p, NULL, refop_fn, &u2), 0);
+	assert_int_equal(cs_commit(p, NULL, refop_fn, &u3), 0);
+	assert_int_equal(cs_pool_stats(p, &s1), 0);
+	assert_int_equal(s1.chunks, 0);
+	assert_int_equal(s1.manifests, 0);
+	assert_int_equal(s1.logical_bytes, 0);
+	assert_int_equal(cs_gc(p, &rep, NULL, NULL), 0);
+	assert_int_equal(cs_fsck(p, false, &rep, NULL, NULL), 0);
+	assert_int_equal(rep.problems, 0);
+	free(d);
+	cs_pool_close(p);
+}
+
 int main(void)
 {
 	log_set_level(LOG_WARN);
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_pool_create_reopen, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_tenant_dedup_domain, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_manifest_concat, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_roundtrip_sizes_inline_and_chunk_boundaries, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_inline_writes_no_unit_files, setup, teardown),
