@@ -21,7 +21,6 @@
 
 #include "cs_test.h"
 #include "chunkstore/chunkstore.h"
-#include "core/io.h"
 #include "chunkstore/cs_internal.h"
 #include "core/fault.h"
 #include "core/io.h"
