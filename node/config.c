@@ -56,6 +56,8 @@ static const struct cfg_key keys[] = {
      "S3 connections served at once; more are refused"},
     {"s3", "timeout", CFG_UINT, F(s3_timeout), "60", 1, 86400,
      "seconds an idle or stalled S3 connection is kept"},
+    {"s3", "multipart_expiry", CFG_UINT, F(s3_multipart_expiry), "604800", 1, 315360000,
+     "seconds after which an unfinished multipart upload is aborted and its space freed"},
     {"api", "listen", CFG_LISTEN, F(api_listen), "127.0.0.1:9100", 0, 0,
      "admin API, /metrics and /health address HOST:PORT"},
     {"pool", "devices", CFG_UINT, F(devices), "6", 1, 256,

@@ -33,6 +33,7 @@ struct node_config {
 	char *s3_domain; /* "" = path-style only */
 	uint64_t s3_max_connections;
 	uint64_t s3_timeout;
+	uint64_t s3_multipart_expiry;
 	/* [api] */
 	char *api_listen;
 	/* [pool] (strings first: tests compare the numbers as one block) */

@@ -381,6 +381,7 @@ int node_serve_main(int argc, char **argv)
 	    .domain = cfg.s3_domain[0] ? cfg.s3_domain : NULL,
 	    .max_connections = (unsigned)cfg.s3_max_connections,
 	    .timeout_sec = (unsigned)cfg.s3_timeout,
+	    .multipart_expiry_sec = (unsigned)cfg.s3_multipart_expiry,
 	    .access_log = cfg.access_log,
 	};
 	ret = s3_server_start(&s3cfg, pool, &s3);

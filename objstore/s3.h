@@ -38,6 +38,9 @@ struct s3_config {
 	unsigned timeout_sec;	  /* idle connection timeout; 0 = 60 */
 	unsigned max_per_ip;	  /* connections from one address; 0 = max_connections / 2 */
 	bool access_log;	  /* one line per request on stderr */
+	/* unfinished multipart uploads older than this are aborted (their
+	 * parts' space freed by the next GC); 0: never */
+	unsigned multipart_expiry_sec;
 };
 
 int s3_server_start(const struct s3_config *cfg, struct cs_pool *pool,

@@ -43,6 +43,21 @@ static const struct s3_error_info s3_err_table[S3E_COUNT] = {
     [S3E_PRECONDITION_FAILED] = {"PreconditionFailed", 412,
 				 "At least one of the pre-conditions you specified did "
 				 "not hold"},
+    [S3E_NO_SUCH_UPLOAD] = {"NoSuchUpload", 404,
+			    "The specified upload does not exist. The upload ID may be invalid, "
+			    "or the upload may have been aborted or completed."},
+    [S3E_INVALID_PART] = {"InvalidPart", 400,
+			  "One or more of the specified parts could not be found. The part "
+			  "may not have been uploaded, or the specified entity tag may not "
+			  "match the part's entity tag."},
+    [S3E_INVALID_PART_ORDER] = {"InvalidPartOrder", 400,
+				"The list of parts was not in ascending order. Parts must be "
+				"ordered by part number."},
+    [S3E_ENTITY_TOO_SMALL] = {"EntityTooSmall", 400,
+			      "Your proposed upload is smaller than the minimum allowed "
+			      "object size."},
+    [S3E_INVALID_PART_NUMBER] = {"InvalidPartNumber", 416,
+				 "The requested partnumber is not satisfiable"},
     [S3E_NOT_MODIFIED] = {"NotModified", 304, "Not Modified"},
     [S3E_MALFORMED_XML] = {"MalformedXML", 400,
 			   "The XML you provided was not well-formed or did not "

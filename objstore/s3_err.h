@@ -58,6 +58,12 @@ enum s3_error {
 	S3E_INVALID_URI,		 /* 400 */
 	S3E_TOO_MANY_BUCKETS,		 /* 400 */
 	S3E_MISSING_SECURITY_HEADER,	 /* 400 (e.g. x-amz-content-sha256 absent) */
+	/* multipart */
+	S3E_NO_SUCH_UPLOAD,	 /* 404 */
+	S3E_INVALID_PART,	 /* 400 */
+	S3E_INVALID_PART_ORDER,	 /* 400 */
+	S3E_ENTITY_TOO_SMALL,	 /* 400 */
+	S3E_INVALID_PART_NUMBER, /* 416 (GetObject partNumber beyond the parts) */
 	S3E_COUNT
 };
 

@@ -442,8 +442,29 @@ void s3_op_get_object(struct s3_req *r)
 	time_t mtime;
 	bool partial = false;
 	int attempt = 0;
+	const char *pn_str = s3_query_get(&r->q, "partNumber");
+	uint32_t pn = 0;
 	int rc;
 
+	if (pn_str) {
+		char *end;
+		unsigned long v;
+		errno = 0;
+		v = strtoul(pn_str, &end, 10);
+		if (!*pn_str || *end || errno || v < 1 || v > 10000 || *pn_str == '-') {
+			s3_reply_error(
+			    r, S3E_INVALID_ARGUMENT,
+			    "Part number must be an integer between 1 and 10000, inclusive");
+			return;
+		}
+		pn = (uint32_t)v;
+		if (s3_req_header(r, "Range")) {
+			s3_reply_error(r, S3E_INVALID_REQUEST,
+				       "Cannot specify both Range header and partNumber query "
+				       "parameter");
+			return;
+		}
+	}
 	if (s3_bucket_check(r, &b))
 		return;
 again:
@@ -493,7 +514,27 @@ again:
 		goto out;
 	}
 	len = o.rec.size;
-	rc = s3_range_parse(s3_req_header(r, "Range"), o.rec.size, &range);
+	if (pn_str) {
+		/* GetObject partNumber: the part's bytes, as a range */
+		uint64_t pfirst = 0, plen = 0;
+		rc = s3_part_range(&o, pn, &pfirst, &plen);
+		if (rc == CAIRN_ERANGE) {
+			s3_reply_error(r, S3E_INVALID_PART_NUMBER, NULL);
+			goto out;
+		}
+		if (rc < 0) {
+			s3_reply_code(r, rc, S3E_INTERNAL_ERROR);
+			goto out;
+		}
+		start = pfirst;
+		len = plen;
+		partial = o.rec.parts > 0 && plen > 0;
+		range.start = pfirst;
+		range.end = pfirst + plen - 1;
+		rc = 1;
+	} else {
+		rc = s3_range_parse(s3_req_header(r, "Range"), o.rec.size, &range);
+	}
 	if (rc == CAIRN_ERANGE) {
 		snprintf(r->range_size, sizeof(r->range_size), "%llu",
 			 (unsigned long long)o.rec.size);
@@ -592,6 +633,11 @@ again:
 		snprintf(cr, sizeof(cr), "bytes %llu-%llu/%llu", (unsigned long long)range.start,
 			 (unsigned long long)range.end, (unsigned long long)o.rec.size);
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_RANGE, cr);
+	}
+	if (pn_str && o.rec.parts) {
+		char pc[16];
+		snprintf(pc, sizeof(pc), "%u", o.rec.parts);
+		MHD_add_response_header(resp, "x-amz-mp-parts-count", pc);
 	}
 	add_field_headers(resp, &o, r);
 	s3_reply_response(r, partial ? 206 : 200, resp);

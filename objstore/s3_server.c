@@ -368,6 +368,23 @@ static void *reaper_main(void *arg)
 				 "closed a connection that sent no complete request head in %llus",
 				 (unsigned long long)(srv->head_deadline_us / 1000000u));
 		}
+		if (srv->mpu_expiry_us && now >= srv->mpu_next_sweep_us) {
+			/* abandoned multipart uploads: checked a tenth of the
+			 * expiry apart (at most hourly), off the lock */
+			uint64_t period = srv->mpu_expiry_us / 10;
+			if (period > 3600ull * 1000000u)
+				period = 3600ull * 1000000u;
+			if (period < 1000000u)
+				period = 1000000u;
+			srv->mpu_next_sweep_us = now + period;
+			pthread_mutex_unlock(&srv->conns_lock);
+			long n = s3_multipart_expire(srv->pool, srv->mpu_expiry_us * 1000u);
+			if (n < 0)
+				log_warn(TAG, "expiring multipart uploads failed: %s",
+					 cairn_strerror((int)n));
+			pthread_mutex_lock(&srv->conns_lock);
+			continue;
+		}
 		clock_gettime(CLOCK_REALTIME, &ts);
 		ts.tv_sec += 1;
 		pthread_cond_timedwait(&srv->reaper_cond, &srv->conns_lock, &ts);
@@ -404,8 +421,6 @@ static const char *const later_subresources[] = {
     "object-lock",
     "retention",
     "legal-hold",
-    "uploads",
-    "uploadId",
     "versions",
     "accelerate",
     "requestPayment",
@@ -420,7 +435,6 @@ static const char *const later_subresources[] = {
     "torrent",
     "attributes",
     "policyStatus",
-    "partNumber",
     NULL,
 };
 
@@ -458,9 +472,12 @@ static s3_handler_fn route(struct s3_req *r)
 				r->op = "GetBucketVersioning";
 				return s3_op_get_bucket_versioning;
 			}
+			if (s3_query_has(&r->q, "uploads")) {
+				r->op = "ListMultipartUploads";
+				return s3_op_list_uploads;
+			}
 			if (sub) {
-				r->op = strcmp(sub, "uploads") == 0 ? "ListMultipartUploads"
-								    : "GetBucketSubresource";
+				r->op = "GetBucketSubresource";
 				return op_not_implemented;
 			}
 			{
@@ -499,39 +516,58 @@ static s3_handler_fn route(struct s3_req *r)
 	}
 	if (strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0) {
 		r->op = strcmp(m, "HEAD") == 0 ? "HeadObject" : "GetObject";
+		if (s3_query_has(&r->q, "uploadId") && strcmp(m, "GET") == 0) {
+			r->op = "ListParts";
+			return s3_op_list_parts;
+		}
 		if (sub) {
-			r->op = strcmp(sub, "uploadId") == 0 ? "ListParts" : "GetObjectSubresource";
+			r->op = "GetObjectSubresource";
 			return op_not_implemented;
 		}
 		return s3_op_get_object;
 	}
 	if (strcmp(m, "PUT") == 0) {
 		r->op = "PutObject";
+		if (s3_query_has(&r->q, "uploadId") || s3_query_has(&r->q, "partNumber")) {
+			if (s3_req_header(r, "x-amz-copy-source")) {
+				r->op = "UploadPartCopy";
+				return s3_op_upload_part_copy;
+			}
+			r->op = "UploadPart";
+			return s3_op_upload_part_start;
+		}
 		if (s3_req_header(r, "x-amz-copy-source")) {
 			r->op = "CopyObject";
 			return op_not_implemented;
 		}
 		if (sub) {
-			r->op = strcmp(sub, "uploadId") == 0 || strcmp(sub, "partNumber") == 0
-				    ? "UploadPart"
-				    : "PutObjectSubresource";
+			r->op = "PutObjectSubresource";
 			return op_not_implemented;
 		}
 		return s3_op_put_object_start;
 	}
 	if (strcmp(m, "DELETE") == 0) {
 		r->op = "DeleteObject";
+		if (s3_query_has(&r->q, "uploadId")) {
+			r->op = "AbortMultipartUpload";
+			return s3_op_abort_multipart;
+		}
 		if (sub) {
-			r->op = strcmp(sub, "uploadId") == 0 ? "AbortMultipartUpload"
-							     : "DeleteObjectSubresource";
+			r->op = "DeleteObjectSubresource";
 			return op_not_implemented;
 		}
 		return s3_op_delete_object;
 	}
 	if (strcmp(m, "POST") == 0) {
-		r->op = s3_query_has(&r->q, "uploads")	  ? "CreateMultipartUpload"
-			: s3_query_has(&r->q, "uploadId") ? "CompleteMultipartUpload"
-							  : "PostObject";
+		if (s3_query_has(&r->q, "uploads")) {
+			r->op = "CreateMultipartUpload";
+			return s3_op_create_multipart;
+		}
+		if (s3_query_has(&r->q, "uploadId")) {
+			r->op = "CompleteMultipartUpload";
+			return s3_op_complete_multipart_start;
+		}
+		r->op = "PostObject";
 		return op_not_implemented;
 	}
 	r->op = "Unknown";
@@ -1248,6 +1284,10 @@ int s3_server_start(const struct s3_config *cfg, struct cs_pool *pool, struct s3
 		goto fail;
 	}
 	srv->reaper_started = true;
+	if (cfg->multipart_expiry_sec) {
+		srv->mpu_expiry_us = (uint64_t)cfg->multipart_expiry_sec * 1000000u;
+		srv->mpu_next_sweep_us = now_us() + 1000000u; /* soon after start */
+	}
 	log_info(TAG, "S3 listening on %s (port %u, %u connections, %u per IP, %us timeout)",
 		 cfg->listen, srv->port, maxc, per_ip, timeout);
 	*out = srv;

@@ -81,6 +81,8 @@ struct s3_server {
 	bool reaper_started, stopping;
 	struct s3_conn *conns;
 	uint64_t head_deadline_us;
+	/* multipart uploads older than this are aborted by the reaper; 0: never */
+	uint64_t mpu_expiry_us, mpu_next_sweep_us;
 };
 
 enum s3_state { S3_ST_NEW = 0, S3_ST_DEFER, S3_ST_BODY, S3_ST_DONE };
@@ -231,6 +233,19 @@ void s3_op_get_object(struct s3_req *r); /* GET and HEAD */
 void s3_op_delete_object(struct s3_req *r);
 void s3_op_delete_objects_start(struct s3_req *r);
 
+/* ---- multipart uploads (s3_multipart.c) ---- */
+
+void s3_op_create_multipart(struct s3_req *r);
+void s3_op_upload_part_start(struct s3_req *r);
+void s3_op_upload_part_copy(struct s3_req *r);
+void s3_op_complete_multipart_start(struct s3_req *r);
+void s3_op_abort_multipart(struct s3_req *r);
+void s3_op_list_parts(struct s3_req *r);
+void s3_op_list_uploads(struct s3_req *r);
+/* Aborts every upload created more than max_age_ns ago; returns how many
+ * or a negative code. Their parts' space comes back at the next GC. */
+long s3_multipart_expire(struct cs_pool *pool, uint64_t max_age_ns) CAIRN_WUR;
+
 /* ---- listing and the object index (s3_list.c) ---- */
 
 void s3_op_list_objects(struct s3_req *r); /* v1 and v2 */
@@ -260,6 +275,11 @@ int s3_idx_del(struct meta_txn *t, uint32_t part, const char *bucket, const char
 	       struct cs_mid *old, bool *had_old) CAIRN_WUR;
 /* True when the bucket holds no object (CAIRN_* on error as negative). */
 int s3_idx_empty(struct meta_txn *t, uint32_t part, const char *bucket) CAIRN_WUR;
+
+/* The byte range of part pn (1-based) of an object: CAIRN_ERANGE beyond
+ * its parts (a single-PUT object has one part, the whole object). */
+int s3_part_range(const struct s3_objinfo *o, uint32_t pn, uint64_t *first,
+		  uint64_t *len) CAIRN_WUR;
 
 /* ---- users (s3_users.c) ---- */
 

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/fault.h"
+#include "objstore/s3_parse.h"
 
 /* ---- writer ---- */
 
@@ -656,4 +657,209 @@ out:
 	free(c.text.p);
 	XML_ParserFree(c.p);
 	return ret;
+}
+
+/* ---- CompleteMultipartUpload ---- */
+
+enum { CMP_DOC = 0, CMP_ROOT, CMP_PART, CMP_FIELD, CMP_SKIP, CMP_DONE };
+enum { CMPF_NUMBER = 1, CMPF_ETAG, CMPF_CKSUM };
+
+struct cmp_ctx {
+	XML_Parser p;
+	int state, field, skip_depth, skip_return, err;
+	bool have_number;
+	size_t cap;
+	struct s3_complete_req *req;
+	struct s3_complete_part cur;
+	struct text_buf text;
+};
+
+static void cmp_fail(struct cmp_ctx *c, int err)
+{
+	if (!c->err)
+		c->err = err;
+	XML_StopParser(c->p, XML_FALSE);
+}
+
+static void XMLCALL cmp_start(void *ud, const XML_Char *name, const XML_Char **attrs)
+{
+	struct cmp_ctx *c = ud;
+	const char *ln = local_name(name);
+	(void)attrs;
+
+	if (c->err)
+		return;
+	switch (c->state) {
+	case CMP_DOC:
+		if (strcmp(ln, "CompleteMultipartUpload") != 0)
+			return cmp_fail(c, CAIRN_EINVAL);
+		c->state = CMP_ROOT;
+		return;
+	case CMP_ROOT:
+		if (strcmp(ln, "Part") == 0) {
+			if (c->req->n >= S3_COMPLETE_MAX_PARTS)
+				return cmp_fail(c, CAIRN_EINVAL);
+			memset(&c->cur, 0, sizeof(c->cur));
+			c->have_number = false;
+			c->state = CMP_PART;
+			return;
+		}
+		break;
+	case CMP_PART:
+		c->field = 0;
+		if (strcmp(ln, "PartNumber") == 0)
+			c->field = CMPF_NUMBER;
+		else if (strcmp(ln, "ETag") == 0)
+			c->field = CMPF_ETAG;
+		else if (strncmp(ln, "Checksum", 8) == 0 && ln[8] &&
+			 strlen(ln + 8) < sizeof(c->cur.cksum_algo))
+			c->field = CMPF_CKSUM;
+		if (!c->field)
+			break;
+		if (c->field == CMPF_CKSUM)
+			strcpy(c->cur.cksum_algo, ln + 8);
+		c->text.len = 0;
+		if (text_add(&c->text, "", 0))
+			return cmp_fail(c, -ENOMEM);
+		c->state = CMP_FIELD;
+		return;
+	case CMP_SKIP:
+		c->skip_depth++;
+		return;
+	default:
+		return cmp_fail(c, CAIRN_EINVAL);
+	}
+	/* unknown elements are ignored, as S3 does */
+	c->skip_return = c->state;
+	c->skip_depth = 1;
+	c->state = CMP_SKIP;
+}
+
+static bool cmp_trim(const struct text_buf *t, const char **s, size_t *n)
+{
+	*s = t->p ? t->p : "";
+	*n = t->len;
+	while (*n && strchr(" \t\r\n", **s))
+		(*s)++, (*n)--;
+	while (*n && strchr(" \t\r\n", (*s)[*n - 1]))
+		(*n)--;
+	return *n > 0;
+}
+
+static void XMLCALL cmp_end(void *ud, const XML_Char *name)
+{
+	struct cmp_ctx *c = ud;
+	struct s3_complete_req *r = c->req;
+	const char *s;
+	size_t n;
+	(void)name;
+
+	if (c->err)
+		return;
+	switch (c->state) {
+	case CMP_ROOT:
+		c->state = CMP_DONE;
+		return;
+	case CMP_FIELD:
+		c->state = CMP_PART;
+		if (!cmp_trim(&c->text, &s, &n))
+			return cmp_fail(c, CAIRN_EINVAL);
+		if (c->field == CMPF_NUMBER) {
+			uint64_t v = 0;
+			if (n > 6)
+				return cmp_fail(c, CAIRN_EINVAL);
+			for (size_t i = 0; i < n; i++) {
+				if (s[i] < '0' || s[i] > '9')
+					return cmp_fail(c, CAIRN_EINVAL);
+				v = v * 10 + (uint64_t)(s[i] - '0');
+			}
+			c->cur.number = (uint32_t)v;
+			c->have_number = true;
+		} else if (c->field == CMPF_ETAG) {
+			const char *t;
+			size_t tl;
+			s3_etag_unquote(s, n, &t, &tl);
+			if (tl >= sizeof(c->cur.etag))
+				return cmp_fail(c, CAIRN_EINVAL);
+			memcpy(c->cur.etag, t, tl);
+			c->cur.etag[tl] = 0;
+		} else {
+			if (n >= sizeof(c->cur.cksum))
+				return cmp_fail(c, CAIRN_EINVAL);
+			memcpy(c->cur.cksum, s, n);
+			c->cur.cksum[n] = 0;
+		}
+		return;
+	case CMP_PART:
+		if (!c->have_number || !c->cur.etag[0])
+			return cmp_fail(c, CAIRN_EINVAL);
+		if (r->n == c->cap) {
+			size_t ncap = c->cap ? c->cap * 2 : 64;
+			void *np = realloc(r->parts, ncap * sizeof(*r->parts));
+			if (!np)
+				return cmp_fail(c, -ENOMEM);
+			r->parts = np;
+			c->cap = ncap;
+		}
+		r->parts[r->n++] = c->cur;
+		c->state = CMP_ROOT;
+		return;
+	case CMP_SKIP:
+		if (--c->skip_depth == 0)
+			c->state = c->skip_return;
+		return;
+	default:
+		return cmp_fail(c, CAIRN_EINVAL);
+	}
+}
+
+static void XMLCALL cmp_chars(void *ud, const XML_Char *s, int len)
+{
+	struct cmp_ctx *c = ud;
+
+	if (c->err || c->state != CMP_FIELD)
+		return;
+	if (c->text.len + (size_t)len > 256)
+		return cmp_fail(c, CAIRN_EINVAL);
+	if (text_add(&c->text, s, (size_t)len))
+		cmp_fail(c, -ENOMEM);
+}
+
+int s3_xml_parse_complete(const char *body, size_t len, struct s3_complete_req *out)
+{
+	struct cmp_ctx c;
+	int ret = 0;
+
+	memset(out, 0, sizeof(*out));
+	memset(&c, 0, sizeof(c));
+	c.req = out;
+	if (len > S3_COMPLETE_BODY_MAX || len > INT32_MAX)
+		return CAIRN_EINVAL;
+	c.p = xml_new_parser(&c);
+	if (!c.p)
+		return -ENOMEM;
+	XML_SetElementHandler(c.p, cmp_start, cmp_end);
+	XML_SetCharacterDataHandler(c.p, cmp_chars);
+	if (XML_Parse(c.p, body ? body : "", (int)len, XML_TRUE) != XML_STATUS_OK) {
+		ret = c.err ? c.err : CAIRN_EINVAL;
+		if (XML_GetErrorCode(c.p) == XML_ERROR_NO_MEMORY)
+			ret = -ENOMEM;
+	} else if (c.err) {
+		ret = c.err;
+	} else if (c.state != CMP_DONE || out->n == 0) {
+		ret = CAIRN_EINVAL;
+	}
+	if (ret)
+		s3_complete_req_free(out);
+	free(c.text.p);
+	XML_ParserFree(c.p);
+	return ret;
+}
+
+void s3_complete_req_free(struct s3_complete_req *r)
+{
+	if (!r)
+		return;
+	free(r->parts);
+	memset(r, 0, sizeof(*r));
 }

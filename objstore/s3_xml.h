@@ -92,4 +92,25 @@ void s3_delete_req_free(struct s3_delete_req *r);
  * InvalidLocationConstraint, answered as InvalidArgument), -ENOMEM. */
 int s3_xml_parse_create_bucket(const char *body, size_t len, char *location, size_t cap) CAIRN_WUR;
 
+/* CompleteMultipartUpload: <CompleteMultipartUpload><Part><PartNumber>n
+ * </PartNumber><ETag>"e"</ETag>[<ChecksumCRC32>b64</ChecksumCRC32>]</Part>
+ * ...</CompleteMultipartUpload>. Order and numbers are the caller's to
+ * check (InvalidPartOrder, InvalidPart); unknown elements are ignored. */
+#define S3_COMPLETE_MAX_PARTS 10000
+#define S3_COMPLETE_BODY_MAX (4u << 20)
+struct s3_complete_part {
+	uint32_t number;     /* as sent (0..999999) */
+	char etag[80];	     /* unquoted */
+	char cksum_algo[16]; /* "CRC32"... from <ChecksumCRC32>, "" when none */
+	char cksum[72];	     /* its text */
+};
+struct s3_complete_req {
+	size_t n;
+	struct s3_complete_part *parts;
+};
+/* 0, CAIRN_EINVAL (MalformedXML: also no Part, a Part without PartNumber or
+ * ETag, more than S3_COMPLETE_MAX_PARTS), -ENOMEM. */
+int s3_xml_parse_complete(const char *body, size_t len, struct s3_complete_req *out) CAIRN_WUR;
+void s3_complete_req_free(struct s3_complete_req *r);
+
 #endif
