@@ -365,6 +365,9 @@ static int delete_fn(struct cs_txn *txn, void *arg)
 		return rc;
 	if (rc == 0)
 		return CAIRN_ENOTEMPTY;
+	rc = s3_multipart_drop_bucket(txn, a->part, a->name);
+	if (rc < 0)
+		return rc;
 	rc = meta_del(t, META_T_BUCKETS, k, bucket_key(k, a->part, a->name));
 	if (rc < 0)
 		return rc;

@@ -1670,6 +1670,38 @@ long s3_multipart_expire(struct cs_pool *pool, uint64_t max_age_ns)
 	return total;
 }
 
+int s3_multipart_drop_bucket(struct cs_txn *txn, uint32_t part, const char *bucket)
+{
+	struct meta_txn *t = cs_txn_meta(txn);
+	uint8_t k[5 + S3_BUCKET_MAX + S3_UPLOAD_ID_LEN];
+	size_t plen = upload_key(k, part, bucket, NULL);
+	int rc;
+
+	/* one upload at a time: upload_drop writes to the table scanned */
+	for (;;) {
+		struct meta_cursor *c = NULL;
+		const void *kk, *v;
+		size_t kl, vl;
+		uint8_t id[S3_UPLOAD_ID_LEN];
+		rc = meta_cursor_open(t, META_T_UPLOADS, &c);
+		if (rc < 0)
+			return rc;
+		rc = meta_cursor_seek(c, k, plen, &kk, &kl, &v, &vl);
+		if (rc == 0 && (kl != plen + S3_UPLOAD_ID_LEN || memcmp(kk, k, plen) != 0))
+			rc = CAIRN_ENOTFOUND;
+		if (rc == 0)
+			memcpy(id, (const uint8_t *)kk + plen, S3_UPLOAD_ID_LEN);
+		meta_cursor_close(c);
+		if (rc == CAIRN_ENOTFOUND)
+			return 0;
+		if (rc < 0)
+			return rc;
+		rc = upload_drop(txn, part, bucket, id, NULL);
+		if (rc < 0)
+			return rc;
+	}
+}
+
 /* ---- part ranges of multipart objects (GetObject partNumber) ---- */
 
 int s3_part_range(const struct s3_objinfo *o, uint32_t pn, uint64_t *first, uint64_t *len)

@@ -245,6 +245,9 @@ void s3_op_list_uploads(struct s3_req *r);
 /* Aborts every upload created more than max_age_ns ago; returns how many
  * or a negative code. Their parts' space comes back at the next GC. */
 long s3_multipart_expire(struct cs_pool *pool, uint64_t max_age_ns) CAIRN_WUR;
+/* In DeleteBucket's transaction: aborts the bucket's uploads in progress,
+ * so that a bucket made again under the name does not inherit them. */
+int s3_multipart_drop_bucket(struct cs_txn *txn, uint32_t part, const char *bucket) CAIRN_WUR;
 
 /* ---- listing and the object index (s3_list.c) ---- */
 

@@ -239,6 +239,13 @@ for k, v in ids.items():
         s3.abort_multipart_upload(Bucket=B2, Key=k, UploadId=i)
 t.expect_eq("no uploads left after aborts",
             s3.list_multipart_uploads(Bucket=B2).get("Uploads", []), [])
+u = s3.create_multipart_upload(Bucket=B2, Key="x")["UploadId"]
+s3.upload_part(Bucket=B2, Key="x", UploadId=u, PartNumber=1, Body=b"abandoned")
+s3.delete_bucket(Bucket=B2)
+s3.create_bucket(Bucket=B2)
+t.expect_eq("a bucket made again does not inherit the uploads of the deleted one",
+            s3.list_multipart_uploads(Bucket=B2).get("Uploads", []), [])
+s3.delete_bucket(Bucket=B2)
 
 # ---- completion stores no byte twice; abort gives space back ----
 gc()
