@@ -1,5 +1,5 @@
-/* tests/fuzz/fuzz_s3_xml.c - the DeleteObjects and CreateBucketConfiguration
- * parsers, and a writer round trip: text escaped by the writer and parsed
+/* tests/fuzz/fuzz_s3_xml.c - the DeleteObjects, CompleteMultipartUpload and
+ * CreateBucketConfiguration parsers, and a writer round trip: text escaped by the writer and parsed
  * back by expat must come back unchanged whenever expat accepts it. */
 #include <errno.h>
 #include <stdio.h>
@@ -30,6 +30,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			CHECK(r.objs[i].key != NULL);
 	}
 	s3_delete_req_free(&r);
+	struct s3_complete_req cr;
+	ret = s3_xml_parse_complete(body, size, &cr);
+	CHECK(ret == 0 || ret == CAIRN_EINVAL || ret == -ENOMEM);
+	if (ret == 0) {
+		CHECK(cr.n >= 1 && cr.n <= S3_COMPLETE_MAX_PARTS);
+		for (size_t i = 0; i < cr.n; i++)
+			CHECK(cr.parts[i].etag[0] &&
+			      strlen(cr.parts[i].etag) < sizeof(cr.parts[i].etag) &&
+			      strlen(cr.parts[i].cksum) < sizeof(cr.parts[i].cksum));
+	}
+	s3_complete_req_free(&cr);
 	ret = s3_xml_parse_create_bucket(body, size, loc, sizeof(loc));
 	CHECK(ret == 0 || ret == CAIRN_EINVAL || ret == -ENOMEM);
 	if (ret == 0)

@@ -244,6 +244,60 @@ static void test_parse_create_bucket_configuration(void **state)
 	assert_int_equal(s3_xml_parse_create_bucket(b, strlen(b), loc, 11), 0);
 }
 
+static void test_parse_complete(void **state)
+{
+	(void)state;
+	struct s3_complete_req r;
+	const char *ok = "<CompleteMultipartUpload xmlns=\"" S3_XMLNS "\">"
+			 "<Part><PartNumber> 1 </PartNumber><ETag>\"abc\"</ETag>"
+			 "<ChecksumCRC32>AAAAAA==</ChecksumCRC32></Part>"
+			 "<Part><ETag>&quot;def&quot;</ETag><PartNumber>3</PartNumber>"
+			 "<Unknown><Deep>x</Deep></Unknown></Part>"
+			 "</CompleteMultipartUpload>";
+	assert_int_equal(s3_xml_parse_complete(ok, strlen(ok), &r), 0);
+	assert_int_equal(r.n, 2);
+	assert_int_equal(r.parts[0].number, 1);
+	assert_string_equal(r.parts[0].etag, "abc");
+	assert_string_equal(r.parts[0].cksum_algo, "CRC32");
+	assert_string_equal(r.parts[0].cksum, "AAAAAA==");
+	assert_int_equal(r.parts[1].number, 3);
+	assert_string_equal(r.parts[1].etag, "def");
+	assert_string_equal(r.parts[1].cksum_algo, "");
+	s3_complete_req_free(&r);
+	static const char *const bad[] = {
+	    "",
+	    "<CompleteMultipartUpload/>",
+	    "<CompleteMultipartUpload><Part><ETag>a</ETag></Part></CompleteMultipartUpload>",
+	    "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber></Part>"
+	    "</CompleteMultipartUpload>",
+	    "<CompleteMultipartUpload><Part><PartNumber>x1</PartNumber><ETag>a</ETag></Part>"
+	    "</CompleteMultipartUpload>",
+	    "<CompleteMultipartUpload><Part><PartNumber>1234567</PartNumber><ETag>a</ETag>"
+	    "</Part></CompleteMultipartUpload>",
+	    "<CompleteMultipartUpload><Part><PartNumber>1<b/></PartNumber><ETag>a</ETag></Part>"
+	    "</CompleteMultipartUpload>",
+	    "<Other><Part><PartNumber>1</PartNumber><ETag>a</ETag></Part></Other>",
+	    "<!DOCTYPE x [<!ENTITY e \"1\">]><CompleteMultipartUpload><Part><PartNumber>&e;"
+	    "</PartNumber><ETag>a</ETag></Part></CompleteMultipartUpload>",
+	    "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>a</ETag></Part>",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		memset(&r, 0x5a, sizeof(r));
+		assert_int_equal(s3_xml_parse_complete(bad[i], strlen(bad[i]), &r), CAIRN_EINVAL);
+		assert_null(r.parts);
+	}
+	/* 10,001 parts: refused */
+	size_t cap = 64 + 10001 * 64;
+	char *big = malloc(cap);
+	size_t n = (size_t)snprintf(big, cap, "<CompleteMultipartUpload>");
+	for (int i = 1; i <= 10001; i++)
+		n += (size_t)snprintf(big + n, cap - n,
+				      "<Part><PartNumber>%d</PartNumber><ETag>e</ETag></Part>", i);
+	n += (size_t)snprintf(big + n, cap - n, "</CompleteMultipartUpload>");
+	assert_int_equal(s3_xml_parse_complete(big, n, &r), CAIRN_EINVAL);
+	free(big);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -255,6 +309,7 @@ int main(void)
 	    cmocka_unit_test(test_parse_delete_1000_objects_limit),
 	    cmocka_unit_test(test_parse_delete_out_of_memory),
 	    cmocka_unit_test(test_parse_create_bucket_configuration),
+	    cmocka_unit_test(test_parse_complete),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
