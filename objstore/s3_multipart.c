@@ -1454,7 +1454,8 @@ void s3_op_list_uploads(struct s3_req *r)
 		s3_reply_code(r, rc, S3E_INTERNAL_ERROR);
 		goto out;
 	}
-	qsort(ents, n, sizeof(*ents), lu_cmp);
+	if (n)
+		qsort(ents, n, sizeof(*ents), lu_cmp);
 	s3_xml_init(&x);
 	s3_xml_open(&x, "ListMultipartUploadsResult", S3_XMLNS);
 	s3_xml_elem(&x, "Bucket", r->addr.bucket);
