@@ -70,6 +70,41 @@ static void test_aws_example_chunk_signatures(void **state)
 	free(a);
 }
 
+/* The example's seed: its header signature verifies, and the verifier
+ * hands back the same signing key sigv4_signing_key derives. */
+static void test_aws_example_seed_and_key(void **state)
+{
+	static const struct sigv4_header h[] = {
+	    {"Host", "s3.amazonaws.com"},
+	    {"x-amz-date", "20130524T000000Z"},
+	    {"x-amz-storage-class", "REDUCED_REDUNDANCY"},
+	    {"Authorization",
+	     "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/"
+	     "aws4_request,SignedHeaders=content-encoding;content-length;host;x-amz-content-"
+	     "sha256;x-amz-date;x-amz-decoded-content-length;x-amz-storage-class,Signature=" SEED},
+	    {"x-amz-content-sha256", "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"},
+	    {"Content-Encoding", "aws-chunked"},
+	    {"x-amz-decoded-content-length", "66560"},
+	    {"Content-Length", "66824"},
+	};
+	struct sigv4_request req = {"PUT", "/examplebucket/chunkObject.txt", h,
+				    sizeof(h) / sizeof(h[0])};
+	struct sigv4_auth a;
+	uint8_t k[SIGV4_KEY_LEN] = {0};
+	(void)state;
+	setup_auth();
+	assert_int_equal(sigv4_parse(&req, &a), 0);
+	assert_int_equal(a.payload, SIGV4_PAYLOAD_STREAMING);
+	assert_int_equal(s3_chunked_mode_parse(a.payload_raw), S3_CHUNKED_SIGNED);
+	assert_int_equal(sigv4_verify_key(&req, &a, "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", k),
+			 0);
+	assert_memory_equal(k, key, SIGV4_KEY_LEN);
+	memset(k, 0, sizeof(k));
+	assert_int_equal(sigv4_verify_key(&req, &a, "wrong", k), CAIRN_EAUTH);
+	for (size_t i = 0; i < sizeof(k); i++)
+		assert_int_equal(k[i], 0); /* untouched on failure */
+}
+
 /* ---- building bodies ---- */
 
 struct body {
@@ -519,6 +554,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_aws_example_chunk_signatures),
+	    cmocka_unit_test(test_aws_example_seed_and_key),
 	    cmocka_unit_test(test_signed_every_split),
 	    cmocka_unit_test(test_signed_trailer_every_split),
 	    cmocka_unit_test(test_unsigned_trailer_every_split),
