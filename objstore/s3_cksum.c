@@ -3,12 +3,14 @@
  * CRC32 and CRC32C run on ISA-L (tens of GiB/s per core with PCLMUL); the
  * SHAs on OpenSSL's EVP. CRC64NVME would be ISA-L's crc64_rocksoft_refl, but
  * that arrived in ISA-L 2.31 and Debian 12 ships 2.30: until the build can
- * rely on it, a slice-by-8 table version runs here (about 1.5 GiB/s per
- * core, on the pipeline thread next to MD5, which is slower still). All three CRCs are reflected
- * with init and final xor all ones, so crc(A||B) = zeros(crc(A), len(B)) ^ crc(B), where zeros()
- * feeds len(B) zero bytes through the bare register: s3_cksum_combine applies that operator as a
- * GF(2) matrix raised to len(B) by squaring (zlib's crc32_combine method), O(w^2 log n) bit
- * operations, no data read.
+ * rely on it, it runs here: carry-less multiply folding (PCLMULQDQ) for long
+ * inputs, a slice-by-8 table for short ones and CPUs without PCLMULQDQ.
+ *
+ * All three CRCs are reflected with init and final xor all ones, so
+ * crc(A||B) = zeros(crc(A), len(B)) ^ crc(B), where zeros() feeds len(B)
+ * zero bytes through the bare register: s3_cksum_combine applies that
+ * operator as a GF(2) matrix raised to len(B) by squaring (zlib's
+ * crc32_combine method), O(w^2 log n) bit operations, no data read.
  */
 #include "objstore/s3_cksum.h"
 
@@ -26,6 +28,11 @@
 
 static uint64_t crc64nvme_tab[8][256];
 static pthread_once_t crc64nvme_once = PTHREAD_ONCE_INIT;
+#if defined(__x86_64__)
+static uint64_t crc64nvme_xpow(unsigned n);
+static uint64_t crc64nvme_k191, crc64nvme_k127;
+static bool crc64nvme_clmul;
+#endif
 
 static void crc64nvme_init(void)
 {
@@ -39,7 +46,65 @@ static void crc64nvme_init(void)
 		for (int t = 1; t < 8; t++)
 			crc64nvme_tab[t][i] = (crc64nvme_tab[t - 1][i] >> 8) ^
 					      crc64nvme_tab[0][crc64nvme_tab[t - 1][i] & 0xff];
+#if defined(__x86_64__)
+	crc64nvme_k191 = crc64nvme_xpow(191);
+	crc64nvme_k127 = crc64nvme_xpow(127);
+	crc64nvme_clmul = __builtin_cpu_supports("pclmul");
+#endif
 }
+
+/* One table step: the register after 8 bytes whose xor with the register
+ * is w (for a reflected CRC, data and register enter the same way). */
+static uint64_t crc64nvme_z8(uint64_t w)
+{
+	return crc64nvme_tab[7][w & 0xff] ^ crc64nvme_tab[6][(w >> 8) & 0xff] ^
+	       crc64nvme_tab[5][(w >> 16) & 0xff] ^ crc64nvme_tab[4][(w >> 24) & 0xff] ^
+	       crc64nvme_tab[3][(w >> 32) & 0xff] ^ crc64nvme_tab[2][(w >> 40) & 0xff] ^
+	       crc64nvme_tab[1][(w >> 48) & 0xff] ^ crc64nvme_tab[0][w >> 56];
+}
+
+#if defined(__x86_64__)
+#include <wmmintrin.h>
+
+/* x^n mod P, reflected (bit i is the coefficient of x^(63-i)). */
+static uint64_t crc64nvme_xpow(unsigned n)
+{
+	uint64_t v = 1ull << 63; /* x^0 */
+	while (n--)
+		v = v & 1 ? (v >> 1) ^ 0x9a6c9329ac4bc9b5ull : v >> 1;
+	return v;
+}
+
+/* Folding with carry-less multiplies, 16 bytes a step. The accumulator
+ * (a0, a1) stands for the polynomial A = a0 x^64 + a1 (reflected words,
+ * a0 the earlier bytes) whose register value is A x^64 mod P; a reflected
+ * 64x64 carry-less product represents x*U*K, so folding A over the next
+ * 128 bits multiplies a0 by x^191 mod P and a1 by x^127 mod P. The last
+ * fold leaves D = d0 x^64 + d1, and D mod P is one table step on d0 plus
+ * d1. Needs len >= 32; returns the bare register. */
+__attribute__((target("pclmul,sse2"))) static uint64_t
+crc64nvme_fold(uint64_t reg, const unsigned char *p, size_t len, size_t *used)
+{
+	const __m128i k = _mm_set_epi64x((long long)crc64nvme_k127, (long long)crc64nvme_k191);
+	__m128i acc = _mm_loadu_si128((const __m128i *)p);
+	size_t off = 16;
+
+	acc = _mm_xor_si128(acc, _mm_set_epi64x(0, (long long)reg));
+	for (; off + 16 <= len; off += 16) {
+		__m128i hi = _mm_clmulepi64_si128(acc, k, 0x00); /* a0 * x^191 */
+		__m128i lo = _mm_clmulepi64_si128(acc, k, 0x11); /* a1 * x^127 */
+		acc = _mm_xor_si128(_mm_xor_si128(hi, lo),
+				    _mm_loadu_si128((const __m128i *)(p + off)));
+	}
+	/* A x^64 = a0 x^128 + a1 x^64: a0 x^128 = x * a0 * (x^127 mod P) */
+	__m128i c = _mm_clmulepi64_si128(acc, _mm_set_epi64x(0, (long long)crc64nvme_k127), 0x00);
+	uint64_t a1 = (uint64_t)_mm_cvtsi128_si64(_mm_unpackhi_epi64(acc, acc));
+	uint64_t d0 = (uint64_t)_mm_cvtsi128_si64(c) ^ a1;
+	uint64_t d1 = (uint64_t)_mm_cvtsi128_si64(_mm_unpackhi_epi64(c, c));
+	*used = off;
+	return crc64nvme_z8(d0) ^ d1;
+}
+#endif
 
 /* Same convention as ISA-L's crc64_*_refl: takes and returns the final
  * value (0 to start), inverting inside. */
@@ -47,14 +112,18 @@ static uint64_t crc64nvme(uint64_t crc, const unsigned char *p, size_t len)
 {
 	pthread_once(&crc64nvme_once, crc64nvme_init);
 	crc = ~crc;
+#if defined(__x86_64__)
+	if (crc64nvme_clmul && len >= 64) {
+		size_t used = 0;
+		crc = crc64nvme_fold(crc, p, len, &used);
+		p += used;
+		len -= used;
+	}
+#endif
 	while (len >= 8) {
 		uint64_t w;
 		memcpy(&w, p, 8); /* little-endian hosts only (s3_format.h) */
-		w ^= crc;
-		crc = crc64nvme_tab[7][w & 0xff] ^ crc64nvme_tab[6][(w >> 8) & 0xff] ^
-		      crc64nvme_tab[5][(w >> 16) & 0xff] ^ crc64nvme_tab[4][(w >> 24) & 0xff] ^
-		      crc64nvme_tab[3][(w >> 32) & 0xff] ^ crc64nvme_tab[2][(w >> 40) & 0xff] ^
-		      crc64nvme_tab[1][(w >> 48) & 0xff] ^ crc64nvme_tab[0][w >> 56];
+		crc = crc64nvme_z8(crc ^ w);
 		p += 8;
 		len -= 8;
 	}
