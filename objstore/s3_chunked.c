@@ -100,7 +100,8 @@ int s3_chunked_init(struct s3_chunked *d, enum s3_chunked_mode mode, uint64_t de
 		memcpy(d->key, key, SIGV4_KEY_LEN);
 		memcpy(d->prev_sig, auth->signature, 65);
 		d->sha = EVP_MD_CTX_new();
-		if (!d->sha)
+		d->mac = sigv4_mac_new();
+		if (!d->sha || !d->mac)
 			return -ENOMEM;
 		if (mode == S3_CHUNKED_SIGNED_TRAILER) {
 			d->tsha = EVP_MD_CTX_new();
@@ -118,7 +119,9 @@ void s3_chunked_free(struct s3_chunked *d)
 		return;
 	EVP_MD_CTX_free(d->sha);
 	EVP_MD_CTX_free(d->tsha);
+	sigv4_mac_free(d->mac);
 	d->sha = d->tsha = NULL;
+	d->mac = NULL;
 	OPENSSL_cleanse(d->key, sizeof(d->key));
 }
 
@@ -140,7 +143,7 @@ static int check_chunk_sig(struct s3_chunked *d)
 
 	if (EVP_DigestFinal_ex(d->sha, h, &n) != 1)
 		return fail(d, S3_CHUNKED_ENOMEM, "Out of memory");
-	if (sigv4_chunk_signature(d->key, d->auth, d->prev_sig, h, sig) < 0)
+	if (sigv4_chunk_signature(d->mac, d->key, d->auth, d->prev_sig, h, sig) < 0)
 		return fail(d, S3_CHUNKED_ENOMEM, "Out of memory");
 	if (CRYPTO_memcmp(sig, d->chunk_sig, 64) != 0)
 		return fail(
@@ -244,7 +247,7 @@ static int trailer_line(struct s3_chunked *d)
 		if (!is_hex64(v, vl))
 			return fail(d, S3_CHUNKED_ESIG, "Malformed trailer signature");
 		if (EVP_DigestFinal_ex(d->tsha, h, &n) != 1 ||
-		    sigv4_trailer_signature(d->key, d->auth, d->prev_sig, h, sig) < 0)
+		    sigv4_trailer_signature(d->mac, d->key, d->auth, d->prev_sig, h, sig) < 0)
 			return fail(d, S3_CHUNKED_ENOMEM, "Out of memory");
 		for (size_t i = 0; i < 64; i++)
 			if (sig[i] != (v[i] >= 'A' && v[i] <= 'F' ? v[i] + 32 : v[i]))

@@ -8,8 +8,8 @@
  * The decoder is fed the wire bytes in slices of any size and hands the
  * decoded bytes (never the framing, never the trailer) to a callback, in
  * order, pointing into the caller's slice. It keeps no allocation per chunk:
- * one line buffer of S3_CHUNKED_LINE_MAX bytes and two SHA-256 contexts made
- * once. Chunk signatures (signed modes) are checked as each chunk ends; the
+ * one line buffer of S3_CHUNKED_LINE_MAX bytes, two SHA-256 contexts and an
+ * HMAC context made once. Chunk signatures (signed modes) are checked as each chunk ends; the
  * decoded bytes of a chunk have then already gone to the callback, so a
  * caller stores nothing until s3_chunked_finish() has said 0.
  *
@@ -71,6 +71,7 @@ struct s3_chunked {
 	char chunk_sig[65];
 	void *sha;  /* EVP_MD_CTX: the current chunk's data */
 	void *tsha; /* EVP_MD_CTX: the trailer lines */
+	struct sigv4_mac *mac;
 	/* trailer */
 	char trailer_name[S3_CHUNKED_NAME_MAX]; /* announced, lowercase; "" none */
 	char trailer_value[S3_CHUNKED_LINE_MAX];

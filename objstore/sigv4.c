@@ -1025,13 +1025,23 @@ static void hex32(const uint8_t *in, char out[65])
 	out[64] = '\0';
 }
 
+struct sigv4_mac *sigv4_mac_new(void)
+{
+	return (struct sigv4_mac *)mac_new();
+}
+
+void sigv4_mac_free(struct sigv4_mac *m)
+{
+	EVP_MAC_CTX_free((EVP_MAC_CTX *)m);
+}
+
 /* HMAC(key, algo "\n" amz_date "\n" scope "\n" prev "\n" [EMPTY "\n"] hex(hash)). */
-static int sign_stream(const uint8_t key[SIGV4_KEY_LEN], const struct sigv4_auth *a,
-		       const char *algo, const char *prev, bool empty_line, const uint8_t hash[32],
-		       char out[65])
+static int sign_stream(struct sigv4_mac *mac, const uint8_t key[SIGV4_KEY_LEN],
+		       const struct sigv4_auth *a, const char *algo, const char *prev,
+		       bool empty_line, const uint8_t hash[32], char out[65])
 {
 	char sts[512], hh[65];
-	unsigned char mac[SHA256_DIGEST_LENGTH];
+	unsigned char md[SHA256_DIGEST_LENGTH];
 	EVP_MAC_CTX *ctx;
 	int n, ret;
 
@@ -1041,25 +1051,28 @@ static int sign_stream(const uint8_t key[SIGV4_KEY_LEN], const struct sigv4_auth
 		     empty_line ? EMPTY_SHA256 : "", empty_line ? "\n" : "", hh);
 	if (n < 0 || (size_t)n >= sizeof(sts))
 		return CAIRN_EINVAL;
-	ctx = mac_new();
+	ctx = mac ? (EVP_MAC_CTX *)mac : mac_new();
 	if (!ctx)
 		return -ENOMEM;
-	ret = hmac(ctx, key, SIGV4_KEY_LEN, sts, (size_t)n, mac);
-	EVP_MAC_CTX_free(ctx);
+	ret = hmac(ctx, key, SIGV4_KEY_LEN, sts, (size_t)n, md);
+	if (!mac)
+		EVP_MAC_CTX_free(ctx);
 	if (ret)
 		return ret;
-	hex32(mac, out);
+	hex32(md, out);
 	return 0;
 }
 
-int sigv4_chunk_signature(const uint8_t key[SIGV4_KEY_LEN], const struct sigv4_auth *auth,
-			  const char *prev_sig, const uint8_t chunk_sha256[32], char out[65])
+int sigv4_chunk_signature(struct sigv4_mac *mac, const uint8_t key[SIGV4_KEY_LEN],
+			  const struct sigv4_auth *auth, const char *prev_sig,
+			  const uint8_t chunk_sha256[32], char out[65])
 {
-	return sign_stream(key, auth, ALGO "-PAYLOAD", prev_sig, true, chunk_sha256, out);
+	return sign_stream(mac, key, auth, ALGO "-PAYLOAD", prev_sig, true, chunk_sha256, out);
 }
 
-int sigv4_trailer_signature(const uint8_t key[SIGV4_KEY_LEN], const struct sigv4_auth *auth,
-			    const char *prev_sig, const uint8_t trailer_sha256[32], char out[65])
+int sigv4_trailer_signature(struct sigv4_mac *mac, const uint8_t key[SIGV4_KEY_LEN],
+			    const struct sigv4_auth *auth, const char *prev_sig,
+			    const uint8_t trailer_sha256[32], char out[65])
 {
-	return sign_stream(key, auth, ALGO "-TRAILER", prev_sig, false, trailer_sha256, out);
+	return sign_stream(mac, key, auth, ALGO "-TRAILER", prev_sig, false, trailer_sha256, out);
 }

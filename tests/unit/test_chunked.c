@@ -63,7 +63,7 @@ static void test_aws_example_chunk_signatures(void **state)
 	strcpy(prev, SEED);
 	for (int i = 0; i < 3; i++) {
 		sha256(a, sizes[i], h);
-		assert_int_equal(sigv4_chunk_signature(key, &auth, prev, h, sig), 0);
+		assert_int_equal(sigv4_chunk_signature(NULL, key, &auth, prev, h, sig), 0);
 		assert_string_equal(sig, want[i]);
 		strcpy(prev, sig);
 	}
@@ -144,7 +144,7 @@ static struct body build(enum s3_chunked_mode mode, const uint8_t *data, const s
 		size_t sz = i < n ? sizes[i] : 0;
 		if (sign) {
 			sha256(data + off, sz, h);
-			assert_int_equal(sigv4_chunk_signature(key, &auth, prev, h, sig), 0);
+			assert_int_equal(sigv4_chunk_signature(NULL, key, &auth, prev, h, sig), 0);
 			strcpy(prev, sig);
 			snprintf(line, sizeof(line), "%zx;chunk-signature=%s\r\n", sz, sig);
 		} else {
@@ -165,7 +165,7 @@ static struct body build(enum s3_chunked_mode mode, const uint8_t *data, const s
 		char canon[200];
 		snprintf(canon, sizeof(canon), "%s:%s\n", tname ? tname : "", tval ? tval : "");
 		sha256(canon, tname ? strlen(canon) : 0, h);
-		assert_int_equal(sigv4_trailer_signature(key, &auth, prev, h, sig), 0);
+		assert_int_equal(sigv4_trailer_signature(NULL, key, &auth, prev, h, sig), 0);
 		snprintf(line, sizeof(line), "x-amz-trailer-signature:%s\r\n", sig);
 		puts_(&b, line);
 	}
