@@ -95,7 +95,7 @@ SHORT = {SIGNED: "signed", SIGNED_TR: "signed-tr", UNSIGNED_TR: "unsigned-tr"}
 
 def chunked_request(key, data, mode, chunk=65536, trailer=None, trailer_value=None,
                     tamper=None, extra_headers=None, content_encoding="aws-chunked",
-                    decoded_length=None):
+                    decoded_length=None, http_chunked=False):
     """Returns the bytes of an aws-chunked PUT of data. trailer: algorithm
     name for x-amz-trailer (its value computed unless trailer_value given).
     tamper: "chunk-sig" flips a chunk signature, "trailer-sig" the trailer
@@ -155,7 +155,8 @@ def chunked_request(key, data, mode, chunk=65536, trailer=None, trailer_value=No
         return b"".join(out)
 
     wire_len = len(body_with("0" * 64, None))
-    hdrs["Content-Length"] = str(wire_len)
+    if not http_chunked:
+        hdrs["Content-Length"] = str(wire_len)
     auth = lib.sigv4_headers("PUT", path, "", host, hdrs, mode, when=now)
     seed = auth["Authorization"].rsplit("Signature=", 1)[1]
     kd = _hm(("AWS4" + lib.ROOT_SECRET).encode(), day).digest()
@@ -163,10 +164,15 @@ def chunked_request(key, data, mode, chunk=65536, trailer=None, trailer_value=No
         kd = _hm(kd, part).digest()
     body = body_with(seed, kd)
     assert len(body) == wire_len
-    del hdrs["Content-Length"]
+    hdrs.pop("Content-Length", None)
     hdrs.update(auth)
     lines = [f"PUT {path} HTTP/1.1", f"Host: {host}"] + [f"{k}: {v}" for k, v in hdrs.items()]
-    lines.append(f"Content-Length: {wire_len}")
+    if http_chunked:
+        lines.append("Transfer-Encoding: chunked")
+        body = b"".join(b"%x\r\n" % len(body[i:i + 5000]) + body[i:i + 5000] + b"\r\n"
+                        for i in range(0, len(body), 5000)) + b"0\r\n\r\n"
+    else:
+        lines.append(f"Content-Length: {wire_len}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
@@ -258,6 +264,14 @@ st, h, _ = raw_request(P, build_request("GET", f"/{B}/tr-crc32-unsigned-tr", P,
                                                  "Range": "bytes=0-9"}))
 t.check("range GET: no checksum header", st == 206 and "x-amz-checksum-crc32" not in h,
         f"{st} {h}")
+
+# an aws-chunked body inside HTTP Transfer-Encoding: chunked (streams of
+# unknown length)
+st, h, rb = raw_request(P, chunked_request("te", rnd[:70000], UNSIGNED_TR, chunk=8192,
+                                          trailer="crc32c", http_chunked=True))
+t.check("aws-chunked inside Transfer-Encoding: chunked -> 200", st == 200, f"{st} {rb[:300]!r}")
+st, h, got = get("te")
+t.check("... GET returns the decoded bytes", st == 200 and got == rnd[:70000], f"{st}")
 
 # aws-chunked,gzip keeps gzip
 st, _, body = put_chunked("gz", b"zz", UNSIGNED_TR, content_encoding="aws-chunked,gzip")
