@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "objstore/s3_server_internal.h"
 
@@ -48,12 +49,50 @@ static const struct {
     {"Expires", S3_F_EXPIRES},
 };
 
+/* Content-Encoding without its "aws-chunked" token: that one describes the
+ * request's framing, not the object ("aws-chunked" alone: nothing stored;
+ * "aws-chunked,gzip": "gzip"). Returns the length written to out. */
+static size_t content_encoding_stored(const char *v, char *out, size_t cap)
+{
+	size_t n = 0;
+
+	while (*v) {
+		const char *end = strchr(v, ',');
+		size_t len = end ? (size_t)(end - v) : strlen(v);
+		const char *t = v;
+		size_t tl = len;
+		while (tl && (*t == ' ' || *t == '\t'))
+			t++, tl--;
+		while (tl && (t[tl - 1] == ' ' || t[tl - 1] == '\t'))
+			tl--;
+		if (tl && !(tl == 11 && strncasecmp(t, "aws-chunked", 11) == 0) &&
+		    n + tl + 1 < cap) {
+			if (n)
+				out[n++] = ',';
+			memcpy(out + n, t, tl);
+			n += tl;
+		}
+		v += len;
+		if (*v == ',')
+			v++;
+	}
+	out[n] = 0;
+	return n;
+}
+
 int s3_fields_from_request(struct s3_req *r, struct s3_fbuf *f)
 {
 	size_t meta = 0;
 
 	for (size_t i = 0; i < sizeof(std_fields) / sizeof(std_fields[0]); i++) {
 		const char *v = s3_req_header(r, std_fields[i].header);
+		if (v && std_fields[i].tag == S3_F_CONTENT_ENCODING) {
+			char ce[1024];
+			size_t n = content_encoding_stored(v, ce, sizeof(ce));
+			if (n)
+				s3_fbuf_add(f, S3_F_CONTENT_ENCODING, "", 0, ce, n);
+			continue;
+		}
 		if (v)
 			s3_fbuf_add(f, std_fields[i].tag, "", 0, v, strlen(v));
 	}

@@ -33,6 +33,28 @@
 
 #define TAG "s3"
 
+/* ---- checksums in responses ---- */
+
+void s3_add_checksum_headers(struct MHD_Response *resp, const struct s3_cksum *c)
+{
+	char b64[S3_CKSUM_B64_MAX];
+
+	if (c->algo == S3_CK_NONE || s3_cksum_b64(c, b64, sizeof(b64)) < 0)
+		return;
+	MHD_add_response_header(resp, s3_cksum_header(c->algo), b64);
+	MHD_add_response_header(resp, "x-amz-checksum-type", s3_cksum_type_name(c->type));
+}
+
+bool s3_obj_checksum(const struct s3_objinfo *o, struct s3_cksum *out)
+{
+	const char *v;
+	size_t vl;
+
+	if (!s3_field_find(o, S3_F_CHECKSUM, &v, &vl))
+		return false;
+	return s3_cksum_decode(v, vl, out) == 0;
+}
+
 /* ---- PutObject ---- */
 
 struct put_state {
@@ -128,6 +150,15 @@ static void put_finish(struct s3_req *r)
 		s3_reply_code(r, rc, S3E_INTERNAL_ERROR);
 		return;
 	}
+	if (r->body_cksum.algo != S3_CK_NONE) {
+		uint8_t ck[4 + S3_CKSUM_MAX];
+		size_t n = s3_cksum_encode(&r->body_cksum, ck);
+		s3_fbuf_add(&ps->f, S3_F_CHECKSUM, "", 0, (const char *)ck, n);
+		if (ps->f.err) {
+			s3_reply_error(r, S3E_SLOW_DOWN, "Out of memory");
+			return;
+		}
+	}
 	rec.nfields = ps->f.n;
 	rec.size = cs_writer_size(ps->w);
 	rec.mtime_ns = s3_now_ns();
@@ -151,8 +182,10 @@ static void put_finish(struct s3_req *r)
 	hash_hex(r->body_md5, 16, hex);
 	snprintf(etag, sizeof(etag), "\"%s\"", hex);
 	resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
-	if (resp)
+	if (resp) {
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, etag);
+		s3_add_checksum_headers(resp, &r->body_cksum);
+	}
 	s3_reply_response(r, 200, resp);
 }
 
@@ -160,7 +193,6 @@ void s3_op_put_object_start(struct s3_req *r)
 {
 	struct put_state *ps;
 	struct s3_bucket b;
-	const char *ce = s3_req_header(r, "Content-Encoding");
 	int rc;
 
 	if (!r->has_cl && !r->chunked) {
@@ -169,11 +201,6 @@ void s3_op_put_object_start(struct s3_req *r)
 	}
 	if (r->has_cl && r->content_length > S3_OBJECT_MAX) {
 		s3_reply_error(r, S3E_ENTITY_TOO_LARGE, NULL);
-		return;
-	}
-	if (ce && strstr(ce, "aws-chunked")) {
-		s3_reply_error(r, S3E_NOT_IMPLEMENTED,
-			       "aws-chunked streaming uploads are not supported yet");
 		return;
 	}
 	if (s3_bucket_check(r, &b))
@@ -201,6 +228,8 @@ void s3_op_put_object_start(struct s3_req *r)
 	}
 	r->body_fn = put_body;
 	r->finish = put_finish;
+	/* As S3 since 2025: an object always gets a checksum. */
+	r->cksum_default = S3_CK_CRC64NVME;
 	r->state = S3_ST_BODY;
 }
 
@@ -640,6 +669,14 @@ again:
 		MHD_add_response_header(resp, "x-amz-mp-parts-count", pc);
 	}
 	add_field_headers(resp, &o, r);
+	{
+		/* Whole-object reads only: a range has no stored checksum. */
+		const char *mode = s3_req_header(r, "x-amz-checksum-mode");
+		struct s3_cksum ck;
+		if (mode && strcasecmp(mode, "ENABLED") == 0 && !partial &&
+		    !s3_query_has(&r->q, "partNumber") && s3_obj_checksum(&o, &ck))
+			s3_add_checksum_headers(resp, &ck);
+	}
 	s3_reply_response(r, partial ? 206 : 200, resp);
 out:
 	free(copy);
@@ -767,6 +804,14 @@ void s3_op_delete_objects_start(struct s3_req *r)
 
 	if (r->has_cl && r->content_length > S3_DELETE_BODY_MAX) {
 		s3_reply_error(r, S3E_MAX_MESSAGE_LENGTH_EXCEEDED, NULL);
+		return;
+	}
+	if (!s3_req_has_body_digest(r)) {
+		/* As S3: the body must be protected by Content-MD5 or a
+		 * flexible checksum (the body layer verifies either). */
+		s3_reply_error(r, S3E_INVALID_REQUEST,
+			       "Missing required header for this request: Content-MD5 or "
+			       "x-amz-checksum-*");
 		return;
 	}
 	if (s3_bucket_check(r, &b))

@@ -24,6 +24,7 @@
 #include "chunkstore/chunkstore.h"
 #include "meta/meta.h"
 #include "objstore/s3.h"
+#include "objstore/s3_chunked.h"
 #include "objstore/s3_cksum.h"
 #include "objstore/s3_err.h"
 #include "objstore/s3_format.h"
@@ -143,6 +144,19 @@ struct s3_req {
 	struct s3_cksum body_cksum;
 	enum s3_cksum_algo cksum_default;
 
+	/* The body layer's own state for aws-chunked bodies and checksums
+	 * (s3_server.c; handlers read only body_cksum above). */
+	bool streaming;		       /* STREAMING-*: content_length is the decoded length */
+	struct s3_chunked *dec;	       /* its decoder (connection thread) */
+	uint8_t sigkey[SIGV4_KEY_LEN]; /* signing key for chunk signatures, wiped on free */
+	bool body_err;		       /* the decoder failed: rest drained, answered at the end */
+	bool ck_on;		       /* ck is computing */
+	bool ck_trailer;	       /* the client's value comes in the trailer */
+	bool ck_presigned;	       /* ... or came in the presigned URL's query */
+	enum s3_cksum_algo ck_algo;    /* the algorithm the client chose; NONE: none */
+	struct s3_cksum ck_sent;       /* its header/query value (algo NONE: none or trailer) */
+	struct s3_cksum_ctx ck;	       /* the body's checksum (pipeline thread when piped) */
+
 	/* response */
 	int status;
 	uint64_t bytes_out;
@@ -151,6 +165,9 @@ struct s3_req {
 
 /* ---- replies (s3_server.c) ---- */
 
+/* True when the request carries Content-MD5, an x-amz-checksum-* header
+ * or an x-amz-trailer (the body layer verifies whichever it is). */
+bool s3_req_has_body_digest(struct s3_req *r);
 /* Request header value (any case), NULL when absent. */
 const char *s3_req_header(struct s3_req *r, const char *name);
 /* An S3 error document; message NULL: the table's. Returns nothing: the
@@ -232,6 +249,15 @@ void s3_op_put_object_start(struct s3_req *r);
 void s3_op_get_object(struct s3_req *r); /* GET and HEAD */
 void s3_op_delete_object(struct s3_req *r);
 void s3_op_delete_objects_start(struct s3_req *r);
+struct s3_objinfo;
+/* x-amz-checksum-<algo> and x-amz-checksum-type for c (nothing for NONE). */
+void s3_add_checksum_headers(struct MHD_Response *resp, const struct s3_cksum *c);
+/* The object's stored checksum (field S3_F_CHECKSUM); false when none. */
+bool s3_obj_checksum(const struct s3_objinfo *o, struct s3_cksum *out);
+
+/* ---- GetObjectAttributes (s3_attrs.c) ---- */
+
+void s3_op_get_object_attributes(struct s3_req *r);
 
 /* ---- multipart uploads (s3_multipart.c) ---- */
 

@@ -931,6 +931,12 @@ out:
 
 int sigv4_verify(const struct sigv4_request *req, const struct sigv4_auth *auth, const char *secret)
 {
+	return sigv4_verify_key(req, auth, secret, NULL);
+}
+
+int sigv4_verify_key(const struct sigv4_request *req, const struct sigv4_auth *auth,
+		     const char *secret, uint8_t key_out[SIGV4_KEY_LEN])
+{
 	unsigned char key[SHA256_DIGEST_LENGTH];
 	char sig[65];
 	int ret;
@@ -984,6 +990,8 @@ int sigv4_verify(const struct sigv4_request *req, const struct sigv4_auth *auth,
 			continue; /* this reading cannot decode the query */
 		if (CRYPTO_memcmp(sig, auth->signature, 64) == 0) {
 			ret = 0;
+			if (key_out)
+				memcpy(key_out, key, SIGV4_KEY_LEN);
 			break;
 		}
 	}
@@ -991,4 +999,80 @@ out:
 	OPENSSL_cleanse(key, sizeof(key));
 	EVP_MAC_CTX_free(ctx);
 	return ret;
+}
+
+/* ---- streaming signatures ---- */
+
+int sigv4_signing_key(const struct sigv4_auth *auth, const char *secret, uint8_t key[SIGV4_KEY_LEN])
+{
+	EVP_MAC_CTX *ctx = mac_new();
+	int ret;
+
+	if (!ctx)
+		return -ENOMEM;
+	ret = signing_key(ctx, auth, secret, key);
+	EVP_MAC_CTX_free(ctx);
+	return ret;
+}
+
+static void hex32(const uint8_t *in, char out[65])
+{
+	static const char lx[] = "0123456789abcdef";
+	for (int i = 0; i < 32; i++) {
+		out[2 * i] = lx[in[i] >> 4];
+		out[2 * i + 1] = lx[in[i] & 15];
+	}
+	out[64] = '\0';
+}
+
+struct sigv4_mac *sigv4_mac_new(void)
+{
+	return (struct sigv4_mac *)mac_new();
+}
+
+void sigv4_mac_free(struct sigv4_mac *m)
+{
+	EVP_MAC_CTX_free((EVP_MAC_CTX *)m);
+}
+
+/* HMAC(key, algo "\n" amz_date "\n" scope "\n" prev "\n" [EMPTY "\n"] hex(hash)). */
+static int sign_stream(struct sigv4_mac *mac, const uint8_t key[SIGV4_KEY_LEN],
+		       const struct sigv4_auth *a, const char *algo, const char *prev,
+		       bool empty_line, const uint8_t hash[32], char out[65])
+{
+	char sts[512], hh[65];
+	unsigned char md[SHA256_DIGEST_LENGTH];
+	EVP_MAC_CTX *ctx;
+	int n, ret;
+
+	hex32(hash, hh);
+	n = snprintf(sts, sizeof(sts), "%s\n%s\n%s/%s/%s/aws4_request\n%s\n%s%s%s", algo,
+		     a->amz_date, a->date, a->region, a->service, prev,
+		     empty_line ? EMPTY_SHA256 : "", empty_line ? "\n" : "", hh);
+	if (n < 0 || (size_t)n >= sizeof(sts))
+		return CAIRN_EINVAL;
+	ctx = mac ? (EVP_MAC_CTX *)mac : mac_new();
+	if (!ctx)
+		return -ENOMEM;
+	ret = hmac(ctx, key, SIGV4_KEY_LEN, sts, (size_t)n, md);
+	if (!mac)
+		EVP_MAC_CTX_free(ctx);
+	if (ret)
+		return ret;
+	hex32(md, out);
+	return 0;
+}
+
+int sigv4_chunk_signature(struct sigv4_mac *mac, const uint8_t key[SIGV4_KEY_LEN],
+			  const struct sigv4_auth *auth, const char *prev_sig,
+			  const uint8_t chunk_sha256[32], char out[65])
+{
+	return sign_stream(mac, key, auth, ALGO "-PAYLOAD", prev_sig, true, chunk_sha256, out);
+}
+
+int sigv4_trailer_signature(struct sigv4_mac *mac, const uint8_t key[SIGV4_KEY_LEN],
+			    const struct sigv4_auth *auth, const char *prev_sig,
+			    const uint8_t trailer_sha256[32], char out[65])
+{
+	return sign_stream(mac, key, auth, ALGO "-TRAILER", prev_sig, false, trailer_sha256, out);
 }

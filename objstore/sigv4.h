@@ -36,7 +36,7 @@ struct sigv4_request {
 enum sigv4_payload {
 	SIGV4_PAYLOAD_HASH = 0,	 /* x-amz-content-sha256 is a hex SHA-256 */
 	SIGV4_PAYLOAD_UNSIGNED,	 /* UNSIGNED-PAYLOAD (and every presigned URL) */
-	SIGV4_PAYLOAD_STREAMING, /* STREAMING-* (aws-chunked; later issue) */
+	SIGV4_PAYLOAD_STREAMING, /* STREAMING-* (aws-chunked: objstore/s3_chunked.h) */
 };
 
 struct sigv4_auth {
@@ -82,5 +82,46 @@ long sigv4_canonical_request(const struct sigv4_request *req, const struct sigv4
  * sigv4_canonical_request. Never log it next to the signature. */
 long sigv4_string_to_sign(const struct sigv4_request *req, const struct sigv4_auth *auth, char *out,
 			  size_t cap) CAIRN_WUR;
+
+/* ---- streaming (aws-chunked) signatures ----
+ *
+ * A STREAMING-AWS4-HMAC-SHA256-PAYLOAD[-TRAILER] body signs each chunk,
+ * chained from the request's own (seed) signature. The verifier keeps the
+ * derived signing key, never the secret: the key is valid for one day, one
+ * region and one service only. Callers wipe it (OPENSSL_cleanse) when done. */
+#define SIGV4_KEY_LEN 32
+
+/* sigv4_verify that, on success, also leaves the signing key in key_out
+ * (untouched on failure). Same returns. */
+int sigv4_verify_key(const struct sigv4_request *req, const struct sigv4_auth *auth,
+		     const char *secret, uint8_t key_out[SIGV4_KEY_LEN]) CAIRN_WUR;
+
+/* The signing key HMAC(HMAC(HMAC(HMAC("AWS4" secret, date), region),
+ * service), "aws4_request") of auth's scope. 0 or -ENOMEM. */
+int sigv4_signing_key(const struct sigv4_auth *auth, const char *secret,
+		      uint8_t key[SIGV4_KEY_LEN]) CAIRN_WUR;
+
+/* A reusable HMAC context for the streaming signatures, so a body's chunks
+ * cost no allocation each (one per request instead). NULL on failure. */
+struct sigv4_mac;
+struct sigv4_mac *sigv4_mac_new(void);
+void sigv4_mac_free(struct sigv4_mac *m);
+
+/* A chunk's signature: lowercase hex HMAC(key, "AWS4-HMAC-SHA256-PAYLOAD\n"
+ * amz_date "\n" scope "\n" prev_sig "\n" hex(SHA-256("")) "\n"
+ * hex(chunk_sha256)). prev_sig: the previous chunk's signature, or the seed
+ * (the request's Authorization signature) for the first. mac: a context
+ * from sigv4_mac_new, or NULL (one is made for the call). 0 or -ENOMEM. */
+int sigv4_chunk_signature(struct sigv4_mac *mac, const uint8_t key[SIGV4_KEY_LEN],
+			  const struct sigv4_auth *auth, const char *prev_sig,
+			  const uint8_t chunk_sha256[32], char out[65]) CAIRN_WUR;
+
+/* The trailer's signature: HMAC(key, "AWS4-HMAC-SHA256-TRAILER\n" amz_date
+ * "\n" scope "\n" prev_sig "\n" hex(trailer_sha256)), where trailer_sha256
+ * is SHA-256 of the trailing headers as "name:value\n" each (the signature
+ * trailer itself excluded) and prev_sig the final (0-byte) chunk's. */
+int sigv4_trailer_signature(struct sigv4_mac *mac, const uint8_t key[SIGV4_KEY_LEN],
+			    const struct sigv4_auth *auth, const char *prev_sig,
+			    const uint8_t trailer_sha256[32], char out[65]) CAIRN_WUR;
 
 #endif

@@ -333,10 +333,10 @@ def add_header(name, value):
     return hook
 
 
-s3.meta.events.register("before-sign.s3.CreateMultipartUpload",
-                        add_header("x-amz-checksum-type", "FULL_OBJECT"))
+hook = add_header("x-amz-checksum-type", "FULL_OBJECT")
+s3.meta.events.register("before-sign.s3.CreateMultipartUpload", hook)
 u = s3.create_multipart_upload(Bucket=B, Key=K, ChecksumAlgorithm="CRC32")["UploadId"]
-s3.meta.events.unregister("before-sign.s3.CreateMultipartUpload")
+s3.meta.events.unregister("before-sign.s3.CreateMultipartUpload", hook)
 res = [s3.upload_part(Bucket=B, Key=K, UploadId=u, PartNumber=i + 1, Body=p,
                       ChecksumAlgorithm="CRC32") for i, p in enumerate(pc)]
 r = s3.complete_multipart_upload(Bucket=B, Key=K, UploadId=u, MultipartUpload={"Parts": [

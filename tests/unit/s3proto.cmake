@@ -10,3 +10,11 @@ cairn_unit_test(test_s3_parse SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_s3_p
                 TIMEOUT 30)
 cairn_unit_test(test_s3_xml SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_s3_xml.c ${S3PROTO_SRC}
                 LIBS cairn_core PkgConfig::SSL PkgConfig::EXPAT LABELS quick TIMEOUT 30)
+# Checksums and the aws-chunked decoder (issue 4): pure too.
+set(S3CK_SRC ${CMAKE_SOURCE_DIR}/objstore/s3_cksum.c ${CMAKE_SOURCE_DIR}/objstore/s3_chunked.c)
+cairn_unit_test(test_cksum SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_cksum.c ${S3CK_SRC}
+                ${S3PROTO_SRC} LIBS cairn_core PkgConfig::SSL PkgConfig::EXPAT LABELS quick s3
+                TIMEOUT 60)
+cairn_unit_test(test_chunked SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_chunked.c ${S3CK_SRC}
+                ${S3PROTO_SRC} LIBS cairn_core PkgConfig::SSL PkgConfig::EXPAT LABELS quick s3
+                TIMEOUT 60)

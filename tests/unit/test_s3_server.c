@@ -695,8 +695,20 @@ static void test_list_delimiter_skips_prefix(void **state)
 
 /* ---- DeleteObjects ---- */
 
+/* "Content-MD5: <base64>" of body, as DeleteObjects requires. */
+static const char *md5_header(const char *body, char *out, size_t cap)
+{
+	uint8_t md[16];
+	char b64[32];
+	EVP_Digest(body, strlen(body), md, NULL, EVP_md5(), NULL);
+	EVP_EncodeBlock((unsigned char *)b64, md, 16);
+	snprintf(out, cap, "Content-MD5: %s", b64);
+	return out;
+}
+
 static void test_delete_objects(void **state)
 {
+	char m1[64], m2[64];
 	static const char body[] =
 	    "<Delete><Object><Key>d1</Key></Object><Object><Key>d2</Key></Object>"
 	    "<Object><Key>missing</Key></Object></Delete>";
@@ -707,19 +719,25 @@ static void test_delete_objects(void **state)
 	put("/multi/d1", "1", 1);
 	put("/multi/d2", "2", 1);
 	put("/multi/d3", "3", 1);
+	/* issue 4: the body must carry Content-MD5 or a flexible checksum */
 	assert_int_equal(DO(.method = "POST", .path = "/multi", .query = "delete", .body = body,
 			    .blen = strlen(body), ROOT),
+			 400);
+	expect_code("InvalidRequest");
+	assert_int_equal(DO(.method = "POST", .path = "/multi", .query = "delete", .body = body,
+			    .blen = strlen(body), ROOT, .hdrs = {md5_header(body, m1, sizeof(m1))}),
 			 200);
 	assert_true(s3t_body_has(&R, "<Deleted><Key>d1</Key></Deleted>"));
 	assert_true(s3t_body_has(&R, "<Deleted><Key>missing</Key></Deleted>"));
 	assert_int_equal(DO(.method = "HEAD", .path = "/multi/d2", ROOT), 404);
 	assert_int_equal(DO(.method = "POST", .path = "/multi", .query = "delete", .body = quiet,
-			    .blen = strlen(quiet), ROOT),
+			    .blen = strlen(quiet), ROOT,
+			    .hdrs = {md5_header(quiet, m2, sizeof(m2))}),
 			 200);
 	assert_false(s3t_body_has(&R, "<Deleted>"));
 	assert_int_equal(DO(.method = "HEAD", .path = "/multi/d3", ROOT), 404);
 	assert_int_equal(DO(.method = "POST", .path = "/multi", .query = "delete", .body = bad,
-			    .blen = strlen(bad), ROOT),
+			    .blen = strlen(bad), ROOT, .hdrs = {md5_header(bad, m1, sizeof(m1))}),
 			 400);
 	expect_code("MalformedXML");
 	assert_int_equal(DO(.method = "POST", .path = "/multi", .query = "delete", .body = quiet,
@@ -745,8 +763,13 @@ static void test_not_implemented(void **state)
 	assert_int_equal(DO(.method = "PUT", .path = "/later", .query = "versioning", .body = "",
 			    .blen = 0, ROOT),
 			 501);
+	/* aws-chunked is served (issue 4), but needs its decoded length */
 	assert_int_equal(DO(.method = "PUT", .path = "/later/k", .body = "x", .blen = 1, ROOT,
 			    .payload = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"),
+			 411);
+	expect_code("MissingContentLength");
+	assert_int_equal(DO(.method = "PUT", .path = "/later/k", .body = "x", .blen = 1, ROOT,
+			    .payload = "STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD"),
 			 501);
 	assert_int_equal(DO(.method = "PATCH", .path = "/later/k", ROOT), 405);
 }
