@@ -507,13 +507,14 @@ static s3_handler_fn route(struct s3_req *r)
 	}
 	if (strcmp(m, "PUT") == 0) {
 		r->op = "PutObject";
-		if (s3_req_header(r, "x-amz-copy-source")) {
+		if (s3_req_header(r, "x-amz-copy-source") && !sub) {
 			r->op = "CopyObject";
-			return op_not_implemented;
+			return s3_op_copy_object;
 		}
 		if (sub) {
 			r->op = strcmp(sub, "uploadId") == 0 || strcmp(sub, "partNumber") == 0
-				    ? "UploadPart"
+				    ? (s3_req_header(r, "x-amz-copy-source") ? "UploadPartCopy"
+									     : "UploadPart")
 				    : "PutObjectSubresource";
 			return op_not_implemented;
 		}
