@@ -65,6 +65,12 @@ int s3_write_cond_parse(struct s3_req *r, struct s3_write_cond *c)
 		}
 		c->if_none_match_any = true;
 	}
+	if (c->if_none_match_any && c->if_match) {
+		/* As AWS: the pair is refused, whatever the values. */
+		struct s3_err_extra ex = {"Header", "If-Match"};
+		s3_reply_error_extra(r, S3E_NOT_IMPLEMENTED, NULL, &ex, 1);
+		return 1;
+	}
 	return 0;
 }
 

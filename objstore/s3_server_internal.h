@@ -192,7 +192,8 @@ struct s3_write_cond {
 	const char *if_match;	/* If-Match list (request header memory), NULL: none */
 };
 /* Reads the headers; replies (NotImplemented for If-None-Match other than
- * "*") and returns non-zero when it cannot be honoured. */
+ * "*", and for If-None-Match with If-Match, as AWS) and returns non-zero
+ * when they cannot be honoured. */
 int s3_write_cond_parse(struct s3_req *r, struct s3_write_cond *c);
 /* In the write transaction: 0, CAIRN_EPRECOND (412), or CAIRN_ENOTFOUND
  * (If-Match on a missing key: NoSuchKey). */
