@@ -18,6 +18,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import lib  # noqa: E402
@@ -96,6 +97,13 @@ st, _, rb = lib.raw_request(srv.s3_port, lib.build_request(
              "x-amz-metadata-directive": "MERGE"}))
 t.check("unknown metadata directive -> 400 InvalidArgument",
         st == 400 and lib.error_code(rb) == "InvalidArgument", f"{st} {rb[:300]!r}")
+
+# a copy is a new object: its own Last-Modified
+time.sleep(1.1)
+s3.copy_object(Bucket=B2, Key="later", CopySource={"Bucket": B, "Key": "src/a b+c?.bin"})
+t.check("the copy's Last-Modified is the copy's time, not the source's",
+        s3.head_object(Bucket=B2, Key="later")["LastModified"] >
+        s3.head_object(Bucket=B, Key="src/a b+c?.bin")["LastModified"])
 
 # overwrite: the destination's old object goes
 s3.put_object(Bucket=B2, Key="over", Body=b"old contents")

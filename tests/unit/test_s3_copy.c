@@ -7,13 +7,17 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include <curl/curl.h>
+
 #include "core/err.h"
 #include "objstore/s3_server_internal.h"
+#include "test_s3_util.h"
 
 /* ---- s3_copy_range_parse ---- */
 
@@ -282,6 +286,184 @@ static void test_write_cond_if_match(void **state)
 	assert_int_equal(check(e->env, "m", &c), CAIRN_EPRECOND);
 }
 
+/* ---- CopyObject through the server, with records edited in LMDB ---- */
+
+static struct s3t T;
+static struct s3t_resp R;
+
+#define ROOT .key = S3T_ROOT_KEY, .secret = S3T_ROOT_SECRET
+
+static long req(const struct s3t_req *rq)
+{
+	s3t_resp_free(&R);
+	assert_int_equal(s3t_do(&T, rq, &R), 0);
+	return R.status;
+}
+#define DO(...) req(&(struct s3t_req){__VA_ARGS__})
+
+static int srv_setup(void **state)
+{
+	(void)state;
+	curl_global_init(CURL_GLOBAL_ALL);
+	int rc = s3t_start(&T, NULL);
+	if (rc)
+		return rc == 77 ? (exit(77), -1) : -1;
+	return 0;
+}
+
+static int srv_teardown(void **state)
+{
+	(void)state;
+	s3t_resp_free(&R);
+	s3t_stop(&T);
+	curl_global_cleanup();
+	return 0;
+}
+
+/* Rewrites the record of bkt/key: size and an extra field (tag 0: none).
+ * The manifest stays; no reference changes. */
+struct edit_arg {
+	const char *key;
+	uint64_t size;
+	uint8_t tag;
+	const char *val;
+	size_t vlen;
+};
+
+static int edit_fn(struct cs_txn *txn, void *arg)
+{
+	struct edit_arg *a = arg;
+	struct meta_txn *t = cs_txn_meta(txn);
+	uint32_t part = cs_name_partition(T.pool, "cbkt", 4);
+	const void *v;
+	size_t vl;
+	struct s3_objinfo o;
+	struct s3_fbuf f = {0};
+	struct cs_mid old;
+	bool had;
+	int rc = s3_idx_get(t, part, "cbkt", a->key, strlen(a->key), &v, &vl);
+	if (rc < 0)
+		return rc;
+	if ((rc = s3_obj_parse(v, vl, &o)) < 0)
+		return rc;
+	struct s3_obj_rec rec = o.rec;
+	const uint8_t *p = o.fields, *end = o.fields + o.fields_len;
+	const char *fn, *fv;
+	size_t fnl, fvl;
+	uint8_t tag;
+	while (s3_field_next(&p, end, &tag, &fn, &fnl, &fv, &fvl) == 1)
+		s3_fbuf_add(&f, tag, fn, fnl, fv, fvl);
+	if (a->tag)
+		s3_fbuf_add(&f, a->tag, "", 0, a->val, a->vlen);
+	if (a->size)
+		rec.size = a->size;
+	rec.nfields = f.n;
+	uint8_t *buf = malloc(sizeof(rec) + f.len);
+	if (!buf || f.err) {
+		free(buf);
+		free(f.p);
+		return -ENOMEM;
+	}
+	memcpy(buf, &rec, sizeof(rec));
+	memcpy(buf + sizeof(rec), f.p, f.len);
+	rc = s3_idx_put(t, part, "cbkt", a->key, strlen(a->key), buf, sizeof(rec) + f.len, &old,
+			&had);
+	free(buf);
+	free(f.p);
+	return rc;
+}
+
+/* The fields of bkt/key's record, copied out. */
+static uint8_t *read_fields(const char *key, size_t *len, struct s3_obj_rec *rec)
+{
+	struct meta_txn *t;
+	const void *v;
+	size_t vl;
+	struct s3_objinfo o;
+	uint32_t part = cs_name_partition(T.pool, "cbkt", 4);
+	assert_int_equal(meta_txn_begin(cs_pool_meta(T.pool), false, &t), 0);
+	assert_int_equal(s3_idx_get(t, part, "cbkt", key, strlen(key), &v, &vl), 0);
+	assert_int_equal(s3_obj_parse(v, vl, &o), 0);
+	*rec = o.rec;
+	*len = o.fields_len;
+	uint8_t *p = malloc(o.fields_len + 1);
+	assert_non_null(p);
+	memcpy(p, o.fields, o.fields_len);
+	meta_txn_abort(t);
+	return p;
+}
+
+static void test_copy_source_over_5gib_refused(void **state)
+{
+	(void)state;
+	char body[5000];
+	memset(body, 'x', sizeof(body));
+	assert_int_equal(DO(.method = "PUT", .path = "/cbkt", ROOT), 200);
+	assert_int_equal(
+	    DO(.method = "PUT", .path = "/cbkt/big", .body = body, .blen = sizeof(body), ROOT),
+	    200);
+	/* 5 GiB exactly copies; one byte more is refused (S3's message) */
+	struct edit_arg a = {.key = "big", .size = 5ull << 30};
+	assert_int_equal(cs_commit(T.pool, NULL, edit_fn, &a), 0);
+	assert_int_equal(DO(.method = "PUT", .path = "/cbkt/big5", ROOT,
+			    .hdrs = {"x-amz-copy-source: /cbkt/big"}),
+			 200);
+	a.size = (5ull << 30) + 1;
+	assert_int_equal(cs_commit(T.pool, NULL, edit_fn, &a), 0);
+	assert_int_equal(DO(.method = "PUT", .path = "/cbkt/big6", ROOT,
+			    .hdrs = {"x-amz-copy-source: /cbkt/big"}),
+			 400);
+	assert_true(s3t_body_has(&R, "<Code>InvalidRequest</Code>"));
+	assert_true(s3t_body_has(&R, "maximum allowable size for a copy source: 5368709120"));
+	assert_int_equal(DO(.method = "HEAD", .path = "/cbkt/big6", ROOT), 404);
+	/* put the size back, so the pool stays consistent for teardown */
+	a.size = sizeof(body);
+	assert_int_equal(cs_commit(T.pool, NULL, edit_fn, &a), 0);
+}
+
+static void test_copy_keeps_checksum_field_with_replace(void **state)
+{
+	(void)state;
+	const char ck[] = "\x03\x01\x00\x00"
+			  "12345678"; /* CRC64NVME, FULL_OBJECT */
+	struct edit_arg a = {.key = "ck", .tag = S3_F_CHECKSUM, .val = ck, .vlen = 12};
+	struct s3_obj_rec src, dst;
+	size_t sl, dl;
+	assert_int_equal(DO(.method = "PUT", .path = "/cbkt/ck", .body = "abc", .blen = 3, ROOT,
+			    .hdrs = {"x-amz-meta-a: 1"}),
+			 200);
+	assert_int_equal(cs_commit(T.pool, NULL, edit_fn, &a), 0);
+	assert_int_equal(DO(.method = "PUT", .path = "/cbkt/ck2", ROOT,
+			    .hdrs = {"x-amz-copy-source: cbkt/ck",
+				     "x-amz-metadata-directive: REPLACE", "x-amz-meta-b: 2"}),
+			 200);
+	assert_true(s3t_body_has(&R, "<CopyObjectResult"));
+	if (!s3t_body_has(&R, "900150983cd24fb0d6963f7d28e17f72&quot;</ETag>")) /* md5("abc") */
+		fail_msg("CopyObjectResult: %s", R.body);
+	assert_true(s3t_body_has(&R, "<LastModified>"));
+	uint8_t *sf = read_fields("ck", &sl, &src);
+	uint8_t *df = read_fields("ck2", &dl, &dst);
+	{
+		/* the checksum field's bytes, exactly */
+		const uint8_t *p = df, *end = df + dl;
+		uint8_t tag;
+		const char *n, *v;
+		size_t nl, vl;
+		bool found = false;
+		while (s3_field_next(&p, end, &tag, &n, &nl, &v, &vl) == 1)
+			if (tag == S3_F_CHECKSUM)
+				found = vl == 12 && memcmp(v, ck, 12) == 0;
+		assert_true(found);
+	}
+	assert_true(has_field(df, dl, S3_F_USER_META, "b", "2"));
+	assert_false(has_field(df, dl, S3_F_USER_META, "a", "1"));
+	assert_memory_equal(src.mid, dst.mid, 16); /* the same manifest: no bytes moved */
+	assert_memory_equal(src.md5, dst.md5, 16);
+	assert_int_equal(src.size, dst.size);
+	free(sf);
+	free(df);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -293,5 +475,10 @@ int main(void)
 					    wc_teardown),
 	    cmocka_unit_test_setup_teardown(test_write_cond_if_match, wc_setup, wc_teardown),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	const struct CMUnitTest srv_tests[] = {
+	    cmocka_unit_test(test_copy_source_over_5gib_refused),
+	    cmocka_unit_test(test_copy_keeps_checksum_field_with_replace),
+	};
+	int rc = cmocka_run_group_tests(tests, NULL, NULL);
+	return rc ? rc : cmocka_run_group_tests(srv_tests, srv_setup, srv_teardown);
 }
