@@ -17,6 +17,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/fault.h"
 #include "core/log.h"
 #include "objstore/s3_server_internal.h"
 #include "objstore/s3_xml.h"
@@ -321,7 +322,7 @@ static int copy_fn(struct cs_txn *txn, void *arg)
 	a->rec.mtime_ns = s3_now_ns();
 	reclen = sizeof(a->rec) + f.len;
 	rec = malloc(reclen);
-	if (!rec) {
+	if (!rec || FAULT("s3.copy_alloc")) {
 		rc = -ENOMEM;
 		goto out;
 	}

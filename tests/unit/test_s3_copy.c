@@ -16,6 +16,7 @@
 #include <curl/curl.h>
 
 #include "core/err.h"
+#include "core/fault.h"
 #include "objstore/s3_server_internal.h"
 #include "test_s3_util.h"
 
@@ -464,6 +465,29 @@ static void test_copy_keeps_checksum_field_with_replace(void **state)
 	free(df);
 }
 
+static void test_copy_out_of_memory_fails_the_request_only(void **state)
+{
+	(void)state;
+	assert_int_equal(DO(.method = "PUT", .path = "/cbkt/oom", .body = "oom", .blen = 3, ROOT),
+			 200);
+	fault_arm("s3.copy_alloc", 1);
+	assert_int_equal(DO(.method = "PUT", .path = "/cbkt/oom2", ROOT,
+			    .hdrs = {"x-amz-copy-source: cbkt/oom"}),
+			 503);
+	fault_arm("s3.copy_alloc", 0);
+	assert_true(s3t_body_has(&R, "<Code>SlowDown</Code>"));
+	assert_int_equal(DO(.method = "HEAD", .path = "/cbkt/oom2", ROOT), 404);
+	/* nothing changed: a later copy works and holds a reference of its
+	 * own (the copy reads back once the source is gone) */
+	assert_int_equal(DO(.method = "PUT", .path = "/cbkt/oom2", ROOT,
+			    .hdrs = {"x-amz-copy-source: cbkt/oom"}),
+			 200);
+	assert_int_equal(DO(.method = "DELETE", .path = "/cbkt/oom", ROOT), 204);
+	assert_int_equal(DO(.method = "GET", .path = "/cbkt/oom2", ROOT), 200);
+	assert_int_equal(R.len, 3);
+	assert_memory_equal(R.body, "oom", 3);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -478,6 +502,7 @@ int main(void)
 	const struct CMUnitTest srv_tests[] = {
 	    cmocka_unit_test(test_copy_source_over_5gib_refused),
 	    cmocka_unit_test(test_copy_keeps_checksum_field_with_replace),
+	    cmocka_unit_test(test_copy_out_of_memory_fails_the_request_only),
 	};
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);
 	return rc ? rc : cmocka_run_group_tests(srv_tests, srv_setup, srv_teardown);
