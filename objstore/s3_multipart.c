@@ -223,6 +223,10 @@ static int upload_drop(struct cs_txn *txn, uint32_t part, const char *bucket, co
 
 /* ---- replies ---- */
 
+/* XML element of each checksum algorithm (Complete, ListParts, CopyPart) */
+static const char *const cksum_elem[S3_CK_COUNT] = {
+    NULL, "ChecksumCRC32", "ChecksumCRC32C", "ChecksumCRC64NVME", "ChecksumSHA1", "ChecksumSHA256"};
+
 static void reply_xml_hdrs(struct s3_req *r, char *body, size_t len, const char *const *hdrs)
 {
 	struct MHD_Response *resp =
@@ -546,17 +550,8 @@ static void part_commit_reply(struct s3_req *r, struct cs_writer *w, const uint8
 		s3_xml_open(&x, "CopyPartResult", S3_XMLNS);
 		s3_xml_elem(&x, "LastModified", date);
 		s3_xml_elem(&x, "ETag", etag);
-		if (have_ck) {
-			char el[32];
-			snprintf(el, sizeof(el), "Checksum%s", s3_cksum_name(ck->algo));
-			s3_xml_elem(&x,
-				    strcmp(el, "ChecksumCRC32") == 0	   ? "ChecksumCRC32"
-				    : strcmp(el, "ChecksumCRC32C") == 0	   ? "ChecksumCRC32C"
-				    : strcmp(el, "ChecksumCRC64NVME") == 0 ? "ChecksumCRC64NVME"
-				    : strcmp(el, "ChecksumSHA1") == 0	   ? "ChecksumSHA1"
-									   : "ChecksumSHA256",
-				    b64);
-		}
+		if (have_ck)
+			s3_xml_elem(&x, cksum_elem[ck->algo], b64);
 		if (s3_xml_finish(&x, &body, &len) < 0) {
 			s3_reply_error(r, S3E_SLOW_DOWN, "Out of memory");
 			return;
@@ -692,55 +687,89 @@ void s3_op_upload_part_start(struct s3_req *r)
 }
 
 /* ---- UploadPartCopy ---- */
-#ifdef S3_HAVE_COPY_SRC
 
 /* The bytes are read from the source and written as a new part: the
  * chunk store deduplicates them against the source's chunks, so a copy
- * costs reads and index lookups, not space. */
+ * costs reads and index lookups, not space (a range that starts inside a
+ * chunk stores at most the chunks until the boundaries meet again). */
 void s3_op_upload_part_copy(struct s3_req *r)
 {
 	struct s3_bucket b;
-	struct s3_copy_src src;
+	struct s3_copy_src src = {0};
+	struct meta_txn *t = NULL;
+	struct s3_objinfo o;
+	struct s3_range rng;
+	struct cs_mid mid;
 	struct cs_writer *w = NULL;
 	struct cs_reader *rd = NULL;
 	struct s3_cksum_ctx ck = {0};
 	struct s3_cksum cks = {0};
 	EVP_MD_CTX *md5 = NULL;
+	enum s3_error why = S3E_OK;
 	uint8_t id[S3_UPLOAD_ID_LEN], algo = 0, digest[16];
 	uint8_t *buf = NULL;
+	void *rec = NULL;
+	const void *v;
+	size_t vl;
 	uint64_t off, end;
 	uint32_t pn;
 	unsigned dl = 0;
 	bool ck_on = false;
 	int rc;
 
-	if (part_params(r, id, &pn))
-		return;
-	if (s3_copy_source_parse(r, &src))
-		return;
+	if (part_params(r, id, &pn) || s3_copy_src_parse(r, &src))
+		goto out;
 	if (s3_bucket_check(r, &b) || part_upload(r, id, &algo))
 		goto out;
-	rc = s3_copy_source_open(r, &src, true);
-	if (rc)
+	rc = meta_txn_begin(cs_pool_meta(r->srv->pool), false, &t);
+	if (rc == 0)
+		rc = s3_copy_src_read(t, &src, r->key.user, &v, &vl, &why);
+	if (rc == 0) {
+		rec = malloc(vl);
+		if (rec)
+			memcpy(rec, v, vl);
+		else
+			rc = -ENOMEM;
+	}
+	meta_txn_abort(t);
+	if (rc == 0)
+		rc = s3_obj_parse(rec, vl, &o);
+	if (rc < 0) {
+		if (why != S3E_OK)
+			s3_reply_error(r, why, NULL);
+		else
+			s3_reply_code(r, rc, S3E_NO_SUCH_KEY);
 		goto out;
-	if (src.size > S3_PART_MAX && !src.has_range) {
+	}
+	off = 0;
+	end = o.rec.size;
+	if (src.range) {
+		rc = s3_copy_range_parse(src.range, o.rec.size, &rng);
+		if (rc < 0) {
+			s3_reply_error(
+			    r, S3E_INVALID_ARGUMENT,
+			    rc == CAIRN_ERANGE
+				? "The x-amz-copy-source-range value must be of the form "
+				  "bytes=first-last where first and last are the zero-based "
+				  "offsets of the first and last bytes to copy, within the "
+				  "source object"
+				: "Invalid x-amz-copy-source-range");
+			goto out;
+		}
+		off = rng.start;
+		end = rng.end + 1;
+	}
+	if (end - off > S3_PART_MAX) {
 		s3_reply_error(
 		    r, S3E_INVALID_REQUEST,
 		    "The specified copy source is larger than the maximum allowable size "
 		    "for a copy source: 5368709120");
 		goto out;
 	}
-	off = src.has_range ? src.range_first : 0;
-	end = src.has_range ? src.range_last + 1 : src.size;
-	if (end - off > S3_PART_MAX) {
-		s3_reply_error(r, S3E_INVALID_ARGUMENT,
-			       "The specified copy range is larger than the maximum allowable part "
-			       "size: 5368709120");
-		goto out;
-	}
+	memcpy(mid.b, o.rec.mid, CS_MID_LEN);
 	rc = part_writer(r, &w);
-	if (rc == 0)
-		rc = cs_reader_open(r->srv->pool, &src.mid, &rd);
+	if (rc == 0 && end > off)
+		rc = cs_reader_open(r->srv->pool, &mid, &rd);
 	if (rc == 0 && !(buf = malloc(S3_GET_BLOCK)))
 		rc = -ENOMEM;
 	md5 = EVP_MD_CTX_new();
@@ -757,7 +786,10 @@ void s3_op_upload_part_copy(struct s3_req *r)
 			rc = n < 0 ? (int)n : CAIRN_ECORRUPT;
 			break;
 		}
-		EVP_DigestUpdate(md5, buf, (size_t)n);
+		if (EVP_DigestUpdate(md5, buf, (size_t)n) != 1) {
+			rc = -EIO;
+			break;
+		}
 		s3_cksum_update(&ck, buf, (size_t)n);
 		rc = cs_writer_write(w, buf, (size_t)n);
 		off += (uint64_t)n;
@@ -771,6 +803,7 @@ void s3_op_upload_part_copy(struct s3_req *r)
 		rc = s3_cksum_final(&ck, &cks);
 	}
 	if (rc < 0) {
+		/* a source deleted meanwhile reads as gone */
 		s3_reply_code(r, rc, S3E_NO_SUCH_KEY);
 		goto out;
 	}
@@ -780,17 +813,11 @@ out:
 		s3_cksum_ctx_free(&ck);
 	EVP_MD_CTX_free(md5);
 	free(buf);
+	free(rec);
 	cs_reader_free(rd);
 	cs_writer_free(w);
 	s3_copy_src_free(&src);
 }
-
-#else
-void s3_op_upload_part_copy(struct s3_req *r)
-{
-	s3_reply_error(r, S3E_NOT_IMPLEMENTED, NULL);
-}
-#endif
 
 /* ---- CompleteMultipartUpload ---- */
 
@@ -1118,10 +1145,7 @@ static void complete_finish(struct s3_req *r)
 	s3_xml_elem(&x, "ETag", etag);
 	bool have_ck = a.ck.algo && s3_cksum_b64(&a.ck, b64, sizeof(b64)) >= 0;
 	if (have_ck) {
-		static const char *const el[S3_CK_COUNT] = {
-		    NULL,	    "ChecksumCRC32", "ChecksumCRC32C", "ChecksumCRC64NVME",
-		    "ChecksumSHA1", "ChecksumSHA256"};
-		s3_xml_elem(&x, el[a.ck.algo], b64);
+		s3_xml_elem(&x, cksum_elem[a.ck.algo], b64);
 		s3_xml_elem(&x, "ChecksumType", s3_cksum_type_name(a.ck.type));
 	}
 	if (s3_xml_finish(&x, &body, &len) < 0) {
@@ -1220,10 +1244,7 @@ static int lp_part(const struct s3_upart_rec *p, uint32_t pn, void *arg)
 	s3_xml_elem_u64(a->x, "Size", p->size);
 	upart_cksum(p, &ck);
 	if (ck.algo && s3_cksum_b64(&ck, b64, sizeof(b64)) >= 0) {
-		static const char *const el[S3_CK_COUNT] = {
-		    NULL,	    "ChecksumCRC32", "ChecksumCRC32C", "ChecksumCRC64NVME",
-		    "ChecksumSHA1", "ChecksumSHA256"};
-		s3_xml_elem(a->x, el[ck.algo], b64);
+		s3_xml_elem(a->x, cksum_elem[ck.algo], b64);
 	}
 	s3_xml_close(a->x);
 	a->n++;

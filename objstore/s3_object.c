@@ -55,11 +55,97 @@ bool s3_obj_checksum(const struct s3_objinfo *o, struct s3_cksum *out)
 	return s3_cksum_decode(v, vl, out) == 0;
 }
 
+/* ---- conditional writes ---- */
+
+void s3_obj_etag(const struct s3_obj_rec *rec, char *out)
+{
+	char hex[33];
+
+	hash_hex(rec->md5, 16, hex);
+	if (rec->parts)
+		snprintf(out, S3_ETAG_MAX, "%s-%u", hex, rec->parts);
+	else
+		snprintf(out, S3_ETAG_MAX, "%s", hex);
+}
+
+int s3_write_cond_parse(struct s3_req *r, struct s3_write_cond *c)
+{
+	const char *inm = s3_req_header(r, "If-None-Match");
+
+	memset(c, 0, sizeof(*c));
+	c->if_match = s3_req_header(r, "If-Match");
+	if (inm) {
+		const char *t;
+		size_t tl;
+		s3_etag_unquote(inm, strlen(inm), &t, &tl);
+		if (tl != 1 || t[0] != '*') {
+			/* S3 writes take If-None-Match: * only (create if
+			 * absent); an ETag list there has no write meaning. */
+			struct s3_err_extra ex = {"Header", "If-None-Match"};
+			s3_reply_error_extra(r, S3E_NOT_IMPLEMENTED, NULL, &ex, 1);
+			return 1;
+		}
+		c->if_none_match_any = true;
+	}
+	if (c->if_none_match_any && c->if_match) {
+		/* As AWS: the pair is refused, whatever the values. */
+		struct s3_err_extra ex = {"Header", "If-Match"};
+		s3_reply_error_extra(r, S3E_NOT_IMPLEMENTED, NULL, &ex, 1);
+		return 1;
+	}
+	return 0;
+}
+
+/* One record read in the write transaction: the caller's transaction is the
+ * only writer, so nothing changes the key between this check and its own
+ * write of it. */
+int s3_write_cond_check(struct meta_txn *t, uint32_t part, const char *bucket, const char *key,
+			size_t klen, const struct s3_write_cond *c)
+{
+	struct s3_objinfo o;
+	char etag[S3_ETAG_MAX];
+	const void *v;
+	size_t vl;
+	int rc;
+
+	if (!c || (!c->if_none_match_any && !c->if_match))
+		return 0;
+	rc = s3_idx_get(t, part, bucket, key, klen, &v, &vl);
+	if (rc == CAIRN_ENOTFOUND)
+		return c->if_match ? CAIRN_ENOTFOUND : 0;
+	if (rc < 0)
+		return rc;
+	if (c->if_none_match_any)
+		return CAIRN_EPRECOND;
+	rc = s3_obj_parse(v, vl, &o);
+	if (rc < 0)
+		return rc;
+	s3_obj_etag(&o.rec, etag);
+	return s3_etag_list_match(c->if_match, etag) ? 0 : CAIRN_EPRECOND;
+}
+
+/* Answers a failed write condition: 412, or NoSuchKey for If-Match on a
+ * missing key. Returns false when rc is not a condition failure. */
+static bool reply_cond_failure(struct s3_req *r, int rc)
+{
+	if (rc == CAIRN_EPRECOND) {
+		s3_reply_error(r, S3E_PRECONDITION_FAILED, NULL);
+		return true;
+	}
+	if (rc == CAIRN_ENOTFOUND) {
+		struct s3_err_extra ex = {"Key", r->addr.key};
+		s3_reply_error_extra(r, S3E_NO_SUCH_KEY, NULL, &ex, 1);
+		return true;
+	}
+	return false;
+}
+
 /* ---- PutObject ---- */
 
 struct put_state {
 	struct cs_writer *w;
 	struct s3_fbuf f;
+	struct s3_write_cond cond;
 	int werr; /* the writer failed (device full...): the rest is drained */
 };
 
@@ -101,6 +187,8 @@ struct put_arg {
 	size_t klen;
 	uint8_t *rec;
 	size_t reclen;
+	const struct s3_write_cond *cond;
+	int cond_rc; /* the write condition failed (nothing written) */
 };
 
 static int put_fn(struct cs_txn *txn, void *arg)
@@ -117,6 +205,13 @@ static int put_fn(struct cs_txn *txn, void *arg)
 		return rc;
 	if (strcmp(b.owner, a->owner) != 0)
 		return CAIRN_EDENIED;
+	/* Before the manifest exists: a losing writer's chunks get no
+	 * reference and its bytes stay dead, for GC to take back. */
+	rc = s3_write_cond_check(t, a->part, a->bucket, a->key, a->klen, a->cond);
+	if (rc < 0) {
+		a->cond_rc = rc;
+		return rc;
+	}
 	rc = cs_manifest_create(txn, &mid);
 	if (rc < 0)
 		return rc;
@@ -141,6 +236,7 @@ static void put_finish(struct s3_req *r)
 	    .key = r->addr.key,
 	    .klen = r->addr.key_len,
 	    .owner = r->key.user,
+	    .cond = &ps->cond,
 	};
 	struct MHD_Response *resp;
 	char hex[33], etag[40];
@@ -175,6 +271,8 @@ static void put_finish(struct s3_req *r)
 		memcpy(a.rec + sizeof(rec), ps->f.p, ps->f.len);
 	rc = cs_commit(r->srv->pool, ps->w, put_fn, &a);
 	free(a.rec);
+	if (rc < 0 && a.cond_rc && reply_cond_failure(r, a.cond_rc))
+		return;
 	if (rc < 0) {
 		s3_reply_code(r, rc, S3E_NO_SUCH_BUCKET);
 		return;
@@ -212,6 +310,8 @@ void s3_op_put_object_start(struct s3_req *r)
 	}
 	r->op_state = ps;
 	r->op_free = put_free;
+	if (s3_write_cond_parse(r, &ps->cond))
+		return;
 	if (s3_fields_from_request(r, &ps->f))
 		return;
 	rc = cs_writer_open(r->srv->pool, &ps->w);
@@ -818,4 +918,45 @@ void s3_op_delete_objects_start(struct s3_req *r)
 		return;
 	r->finish = delete_objects_finish;
 	r->state = S3_ST_BODY;
+}
+
+/* ---- GetObjectTagging ---- */
+
+/* Tags are not stored (PutObjectTagging answers NotImplemented), so every
+ * object's tag set is empty. Clients ask for it before copying an object
+ * with its properties (awscli's s3 cp between buckets does). */
+void s3_op_get_object_tagging(struct s3_req *r)
+{
+	struct s3_bucket b;
+	struct meta_txn *t = NULL;
+	struct s3_xml x;
+	const void *v;
+	size_t vl;
+	char *body;
+	size_t len;
+	int rc;
+
+	if (s3_bucket_check(r, &b))
+		return;
+	rc = meta_txn_begin(cs_pool_meta(r->srv->pool), false, &t);
+	if (rc == 0)
+		rc = s3_idx_get(t, r->part, r->addr.bucket, r->addr.key, r->addr.key_len, &v, &vl);
+	meta_txn_abort(t);
+	if (rc == CAIRN_ENOTFOUND) {
+		struct s3_err_extra ex = {"Key", r->addr.key};
+		s3_reply_error_extra(r, S3E_NO_SUCH_KEY, NULL, &ex, 1);
+		return;
+	}
+	if (rc < 0) {
+		s3_reply_code(r, rc, S3E_INTERNAL_ERROR);
+		return;
+	}
+	s3_xml_init(&x);
+	s3_xml_open(&x, "Tagging", S3_XMLNS);
+	s3_xml_open(&x, "TagSet", NULL);
+	if (s3_xml_finish(&x, &body, &len) < 0) {
+		s3_reply_error(r, S3E_SLOW_DOWN, "Out of memory");
+		return;
+	}
+	s3_reply_xml(r, 200, body, len);
 }

@@ -531,6 +531,10 @@ static s3_handler_fn route(struct s3_req *r)
 			r->op = "GetObjectAttributes";
 			return s3_op_get_object_attributes;
 		}
+		if (sub && strcmp(sub, "tagging") == 0 && strcmp(m, "GET") == 0) {
+			r->op = "GetObjectTagging";
+			return s3_op_get_object_tagging;
+		}
 		if (sub) {
 			r->op = "GetObjectSubresource";
 			return op_not_implemented;
@@ -547,9 +551,9 @@ static s3_handler_fn route(struct s3_req *r)
 			r->op = "UploadPart";
 			return s3_op_upload_part_start;
 		}
-		if (s3_req_header(r, "x-amz-copy-source")) {
+		if (s3_req_header(r, "x-amz-copy-source") && !sub) {
 			r->op = "CopyObject";
-			return op_not_implemented;
+			return s3_op_copy_object;
 		}
 		if (sub) {
 			r->op = "PutObjectSubresource";

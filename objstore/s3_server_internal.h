@@ -211,12 +211,65 @@ struct s3_write_cond {
 	const char *if_match;	/* If-Match list (request header memory), NULL: none */
 };
 /* Reads the headers; replies (NotImplemented for If-None-Match other than
- * "*") and returns non-zero when it cannot be honoured. */
+ * "*", and for If-None-Match with If-Match, as AWS) and returns non-zero
+ * when they cannot be honoured. */
 int s3_write_cond_parse(struct s3_req *r, struct s3_write_cond *c);
 /* In the write transaction: 0, CAIRN_EPRECOND (412), or CAIRN_ENOTFOUND
  * (If-Match on a missing key: NoSuchKey). */
 int s3_write_cond_check(struct meta_txn *t, uint32_t part, const char *bucket, const char *key,
 			size_t klen, const struct s3_write_cond *c) CAIRN_WUR;
+
+/* ETag of an object record, bare (no quotes): hex(md5), or hex-N for a
+ * multipart object. out needs S3_ETAG_MAX bytes. */
+#define S3_ETAG_MAX 48
+void s3_obj_etag(const struct s3_obj_rec *rec, char *out);
+
+/* ---- copy sources (s3_copy.c): CopyObject and UploadPartCopy ----
+ *
+ * s3_copy_src_parse reads x-amz-copy-source ("bucket/key" URL-encoded, an
+ * optional leading '/', an optional "?versionId=null") and the
+ * x-amz-copy-source-if-* headers on the request's thread. s3_copy_src_read
+ * runs inside the caller's transaction (a cs_commit callback, so that the
+ * record read, the condition checks and the write of the destination see
+ * one state): it checks that `user` owns the source bucket and evaluates the
+ * conditions as S3 does for copies (RFC 7232 order, every failure a 412:
+ * if-match true overrides if-unmodified-since, if-none-match false fails
+ * whatever if-modified-since says). */
+struct s3_copy_src {
+	char bucket[S3_BUCKET_MAX + 1];
+	char *key; /* decoded, NUL-terminated, malloc'd (s3_copy_src_free) */
+	size_t key_len;
+	uint32_t part;	     /* cs_name_partition of bucket */
+	struct s3_cond cond; /* x-amz-copy-source-if-*: request header memory */
+	const char *range;   /* x-amz-copy-source-range as sent, NULL: absent */
+};
+/* Parses the headers into src; replies (InvalidArgument, InvalidBucketName,
+ * KeyTooLongError...) and returns non-zero when they are unusable. On 0 the
+ * caller frees src with s3_copy_src_free (safe on a zeroed src). */
+int s3_copy_src_parse(struct s3_req *r, struct s3_copy_src *src);
+void s3_copy_src_free(struct s3_copy_src *src);
+/* Inside a transaction: the source object's record, checked. 0 with *v, *vl
+ * pointing into the map (valid until the transaction writes or ends: copy
+ * what you keep before writing). On failure a negative code, and *why the
+ * S3 error to answer: NoSuchBucket, AccessDenied, NoSuchKey,
+ * PreconditionFailed; S3E_OK for failures with no S3 meaning of their own
+ * (map them with s3_reply_code). */
+int s3_copy_src_read(struct meta_txn *t, const struct s3_copy_src *src, const char *user,
+		     const void **v, size_t *vl, enum s3_error *why) CAIRN_WUR;
+/* x-amz-copy-source-range ("bytes=first-last", both required, inclusive)
+ * against a source of `size` bytes: 0 with *out, CAIRN_EINVAL when
+ * malformed (InvalidArgument), CAIRN_ERANGE when last >= size or first >
+ * last (AWS answers InvalidArgument, ceph/s3-tests expects InvalidRange). */
+int s3_copy_range_parse(const char *hdr, uint64_t size, struct s3_range *out) CAIRN_WUR;
+/* Copies the record fields to f for CopyObject: with replace, f already
+ * holds the request's (s3_fields_from_request) and only the fields that
+ * describe the bytes (S3_F_CHECKSUM, S3_F_PART_SIZES) are added from the
+ * source; without, every source field but the owner, then owner = user. */
+struct s3_objinfo;
+void s3_copy_fields(const struct s3_objinfo *src, bool replace, const char *user,
+		    struct s3_fbuf *f);
+
+void s3_op_copy_object(struct s3_req *r);
 
 /* ---- buckets (s3_bucket.c) ---- */
 
@@ -249,6 +302,7 @@ void s3_op_put_object_start(struct s3_req *r);
 void s3_op_get_object(struct s3_req *r); /* GET and HEAD */
 void s3_op_delete_object(struct s3_req *r);
 void s3_op_delete_objects_start(struct s3_req *r);
+void s3_op_get_object_tagging(struct s3_req *r); /* always an empty tag set */
 struct s3_objinfo;
 /* x-amz-checksum-<algo> and x-amz-checksum-type for c (nothing for NONE). */
 void s3_add_checksum_headers(struct MHD_Response *resp, const struct s3_cksum *c);

@@ -275,6 +275,45 @@ s3_ = api_stats()
 t.check("after delete, abort and gc the stored bytes are back where they were",
         s3_.get("stored_bytes") == s0.get("stored_bytes"), f"{s0} -> {s3_}")
 
+# ---- UploadPartCopy ----
+srcb = os.urandom(12 * MIB + 333)
+s3.put_object(Bucket=B, Key="src", Body=srcb)
+gc()
+c0 = api_stats()
+u = s3.create_multipart_upload(Bucket=B, Key="pc")["UploadId"]
+r1 = s3.upload_part_copy(Bucket=B, Key="pc", UploadId=u, PartNumber=1,
+                         CopySource={"Bucket": B, "Key": "src"})
+r2 = s3.upload_part_copy(Bucket=B, Key="pc", UploadId=u, PartNumber=2,
+                         CopySource={"Bucket": B, "Key": "src"},
+                         CopySourceRange="bytes=1000-2000999")
+t.check("UploadPartCopy answers CopyPartResult ETags (whole object, range)",
+        r1["CopyPartResult"]["ETag"] == f'"{md5(srcb)}"' and
+        r2["CopyPartResult"]["ETag"] == f'"{md5(srcb[1000:2001000])}"', (r1, r2))
+c1 = api_stats()
+t.check("copying a whole object as a part stores (almost) nothing new: dedup",
+        c1.get("unique_bytes", 0) - c0.get("unique_bytes", 0) < 1 * MIB, f"{c0} -> {c1}")
+t.expect_error("a copy range beyond the source -> InvalidArgument",
+               lambda: s3.upload_part_copy(Bucket=B, Key="pc", UploadId=u, PartNumber=3,
+                                           CopySource={"Bucket": B, "Key": "src"},
+                                           CopySourceRange=f"bytes=0-{len(srcb)}"),
+               ("InvalidArgument", "InvalidRange"))
+t.expect_error("a missing copy source -> NoSuchKey",
+               lambda: s3.upload_part_copy(Bucket=B, Key="pc", UploadId=u, PartNumber=3,
+                                           CopySource={"Bucket": B, "Key": "nope"}),
+               "NoSuchKey", 404)
+t.expect_error("copy-source-if-match that fails -> PreconditionFailed",
+               lambda: s3.upload_part_copy(Bucket=B, Key="pc", UploadId=u, PartNumber=3,
+                                           CopySource={"Bucket": B, "Key": "src"},
+                                           CopySourceIfMatch='"' + "1" * 32 + '"'),
+               "PreconditionFailed", 412)
+complete([(1, r1["CopyPartResult"]["ETag"]), (2, r2["CopyPartResult"]["ETag"])], key="pc",
+         upload=u)
+t.check("the copied parts read back", s3.get_object(Bucket=B, Key="pc")["Body"].read() ==
+        srcb + srcb[1000:2001000])
+rc, out = aws("s3", "cp", f"s3://{B}/src", f"s3://{B}/src-copy")
+t.check("aws s3 cp s3://.. s3://.. of 12 MiB (UploadPartCopy in awscli)", rc == 0 and
+        s3.get_object(Bucket=B, Key="src-copy")["Body"].read() == srcb, out)
+
 # ---- checksums ----
 K = "ck"
 
