@@ -81,6 +81,9 @@ struct s3_server {
 	bool reaper_started, stopping;
 	struct s3_conn *conns;
 	uint64_t head_deadline_us;
+	/* HTTPS: the PEM text handed to libmicrohttpd, kept for the daemon's
+	 * life (objstore/s3_tls.h); both NULL for plain HTTP. */
+	struct s3_tls_pem *tls;
 };
 
 enum s3_state { S3_ST_NEW = 0, S3_ST_DEFER, S3_ST_BODY, S3_ST_DONE };
