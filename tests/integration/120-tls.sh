@@ -10,6 +10,7 @@
 # node still serves, boto3 put_object with ChecksumAlgorithm=CRC32 (botocore
 # sends STREAMING-UNSIGNED-PAYLOAD-TRAILER over https).
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/tls-certs.sh"
 requires openssl /usr/bin/curl cmp sha256sum
 
 F=$T/files
@@ -18,28 +19,10 @@ C=$T/certs
 mkdir -p "$C"
 
 # ---- certificates ----
-ext_srv=$C/srv.ext
-cat >"$ext_srv" <<'EOF'
-basicConstraints=CA:FALSE
-keyUsage=critical,digitalSignature,keyEncipherment
-extendedKeyUsage=serverAuth
-subjectAltName=IP:127.0.0.1,DNS:localhost
-subjectKeyIdentifier=hash
-authorityKeyIdentifier=keyid,issuer
-EOF
-if ! openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-	-keyout "$C/ca.key" -out "$C/ca.pem" -days 2 -subj "/CN=cairn test CA" \
-	-addext "basicConstraints=critical,CA:TRUE" \
-	-addext "keyUsage=critical,keyCertSign,cRLSign" >"$C/openssl.log" 2>&1 ||
-	! openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-		-keyout "$C/srv.key" -out "$C/srv.csr" -subj "/CN=localhost" >>"$C/openssl.log" 2>&1 ||
-	! openssl x509 -req -in "$C/srv.csr" -CA "$C/ca.pem" -CAkey "$C/ca.key" \
-		-CAcreateserial -out "$C/srv.pem" -days 2 -extfile "$ext_srv" >>"$C/openssl.log" 2>&1; then
+if ! tls_certs "$C"; then
 	fail "openssl could not make the test certificates"
-	sed 's/^/    | /' "$C/openssl.log"
 	finish
 fi
-chmod 600 "$C/srv.key" "$C/ca.key"
 check "the server certificate verifies against the test CA" \
 	openssl verify -CAfile "$C/ca.pem" "$C/srv.pem"
 
