@@ -283,9 +283,11 @@ await step('lib-storage Upload aborted mid-way leaves no upload and no object', 
   assert(fired, 'no part finished, so the abort never fired');
   assert(err, 'the aborted Upload resolved');
   assert(err.name === 'AbortError', `rejected with ${err.name}: ${err.message}`);
-  // lib-storage sends AbortMultipartUpload itself; give it a moment.
+  // done() rejects at once; lib-storage sends AbortMultipartUpload once the
+  // parts in flight have finished. Wait for that (up to a minute: a slow
+  // sanitizer build must not fail this).
   let left = [];
-  for (let i = 0; i < 50; i++) {
+  for (let i = 0; i < 600; i++) {
     const l = await s3.send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: 'aborted.bin' }));
     left = l.Uploads || [];
     if (left.length === 0) break;
