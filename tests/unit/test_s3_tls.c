@@ -23,6 +23,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/sha.h>
+#include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
 #include "chunkstore/chunkstore.h"
@@ -386,6 +387,72 @@ static void test_tls_stalled_handshake_is_closed(void **state)
 	srv_stop(&s);
 }
 
+/* A client that completes the handshake and then trickles its request head
+ * byte by byte keeps libmicrohttpd's idle timer alive; the slow-head reaper
+ * must still cut it over TLS (timeout 1 s + S3_HEADER_GRACE_SEC). */
+static void test_tls_trickled_head_is_reaped(void **state)
+{
+	(void)state;
+	struct srv s;
+	struct buf b = {0};
+	long status;
+	int rc = srv_start(&s, cert_pem, key_pem);
+	if (rc == -ENOSYS || rc == -EPERM) {
+		srv_stop(&s);
+		skip();
+	}
+	assert_int_equal(rc, 0);
+
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	assert_non_null(ctx);
+	assert_int_equal(SSL_CTX_load_verify_locations(ctx, ca_pem, NULL), 1);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(s.port)};
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	SSL *ssl = SSL_new(ctx);
+	assert_non_null(ssl);
+	SSL_set_fd(ssl, fd);
+	SSL_set_tlsext_host_name(ssl, "localhost");
+	assert_true(SSL_set1_host(ssl, "localhost"));
+	assert_int_equal(SSL_connect(ssl), 1); /* verified against the test CA */
+
+	static const char head[] =
+	    "GET /tlsb/obj HTTP/1.1\r\nHost: localhost\r\nX-Slow: "
+	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+	time_t t0 = time(NULL);
+	bool closed = false;
+	size_t i = 0;
+	/* One byte every 300 ms: ~20 s of head, far past the deadline. */
+	while (!closed && time(NULL) - t0 < 60) {
+		if (SSL_write(ssl, head + i % (sizeof(head) - 1), 1) <= 0) {
+			closed = true;
+			break;
+		}
+		i++;
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		if (poll(&p, 1, 300) > 0) {
+			char tmp[256];
+			if (SSL_read(ssl, tmp, sizeof(tmp)) <= 0)
+				closed = true;
+		}
+	}
+	time_t took = time(NULL) - t0;
+	SSL_free(ssl);
+	SSL_CTX_free(ctx);
+	close(fd);
+	assert_true(closed);
+	/* Cut by the reaper, not by the 1 s idle timer (which the trickle
+	 * keeps resetting): the head deadline is 1 + 10 s. */
+	assert_true(took >= 5);
+
+	assert_int_equal(req("https", s.port, "PUT", "/still", NULL, 0, &status, &b), CURLE_OK);
+	assert_int_equal(status, 200);
+	free(b.p);
+	srv_stop(&s);
+}
+
 int main(void)
 {
 	curl_global_init(CURL_GLOBAL_ALL);
@@ -394,6 +461,7 @@ int main(void)
 	    cmocka_unit_test(test_tls_one_of_two_refused),
 	    cmocka_unit_test(test_tls_put_get_and_plain_http_refused),
 	    cmocka_unit_test(test_tls_stalled_handshake_is_closed),
+	    cmocka_unit_test(test_tls_trickled_head_is_reaped),
 	};
 	int rc = cmocka_run_group_tests(tests, group_setup, group_teardown);
 	curl_global_cleanup();
