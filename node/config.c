@@ -58,6 +58,10 @@ static const struct cfg_key keys[] = {
      "seconds an idle or stalled S3 connection is kept"},
     {"s3", "multipart_expiry", CFG_UINT, F(s3_multipart_expiry), "604800", 1, 315360000,
      "seconds after which an unfinished multipart upload is aborted and its space freed"},
+    {"s3", "tls_cert", CFG_OPTSTR, F(s3_tls_cert), "", 0, 0,
+     "PEM certificate (chain) file; with tls_key the S3 port speaks HTTPS only"},
+    {"s3", "tls_key", CFG_OPTSTR, F(s3_tls_key), "", 0, 0,
+     "PEM private key file (unencrypted; keep it mode 0600) for tls_cert"},
     {"api", "listen", CFG_LISTEN, F(api_listen), "127.0.0.1:9100", 0, 0,
      "admin API, /metrics and /health address HOST:PORT"},
     {"pool", "devices", CFG_UINT, F(devices), "6", 1, 256,
@@ -461,6 +465,13 @@ int node_config_validate(const struct node_config *c, char *err, size_t errlen)
 			    (unsigned long long)(c->k + c->m));
 		return CAIRN_EINVAL;
 	}
+	if (!c->s3_tls_cert[0] != !c->s3_tls_key[0]) {
+		node_seterr(err, errlen,
+			    "[s3] tls_cert and tls_key go together: %s is set, %s is not",
+			    c->s3_tls_cert[0] ? "tls_cert" : "tls_key",
+			    c->s3_tls_cert[0] ? "tls_key" : "tls_cert");
+		return CAIRN_EINVAL;
+	}
 	char host[256];
 	uint16_t port = 0;
 	if (strcmp(c->s3_listen, c->api_listen) == 0 &&
@@ -478,6 +489,8 @@ enum {
 	OPT_API_LISTEN,
 	OPT_DEVICES,
 	OPT_LOG_LEVEL,
+	OPT_TLS_CERT,
+	OPT_TLS_KEY,
 	OPT_POWERLOSS,
 	OPT_HELP,
 };
@@ -489,6 +502,8 @@ static const struct option serve_opts[] = {
     {"api-listen", required_argument, NULL, OPT_API_LISTEN},
     {"devices", required_argument, NULL, OPT_DEVICES},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+    {"tls-key", required_argument, NULL, OPT_TLS_KEY},
     {"powerloss-sim", no_argument, NULL, OPT_POWERLOSS},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
@@ -504,6 +519,8 @@ static const struct {
     {OPT_API_LISTEN, "api", "listen", "--api-listen"},
     {OPT_DEVICES, "pool", "devices", "--devices"},
     {OPT_LOG_LEVEL, "node", "log_level", "--log-level"},
+    {OPT_TLS_CERT, "s3", "tls_cert", "--tls-cert"},
+    {OPT_TLS_KEY, "s3", "tls_key", "--tls-key"},
 };
 #define NFLAGS (sizeof(flag_keys) / sizeof(flag_keys[0]))
 
@@ -595,6 +612,9 @@ void node_serve_help(FILE *f)
 	    "127.0.0.1:9100)\n"
 	    "  --devices N            device folders at pool creation ([pool] devices, default 6)\n"
 	    "  --log-level LEVEL      error|warn|info|debug   ([node] log_level, default info)\n"
+	    "  --tls-cert FILE        PEM certificate (chain) ([s3] tls_cert; with --tls-key the\n"
+	    "                                                  S3 port speaks HTTPS only)\n"
+	    "  --tls-key FILE         PEM private key         ([s3] tls_key)\n"
 	    "  --powerloss-sim        test mode: log undo records so a kill -9 can be replayed\n"
 	    "                         as a power cut (DATA/powerloss.log; see\n"
 	    "                         `cairn powerloss-replay`)\n"

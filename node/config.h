@@ -34,6 +34,8 @@ struct node_config {
 	uint64_t s3_max_connections;
 	uint64_t s3_timeout;
 	uint64_t s3_multipart_expiry;
+	char *s3_tls_cert; /* PEM file; "" = plain HTTP (both or neither) */
+	char *s3_tls_key;
 	/* [api] */
 	char *api_listen;
 	/* [pool] (strings first: tests compare the numbers as one block) */
@@ -75,7 +77,8 @@ int node_config_set(struct node_config *c, const char *section, const char *key,
  * the file cannot be read, or CAIRN_EINVAL (message in err). */
 int node_config_load(struct node_config *c, const char *path, char *err, size_t errlen) CAIRN_WUR;
 
-/* Cross-field checks (k+m <= devices, listen addresses, log level...). */
+/* Cross-field checks (k+m <= devices, listen addresses, TLS files both or
+ * neither...). The TLS files themselves are read by s3_tls_check(). */
 int node_config_validate(const struct node_config *c, char *err, size_t errlen) CAIRN_WUR;
 
 /* Parses `cairn serve` arguments (argv[0] is "serve"): defaults, then the

@@ -161,17 +161,18 @@ static void unregister_pool(void)
 
 /* ---- helpers ---- */
 
-/* "http://HOST:PORT" with the bound port (the configured one may be 0). */
-static void url_of(const char *listen, uint16_t port, char *out, size_t len)
+/* "http://HOST:PORT" (or https) with the bound port (the configured one
+ * may be 0). */
+static void url_of(const char *scheme, const char *listen, uint16_t port, char *out, size_t len)
 {
 	char host[256];
 	uint16_t p;
 	if (node_split_listen(listen, host, sizeof(host), &p) != 0)
 		snprintf(host, sizeof(host), "?");
 	if (strchr(host, ':'))
-		snprintf(out, len, "http://[%s]:%u", host, port);
+		snprintf(out, len, "%s://[%s]:%u", scheme, host, port);
 	else
-		snprintf(out, len, "http://%s:%u", host, port);
+		snprintf(out, len, "%s://%s:%u", scheme, host, port);
 }
 
 static int check_data_dir(const char *dir)
@@ -302,6 +303,12 @@ int node_serve_main(int argc, char **argv)
 		exit_code = 2;
 		goto out;
 	}
+	/* A bad certificate or key fails here, named, before the disk is touched. */
+	if (cfg.s3_tls_cert[0] &&
+	    s3_tls_check(cfg.s3_tls_cert, cfg.s3_tls_key, err, sizeof(err)) < 0) {
+		fprintf(stderr, "cairn: cannot serve S3 over HTTPS: %s\n", err);
+		goto out;
+	}
 	if (check_data_dir(cfg.data_dir) < 0)
 		goto out;
 	lock_fd = node_data_lock(cfg.data_dir, err, sizeof(err));
@@ -383,6 +390,8 @@ int node_serve_main(int argc, char **argv)
 	    .timeout_sec = (unsigned)cfg.s3_timeout,
 	    .multipart_expiry_sec = (unsigned)cfg.s3_multipart_expiry,
 	    .access_log = cfg.access_log,
+	    .tls_cert = cfg.s3_tls_cert,
+	    .tls_key = cfg.s3_tls_key,
 	};
 	ret = s3_server_start(&s3cfg, pool, &s3);
 	if (ret < 0) {
@@ -435,8 +444,9 @@ int node_serve_main(int argc, char **argv)
 	else
 		printf("cairn: root credentials in %s\n", credpath);
 	char s3url[300], apiurl[300];
-	url_of(cfg.s3_listen, s3_server_port(s3), s3url, sizeof(s3url));
-	url_of(cfg.api_listen, admin_port(admin), apiurl, sizeof(apiurl));
+	url_of(s3_server_tls(s3) ? "https" : "http", cfg.s3_listen, s3_server_port(s3), s3url,
+	       sizeof(s3url));
+	url_of("http", cfg.api_listen, admin_port(admin), apiurl, sizeof(apiurl));
 	printf("cairn ready: S3 %s, API %s\n", s3url, apiurl);
 	fflush(stdout);
 	OPENSSL_cleanse(creds.password, sizeof(creds.password));

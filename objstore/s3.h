@@ -5,7 +5,9 @@
  * address, with an idle timeout and a deadline for a request head), on top
  * of a chunk store pool. Users and their access keys are kept in the pool's
  * metadata (META_T_USERS, META_T_KEYS); secrets are never logged. Records
- * are described in objstore/s3_format.h.
+ * are described in objstore/s3_format.h. With a certificate and key in the
+ * config the listener speaks HTTPS only (libmicrohttpd over GnuTLS; the
+ * files are read once at start, a new certificate needs a restart).
  *
  * Behaviour choices: every request must be SigV4-signed (header or
  * presigned) with a credential scope naming this server's region;
@@ -41,10 +43,24 @@ struct s3_config {
 	/* unfinished multipart uploads older than this are aborted (their
 	 * parts' space freed by the next GC); 0: never */
 	unsigned multipart_expiry_sec;
+	/* HTTPS: both set = the port speaks TLS only (PEM files: the
+	 * certificate, optionally followed by its chain, and an unencrypted
+	 * private key); both NULL or "" = plain HTTP; one alone = CAIRN_EINVAL. */
+	const char *tls_cert;
+	const char *tls_key;
 };
 
 int s3_server_start(const struct s3_config *cfg, struct cs_pool *pool,
 		    struct s3_server **out) CAIRN_WUR;
+/* Checks a TLS certificate and key pair as s3_server_start would: TLS is
+ * compiled into libmicrohttpd, both files are readable PEM, the key is not
+ * encrypted and matches the certificate. Returns 0, or -errno / CAIRN_EINVAL
+ * / -ENOTSUP with a message naming the file in err (never key material).
+ * Warns in the log about an expired certificate or a key file that others
+ * can read. For `cairn serve` to fail before it opens the pool. */
+int s3_tls_check(const char *cert_path, const char *key_path, char *err, size_t errlen) CAIRN_WUR;
+/* True when the server speaks HTTPS. */
+bool s3_server_tls(const struct s3_server *srv);
 /* The port actually bound (for ":0" listeners in tests). */
 uint16_t s3_server_port(const struct s3_server *srv);
 /* Stops accepting, finishes requests in flight, frees; NULL is fine. */

@@ -1130,8 +1130,9 @@ static void complete_finish(struct s3_req *r)
 		    (host ? strlen(host) : 9) + strlen(r->addr.bucket) + 3 * r->addr.key_len + 16;
 		loc = malloc(ll);
 		if (loc) {
-			int n = snprintf(loc, ll, "http://%s/%s/", host ? host : "localhost",
-					 r->addr.bucket);
+			int n = snprintf(loc, ll, "%s://%s/%s/",
+					 s3_server_tls(r->srv) ? "https" : "http",
+					 host ? host : "localhost", r->addr.bucket);
 			if (s3_uri_encode(r->addr.key, r->addr.key_len, true, loc + n,
 					  ll - (size_t)n) < 0)
 				loc[n] = 0;

@@ -30,6 +30,7 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "objstore/s3_server_internal.h"
+#include "objstore/s3_tls.h"
 #include "objstore/s3_xml.h"
 
 #define TAG "s3"
@@ -1507,6 +1508,30 @@ out:
 	return rc;
 }
 
+/* Both of tls_cert/tls_key set: reads and checks them into srv->tls; one
+ * alone is a configuration error; neither: plain HTTP. */
+static int s3_server_tls_setup(struct s3_server *srv, const struct s3_config *cfg)
+{
+	bool cert = cfg->tls_cert && cfg->tls_cert[0], key = cfg->tls_key && cfg->tls_key[0];
+	char err[512];
+	int rc;
+
+	if (!cert && !key)
+		return 0;
+	if (cert != key) {
+		log_err(TAG, "TLS needs both a certificate and a key (only the %s is set)",
+			cert ? "certificate" : "key");
+		return CAIRN_EINVAL;
+	}
+	srv->tls = calloc(1, sizeof(*srv->tls));
+	if (!srv->tls)
+		return -ENOMEM;
+	rc = s3_tls_load(cfg->tls_cert, cfg->tls_key, srv->tls, err, sizeof(err));
+	if (rc < 0)
+		log_err(TAG, "%s", err);
+	return rc;
+}
+
 int s3_server_start(const struct s3_config *cfg, struct cs_pool *pool, struct s3_server **out)
 {
 	struct s3_server *srv = calloc(1, sizeof(*srv));
@@ -1549,20 +1574,34 @@ int s3_server_start(const struct s3_config *cfg, struct cs_pool *pool, struct s3
 		/* No request struct to number it: a fixed id. */
 		MHD_add_response_header(resp_oom, "x-amz-request-id", "0000000000000000");
 	}
+	rc = s3_server_tls_setup(srv, cfg);
+	if (rc < 0)
+		goto fail;
 	rc = listen_socket(cfg->listen, &srv->lfd, &srv->port, &v6);
 	if (rc < 0)
 		goto fail;
 	if (v6)
 		flags |= MHD_USE_IPv6;
+	if (srv->tls)
+		flags |= MHD_USE_TLS;
+	/* The TLS options come last and are MHD_OPTION_END-ed out for plain
+	 * HTTP: one call, one option list. The handshake runs on the
+	 * connection's thread, inside the head deadline the reaper keeps. */
 	srv->mhd = MHD_start_daemon(
-	    flags, 0, NULL, NULL, access_cb, srv, MHD_OPTION_LISTEN_SOCKET, srv->lfd,
-	    MHD_OPTION_CONNECTION_LIMIT, maxc, MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip,
-	    MHD_OPTION_CONNECTION_TIMEOUT, timeout, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-	    (size_t)S3_CONN_MEMORY, MHD_OPTION_URI_LOG_CALLBACK, uri_cb, srv,
-	    MHD_OPTION_NOTIFY_COMPLETED, done_cb, srv, MHD_OPTION_NOTIFY_CONNECTION, conn_cb, srv,
-	    MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv, MHD_OPTION_END);
+	    flags, 0, NULL, NULL, access_cb, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv,
+	    MHD_OPTION_LISTEN_SOCKET, srv->lfd, MHD_OPTION_CONNECTION_LIMIT, maxc,
+	    MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip, MHD_OPTION_CONNECTION_TIMEOUT, timeout,
+	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)S3_CONN_MEMORY, MHD_OPTION_URI_LOG_CALLBACK,
+	    uri_cb, srv, MHD_OPTION_NOTIFY_COMPLETED, done_cb, srv, MHD_OPTION_NOTIFY_CONNECTION,
+	    conn_cb, srv, srv->tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END,
+	    srv->tls ? srv->tls->cert : NULL, MHD_OPTION_HTTPS_MEM_KEY,
+	    srv->tls ? srv->tls->key : NULL, MHD_OPTION_HTTPS_PRIORITIES, S3_TLS_PRIORITIES,
+	    MHD_OPTION_END);
 	if (!srv->mhd) {
-		log_err(TAG, "libmicrohttpd did not start on %s", cfg->listen);
+		log_err(TAG, "libmicrohttpd did not start on %s%s%s%s%s", cfg->listen,
+			srv->tls ? " with TLS (GnuTLS refused the certificate " : "",
+			srv->tls ? cfg->tls_cert : "", srv->tls ? " or key " : "",
+			srv->tls ? cfg->tls_key : "");
 		rc = -EIO;
 		goto fail;
 	}
@@ -1577,19 +1616,26 @@ int s3_server_start(const struct s3_config *cfg, struct cs_pool *pool, struct s3
 		srv->mpu_expiry_us = (uint64_t)cfg->multipart_expiry_sec * 1000000u;
 		srv->mpu_next_sweep_us = now_us() + 1000000u; /* soon after start */
 	}
-	log_info(TAG, "S3 listening on %s (port %u, %u connections, %u per IP, %us timeout)",
-		 cfg->listen, srv->port, maxc, per_ip, timeout);
+	log_info(TAG, "S3 listening on %s (%s, port %u, %u connections, %u per IP, %us timeout)",
+		 cfg->listen, srv->tls ? "https" : "http", srv->port, maxc, per_ip, timeout);
 	*out = srv;
 	return 0;
 fail:
 	if (srv->lfd >= 0)
 		close(srv->lfd);
+	s3_tls_pem_free(srv->tls);
+	free(srv->tls);
 	pthread_cond_destroy(&srv->reaper_cond);
 	pthread_mutex_destroy(&srv->conns_lock);
 	free(srv->region);
 	free(srv->domain);
 	free(srv);
 	return rc;
+}
+
+bool s3_server_tls(const struct s3_server *srv)
+{
+	return srv && srv->tls;
 }
 
 uint16_t s3_server_port(const struct s3_server *srv)
@@ -1619,6 +1665,8 @@ void s3_server_stop(struct s3_server *srv)
 	}
 	if (srv->lfd >= 0)
 		close(srv->lfd);
+	s3_tls_pem_free(srv->tls);
+	free(srv->tls);
 	pthread_cond_destroy(&srv->reaper_cond);
 	pthread_mutex_destroy(&srv->conns_lock);
 	free(srv->region);

@@ -84,6 +84,9 @@ struct s3_server {
 	uint64_t head_deadline_us;
 	/* multipart uploads older than this are aborted by the reaper; 0: never */
 	uint64_t mpu_expiry_us, mpu_next_sweep_us;
+	/* HTTPS: the PEM text handed to libmicrohttpd, kept for the daemon's
+	 * life (objstore/s3_tls.h); both NULL for plain HTTP. */
+	struct s3_tls_pem *tls;
 };
 
 enum s3_state { S3_ST_NEW = 0, S3_ST_DEFER, S3_ST_BODY, S3_ST_DONE };

@@ -18,10 +18,11 @@ BUILD_DEPS=(
 	libcmocka-dev libxxhash-dev
 )
 # Real clients and tools the integration tests drive (tests/integration/), and fio and bc
-# for bench/datapath.sh.
+# for bench/datapath.sh. nodejs + npm run the AWS SDK for JavaScript v3 (tests/js, from
+# the npm registry via `npm ci`); openssl makes the HTTPS test's certificates.
 TEST_DEPS=(
 	awscli python3 python3-boto3 python3-requests s3cmd rclone curl lmdb-utils
-	clang-format procps fio bc
+	clang-format procps fio bc restic nodejs npm openssl
 )
 
 want_test=0
@@ -53,13 +54,41 @@ fi
 missing=()
 for p in "${pkgs[@]}"; do
 	st=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+	# A nodejs package from outside Debian may bundle npm and conflict
+	# with Debian's: an npm that runs is enough.
+	if [ "$p" = npm ] && [ "$st" != "installed" ] && command -v npm >/dev/null 2>&1; then
+		st=installed
+	fi
 	if [ "$st" != "installed" ]; then
 		missing+=("$p")
 	fi
 done
 
+# tests/js: the SDK's exact tree from package-lock.json, fetched again only
+# when node_modules is missing or was installed from another lock file.
+js_deps() {
+	local js lock stamp want
+	js="$(cd "$(dirname "$0")/.." && pwd)/tests/js"
+	lock="$js/package-lock.json"
+	stamp="$js/node_modules/.cairn-lock.sha256"
+	[ -f "$lock" ] || return 0
+	want=$(sha256sum "$lock" | cut -d' ' -f1)
+	if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+		return 0
+	fi
+	echo "install-deps: npm ci in tests/js"
+	(cd "$js" && npm ci --no-audit --no-fund --loglevel=error) || {
+		echo "install-deps: npm ci in tests/js failed" >&2
+		return 1
+	}
+	echo "$want" >"$stamp"
+}
+
 if [ "${#missing[@]}" -eq 0 ]; then
 	echo "install-deps: all ${#pkgs[@]} packages present"
+	if [ "$want_test" = 1 ]; then
+		js_deps
+	fi
 	exit 0
 fi
 
@@ -78,3 +107,6 @@ export DEBIAN_FRONTEND=noninteractive
 "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
 "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
 	apt-get install -y -q --no-install-recommends "${missing[@]}"
+if [ "$want_test" = 1 ]; then
+	js_deps
+fi

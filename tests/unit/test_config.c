@@ -327,6 +327,46 @@ static void test_serve_args_errors(void **state)
 	node_config_free(&c);
 }
 
+/* [s3] tls_cert/tls_key: default off, set from the file or the flags, and
+ * one without the other is an error naming both keys (issue 4). */
+static void test_config_tls_both_or_neither_issue4(void **state)
+{
+	(void)state;
+	struct node_config c;
+	struct node_serve_opts o;
+	char err[512] = "";
+
+	char *a0[] = {"serve", NULL};
+	assert_int_equal(node_serve_args(1, a0, &c, &o, err, sizeof(err)), 0);
+	assert_string_equal(c.s3_tls_cert, "");
+	assert_string_equal(c.s3_tls_key, "");
+	node_config_free(&c);
+
+	const char *p =
+	    write_file("tls.ini", "[s3]\ntls_cert = /etc/c.pem\ntls_key = /etc/k.pem\n");
+	char *a1[] = {"serve", "--config", (char *)p, "--tls-key", "/flag/k.pem", NULL};
+	assert_int_equal(node_serve_args(5, a1, &c, &o, err, sizeof(err)), 0);
+	assert_string_equal(c.s3_tls_cert, "/etc/c.pem");
+	assert_string_equal(c.s3_tls_key, "/flag/k.pem"); /* flag beats file */
+	node_config_free(&c);
+
+	char *a2[] = {"serve", "--tls-cert", "/c.pem", NULL};
+	assert_int_equal(node_serve_args(3, a2, &c, &o, err, sizeof(err)), CAIRN_EINVAL);
+	assert_non_null(strstr(err, "tls_cert is set, tls_key is not"));
+	node_config_free(&c);
+
+	p = write_file("tls2.ini", "[s3]\ntls_key = /k.pem\n");
+	char *a3[] = {"serve", "--config", (char *)p, NULL};
+	assert_int_equal(node_serve_args(3, a3, &c, &o, err, sizeof(err)), CAIRN_EINVAL);
+	assert_non_null(strstr(err, "tls_key is set, tls_cert is not"));
+	node_config_free(&c);
+
+	char *a4[] = {"serve", "--tls-cert", NULL};
+	assert_int_equal(node_serve_args(2, a4, &c, &o, err, sizeof(err)), CAIRN_EINVAL);
+	assert_non_null(strstr(err, "'--tls-cert' needs a value"));
+	node_config_free(&c);
+}
+
 static void test_serve_help_lists_every_key_and_flag(void **state)
 {
 	(void)state;
@@ -344,6 +384,10 @@ static void test_serve_help_lists_every_key_and_flag(void **state)
 	    "--devices",
 	    "--log-level",
 	    "--powerloss-sim",
+	    "--tls-cert FILE",
+	    "--tls-key FILE",
+	    "tls_cert = ",
+	    "tls_key = ",
 	    "CAIRN_ROOT_USER",
 	    "CAIRN_ROOT_PASSWORD",
 	    "[node]",
@@ -533,6 +577,7 @@ int main(void)
 	    cmocka_unit_test(test_config_validate_cross_field),
 	    cmocka_unit_test(test_serve_args_flags_override_file),
 	    cmocka_unit_test(test_serve_args_errors),
+	    cmocka_unit_test(test_config_tls_both_or_neither_issue4),
 	    cmocka_unit_test(test_serve_help_lists_every_key_and_flag),
 	    cmocka_unit_test(test_split_listen),
 	    cmocka_unit_test(test_config_examples_load_and_cairn_ini_is_default),
