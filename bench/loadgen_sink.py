@@ -1,10 +1,12 @@
 #!/usr/bin/python3
-"""bench/chunked_sink.py PORT SECRET - an HTTP sink that checks what loadgen's chunked modes send.
+"""bench/loadgen_sink.py PORT SECRET - an HTTP sink that checks what loadgen's issue-4 modes send.
 
-A self-test of bench/loadgen.c, independent of any S3 server: it accepts `PUT /bucket` (200) and
-`PUT /bucket/key` with an aws-chunked body, decodes it while it streams in and answers 200 only
-when the body is exactly right, else 400 with an S3-style <Error><Code>..</Code> naming what was
-wrong. Checked, from the AWS SigV4 streaming documents:
+A self-test of bench/loadgen.c (run by bench/selftest-loadgen.sh), independent of any S3 server.
+
+aws-chunked: it accepts `PUT /bucket` (200) and `PUT /bucket/key` with an aws-chunked body,
+decodes it while it streams in and answers 200 only when the body is exactly right, else 400
+with an S3-style <Error><Code>..</Code> naming what was wrong. Checked, from the AWS SigV4
+streaming documents:
 - Content-Encoding aws-chunked, x-amz-decoded-content-length = the decoded bytes, Content-Length
   = the encoded bytes; chunk frames "<hex>[;chunk-signature=<64 hex>]\\r\\n<data>\\r\\n", a final
   0-size frame;
@@ -15,18 +17,32 @@ wrong. Checked, from the AWS SigV4 streaming documents:
   its SignedHeaders (the secret is the second argument), and every chunk signature chained on
   the previous one (AWS4-HMAC-SHA256-PAYLOAD string to sign).
 The decoded bytes are also hashed (MD5) and returned as the ETag, so a caller can compare them
-with `loadgen gen-file` output. Debian's python3, standard library only. Not used by run.sh.
+with `loadgen gen-file` output.
+
+Multipart, kept in memory (part MD5s only): POST ?uploads= (CreateMultipartUpload), PUT
+?partNumber=N&uploadId=U (ETag = MD5 of the part), POST ?uploadId=U (Complete: the parts listed
+must be 1..N in order with the ETags given, the answer is a CompleteMultipartUploadResult with
+ETag MD5(part MD5s)-N), DELETE ?uploadId=U. Buckets named for a fault make it misbehave the
+way a broken server would, so the self-test can check loadgen reports an error and no speed:
+"fault-etag" (a wrong object ETag), "fault-200err" (Complete answers 200 with an <Error> body),
+"fault-part3" (UploadPart 3 answers 500). Debian's python3, standard library only. Not used by
+run.sh.
 """
 import base64
 import hashlib
 import hmac
 import http.server
+import re
 import sys
+import threading
 import urllib.parse
+import uuid
 import zlib
 
 SECRET = sys.argv[2] if len(sys.argv) > 2 else ""
 EMPTY = hashlib.sha256(b"").hexdigest()
+UPLOADS = {}  # upload id -> {part number: md5 bytes}
+LOCK = threading.Lock()
 
 
 class Bad(Exception):
@@ -86,6 +102,46 @@ class Handler(http.server.BaseHTTPRequestHandler):
             raise Bad("SignatureDoesNotMatch")
         return key, date, scope, parts["Signature"]
 
+    def error(self, code, s3code):
+        self.answer(code, f"<Error><Code>{s3code}</Code></Error>".encode())
+
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length", "0"))
+        body = self.rfile.read(length).decode()
+        path, _, query = self.path.partition("?")
+        q = urllib.parse.parse_qs(query, keep_blank_values=True)
+        if "uploads" in q:
+            uid = uuid.uuid4().hex + "+/="  # characters loadgen must URI-encode
+            with LOCK:
+                UPLOADS[uid] = {}
+            return self.answer(200, ("<InitiateMultipartUploadResult><UploadId>%s</UploadId>"
+                                     "</InitiateMultipartUploadResult>" % uid).encode())
+        uid = q.get("uploadId", [""])[0]
+        with LOCK:
+            parts = UPLOADS.pop(uid, None)
+        if parts is None:
+            return self.error(404, "NoSuchUpload")
+        listed = re.findall(r"<Part><PartNumber>(\d+)</PartNumber><ETag>([^<]*)</ETag></Part>",
+                            body)
+        if [int(n) for n, _ in listed] != list(range(1, len(parts) + 1)):
+            return self.error(400, "InvalidPartOrder")
+        for n, etag in listed:
+            if etag.strip('"') != parts[int(n)].hex():
+                return self.error(400, "InvalidPart")
+        if path.startswith("/fault-200err/"):
+            return self.answer(200, b"<Error><Code>InternalError</Code></Error>")
+        md = hashlib.md5(b"".join(parts[n] for n in sorted(parts))).hexdigest()
+        if path.startswith("/fault-etag/"):
+            md = "0" * 32
+        self.answer(200, ("<CompleteMultipartUploadResult><ETag>&quot;%s-%d&quot;</ETag>"
+                          "</CompleteMultipartUploadResult>" % (md, len(parts))).encode())
+
+    def do_DELETE(self):
+        q = urllib.parse.parse_qs(self.path.partition("?")[2])
+        with LOCK:
+            UPLOADS.pop(q.get("uploadId", [""])[0], None)
+        self.answer(204)
+
     def do_PUT(self):
         self.consumed = 0
         length = int(self.headers.get("Content-Length", "0"))
@@ -93,6 +149,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if path.count("/") < 2:  # PUT /bucket
             self.rfile.read(length)
             return self.answer(200)
+        q = urllib.parse.parse_qs(self.path.partition("?")[2])
+        if "uploadId" in q:  # UploadPart
+            data = self.rfile.read(length)
+            n = int(q["partNumber"][0])
+            if path.startswith("/fault-part3/") and n == 3:
+                return self.error(500, "InternalError")
+            md = hashlib.md5(data).digest()
+            with LOCK:
+                if q["uploadId"][0] not in UPLOADS:
+                    return self.error(404, "NoSuchUpload")
+                UPLOADS[q["uploadId"][0]][n] = md
+            return self.answer(200, etag=md.hex())
         try:
             etag = self.decode(length)
         except (Bad, ValueError, KeyError) as e:
