@@ -4,14 +4,19 @@
 
 say() { echo "== $*" >&2; }
 
-# A base port with N free ports above it on 127.0.0.1.
+# A base port with N free ports above it on 127.0.0.1. Below the kernel's ephemeral range
+# (32768 up by default), and free of any socket, not only listeners: a busy machine's outgoing
+# connections use ephemeral local ports, and a server that binds one gets EADDRINUSE (seen with
+# Swift's memcached while other test suites ran).
 free_ports() {
-	local n=$1 base p busy
+	local n=$1 base p busy lo
+	lo=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+	[ "$lo" -gt 21000 ] 2>/dev/null || lo=50000
 	for _ in $(seq 50); do
-		base=$((20000 + RANDOM % 30000))
+		base=$((20000 + RANDOM % (lo - 20000 - n)))
 		busy=0
 		for ((p = base; p < base + n; p++)); do
-			if ss -Hltn "sport = :$p" | grep -q .; then busy=1; fi
+			if ss -Htan "sport = :$p" | grep -q .; then busy=1; fi
 		done
 		[ $busy = 0 ] && { echo $base; return 0; }
 	done

@@ -11,7 +11,9 @@
 #   Swift  (bench/swift/setup.sh) and cairn (build/node/cairn serve), identically:
 #          1 GiB PUT (UNSIGNED-PAYLOAD), 1 GiB GET x BENCH_BIG_GETS, 1 GiB PUT with a signed
 #          payload, 4 KiB PUTs for BENCH_SECS, 4 KiB GETs for BENCH_SECS over the first
-#          BENCH_GET_KEYS keys written.
+#          BENCH_GET_KEYS keys written; and (issue 4) the same 1 GiB PUT sent as aws-chunked
+#          (64 KiB chunks, CRC32 trailer; and with per-chunk signatures), and a 1 GiB
+#          multipart upload (BENCH_PART parts, BENCH_MP_CONC in flight).
 # and print the markdown tables of bench/report.py (also saved in bench/out/report.md, the raw
 # RESULT lines in bench/out/results.txt). cairn is not built by this script: build it first
 # (make, or cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo && cmake --build build);
@@ -21,7 +23,16 @@
 # Environment: BENCH_SECS (20), BENCH_CONC (16), BENCH_BIG (1G), BENCH_BIG_GETS (3),
 # BENCH_GET_KEYS (1000), BENCH_TARGETS ("nginx swift cairn"), BENCH_TMP (/var/tmp),
 # BENCH_KEEP=1 (keep the temp dir), BENCH_DROP_CACHES=1 (drop the page cache before each
-# 1 GiB GET, so GETs come from the disk), CAIRN_BIN (build/node/cairn).
+# 1 GiB GET, so GETs come from the disk), CAIRN_BIN (build/node/cairn), BENCH_PART (16M),
+# BENCH_MP_CONC (4), BENCH_CHUNK (64K), BENCH_STEPS (all; a list of the steps below, or
+# "issue4" = "put-big chunked-put chunked-put-signed mp-put", a few minutes with
+# BENCH_TARGETS="swift cairn"). Steps: kernels put-big get-big put-big-signed chunked-put
+# chunked-put-signed mp-put put-small get-small (get-big brings put-big, get-small put-small).
+#
+# Every 1 GiB PUT of an S3 target starts on a quiet server (settle: up to 30 s until the
+# server's processes use < 10% of a core), so one upload does not pay for the background work
+# (stripe sealing, parity) of the one before it. Every 1 GiB object has its own seed: the same
+# generator, different bytes, so cairn's dedup never makes one upload cheaper than another.
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -32,6 +43,18 @@ big=${BENCH_BIG:-1G}
 big_gets=${BENCH_BIG_GETS:-3}
 get_keys=${BENCH_GET_KEYS:-1000}
 targets=${BENCH_TARGETS:-"nginx swift cairn"}
+part=${BENCH_PART:-16M}
+mp_conc=${BENCH_MP_CONC:-4}
+chunk=${BENCH_CHUNK:-64K}
+all_steps="kernels put-big get-big put-big-signed chunked-put chunked-put-signed mp-put put-small get-small"
+steps=${BENCH_STEPS:-$all_steps}
+steps=" ${steps//issue4/put-big chunked-put chunked-put-signed mp-put} "
+case $steps in *" get-big "*) steps="$steps put-big " ;; esac
+case $steps in *" get-small "*) steps="$steps put-small " ;; esac
+steps=" $(printf '%s\n' $steps | awk '!seen[$0]++' | tr '\n' ' ')"
+for s in $steps; do
+	case " $all_steps " in *" $s "*) ;; *) echo "bench/run.sh: unknown step '$s' (steps: $all_steps, issue4)" >&2; exit 2 ;; esac
+done
 cairn_bin=${CAIRN_BIN:-$root/build/node/cairn}
 out=$here/out
 lg=$out/loadgen
@@ -57,17 +80,70 @@ trap 'exit 130' INT TERM
 
 . "$here/lib.sh"
 
+# want STEP: whether BENCH_STEPS selects it
+want() { [[ $steps == *" $1 "* ]]; }
+
+# settle TARGET: wait (at most 30 s) until the server under test is quiet, i.e. its processes
+# use less than a tenth of a core over half a second; says when it had to wait.
+settle() {
+	local a b waited=0
+	[ -n "$srv_pgids" ] || return 0
+	for _ in $(seq 60); do
+		a=$(cpu_ticks)
+		sleep 0.5
+		b=$(cpu_ticks)
+		awk -v a="$a" -v b="$b" -v hz="$clk_tck" 'BEGIN { exit !((b - a) / hz < 0.05) }' && break
+		waited=$((waited + 1))
+	done
+	[ $waited -gt 0 ] && say "$1: waited $((waited / 2)).$((waited % 2 * 5)) s for a quiet server"
+	return 0
+}
 # load_s3 TARGET URL ACCESS SECRET: the identical S3 sequence for Swift and cairn
 load_s3() {
 	local t=$1 url=$2
-	local a=(--url "$url" --access "$3" --secret "$4" --bucket bench)
-	run "$t" put-big put-big "${a[@]}" --create-bucket --size "$big" --key big
-	drop_caches
-	run "$t" get-big get-big "${a[@]}" --size "$big" --key big --count "$big_gets"
-	# another seed: the same bytes again would measure dedup, not writing
-	run "$t" put-big-signed put-big "${a[@]}" --size "$big" --key big-signed --seed 0x5167 \
-		--signed-payload
+	local a=(--url "$url" --access "$3" --secret "$4" --bucket bench --create-bucket)
+	if want put-big; then
+		settle "$t"
+		run "$t" put-big put-big "${a[@]}" --size "$big" --key big
+	fi
+	if want get-big; then
+		drop_caches
+		run "$t" get-big get-big "${a[@]}" --size "$big" --key big --count "$big_gets"
+	fi
+	# another seed for each object: the same bytes again would measure dedup, not writing
+	if want put-big-signed; then
+		settle "$t"
+		run "$t" put-big-signed put-big "${a[@]}" --size "$big" --key big-signed --seed 0x5167 \
+			--signed-payload
+	fi
+	# issue 4: the plain PUT's body as aws-chunked (what the SDKs send since 2025), and a
+	# multipart upload with parts in flight on parallel connections
+	# (each upload that succeeds is read back by check-big, untimed: every byte and the ETag
+	# compared with the generated ones, so a server that stored the chunk framing or the
+	# trailer, or joined parts wrongly, fails its goal whatever its speed)
+	if want chunked-put; then
+		settle "$t"
+		run "$t" chunked-put chunked-put "${a[@]}" --size "$big" --key big-chunked \
+			--seed 0xC4C3 --chunk-size "$chunk" &&
+			run "$t" chunked-put-check check-big "${a[@]}" --size "$big" --key big-chunked \
+				--seed 0xC4C3
+	fi
+	if want chunked-put-signed; then
+		settle "$t"
+		run "$t" chunked-put-signed chunked-put-signed "${a[@]}" --size "$big" \
+			--key big-chunked-signed --seed 0xC45E --chunk-size "$chunk" &&
+			run "$t" chunked-put-signed-check check-big "${a[@]}" --size "$big" \
+				--key big-chunked-signed --seed 0xC45E
+	fi
+	if want mp-put; then
+		settle "$t"
+		run "$t" mp-put mp-put "${a[@]}" --size "$big" --key big-mp --seed 0x3A17 \
+			--part-size "$part" --conc "$mp_conc" &&
+			run "$t" mp-put-check check-big "${a[@]}" --size "$big" --key big-mp --seed 0x3A17
+	fi
+	want put-small || return 0
 	run "$t" put-small put-small "${a[@]}" --size 4K --conc "$conc" --duration "$secs" --prefix small-
+	want get-small || return 0
 	local written
 	written=$(grep "^$t put-small " "$results" | sed 's/.*"ok":\([0-9]*\).*/\1/')
 	written=${written:-0}
@@ -95,13 +171,13 @@ bench_nginx() {
 	check_loopback nginx
 	local a=(--url "http://127.0.0.1:$port" --no-sign --bucket bench)
 	drop_caches
-	run nginx get-big get-big "${a[@]}" --size "$big" --key big --count "$big_gets"
-	run nginx get-small get-small "${a[@]}" --size 4K --conc "$conc" --duration "$secs" \
-		--prefix small- --keys "$get_keys"
+	want get-big && run nginx get-big get-big "${a[@]}" --size "$big" --key big --count "$big_gets"
+	want get-small && run nginx get-small get-small "${a[@]}" --size 4K --conc "$conc" \
+		--duration "$secs" --prefix small- --keys "$get_keys"
 	# upload ceiling: the same PUTs into nginx's WebDAV sink on tmpfs
-	run nginx put-big put-big "${a[@]}" --bucket sink --size "$big" --key big
-	run nginx put-small put-small "${a[@]}" --bucket sink --size 4K --conc "$conc" \
-		--duration "$secs" --prefix small-
+	want put-big && run nginx put-big put-big "${a[@]}" --bucket sink --size "$big" --key big
+	want put-small && run nginx put-small put-small "${a[@]}" --bucket sink --size 4K \
+		--conc "$conc" --duration "$secs" --prefix small-
 	srv_pgids=""
 	"$here/nginx/stop.sh" "$tmp/nginx"
 	rm -rf "$tmp/nginx"
@@ -154,9 +230,11 @@ started=$(date -u '+%Y-%m-%d %H:%M UTC')
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 t_start=$SECONDS
 
-say "CPU kernels"
-"$out/kernels" 2>"$tmp/kernels.err" | sed 's/^/kernels /' >>"$results"
-sed 's/^/   /' "$tmp/kernels.err" >&2
+if want kernels; then
+	say "CPU kernels"
+	"$out/kernels" 2>"$tmp/kernels.err" | sed 's/^/kernels /' >>"$results"
+	sed 's/^/   /' "$tmp/kernels.err" >&2
+fi
 
 for t in $targets; do
 	case $t in
@@ -171,7 +249,7 @@ cp "$results" "$out/results.txt"
 {
 	echo "Run: $started, $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(free -g | awk '/^Mem:/{print $2}') GiB"
 	echo "Load average (1/5/15 min) at start: $load_start; at end: $(cut -d' ' -f1-3 /proc/loadavg)"
-	echo "Settings: BENCH_SECS=$secs BENCH_CONC=$conc BENCH_BIG=$big BENCH_BIG_GETS=$big_gets BENCH_GET_KEYS=$get_keys BENCH_DROP_CACHES=${BENCH_DROP_CACHES:-0}; $((SECONDS - t_start)) s"
+	echo "Settings: BENCH_SECS=$secs BENCH_CONC=$conc BENCH_BIG=$big BENCH_BIG_GETS=$big_gets BENCH_GET_KEYS=$get_keys BENCH_DROP_CACHES=${BENCH_DROP_CACHES:-0} BENCH_PART=$part BENCH_MP_CONC=$mp_conc BENCH_CHUNK=$chunk; steps:$steps; $((SECONDS - t_start)) s"
 	sed 's/^/Note: /' "$tmp/notes"
 	echo
 	/usr/bin/python3 "$here/report.py" "$results"
