@@ -652,8 +652,8 @@ static int cs_seal_one(struct cs_sealer *se, uint64_t id, bool *unlink_after)
 		memset(b + CS_UNIT_HDR_SIZE + s.fill[i], 0,
 		       plen - (plen < s.fill[i] ? plen : s.fill[i]));
 	}
-	uint8_t *src[CS_MAX_FRAGS], *dst[CS_MAX_FRAGS];
-	unsigned srcs[CS_MAX_FRAGS], tg[CS_MAX_FRAGS];
+	uint8_t *src[CS_MAX_FRAGS] = {0}, *dst[CS_MAX_FRAGS] = {0};
+	unsigned srcs[CS_MAX_FRAGS] = {0}, tg[CS_MAX_FRAGS] = {0};
 	for (unsigned i = 0; i < k; i++) {
 		srcs[i] = i;
 		src[i] = se->buf[i] + CS_UNIT_HDR_SIZE;
