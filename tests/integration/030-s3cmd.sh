@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # LABELS: s3
 # TIMEOUT: 300
-# 030-s3cmd: s3cmd (SigV4, path style, --disable-multipart) against cairn:
-# mb, put, get, ls, info, del, sync both ways, rb; byte-exact.
+# 030-s3cmd: s3cmd (SigV4, path style) against cairn: mb, put, get, ls, info,
+# del, sync both ways, multipart put (15 MiB parts), server-side cp, rb;
+# byte-exact.
 . "$(dirname "$0")/lib.sh"
 requires /usr/bin/s3cmd cmp diff
 
@@ -18,10 +19,11 @@ bucket_location = us-east-1
 use_https = False
 signature_v2 = False
 check_ssl_certificate = False
-enable_multipart = False
+enable_multipart = True
+multipart_chunk_size_mb = 15
 progress_meter = False
 CFG
-s3c() { /usr/bin/s3cmd -c "$CFG" --disable-multipart --no-progress "$@"; }
+s3c() { /usr/bin/s3cmd -c "$CFG" --no-progress "$@"; }
 
 B=s3cmd-$RANDOM$RANDOM
 F=$T/files
@@ -47,6 +49,18 @@ expect_contains "s3cmd info shows the MD5" "$out" "$(md5sum "$F/one" | cut -d' '
 check "s3cmd put with a content type" s3c put --mime-type=text/x-cairn "$F/one" "s3://$B/files/typed"
 out=$(s3c info "s3://$B/files/typed" 2>&1)
 expect_contains "content type kept" "$out" "text/x-cairn"
+
+# multipart: 40 MiB in 15 MiB parts
+rand_file "$F/mp" $((40 * 1024 * 1024 + 77))
+check "s3cmd put 40 MiB (multipart)" s3c put "$F/mp" "s3://$B/files/mp"
+check "s3cmd get 40 MiB" s3c get --force "s3://$B/files/mp" "$F/down/mp"
+check "byte-exact multipart object" cmp "$F/mp" "$F/down/mp"
+out=$(s3c info "s3://$B/files/mp" 2>&1)
+expect_contains "s3cmd info shows a 3-part ETag" "$out" "-3"
+check "s3cmd cp (server-side CopyObject)" s3c cp "s3://$B/files/one" "s3://$B/files/one-copy"
+check "s3cmd get the copy" s3c get --force "s3://$B/files/one-copy" "$F/down/one-copy"
+check "the copy is byte-exact" cmp "$F/one" "$F/down/one-copy"
+check "s3cmd del the copy" s3c del "s3://$B/files/one-copy"
 
 for i in 1 2 3 4; do rand_file "$F/tree/f$i" $((i * 1000 + 3)); done
 rand_file "$F/tree/a/g" 123456

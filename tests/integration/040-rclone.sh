@@ -19,8 +19,10 @@ export RCLONE_CONFIG_CAIRN_ENDPOINT=$ENDPOINT
 export RCLONE_CONFIG_CAIRN_REGION=us-east-1
 export RCLONE_CONFIG_CAIRN_FORCE_PATH_STYLE=true
 export RCLONE_CONFIG_CAIRN_V2_AUTH=false
-# below this size rclone sends one PutObject (multipart is not in this issue)
-export RCLONE_CONFIG_CAIRN_UPLOAD_CUTOFF=64M
+# above 5 MiB rclone uploads in 5 MiB parts, 4 at a time (multipart)
+export RCLONE_CONFIG_CAIRN_UPLOAD_CUTOFF=5M
+export RCLONE_CONFIG_CAIRN_CHUNK_SIZE=5M
+export RCLONE_CONFIG_CAIRN_UPLOAD_CONCURRENCY=4
 rc_() { /usr/bin/rclone --retries 1 --low-level-retries 1 "$@"; }
 
 B=rclone-$RANDOM$RANDOM
@@ -28,6 +30,7 @@ F=$T/files
 mkdir -p "$F/src/d1/d2" "$F/dst"
 for i in 1 2 3 4 5 6; do rand_file "$F/src/f$i" $((i * 7777)); done
 rand_file "$F/src/d1/big" $((6 * 1024 * 1024 + 1))
+rand_file "$F/src/d1/bigger" $((27 * 1024 * 1024 + 99))
 rand_file "$F/src/d1/d2/tiny" 3
 : >"$F/src/d1/empty"
 echo "unicode" >"$F/src/d1/ünï cödé+plus.txt"
@@ -42,7 +45,7 @@ check "copy round trip identical (diff -r)" diff -r "$F/src" "$F/dst"
 rc_ cat "cairn:$B/data/d1/big" >"$F/cat.out" 2>"$T/err"
 check "rclone cat byte-exact" cmp "$F/src/d1/big" "$F/cat.out"
 n=$(rc_ ls "cairn:$B/data" 2>/dev/null | wc -l)
-expect_eq "rclone ls counts 10 objects" "$n" 10
+expect_eq "rclone ls counts 11 objects" "$n" 11
 out=$(rc_ md5sum "cairn:$B/data/f3" 2>&1)
 expect_contains "rclone md5sum = local MD5" "$out" "$(md5sum "$F/src/f3" | cut -d' ' -f1)"
 
@@ -53,7 +56,10 @@ check "rclone check after sync" rc_ check "$F/src" "cairn:$B/data"
 check "rclone sync down" rc_ sync "cairn:$B/data" "$F/dst"
 check "sync round trip identical (diff -r)" diff -r "$F/src" "$F/dst"
 n=$(rc_ ls "cairn:$B/data" 2>/dev/null | wc -l)
-expect_eq "rclone ls counts 8 objects after sync" "$n" 8
+expect_eq "rclone ls counts 9 objects after sync" "$n" 9
+check "rclone copyto (server-side copy of a multipart object)" rc_ copyto "cairn:$B/data/d1/bigger" "cairn:$B/copy/bigger"
+rc_ cat "cairn:$B/copy/bigger" >"$F/cat2.out" 2>"$T/err"
+check "the server-side copy is byte-exact" cmp "$F/src/d1/bigger" "$F/cat2.out"
 
 check "rclone deletefile" rc_ deletefile "cairn:$B/data/f3"
 check_fails "deleted file is gone (HEAD)" aws_ s3api head-object --bucket "$B" --key data/f3

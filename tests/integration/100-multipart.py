@@ -184,6 +184,51 @@ t.check("the re-uploaded part won", s3.get_object(Bucket=B, Key=K)["Body"].read(
 t.expect_error("Complete again -> NoSuchUpload", lambda: complete([(2, et[2])]),
                "NoSuchUpload", 404)
 
+# ---- conditional Complete: If-None-Match: * as a lock, racing ----
+import threading  # noqa: E402
+
+
+def complete_cond(key, upload, parts, header, value, out):
+    def hook(request, **kw):
+        request.headers[header] = value
+    c = srv.client()
+    c.meta.events.register("before-sign.s3.CompleteMultipartUpload", hook)
+    try:
+        c.complete_multipart_upload(Bucket=B, Key=key, UploadId=upload, MultipartUpload={
+            "Parts": [{"PartNumber": n, "ETag": e} for n, e in parts]})
+        out.append(200)
+    except Exception as e:  # noqa: BLE001
+        out.append(getattr(e, "response", {}).get("ResponseMetadata", {})
+                   .get("HTTPStatusCode", str(e)))
+
+
+ups = []
+for i in range(4):
+    u_ = s3.create_multipart_upload(Bucket=B, Key="lock")["UploadId"]
+    e_ = s3.upload_part(Bucket=B, Key="lock", UploadId=u_, PartNumber=1,
+                        Body=b"winner %d" % i)["ETag"]
+    ups.append((u_, e_))
+res = []
+ths = [threading.Thread(target=complete_cond, args=("lock", u_, [(1, e_)], "If-None-Match", "*",
+                                                    res)) for u_, e_ in ups]
+for th in ths:
+    th.start()
+for th in ths:
+    th.join()
+t.check("4 racing Completes with If-None-Match: * on a new key: one 200, three 412",
+        sorted(res, key=str) == [200, 412, 412, 412], res)
+body = s3.get_object(Bucket=B, Key="lock")["Body"].read()
+t.check("the object is one winner's bytes", body in [b"winner %d" % i for i in range(4)], body)
+res = []
+u_, e_ = ups[0]
+etag = s3.head_object(Bucket=B, Key="lock")["ETag"]
+u2 = s3.create_multipart_upload(Bucket=B, Key="lock")["UploadId"]
+e2 = s3.upload_part(Bucket=B, Key="lock", UploadId=u2, PartNumber=1, Body=b"next")["ETag"]
+complete_cond("lock", u2, [(1, e2)], "If-Match", '"0123"', res)
+complete_cond("lock", u2, [(1, e2)], "If-Match", etag, res)
+t.expect_eq("Complete with a stale If-Match -> 412; with the current ETag -> 200", res,
+            [412, 200])
+
 # ---- ListParts paging; Abort ----
 K = "paged"
 u = s3.create_multipart_upload(Bucket=B, Key=K)["UploadId"]
