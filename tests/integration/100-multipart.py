@@ -441,6 +441,8 @@ t.expect_eq("no algorithm asked: the object gets a full-object CRC64NVME",
             hd.get("x-amz-checksum-crc64nvme"), crc64nvme(b"".join(pc)))
 
 # ---- abandoned uploads expire ----
+for x in s3.list_multipart_uploads(Bucket=B).get("Uploads", []):
+    s3.abort_multipart_upload(Bucket=B, Key=x["Key"], UploadId=x["UploadId"])
 srv.stop()
 conf = os.path.join(t.dir, "expiry.conf")
 with open(conf, "w") as f:
