@@ -874,6 +874,64 @@ static int sizes_add(struct s3_fbuf *runs, uint64_t size)
 	return 0;
 }
 
+/* A Complete retried after it succeeded (its reply lost, say) answers as the
+ * first one did, as S3 does, instead of NoSuchUpload. The upload record is
+ * gone by then; the key's object is this upload's result when it was
+ * written after the upload began and its part count and MD5 of part MD5s
+ * are those of the parts the request lists. Nothing is written and no
+ * write condition is evaluated again: the write they guarded happened.
+ * CAIRN_ENOTFOUND when the object is not that result. */
+static int complete_replay(struct meta_txn *t, struct complete_arg *a)
+{
+	const struct s3_complete_req *cr = a->cr;
+	struct s3_objinfo o;
+	const void *v;
+	size_t vl;
+	uint8_t md5[16];
+	uint64_t created = 0;
+	unsigned dl;
+	EVP_MD_CTX *ctx = NULL;
+	int rc = s3_idx_get(t, a->part, a->bucket, a->key, a->klen, &v, &vl);
+
+	if (rc < 0)
+		return rc;
+	rc = s3_obj_parse(v, vl, &o);
+	if (rc < 0)
+		return rc;
+	for (int i = 0; i < 8; i++)
+		created = created << 8 | a->id[i];
+	if (o.rec.parts != cr->n || o.rec.mtime_ns < created)
+		return CAIRN_ENOTFOUND;
+	ctx = EVP_MD_CTX_new();
+	if (!ctx || EVP_DigestInit_ex(ctx, EVP_md5(), NULL) != 1) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	rc = CAIRN_ENOTFOUND;
+	for (size_t i = 0; i < cr->n; i++) {
+		uint8_t pm[16];
+		if (!id_parse(cr->parts[i].etag, pm))
+			goto out;
+		EVP_DigestUpdate(ctx, pm, sizeof(pm));
+	}
+	if (EVP_DigestFinal_ex(ctx, md5, &dl) != 1) {
+		rc = -EIO;
+		goto out;
+	}
+	if (memcmp(md5, o.rec.md5, sizeof(md5)) != 0)
+		goto out;
+	memcpy(a->md5, md5, sizeof(md5));
+	a->size = o.rec.size;
+	a->mtime_ns = o.rec.mtime_ns;
+	memset(&a->ck, 0, sizeof(a->ck));
+	if (!s3_obj_checksum(&o, &a->ck))
+		memset(&a->ck, 0, sizeof(a->ck));
+	rc = 0;
+out:
+	EVP_MD_CTX_free(ctx);
+	return rc;
+}
+
 static int complete_fn(struct cs_txn *txn, void *arg)
 {
 	struct complete_arg *a = arg;
@@ -896,11 +954,17 @@ static int complete_fn(struct cs_txn *txn, void *arg)
 	if (strcmp(b.owner, a->owner) != 0)
 		return CAIRN_EDENIED;
 	rc = upload_read(t, a->part, a->bucket, a->id, a->key, a->klen, &u);
-	if (rc == CAIRN_ENOTFOUND)
-		return complete_fail(a, S3E_NO_SUCH_UPLOAD, NULL);
+	if (rc == CAIRN_ENOTFOUND) {
+		rc = complete_replay(t, a);
+		return rc == CAIRN_ENOTFOUND ? complete_fail(a, S3E_NO_SUCH_UPLOAD, NULL) : rc;
+	}
 	if (rc < 0)
 		return rc;
 	rc = s3_write_cond_check(t, a->part, a->bucket, a->key, a->klen, a->cond);
+	if (rc == CAIRN_ENOTFOUND) {
+		/* If-Match on a key that has no object */
+		return complete_fail(a, S3E_NO_SUCH_KEY, NULL);
+	}
 	if (rc < 0)
 		return rc;
 	mids = calloc(cr->n, sizeof(*mids));

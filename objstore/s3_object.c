@@ -657,7 +657,9 @@ again:
 		}
 		start = pfirst;
 		len = plen;
-		partial = o.rec.parts > 0 && plen > 0;
+		/* a range even for a single-PUT object's part 1, as S3
+		 * answers it: 206 with Content-Range (none when empty) */
+		partial = plen > 0;
 		range.start = pfirst;
 		range.end = pfirst + plen - 1;
 		rc = 1;

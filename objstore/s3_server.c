@@ -608,6 +608,11 @@ static int authenticate(struct s3_req *r)
 		s3_reply_error(r, S3E_ACCESS_DENIED, "Anonymous access is not allowed");
 		return 1;
 	}
+	if (rc == CAIRN_EDENIED) {
+		s3_reply_error(r, S3E_ACCESS_DENIED,
+			       "AWS authentication requires a valid Date or x-amz-date header");
+		return 1;
+	}
 	if (rc < 0) {
 		bool presigned = s3_query_has(&r->q, "X-Amz-Signature") ||
 				 s3_query_has(&r->q, "X-Amz-Credential") ||

@@ -368,20 +368,22 @@ static int parse_header_auth(const struct sigv4_request *req, const char *authz,
 		return CAIRN_EINVAL;
 
 	/* Request time: X-Amz-Date, else Date (then signed as HTTP-date
-	 * converted to the basic ISO form, as AWS does). */
+	 * converted to the basic ISO form, as AWS does).
+	 * A missing or unreadable request time is S3's AccessDenied ("requires
+	 * a valid Date or x-amz-date header"), not a malformed header. */
 	const char *d = find_header(req, "x-amz-date");
 	if (d) {
 		size_t dl = strlen(d);
 		trim(&d, &dl);
-		if ((ret = set_amz_date(d, dl, a)))
-			return ret;
+		if (set_amz_date(d, dl, a))
+			return CAIRN_EDENIED;
 	} else if ((d = find_header(req, "date"))) {
 		time_t t;
 		if (s3_http_date_parse(d, &t))
-			return CAIRN_EINVAL;
+			return CAIRN_EDENIED;
 		s3_iso_basic_format(t, a->amz_date);
 	} else {
-		return CAIRN_EINVAL;
+		return CAIRN_EDENIED;
 	}
 	if (memcmp(a->amz_date, a->date, 8) != 0)
 		return CAIRN_EINVAL;

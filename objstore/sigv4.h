@@ -57,8 +57,10 @@ struct sigv4_auth {
 /* Parses the request's credentials. Returns 0, 1 when the request carries
  * no SigV4 credentials at all (anonymous), CAIRN_EINVAL for a malformed
  * Authorization header or query (the S3 layer answers
- * AuthorizationHeaderMalformed / AuthorizationQueryParametersError), or
- * CAIRN_EINVAL for signature versions other than 4. On failure out is
+ * AuthorizationHeaderMalformed / AuthorizationQueryParametersError),
+ * CAIRN_EDENIED for an Authorization header whose request has no valid
+ * X-Amz-Date or Date (AccessDenied, as S3), or CAIRN_EINVAL for signature
+ * versions other than 4. On failure out is
  * zeroed except out->presigned, which tells which of the two errors to use. */
 int sigv4_parse(const struct sigv4_request *req, struct sigv4_auth *out) CAIRN_WUR;
 

@@ -531,11 +531,15 @@ static void test_sigv4_parse_rejects_malformed(void **state)
 			print_error("case %zu: %d\n", i, r);
 		assert_int_equal(r, CAIRN_EINVAL);
 	}
-	/* Bad x-amz-date. */
+	/* Bad x-amz-date: S3's AccessDenied (a valid date is required). */
 	assert_int_equal(parse_authz("AWS4-HMAC-SHA256 Credential=AK/20260102/us-east-1/s3/"
 				     "aws4_request, SignedHeaders=host, Signature=" SIG64,
 				     "20260102T250000Z", &a),
-			 CAIRN_EINVAL);
+			 CAIRN_EDENIED);
+	assert_int_equal(parse_authz("AWS4-HMAC-SHA256 Credential=AK/20260102/us-east-1/s3/"
+				     "aws4_request, SignedHeaders=host, Signature=" SIG64,
+				     "Bad Date", &a),
+			 CAIRN_EDENIED);
 	/* Bad payload declaration. */
 	struct sigv4_header h[] = {
 	    H("Host", "h"),
@@ -554,10 +558,10 @@ static void test_sigv4_parse_rejects_malformed(void **state)
 	assert_int_equal(sigv4_parse(&req, &a), 0);
 	assert_int_equal(a.payload, SIGV4_PAYLOAD_HASH);
 	assert_string_equal(a.payload_hash, EMPTY_SHA);
-	/* No date at all. */
+	/* No date at all: AccessDenied, as S3. */
 	req.nheaders = 2;
-	assert_int_equal(sigv4_parse(&req, &a), CAIRN_EINVAL);
-	assert_false(a.presigned); /* -> AuthorizationHeaderMalformed */
+	assert_int_equal(sigv4_parse(&req, &a), CAIRN_EDENIED);
+	assert_false(a.presigned);
 }
 
 static void test_sigv4_curl_788_no_content_sha256_plus_literal(void **state)
