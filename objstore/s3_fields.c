@@ -80,6 +80,17 @@ static size_t content_encoding_stored(const char *v, char *out, size_t cap)
 	return n;
 }
 
+/* A user metadata value goes back out as a response header, where control
+ * characters (other than HTAB) are not valid field content (RFC 9110 5.5);
+ * such a value is refused at write time rather than stored unreturnable. */
+static bool meta_value_ok(const char *v)
+{
+	for (const unsigned char *c = (const unsigned char *)v; *c; c++)
+		if ((*c < 0x20 && *c != '\t') || *c == 0x7f)
+			return false;
+	return true;
+}
+
 int s3_fields_from_request(struct s3_req *r, struct s3_fbuf *f)
 {
 	size_t meta = 0;
@@ -106,6 +117,10 @@ int s3_fields_from_request(struct s3_req *r, struct s3_fbuf *f)
 			continue;
 		if (s3_meta_name_check(name) < 0) {
 			s3_reply_error(r, S3E_INVALID_ARGUMENT, "Invalid x-amz-meta- header name");
+			return 1;
+		}
+		if (!meta_value_ok(v)) {
+			s3_reply_error(r, S3E_INVALID_ARGUMENT, "Invalid x-amz-meta- header value");
 			return 1;
 		}
 		meta += s3_meta_size(name, v);

@@ -515,9 +515,11 @@ struct list_params {
 static void xml_key(struct s3_xml *x, const struct list_params *p, const char *name, const char *s,
 		    size_t len)
 {
+	/* '/' stays as it is: S3 encodes listed names like a URL path, so
+	 * "a b/c+d" lists as "a%20b/c%2Bd" (clients unquote every value). */
 	if (p->url) {
 		char enc[3 * (S3_KEY_MAX + 1) + 1];
-		long n = s3_uri_encode(s, len, false, enc, sizeof(enc));
+		long n = s3_uri_encode(s, len, true, enc, sizeof(enc));
 		if (n >= 0) {
 			s3_xml_elemn(x, name, enc, (size_t)n);
 			return;
@@ -609,7 +611,9 @@ static int list_params(struct s3_req *r, struct list_params *p)
 	if (p->v2) {
 		p->start_after = s3_query_get(&r->q, "start-after");
 		p->token = s3_query_get(&r->q, "continuation-token");
-		if (p->token) {
+		/* An empty token is no token (the listing starts over); the
+		 * response still echoes it. */
+		if (p->token && p->token[0]) {
 			uint8_t raw[S3_KEY_MAX + 8];
 			long n = s3_b64_decode(p->token, strlen(p->token), raw, sizeof(raw));
 			if (n < 1 || (raw[0] != 'K' && raw[0] != 'P') || n - 1 > S3_KEY_MAX) {
@@ -644,8 +648,8 @@ static int list_params(struct s3_req *r, struct list_params *p)
 	}
 	/* A marker that is a common prefix (it ends with the delimiter after
 	 * the prefix) resumes after every key that rolled up into it. */
-	if (p->resume_set && !p->token && p->delimiter && p->resume_len > p->plen + p->dlen - 1 &&
-	    memcmp(p->resume, p->prefix, p->plen) == 0 &&
+	if (p->resume_set && !(p->token && p->token[0]) && p->delimiter &&
+	    p->resume_len > p->plen + p->dlen - 1 && memcmp(p->resume, p->prefix, p->plen) == 0 &&
 	    memcmp(p->resume + p->resume_len - p->dlen, p->delimiter, p->dlen) == 0)
 		p->resume_cp = true;
 	return 0;

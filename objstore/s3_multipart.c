@@ -265,7 +265,8 @@ static void xml_key(struct s3_xml *x, bool url, const char *name, const char *s,
 {
 	if (url) {
 		char *enc = malloc(3 * len + 1);
-		long n = enc ? s3_uri_encode(s, len, false, enc, 3 * len + 1) : -1;
+		/* '/' stays as it is, as in object listings */
+		long n = enc ? s3_uri_encode(s, len, true, enc, 3 * len + 1) : -1;
 		if (n >= 0)
 			s3_xml_elemn(x, name, enc, (size_t)n);
 		free(enc);

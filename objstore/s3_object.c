@@ -544,6 +544,10 @@ static void add_field_headers(struct MHD_Response *resp, const struct s3_objinfo
 		snprintf(hname, sizeof(hname), "x-amz-meta-%.*s", (int)nlen, name);
 		memcpy(hval, val, vlen);
 		hval[vlen] = 0;
+		/* libmicrohttpd refuses an empty header value; one space is
+		 * optional whitespace on the wire, so clients read "". */
+		if (!vlen)
+			strcpy(hval, " ");
 		MHD_add_response_header(resp, hname, hval);
 	}
 }

@@ -520,6 +520,9 @@ int sigv4_parse(const struct sigv4_request *req, struct sigv4_auth *out)
 	if (!req || !req->target || !req->method)
 		return CAIRN_EINVAL;
 	const char *authz = find_header(req, "authorization");
+	/* An empty Authorization header signs nothing: the request is anonymous. */
+	if (authz && !authz[strspn(authz, " \t")])
+		authz = NULL;
 	bool presigned = query_has(req->target, "X-Amz-Algorithm");
 	if (authz && presigned)
 		return CAIRN_EINVAL; /* only one auth mechanism allowed */

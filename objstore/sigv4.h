@@ -55,7 +55,8 @@ struct sigv4_auth {
 };
 
 /* Parses the request's credentials. Returns 0, 1 when the request carries
- * no SigV4 credentials at all (anonymous), CAIRN_EINVAL for a malformed
+ * no SigV4 credentials at all (anonymous; an empty or blank Authorization
+ * header counts as none), CAIRN_EINVAL for a malformed
  * Authorization header or query (the S3 layer answers
  * AuthorizationHeaderMalformed / AuthorizationQueryParametersError),
  * CAIRN_EDENIED for an Authorization header whose request has no valid

@@ -281,6 +281,10 @@ while pages < 10:
     km, um = r["NextKeyMarker"], r["NextUploadIdMarker"]
 t.check("paging by 2 with key and upload-id markers lists each upload once",
         got == want and pages == 3, f"{got} in {pages}")
+req = lib.build_request("GET", f"/{B2}?uploads&encoding-type=url&prefix=a%2F", srv.s3_port)
+st, _, rb = lib.raw_request(srv.s3_port, req)
+t.check("encoding-type=url keeps '/' in keys and prefix, as object listings do",
+        st == 200 and b"<Key>a/1</Key>" in rb and b"<Prefix>a/</Prefix>" in rb, rb[:600])
 for k, v in ids.items():
     for i in v:
         s3.abort_multipart_upload(Bucket=B2, Key=k, UploadId=i)

@@ -522,7 +522,6 @@ static void test_sigv4_parse_rejects_malformed(void **state)
 	    /* SigV4a */
 	    "AWS4-ECDSA-P256-SHA256 Credential=AK/20260102/s3/aws4_request, "
 	    "SignedHeaders=host, Signature=" SIG64,
-	    "",
 	    "AWS4-HMAC-SHA256",
 	};
 	for (size_t i = 0; i < NH(bad); i++) {
@@ -531,6 +530,10 @@ static void test_sigv4_parse_rejects_malformed(void **state)
 			print_error("case %zu: %d\n", i, r);
 		assert_int_equal(r, CAIRN_EINVAL);
 	}
+	/* An empty or blank Authorization header carries no credentials: the
+	 * request is anonymous (S3 answers 403 AccessDenied, not 400). */
+	assert_int_equal(parse_authz("", good_date, &a), 1);
+	assert_int_equal(parse_authz(" \t ", good_date, &a), 1);
 	/* Bad x-amz-date: S3's AccessDenied (a valid date is required). */
 	assert_int_equal(parse_authz("AWS4-HMAC-SHA256 Credential=AK/20260102/us-east-1/s3/"
 				     "aws4_request, SignedHeaders=host, Signature=" SIG64,
