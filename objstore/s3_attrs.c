@@ -82,19 +82,15 @@ static bool parse_uint(const char *s, uint64_t max, uint64_t *out)
 /* Lists parts [marker+1, ...] up to max from the size runs. */
 static int parts_xml(struct s3_xml *x, const struct s3_objinfo *o, uint64_t max, uint64_t marker)
 {
-	const char *v;
-	size_t vl;
-	uint64_t pn = 0, listed = 0, last = marker;
+	struct s3_runs_iter it;
+	uint64_t pn = 0, listed = 0, last = marker, size;
+	uint32_t count;
 	bool truncated = false;
+	int rc;
 
-	if (!s3_field_find(o, S3_F_PART_SIZES, &v, &vl) || vl % 12 != 0)
-		return CAIRN_ECORRUPT;
+	s3_part_runs_init(&it, o);
 	s3_xml_open(x, "ObjectParts", NULL);
-	for (size_t off = 0; off < vl && !truncated; off += 12) {
-		uint64_t size;
-		uint32_t count;
-		memcpy(&size, v + off, 8);
-		memcpy(&count, v + off + 8, 4);
+	while (!truncated && (rc = s3_part_runs_next(&it, &size, &count)) == 1) {
 		if (pn + count <= marker) {
 			pn += count; /* the whole run is before the marker */
 			continue;
@@ -115,6 +111,8 @@ static int parts_xml(struct s3_xml *x, const struct s3_objinfo *o, uint64_t max,
 			last = pn;
 		}
 	}
+	if (!truncated && rc < 0)
+		return rc;
 	s3_xml_elem_bool(x, "IsTruncated", truncated);
 	s3_xml_elem_u64(x, "MaxParts", max);
 	s3_xml_elem_u64(x, "NextPartNumberMarker", last);

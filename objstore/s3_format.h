@@ -80,7 +80,9 @@ enum s3_field_tag {
 	S3_F_CHECKSUM = 9,
 	/* multipart objects: part sizes as runs of (size le64, count le32),
 	 * in part order; parts = the sum of the counts (s3_obj_rec.parts).
-	 * Uniform part sizes (what clients send) take two runs. */
+	 * Uniform part sizes (what clients send) take two runs; more runs
+	 * than one field holds continue in further S3_F_PART_SIZES fields,
+	 * read in record order. */
 	S3_F_PART_SIZES = 10,
 };
 struct s3_field_hdr {
@@ -120,13 +122,17 @@ static_assert(sizeof(struct s3_group_ent) == 8, "s3_group_ent layout");
  * few. Fields are the object's to be (content type, user metadata, owner)
  * in the object record's encoding. */
 #define S3_UPLOAD_VERSION 1
+/* Completed: the record stays (no parts, no fields; created_ns = the
+ * completion time) so that a retried Complete is answered as the first
+ * one was; the expiry sweep removes it like an abandoned upload. */
+#define S3_UPLOADF_DONE 0x1
 struct s3_upload_rec {
 	uint8_t version;
 	uint8_t cksum_algo; /* enum s3_cksum_algo asked at creation; 0: none */
 	uint8_t cksum_type; /* enum s3_cksum_type; 0 when no algorithm */
-	uint8_t reserved0;
-	uint16_t key_len; /* key bytes that follow */
-	uint16_t nfields; /* s3_field entries after the key */
+	uint8_t flags;	    /* S3_UPLOADF_* */
+	uint16_t key_len;   /* key bytes that follow */
+	uint16_t nfields;   /* s3_field entries after the key */
 	uint64_t created_ns;
 	uint8_t reserved[16];
 };

@@ -794,7 +794,9 @@ static int body_digests_setup(struct s3_req *r)
 	char m[160];
 	int rc;
 
-	for (size_t i = 0; i < CK_NALGOS; i++) {
+	/* CompleteMultipartUpload's x-amz-checksum-* name the object's
+	 * checksum, not its XML body's */
+	for (size_t i = 0; i < CK_NALGOS && !r->cksum_headers_are_object; i++) {
 		const char *h = s3_cksum_header(ck_algos[i]);
 		const char *v = s3_req_header(r, h);
 		bool q = false;

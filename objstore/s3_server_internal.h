@@ -146,6 +146,9 @@ struct s3_req {
 	 * and UploadPart compute CRC64NVME, as S3 does) or algo NONE. */
 	struct s3_cksum body_cksum;
 	enum s3_cksum_algo cksum_default;
+	/* set by a start handler whose x-amz-checksum-* headers describe
+	 * something other than the body (CompleteMultipartUpload: the object) */
+	bool cksum_headers_are_object;
 
 	/* The body layer's own state for aws-chunked bodies and checksums
 	 * (s3_server.c; handlers read only body_cksum above). */
@@ -366,6 +369,15 @@ int s3_idx_empty(struct meta_txn *t, uint32_t part, const char *bucket) CAIRN_WU
  * its parts (a single-PUT object has one part, the whole object). */
 int s3_part_range(const struct s3_objinfo *o, uint32_t pn, uint64_t *first,
 		  uint64_t *len) CAIRN_WUR;
+/* The part-size runs of a multipart object, across its S3_F_PART_SIZES
+ * fields: next gives 1 with a run, 0 at the end, or CAIRN_ECORRUPT. */
+struct s3_runs_iter {
+	const uint8_t *p, *end;
+	const char *v;
+	size_t vl, off;
+};
+void s3_part_runs_init(struct s3_runs_iter *it, const struct s3_objinfo *o);
+int s3_part_runs_next(struct s3_runs_iter *it, uint64_t *size, uint32_t *count) CAIRN_WUR;
 
 /* ---- users (s3_users.c) ---- */
 

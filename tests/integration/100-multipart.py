@@ -185,6 +185,12 @@ r2 = t.attempt("Complete again (a retry, as S3) -> 200", lambda: complete([(2, e
 t.check("...with the same ETag", r2 is not None and r2["ETag"] == r["ETag"], r2)
 t.expect_error("Complete again with another part list -> NoSuchUpload",
                lambda: complete([(1, et[1]), (2, et[2])]), "NoSuchUpload", 404)
+t.expect_error("Complete with an upload id that never existed, same parts -> NoSuchUpload",
+               lambda: complete([(2, et[2])], upload=u[:16] + "0" * 16), "NoSuchUpload", 404)
+t.check("a completed upload is not listed",
+        u not in [x["UploadId"] for x in s3.list_multipart_uploads(Bucket=B).get("Uploads", [])])
+t.expect_error("ListParts of a completed upload -> NoSuchUpload",
+               lambda: s3.list_parts(Bucket=B, Key=K, UploadId=u), "NoSuchUpload", 404)
 
 # ---- conditional Complete: If-None-Match: * as a lock, racing ----
 import threading  # noqa: E402
@@ -236,6 +242,9 @@ K = "paged"
 u = s3.create_multipart_upload(Bucket=B, Key=K)["UploadId"]
 for n in range(1, 8):
     s3.upload_part(Bucket=B, Key=K, UploadId=u, PartNumber=n, Body=b"p%d" % n)
+r = s3.list_parts(Bucket=B, Key=K, UploadId=u, MaxParts=0)
+t.check("ListParts with max-parts=0: no parts and not truncated (no endless paging)",
+        not r.get("Parts") and r["IsTruncated"] is False, r)
 seen, marker, pages = [], 0, 0
 while True:
     r = s3.list_parts(Bucket=B, Key=K, UploadId=u, MaxParts=3, PartNumberMarker=marker)
@@ -405,11 +414,31 @@ t.expect_error("a part checksum in Complete that does not match -> InvalidPart",
                        {"PartNumber": 1, "ETag": res[0]["ETag"], "ChecksumCRC32": "AAAAAA=="},
                        {"PartNumber": 2, "ETag": res[1]["ETag"],
                         "ChecksumCRC32": res[1]["ChecksumCRC32"]}]}), "InvalidPart", 400)
-r = s3.complete_multipart_upload(Bucket=B, Key=K, UploadId=u, MultipartUpload={"Parts": [
-    {"PartNumber": i + 1, "ETag": x["ETag"], "ChecksumCRC32": x["ChecksumCRC32"]}
-    for i, x in enumerate(res)]})
 comp = base64.b64encode(zlib.crc32(b"".join(zlib.crc32(p).to_bytes(4, "big") for p in pc))
                         .to_bytes(4, "big")).decode() + "-2"
+mp_list = {"Parts": [{"PartNumber": i + 1, "ETag": x["ETag"], "ChecksumCRC32": x["ChecksumCRC32"]}
+                     for i, x in enumerate(res)]}
+
+
+def complete_hdrs(hdrs):
+    def hook(request, **kw):
+        for k_, v_ in hdrs.items():
+            request.headers[k_] = v_
+    c = srv.client()
+    c.meta.events.register("before-sign.s3.CompleteMultipartUpload", hook)
+    return c.complete_multipart_upload(Bucket=B, Key=K, UploadId=u, MultipartUpload=mp_list)
+
+
+t.expect_error("Complete with a whole-object CRC32 that is not what the parts make -> BadDigest",
+               lambda: complete_hdrs({"x-amz-checksum-crc32": "AAAAAA==-2"}), "BadDigest", 400)
+t.expect_error("Complete with x-amz-checksum-type FULL_OBJECT on a COMPOSITE upload -> "
+               "InvalidRequest",
+               lambda: complete_hdrs({"x-amz-checksum-type": "FULL_OBJECT"}), "InvalidRequest",
+               400)
+t.expect_error("Complete with a wrong x-amz-mp-object-size -> InvalidRequest",
+               lambda: complete_hdrs({"x-amz-mp-object-size": "12"}), "InvalidRequest", 400)
+r = complete_hdrs({"x-amz-checksum-crc32": comp, "x-amz-checksum-type": "COMPOSITE",
+                   "x-amz-mp-object-size": str(sum(map(len, pc)))})
 t.expect_eq("Complete answers the COMPOSITE CRC32 (-2)", r.get("ChecksumCRC32"), comp)
 h = s3.head_object(Bucket=B, Key=K, ChecksumMode="ENABLED")
 t.expect_eq("HeadObject with checksum mode returns it", h.get("ChecksumCRC32"), comp)

@@ -6,3 +6,9 @@ if(TARGET cairn_objstore)
                   ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_s3_util.c
                   LIBS cairn_objstore PkgConfig::CURL PkgConfig::SSL LABELS quick s3 TIMEOUT 60)
 endif()
+
+# Multipart objects' part sizes across record fields (objstore/s3_multipart.c).
+if(TARGET cairn_objstore)
+  cairn_unit_test(test_s3_parts SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_s3_parts.c
+                  LIBS cairn_objstore LABELS quick s3 TIMEOUT 60)
+endif()
