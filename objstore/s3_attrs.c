@@ -125,14 +125,12 @@ static int parts_xml(struct s3_xml *x, const struct s3_objinfo *o, uint64_t max,
 void s3_op_get_object_attributes(struct s3_req *r)
 {
 	const char *want = s3_req_header(r, "x-amz-object-attributes");
-	struct meta_txn *t = NULL;
 	struct s3_bucket b;
 	struct s3_objinfo o;
 	struct s3_cksum ck;
 	struct s3_xml x;
 	struct MHD_Response *resp;
-	const void *v;
-	size_t vl, len;
+	size_t len;
 	void *copy = NULL;
 	char *body = NULL, hex[33], etag[48], date[S3_HTTP_DATE_LEN + 1];
 	uint64_t max = 1000, marker = 0;
@@ -158,19 +156,7 @@ void s3_op_get_object_attributes(struct s3_req *r)
 		max = 1000;
 	if (s3_bucket_check(r, &b))
 		return;
-	rc = meta_txn_begin(cs_pool_meta(r->srv->pool), false, &t);
-	if (rc == 0)
-		rc = s3_idx_get(t, r->part, r->addr.bucket, r->addr.key, r->addr.key_len, &v, &vl);
-	if (rc == 0) {
-		copy = malloc(vl);
-		if (copy)
-			memcpy(copy, v, vl);
-		else
-			rc = -ENOMEM;
-	}
-	meta_txn_abort(t);
-	if (rc == 0)
-		rc = s3_obj_parse(copy, vl, &o);
+	rc = s3_obj_load(r, &copy, &o);
 	if (rc < 0) {
 		if (rc == CAIRN_ENOTFOUND) {
 			struct s3_err_extra ex = {"Key", r->addr.key};

@@ -15,6 +15,8 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include "objstore/s3_parse.h"
+
 enum { ST_SIZE = 0, ST_DATA, ST_DATA_CRLF, ST_TRAILER, ST_DONE, ST_ERR };
 
 enum s3_chunked_mode s3_chunked_mode_parse(const char *v)
@@ -43,23 +45,12 @@ static int fail(struct s3_chunked *d, enum s3_chunked_err e, const char *msg)
 	return CAIRN_EINVAL;
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 static bool is_hex64(const char *s, size_t n)
 {
 	if (n != 64)
 		return false;
 	for (size_t i = 0; i < n; i++)
-		if (hexval(s[i]) < 0)
+		if (s3_hexval((unsigned char)s[i]) < 0)
 			return false;
 	return true;
 }
@@ -160,10 +151,10 @@ static int size_line(struct s3_chunked *d)
 	uint64_t size = 0;
 	int digits = 0;
 
-	for (; p < end && hexval(*p) >= 0; p++) {
+	for (; p < end && s3_hexval((unsigned char)*p) >= 0; p++) {
 		if (++digits > 16)
 			return fail(d, S3_CHUNKED_EFRAME, "Chunk size too long");
-		size = size << 4 | (uint64_t)hexval(*p);
+		size = size << 4 | (uint64_t)s3_hexval((unsigned char)*p);
 	}
 	if (digits == 0)
 		return fail(d, S3_CHUNKED_EFRAME, "Malformed chunk size");

@@ -473,18 +473,7 @@ static void part_free(void *arg)
 static int part_body(struct s3_req *r, const void *data, size_t len)
 {
 	struct part_state *ps = r->op_state;
-	if (r->body_bytes > S3_PART_MAX)
-		return CAIRN_ETOOBIG;
-	if (ps->werr)
-		return 0;
-	int rc = cs_writer_write(ps->w, data, len);
-	if (rc < 0) {
-		/* answered at the end, as PutObject does */
-		ps->werr = rc;
-		log_warn(TAG, "UploadPart %s: storing the body failed: %s; draining the rest",
-			 r->reqid, cairn_strerror(rc));
-	}
-	return 0;
+	return s3_body_to_writer(r, ps->w, &ps->werr, S3_PART_MAX, data, len);
 }
 
 struct part_arg {
@@ -665,14 +654,10 @@ static int part_upload(struct s3_req *r, const uint8_t id[16], uint8_t *algo)
 
 static int part_writer(struct s3_req *r, struct cs_writer **w)
 {
-	int rc = cs_writer_open(r->srv->pool, w);
-	if (rc < 0)
-		return rc;
-	cs_writer_set_no_inline(*w);
-	uint8_t dom[32];
-	if (EVP_Digest(r->key.user, strlen(r->key.user), dom, NULL, EVP_sha256(), NULL) == 1)
-		cs_writer_set_domain(*w, dom);
-	return 0;
+	int rc = s3_writer_open(r, w);
+	if (rc == 0)
+		cs_writer_set_no_inline(*w);
+	return rc;
 }
 
 void s3_op_upload_part_start(struct s3_req *r)

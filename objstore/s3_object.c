@@ -160,25 +160,43 @@ static void put_free(void *arg)
 	free(ps);
 }
 
-static int put_body(struct s3_req *r, const void *data, size_t len)
+int s3_body_to_writer(struct s3_req *r, struct cs_writer *w, int *werr, uint64_t max,
+		      const void *data, size_t len)
 {
-	struct put_state *ps = r->op_state;
-
-	if (r->body_bytes > S3_OBJECT_MAX)
+	if (r->body_bytes > max)
 		return CAIRN_ETOOBIG;
-	if (ps->werr)
+	if (*werr)
 		return 0;
-	int rc = cs_writer_write(ps->w, data, len);
+	int rc = cs_writer_write(w, data, len);
 	if (rc < 0) {
 		/* A reply cannot go out while the body is read, and closing
 		 * the connection would hide the reason (507 when a device or
 		 * the metadata map is full): drain the rest, answer at the
-		 * end. Nothing of this object is committed. */
-		ps->werr = rc;
-		log_warn(TAG, "PUT %s: storing the body failed: %s; draining the rest", r->reqid,
-			 cairn_strerror(rc));
+		 * end. Nothing of this body is committed. */
+		*werr = rc;
+		log_warn(TAG, "%s %s: storing the body failed: %s; draining the rest", r->op,
+			 r->reqid, cairn_strerror(rc));
 	}
 	return 0;
+}
+
+int s3_writer_open(struct s3_req *r, struct cs_writer **w)
+{
+	uint8_t dom[32];
+	int rc = cs_writer_open(r->srv->pool, w);
+
+	if (rc < 0)
+		return rc;
+	/* a tenant pool deduplicates each user's uploads apart */
+	if (EVP_Digest(r->key.user, strlen(r->key.user), dom, NULL, EVP_sha256(), NULL) == 1)
+		cs_writer_set_domain(*w, dom);
+	return 0;
+}
+
+static int put_body(struct s3_req *r, const void *data, size_t len)
+{
+	struct put_state *ps = r->op_state;
+	return s3_body_to_writer(r, ps->w, &ps->werr, S3_OBJECT_MAX, data, len);
 }
 
 struct put_arg {
@@ -314,17 +332,10 @@ void s3_op_put_object_start(struct s3_req *r)
 		return;
 	if (s3_fields_from_request(r, &ps->f))
 		return;
-	rc = cs_writer_open(r->srv->pool, &ps->w);
+	rc = s3_writer_open(r, &ps->w);
 	if (rc < 0) {
 		s3_reply_code(r, rc, S3E_INTERNAL_ERROR);
 		return;
-	}
-	{
-		/* a tenant pool deduplicates each user's uploads apart */
-		uint8_t dom[32];
-		if (EVP_Digest(r->key.user, strlen(r->key.user), dom, NULL, EVP_sha256(), NULL) ==
-		    1)
-			cs_writer_set_domain(ps->w, dom);
 	}
 	r->body_fn = put_body;
 	r->finish = put_finish;
@@ -552,11 +563,33 @@ static void add_field_headers(struct MHD_Response *resp, const struct s3_objinfo
 	}
 }
 
+int s3_obj_load(struct s3_req *r, void **copy, struct s3_objinfo *o)
+{
+	struct meta_txn *t = NULL;
+	const void *v;
+	size_t vl = 0;
+	int rc = meta_txn_begin(cs_pool_meta(r->srv->pool), false, &t);
+
+	*copy = NULL;
+	if (rc == 0)
+		rc = s3_idx_get(t, r->part, r->addr.bucket, r->addr.key, r->addr.key_len, &v, &vl);
+	if (rc == 0) {
+		*copy = malloc(vl);
+		if (*copy)
+			memcpy(*copy, v, vl);
+		else
+			rc = -ENOMEM;
+	}
+	meta_txn_abort(t);
+	if (rc == 0)
+		rc = s3_obj_parse(*copy, vl, o);
+	return rc;
+}
+
 void s3_op_get_object(struct s3_req *r)
 {
 	bool head = strcmp(r->method, "HEAD") == 0;
 	struct s3_bucket b;
-	struct meta_txn *t = NULL;
 	struct s3_objinfo o;
 	struct s3_range range;
 	struct s3_cond cond = {
@@ -567,8 +600,6 @@ void s3_op_get_object(struct s3_req *r)
 	};
 	struct get_stream *gs = NULL;
 	struct MHD_Response *resp = NULL;
-	const void *v;
-	size_t vl;
 	void *copy = NULL;
 	char hex[33], etag[48], date[S3_HTTP_DATE_LEN + 1];
 	uint64_t start = 0, len;
@@ -601,19 +632,7 @@ void s3_op_get_object(struct s3_req *r)
 	if (s3_bucket_check(r, &b))
 		return;
 again:
-	rc = meta_txn_begin(cs_pool_meta(r->srv->pool), false, &t);
-	if (rc == 0)
-		rc = s3_idx_get(t, r->part, r->addr.bucket, r->addr.key, r->addr.key_len, &v, &vl);
-	if (rc == 0) {
-		copy = malloc(vl);
-		if (copy)
-			memcpy(copy, v, vl);
-		else
-			rc = -ENOMEM;
-	}
-	meta_txn_abort(t);
-	if (rc == 0)
-		rc = s3_obj_parse(copy, vl, &o);
+	rc = s3_obj_load(r, &copy, &o);
 	if (rc < 0) {
 		if (rc == CAIRN_ENOTFOUND && !head) {
 			struct s3_err_extra ex = {"Key", r->addr.key};
@@ -708,7 +727,6 @@ again:
 			gs = NULL;
 			free(copy);
 			copy = NULL;
-			t = NULL;
 			partial = false;
 			start = 0;
 			goto again;

@@ -305,10 +305,20 @@ void s3_op_create_bucket_start(struct s3_req *r);
 /* ---- objects (s3_object.c) ---- */
 
 void s3_op_put_object_start(struct s3_req *r);
+/* A chunk store writer for the request's body, in the caller's dedup domain. */
+int s3_writer_open(struct s3_req *r, struct cs_writer **w) CAIRN_WUR;
+/* body_fn helper: feeds w; over max bytes refuses (closes); a store failure
+ * is kept in *werr and the rest drained, so the reply can say why. */
+int s3_body_to_writer(struct s3_req *r, struct cs_writer *w, int *werr, uint64_t max,
+		      const void *data, size_t len) CAIRN_WUR;
 void s3_op_get_object(struct s3_req *r); /* GET and HEAD */
 void s3_op_delete_object(struct s3_req *r);
 void s3_op_delete_objects_start(struct s3_req *r);
 void s3_op_get_object_tagging(struct s3_req *r); /* always an empty tag set */
+/* The request's object record, copied out of a short read transaction and
+ * parsed into o (pointing into *copy, which the caller frees, also on
+ * failure). CAIRN_ENOTFOUND when the key has no object. */
+int s3_obj_load(struct s3_req *r, void **copy, struct s3_objinfo *o) CAIRN_WUR;
 struct s3_objinfo;
 /* x-amz-checksum-<algo> and x-amz-checksum-type for c (nothing for NONE). */
 void s3_add_checksum_headers(struct MHD_Response *resp, const struct s3_cksum *c);
