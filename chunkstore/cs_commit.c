@@ -267,20 +267,32 @@ out:
 	return rc;
 }
 
-static int cs_chunk_unref(struct cs_txn *t, struct cs_scache *sc, const uint8_t fp[CS_FP_LEN])
+/* The index record of a chunk a live manifest names: missing is corruption. */
+static int cs_chunk_load(struct cs_txn *t, const uint8_t fp[CS_FP_LEN], uint8_t key[4 + CS_FP_LEN],
+			 size_t *kl, struct cs_chunk_rec *r)
 {
-	struct cs_pool *pool = t->pool;
-	uint8_t key[4 + CS_FP_LEN];
-	size_t kl = cs_key_chunk(key, cs_chunk_part(pool, fp), fp);
-	struct cs_chunk_rec r;
 	const void *v;
 	size_t vl;
-	int rc = meta_get(t->txn, META_T_CHUNKS, key, kl, &v, &vl);
+	int rc;
+
+	*kl = cs_key_chunk(key, cs_chunk_part(t->pool, fp), fp);
+	rc = meta_get(t->txn, META_T_CHUNKS, key, *kl, &v, &vl);
 	if (rc < 0)
 		return rc == CAIRN_ENOTFOUND ? CAIRN_ECORRUPT : rc;
-	if (vl < sizeof(r))
+	if (vl < sizeof(*r))
 		return CAIRN_ECORRUPT;
-	memcpy(&r, v, sizeof(r));
+	memcpy(r, v, sizeof(*r));
+	return 0;
+}
+
+static int cs_chunk_unref(struct cs_txn *t, struct cs_scache *sc, const uint8_t fp[CS_FP_LEN])
+{
+	uint8_t key[4 + CS_FP_LEN];
+	size_t kl;
+	struct cs_chunk_rec r;
+	int rc = cs_chunk_load(t, fp, key, &kl, &r);
+	if (rc < 0)
+		return rc;
 	if (r.refcount == 0) {
 		log_err(CS_TAG, "chunk refcount underflow");
 		return CAIRN_ECORRUPT;
@@ -549,16 +561,11 @@ out:
 static int cs_chunk_ref_fp(struct cs_txn *t, const uint8_t fp[CS_FP_LEN])
 {
 	uint8_t key[4 + CS_FP_LEN];
-	size_t kl = cs_key_chunk(key, cs_chunk_part(t->pool, fp), fp);
+	size_t kl;
 	struct cs_chunk_rec r;
-	const void *v;
-	size_t vl;
-	int rc = meta_get(t->txn, META_T_CHUNKS, key, kl, &v, &vl);
+	int rc = cs_chunk_load(t, fp, key, &kl, &r);
 	if (rc < 0)
-		return rc == CAIRN_ENOTFOUND ? CAIRN_ECORRUPT : rc;
-	if (vl < sizeof(r))
-		return CAIRN_ECORRUPT;
-	memcpy(&r, v, sizeof(r));
+		return rc;
 	if (r.version > CS_CHUNK_VERSION)
 		return CAIRN_EFORMAT;
 	if (r.refcount == 0)
