@@ -263,6 +263,9 @@ static int opt_meta(struct nbd_hs *hs)
 	opt_ack(hs, NBD_REP_ACK);
 	return NBD_HS_EV_NONE;
 invalid:
+	/* A failed SET still replaces the selection (with nothing). */
+	if (!list)
+		hs->meta_set = false;
 	opt_ack(hs, NBD_REP_ERR_INVALID);
 	return NBD_HS_EV_NONE;
 }
@@ -403,7 +406,7 @@ int nbd_hs_feed(struct nbd_hs *hs, const void *buf, size_t len, size_t *used)
 			hs->discard -= (uint32_t)n;
 			pos += n;
 			if (hs->discard == 0) {
-				opt_ack(hs, NBD_REP_ERR_TOOBIG);
+				opt_ack(hs, NBD_REP_ERR_TOO_BIG);
 				hs->state = NBD_HS_OPT_HDR;
 				hs->have = 0;
 			}
@@ -426,8 +429,11 @@ static int fill_session(struct nbd_hs *hs, const struct nbd_export *e, bool bloc
 	uint32_t pref = e->pref_block ? e->pref_block : (min > 4096 ? min : 4096);
 	uint32_t max = e->max_block ? e->max_block : NBD_MAX_PAYLOAD;
 
-	if (!is_pow2(min) || min > 65536 || !is_pow2(pref) || pref < min || max < min ||
-	    max % min || pref > max)
+	/* The spec's rules for advertised sizes: min a power of two up to 64 KiB; pref a
+	 * power of two at least max(min, 512); max a multiple of min, at least the smaller
+	 * of pref and the export size. */
+	if (!is_pow2(min) || min > 65536 || !is_pow2(pref) || pref < min || pref < 512 ||
+	    pref > NBD_MAX_PAYLOAD || max < min || max % min || (max < pref && max < e->size))
 		return -EINVAL;
 	struct nbd_session *s = &hs->sess;
 	s->size = e->size;
@@ -564,8 +570,9 @@ int nbd_req_parse(const struct nbd_session *s, const uint8_t hdr[NBD_REQ_LEN], s
 	if (get32(hdr) != NBD_MAGIC_REQUEST)
 		return -EPROTO;
 	if (r->type == NBD_CMD_WRITE) {
-		/* Past this we would have to read a payload we refuse to hold. */
-		if (r->length > s->max_payload)
+		/* The spec lets a server hang up on a write payload of more than 2^25 bytes
+		 * rather than read it; anything smaller is read and dropped on error. */
+		if (r->length > NBD_MAX_PAYLOAD)
 			return -EPROTO;
 		r->skip = r->length;
 	}
@@ -578,14 +585,16 @@ int nbd_req_parse(const struct nbd_session *s, const uint8_t hdr[NBD_REQ_LEN], s
 	switch (r->type) {
 	case NBD_CMD_READ:
 		allowed = (s->tflags & NBD_FLAG_SEND_DF) ? NBD_CMD_FLAG_DF : 0;
+		/* Over the maximum block size the spec asks for EINVAL; EOVERFLOW is its
+		 * answer to a DF read that cannot go in one chunk. */
 		if (r->length > s->max_payload)
-			err = NBD_EOVERFLOW;
+			err = (r->flags & allowed & NBD_CMD_FLAG_DF) ? NBD_EOVERFLOW : NBD_EINVAL;
 		else if (r->length == 0 || !in_range(s, r->offset, r->length))
 			err = NBD_EINVAL;
 		break;
 	case NBD_CMD_WRITE:
 		allowed = 0;
-		if (r->length == 0)
+		if (r->length == 0 || r->length > s->max_payload)
 			err = NBD_EINVAL;
 		else if (ro)
 			err = NBD_EPERM;

@@ -69,8 +69,8 @@
 #define NBD_OPT_INFO 6
 #define NBD_OPT_GO 7
 #define NBD_OPT_STRUCTURED_REPLY 8
-#define NBD_OPT_LIST_META_CONTEXT 10
-#define NBD_OPT_SET_META_CONTEXT 11
+#define NBD_OPT_LIST_META_CONTEXT 9
+#define NBD_OPT_SET_META_CONTEXT 10
 
 /* Option reply types; errors have bit 31 set. */
 #define NBD_REP_ACK 1U
@@ -85,7 +85,7 @@
 #define NBD_REP_ERR_UNKNOWN 0x80000006U
 #define NBD_REP_ERR_SHUTDOWN 0x80000007U
 #define NBD_REP_ERR_BLOCK_SIZE_REQD 0x80000008U
-#define NBD_REP_ERR_TOOBIG 0x80000009U
+#define NBD_REP_ERR_TOO_BIG 0x80000009U
 
 /* NBD_REP_INFO types. */
 #define NBD_INFO_EXPORT 0
@@ -141,7 +141,7 @@
 #define NBD_NAME_MAX 4096 /* export names and other strings, per the spec */
 /* Option data we buffer: a GO with a maximal name and a few info requests fits. */
 #define NBD_OPT_MAX_LEN (NBD_NAME_MAX + 256)
-/* Longer option data is read and thrown away (then NBD_REP_ERR_TOOBIG) up to this; past
+/* Longer option data is read and thrown away (then NBD_REP_ERR_TOO_BIG) up to this; past
  * it the client is not worth reading and the connection closes. */
 #define NBD_OPT_DISCARD_MAX (1U << 20)
 #define NBD_MAX_PAYLOAD (32U << 20) /* largest READ/WRITE we serve */
@@ -159,8 +159,8 @@ struct nbd_export {
 	uint64_t size;
 	uint16_t tflags;	 /* NBD_FLAG_*; passed through nbd_tflags() */
 	uint32_t min_block;	 /* 1 or a power of two up to 64 KiB; 0 means 1 */
-	uint32_t pref_block;	 /* 0 means max(4096, min_block) */
-	uint32_t max_block;	 /* 0 means NBD_MAX_PAYLOAD */
+	uint32_t pref_block;	 /* power of two >= max(min, 512); 0 means max(4096, min) */
+	uint32_t max_block;	 /* multiple of min; 0 means NBD_MAX_PAYLOAD (also the cap) */
 	const char *description; /* NUL-terminated or NULL; copied during the call */
 };
 
@@ -234,7 +234,8 @@ const char *nbd_hs_name(const struct nbd_hs *hs, size_t *len);
 /* Answers NBD_HS_EV_LOOKUP: e is the export or NULL if there is none. Returns the next
  * event: NBD_HS_EV_NONE (INFO, or GO of a missing export), NBD_HS_EV_GO (GO or EXPORT_NAME
  * of an existing export), NBD_HS_EV_CLOSE (EXPORT_NAME of a missing one), or -EBUSY when no
- * lookup is pending, -EINVAL for a bad e (block sizes not powers of two, min > max). */
+ * lookup is pending, -EINVAL for a bad e (block sizes outside the spec's rules, see
+ * struct nbd_export). */
 int nbd_hs_answer(struct nbd_hs *hs, const struct nbd_export *e) CAIRN_WUR;
 
 /* NBD_HS_EV_LIST: queues one NBD_REP_SERVER. Returns 0, -EAGAIN when the output is too
@@ -266,8 +267,13 @@ struct nbd_req {
 /* Decodes and validates the 28-byte header in hdr against s. Returns 0 (serve it; DISC
  * means close after in-flight replies), a positive NBD_E* value (answer with that error
  * and read r->skip payload bytes; the connection stays), or -EPROTO (bad magic, or a
- * WRITE longer than max_payload whose payload we will not read: close). r is always
- * filled from the header as far as it goes. */
+ * WRITE over NBD_MAX_PAYLOAD whose payload we will not read: close). r is always
+ * filled from the header as far as it goes. Errors: EINVAL for bad flags, commands not
+ * negotiated, zero lengths, reads past the end, misalignment and READ/WRITE over
+ * max_payload (EOVERFLOW instead for such a READ with DF); ENOSPC for writes, trims and
+ * write-zeroes past the end; EPERM for those on a read-only export; ENOTSUP for unknown
+ * commands. TRIM, WRITE_ZEROES, CACHE and BLOCK_STATUS carry no payload and have no
+ * length limit but the export's end. */
 int nbd_req_parse(const struct nbd_session *s, const uint8_t hdr[NBD_REQ_LEN],
 		  struct nbd_req *r) CAIRN_WUR;
 

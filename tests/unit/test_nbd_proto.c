@@ -419,8 +419,41 @@ static void test_structured_meta_go(void **state)
 	assert_int_equal(r->last, NBD_HS_EV_GO);
 	assert_true(nbd_hs_session(hs)->structured);
 	assert_false(nbd_hs_session(hs)->base_allocation);
+
+	/* A failed SET replaces an earlier good one with nothing. */
+	in2.n = 0;
+	b32(&in2, NBD_FLAG_C_FIXED_NEWSTYLE);
+	c_opt(&in2, NBD_OPT_STRUCTURED_REPLY, NULL, 0);
+	c_meta(&in2, NBD_OPT_SET_META_CONTEXT, "vol1", 1, q_alloc);
+	c_opt(&in2, NBD_OPT_SET_META_CONTEXT, "\0\0\0\x04vol1\0\0\0\x01", 12);
+	c_go(&in2, NBD_OPT_GO, "vol1", 0, NULL);
+	run_all(hs, &in2, r);
+	assert_int_equal(r->last, NBD_HS_EV_GO);
+	assert_false(nbd_hs_session(hs)->base_allocation);
 	free(r);
 	free(hs);
+}
+
+/* The numbers on the wire, as the protocol document assigns them. */
+static void test_wire_numbers(void **state)
+{
+	assert_int_equal(NBD_OPT_EXPORT_NAME, 1);
+	assert_int_equal(NBD_OPT_ABORT, 2);
+	assert_int_equal(NBD_OPT_LIST, 3);
+	assert_int_equal(NBD_OPT_STARTTLS, 5);
+	assert_int_equal(NBD_OPT_INFO, 6);
+	assert_int_equal(NBD_OPT_GO, 7);
+	assert_int_equal(NBD_OPT_STRUCTURED_REPLY, 8);
+	assert_int_equal(NBD_OPT_LIST_META_CONTEXT, 9);
+	assert_int_equal(NBD_OPT_SET_META_CONTEXT, 10);
+	assert_int_equal(NBD_REP_ERR_UNKNOWN, (1U << 31) + 6);
+	assert_int_equal(NBD_REP_ERR_TOO_BIG, (1U << 31) + 9);
+	assert_int_equal(NBD_CMD_CACHE, 5);
+	assert_int_equal(NBD_CMD_WRITE_ZEROES, 6);
+	assert_int_equal(NBD_CMD_BLOCK_STATUS, 7);
+	assert_int_equal(NBD_REPLY_TYPE_BLOCK_STATUS, 5);
+	assert_int_equal(NBD_REPLY_TYPE_ERROR, (1 << 15) + 1);
+	assert_int_equal(NBD_REPLY_TYPE_ERROR_OFFSET, (1 << 15) + 2);
 }
 
 static void test_meta_malformed(void **state)
@@ -559,7 +592,7 @@ static void test_oversized_option(void **state)
 	c_opt(in, NBD_OPT_GO, big, sizeof(big));
 	c_opt(in, NBD_OPT_STRUCTURED_REPLY, NULL, 0);
 	s_greeting(&exp);
-	s_rep(&exp, NBD_OPT_GO, NBD_REP_ERR_TOOBIG, 0);
+	s_rep(&exp, NBD_OPT_GO, NBD_REP_ERR_TOO_BIG, 0);
 	s_rep(&exp, NBD_OPT_STRUCTURED_REPLY, NBD_REP_ACK, 0);
 	run_all(hs, in, r);
 	expect_out(r, &exp);
@@ -651,6 +684,10 @@ static void test_api_misuse_and_backpressure(void **state)
 	bad.min_block = 3;
 	assert_int_equal(nbd_hs_answer(hs, &bad), -EINVAL);
 	bad.min_block = 4096, bad.pref_block = 512;
+	assert_int_equal(nbd_hs_answer(hs, &bad), -EINVAL);
+	bad.min_block = 1, bad.pref_block = 256; /* preferred is at least 512 */
+	assert_int_equal(nbd_hs_answer(hs, &bad), -EINVAL);
+	bad.pref_block = 4096, bad.max_block = 1000; /* under pref and the size */
 	assert_int_equal(nbd_hs_answer(hs, &bad), -EINVAL);
 	assert_int_equal(nbd_hs_answer(hs, &vol1), NBD_HS_EV_GO);
 
@@ -802,10 +839,20 @@ static void test_req_ranges(void **state)
 	/* Payload limits: a long read is EOVERFLOW, a long write closes. */
 	struct nbd_session big = rw;
 	big.size = 1ULL << 40;
-	assert_int_equal(parse(&big, 0, NBD_CMD_READ, 0, (32U << 20) + 512, &r), NBD_EOVERFLOW);
+	/* Over the maximum block size: EINVAL, or EOVERFLOW for a DF read; a write
+	 * payload over 2^25 is not read at all: close. */
+	assert_int_equal(parse(&big, 0, NBD_CMD_READ, 0, (32U << 20) + 512, &r), NBD_EINVAL);
+	assert_int_equal(parse(&big, NBD_CMD_FLAG_DF, NBD_CMD_READ, 0, (32U << 20) + 512, &r),
+			 NBD_EOVERFLOW);
 	assert_int_equal(parse(&big, 0, NBD_CMD_READ, 0, 32U << 20, &r), 0);
 	assert_int_equal(parse(&big, 0, NBD_CMD_WRITE, 0, (32U << 20) + 512, &r), -EPROTO);
 	assert_int_equal(parse(&big, 0, NBD_CMD_WRITE, 0, 32U << 20, &r), 0);
+	/* A smaller advertised maximum: errors, but the payload is read and dropped. */
+	big.max_payload = 1 << 20;
+	assert_int_equal(parse(&big, 0, NBD_CMD_WRITE, 0, 2 << 20, &r), NBD_EINVAL);
+	assert_int_equal(r.skip, 2 << 20);
+	assert_int_equal(parse(&big, 0, NBD_CMD_READ, 0, 2 << 20, &r), NBD_EINVAL);
+	assert_int_equal(parse(&big, 0, NBD_CMD_WRITE_ZEROES, 0, 2 << 20, &r), 0);
 	/* TRIM and WRITE_ZEROES carry no payload: no such limit. */
 	assert_int_equal(parse(&big, 0, NBD_CMD_TRIM, 0, 0xfffffe00U, &r), 0);
 	/* Alignment to the advertised minimum block. */
@@ -969,6 +1016,7 @@ int main(void)
 	    cmocka_unit_test(test_list),
 	    cmocka_unit_test(test_structured_meta_go),
 	    cmocka_unit_test(test_meta_malformed),
+	    cmocka_unit_test(test_wire_numbers),
 	    cmocka_unit_test(test_export_name),
 	    cmocka_unit_test(test_unknown_and_starttls),
 	    cmocka_unit_test(test_oversized_option),
