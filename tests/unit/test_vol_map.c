@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "blockstore/vol_map.h"
@@ -64,6 +65,14 @@ static void commit(struct meta_txn *t)
 }
 
 #define MB (1024ull * 1024)
+
+static double now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
 
 /* ---- record counting: every (table, key, value) of the volume tables ---- */
 struct dump {
@@ -311,7 +320,8 @@ static void test_vol_snapshot_clone_rollback_constant_records(void **state)
 	struct vol_write_out wo;
 	struct dump a, b;
 	struct vol v, c;
-	const uint64_t nwritten = 300;
+	const uint64_t nwritten = 2560; /* 10 GiB of a 100 GiB volume */
+	double ms;
 
 	assert_int_equal(vol_create(t, 1, "big", 100ull * 1024 * MB, NULL, &v), 0);
 	for (uint64_t i = 0; i < nwritten; i++)
@@ -321,16 +331,21 @@ static void test_vol_snapshot_clone_rollback_constant_records(void **state)
 	assert_int_equal(count_table(f, META_T_EXTENTS), nwritten);
 
 	dump_tables(f, &a);
+	ms = now_ms();
 	t = wtxn(f);
 	assert_int_equal(vol_snapshot_create(t, &v, "s1", NULL), 0);
 	commit(t);
+	print_message("snapshot of 100 GiB, 10 GiB written: %.3f ms (with commit)\n",
+		      now_ms() - ms);
 	dump_tables(f, &b);
 	assert_int_equal(dump_changes(&a, &b), 2); /* snaps record + volume record */
 	dump_free(&a);
 
+	ms = now_ms();
 	t = wtxn(f);
 	assert_int_equal(vol_clone(t, &v, "s1", 3, "c1", &c), 0);
 	commit(t);
+	print_message("clone: %.3f ms (with commit)\n", now_ms() - ms);
 	dump_tables(f, &a);
 	/* clone volume + volids + the snapshot's clone count */
 	assert_int_equal(dump_changes(&b, &a), 3);
@@ -339,12 +354,14 @@ static void test_vol_snapshot_clone_rollback_constant_records(void **state)
 
 	t = wtxn(f);
 	for (uint64_t i = 0; i < 50; i++)
-		assert_int_equal(vol_map_write(t, &v, i * 7, 0, VOL_BLOCK_SIZE, VOL_WRITE, &wo), 0);
+		assert_int_equal(vol_map_write(t, &v, i * 9, 0, VOL_BLOCK_SIZE, VOL_WRITE, &wo), 0);
 	commit(t);
 	dump_tables(f, &b);
+	ms = now_ms();
 	t = wtxn(f);
 	assert_int_equal(vol_rollback(t, &v, "s1"), 0);
 	commit(t);
+	print_message("rollback: %.3f ms (with commit)\n", now_ms() - ms);
 	dump_tables(f, &a);
 	assert_int_equal(dump_changes(&b, &a), 1); /* the volume record */
 	dump_free(&a);
@@ -540,6 +557,65 @@ static void test_vol_rollback_many_keeps_jumps_bounded(void **state)
 	assert_int_equal(vol_map_resolve(t, &v, v.gen, 0, &r), 0);
 	assert_int_equal(r.written, 3);
 	commit(t);
+}
+
+static void test_vol_clone_depth_limit(void **state)
+{
+	struct fixture *f = *state;
+	struct meta_txn *t = wtxn(f);
+	struct vol_write_out wo;
+	struct vol_resolved r;
+	struct vol v, c;
+	char name[32];
+
+	assert_int_equal(vol_create(t, 1, "c0", 4 * MB, NULL, &v), 0);
+	assert_int_equal(vol_map_write(t, &v, 0, 0, VOL_BLOCK_SIZE, VOL_WRITE, &wo), 0);
+	for (int d = 1; d <= VOL_DEPTH_MAX; d++) {
+		assert_int_equal(vol_snapshot_create(t, &v, "s", NULL), 0);
+		snprintf(name, sizeof(name), "c%d", d);
+		assert_int_equal(vol_clone(t, &v, "s", 1, name, &c), 0);
+		v = c;
+	}
+	assert_int_equal(vol_snapshot_create(t, &v, "s", NULL), 0);
+	assert_int_equal(vol_clone(t, &v, "s", 1, "too-deep", NULL), CAIRN_ETOOBIG);
+	/* The deepest clone still reads block 0 from the first volume. */
+	assert_int_equal(vol_map_resolve(t, &v, v.gen, 0, &r), 0);
+	assert_int_equal(r.blk[0].kind, VOL_BLK_WRITTEN);
+	assert_int_equal(r.blk[0].depth, VOL_DEPTH_MAX);
+	commit(t);
+}
+
+static void test_vol_newer_format_refused(void **state)
+{
+	struct fixture *f = *state;
+	struct meta_txn *t = wtxn(f);
+	struct vol_ext_rec e = {.version = VOL_EXT_VERSION + 1};
+	struct vol_resolved r;
+	struct vol_rec vr;
+	uint8_t k[VOL_EXT_KEY_LEN];
+	const void *val;
+	size_t vl;
+	struct vol v;
+
+	assert_int_equal(vol_create(t, 1, "fmt", 4 * MB, NULL, &v), 0);
+	memcpy(k, v.id, VOL_ID_LEN);
+	meta_be64(k + VOL_ID_LEN, 0);
+	meta_be32(k + VOL_ID_LEN + 8, v.gen);
+	e.gen = v.gen;
+	e.present = 1;
+	assert_int_equal(meta_put(t, META_T_EXTENTS, k, sizeof(k), &e, sizeof(e), 0), 0);
+	assert_int_equal(vol_map_resolve(t, &v, v.gen, 0, &r), CAIRN_EFORMAT);
+	e.version = VOL_EXT_VERSION;
+	e.zero = 1; /* present and zero at once */
+	assert_int_equal(meta_put(t, META_T_EXTENTS, k, sizeof(k), &e, sizeof(e), 0), 0);
+	assert_int_equal(vol_map_resolve(t, &v, v.gen, 0, &r), CAIRN_ECORRUPT);
+	/* A volume record from a newer build. */
+	assert_int_equal(meta_get(t, META_T_VOLUMES, "\0\0\0\1fmt", 7, &val, &vl), 0);
+	memcpy(&vr, val, sizeof(vr));
+	vr.version = VOL_REC_VERSION + 1;
+	assert_int_equal(meta_put(t, META_T_VOLUMES, "\0\0\0\1fmt", 7, &vr, sizeof(vr), 0), 0);
+	assert_int_equal(vol_get(t, 1, "fmt", &v), CAIRN_EFORMAT);
+	meta_txn_abort(t);
 }
 
 /* ---- the random model ---- */
@@ -870,6 +946,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_vol_snapshot_delete_merges, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_vol_rollback_many_keeps_jumps_bounded, setup,
 					    teardown),
+	    cmocka_unit_test_setup_teardown(test_vol_clone_depth_limit, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_vol_newer_format_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_vol_model_random, setup, teardown),
 	};
 
