@@ -994,6 +994,33 @@ int vol_resize(struct meta_txn *t, struct vol *v, uint64_t size, bool force)
 	return rc;
 }
 
+int vol_set_state(struct meta_txn *t, struct vol *v, enum vol_state state)
+{
+	struct vol nv = *v;
+	int rc;
+
+	if (state != VOL_AVAILABLE && state != VOL_ATTACHED && state != VOL_DELETING)
+		return CAIRN_EINVAL;
+	nv.state = (uint8_t)state;
+	rc = vol_put(t, &nv, false, 0);
+	if (rc == 0)
+		*v = nv;
+	return rc;
+}
+
+int vol_set_qos(struct meta_txn *t, struct vol *v, uint64_t iops_limit, uint64_t bps_limit)
+{
+	struct vol nv = *v;
+	int rc;
+
+	nv.iops_limit = iops_limit;
+	nv.bps_limit = bps_limit;
+	rc = vol_put(t, &nv, false, 0);
+	if (rc == 0)
+		*v = nv;
+	return rc;
+}
+
 /* ---- diff ---- */
 struct vol_diff_run {
 	uint64_t off;

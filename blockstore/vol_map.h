@@ -86,6 +86,12 @@ int vol_delete(struct meta_txn *t, struct vol *v, bool force) CAIRN_WUR;
  * shows old bytes (O(extents cut off)). */
 int vol_resize(struct meta_txn *t, struct vol *v, uint64_t size, bool force) CAIRN_WUR;
 
+/* Sets the state (enum vol_state) or the QoS limits (0: none) and writes
+ * the record (O(1)). */
+int vol_set_state(struct meta_txn *t, struct vol *v, enum vol_state state) CAIRN_WUR;
+int vol_set_qos(struct meta_txn *t, struct vol *v, uint64_t iops_limit,
+		uint64_t bps_limit) CAIRN_WUR;
+
 /* ---- extent map ---- */
 enum vol_blk_kind {
 	VOL_BLK_UNWRITTEN = 0, /* absent everywhere: reads zeroes */
