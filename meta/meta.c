@@ -29,7 +29,8 @@ static const char *const meta_table_names[META_T_COUNT] = {
     [META_T_POOL] = "pool",	  [META_T_CHUNKS] = "chunks",	    [META_T_STRIPES] = "stripes",
     [META_T_MHDR] = "mhdr",	  [META_T_MANIFESTS] = "manifests", [META_T_BUCKETS] = "buckets",
     [META_T_OBJECTS] = "objects", [META_T_USERS] = "users",	    [META_T_KEYS] = "keys",
-    [META_T_UPLOADS] = "uploads", [META_T_UPARTS] = "uparts",
+    [META_T_UPLOADS] = "uploads", [META_T_UPARTS] = "uparts",	    [META_T_VOLUMES] = "volumes",
+    [META_T_VOLIDS] = "volids",	  [META_T_EXTENTS] = "extents",	    [META_T_SNAPS] = "snaps",
 };
 
 struct meta_env {

@@ -39,6 +39,10 @@ enum meta_table {
 	META_T_KEYS,	  /* access key id -> key record */
 	META_T_UPLOADS,	  /* [part][bucket name][0][upload id] -> multipart upload */
 	META_T_UPARTS,	  /* [upload id][part number] -> uploaded part */
+	META_T_VOLUMES,	  /* [part][volume name] -> vol_rec (blockstore/vol_format.h) */
+	META_T_VOLIDS,	  /* [volume id] -> [part][volume name] */
+	META_T_EXTENTS,	  /* [volume id][index be64][gen be32] -> vol_ext_rec */
+	META_T_SNAPS,	  /* [volume id][gen be32] -> vol_snap_rec + name */
 	META_T_COUNT
 };
 
