@@ -1067,7 +1067,7 @@ int vol_snapshot_diff(struct meta_txn *t, const struct vol *v, const char *from,
 	unsigned na = 0, nb;
 	uint32_t ga = 0, gb = v->gen;
 	struct vol_snap s;
-	int rc;
+	int rc = 0;
 
 	if (from) {
 		rc = vol_snapshot_get(t, v, from, &s);
