@@ -251,12 +251,12 @@ static int vol_ext_decode(const void *val, size_t vl, struct vol_ext_rec *e)
 	return 0;
 }
 
-/* Resolves the blocks in *todo of one extent of volume id over the given
+/* Resolves the blocks in *undecided of one extent of volume id over the given
  * generation ranges (newest first) into out->blk at depth, clearing the
- * decided ones from *todo. One seek per range, then prev; stops early once
+ * decided ones from *undecided. One seek per range, then prev; stops early once
  * every block is decided. */
 static int vol_resolve_own(struct meta_txn *t, const uint8_t *id, const struct vol_range *r,
-			   unsigned nr, uint64_t index, uint8_t depth, uint64_t *todo,
+			   unsigned nr, uint64_t index, uint8_t depth, uint64_t *undecided,
 			   struct vol_resolved *out)
 {
 	struct meta_cursor *c = NULL;
@@ -266,13 +266,13 @@ static int vol_resolve_own(struct meta_txn *t, const uint8_t *id, const struct v
 	rc = meta_cursor_open(t, META_T_EXTENTS, &c);
 	if (rc < 0)
 		goto out;
-	for (unsigned i = 0; i < nr && *todo; i++) {
+	for (unsigned i = 0; i < nr && *undecided; i++) {
 		const void *k, *val;
 		size_t kl, vl;
 
 		vol_ext_key(key, id, index, r[i].hi);
 		rc = meta_cursor_seek_le(c, key, sizeof(key), &k, &kl, &val, &vl);
-		while (rc == 0 && *todo) {
+		while (rc == 0 && *undecided) {
 			struct vol_ext_rec e;
 			uint32_t g;
 			uint64_t bits;
@@ -285,7 +285,7 @@ static int vol_resolve_own(struct meta_txn *t, const uint8_t *id, const struct v
 			rc = vol_ext_decode(val, vl, &e);
 			if (rc < 0)
 				goto out;
-			bits = (e.present | e.zero) & *todo;
+			bits = (e.present | e.zero) & *undecided;
 			for (uint64_t m = bits; m; m &= m - 1) {
 				unsigned b = (unsigned)__builtin_ctzll(m);
 
@@ -296,7 +296,7 @@ static int vol_resolve_own(struct meta_txn *t, const uint8_t *id, const struct v
 			}
 			out->written |= e.present & bits;
 			out->zero |= e.zero & bits;
-			*todo &= ~bits;
+			*undecided &= ~bits;
 			rc = meta_cursor_prev(c, &k, &kl, &val, &vl);
 		}
 		if (rc == CAIRN_ENOTFOUND)
@@ -327,7 +327,7 @@ int vol_map_resolve(struct meta_txn *t, const struct vol *v, uint32_t view_gen, 
 	struct vol_range r[VOL_JUMPS_MAX + 1];
 	struct vol *p = NULL;
 	const struct vol *cur = v;
-	uint64_t todo = vol_size_mask(v->size, index);
+	uint64_t undecided = vol_size_mask(v->size, index);
 	uint32_t view = view_gen;
 	int rc = 0;
 
@@ -336,8 +336,8 @@ int vol_map_resolve(struct meta_txn *t, const struct vol *v, uint32_t view_gen, 
 		unsigned nr = vol_view_ranges(cur, view, r);
 
 		memcpy(out->ids[depth], cur->id, VOL_ID_LEN);
-		rc = vol_resolve_own(t, cur->id, r, nr, index, depth, &todo, out);
-		if (rc < 0 || !todo || !cur->has_parent)
+		rc = vol_resolve_own(t, cur->id, r, nr, index, depth, &undecided, out);
+		if (rc < 0 || !undecided || !cur->has_parent)
 			break;
 		if (depth + 1 > VOL_DEPTH_MAX) {
 			rc = CAIRN_ETOOBIG;
@@ -842,14 +842,14 @@ int vol_snapshot_delete(struct meta_txn *t, struct vol *v, const char *name)
 			goto out;
 		dead = e.present | e.zero;
 		for (unsigned d = 0; d < nviews && dead; d++) {
-			uint64_t todo = VOL_ALL_BLOCKS;
+			uint64_t undecided = VOL_ALL_BLOCKS;
 
 			memset(&tmp, 0, sizeof(tmp));
 			rc = vol_resolve_own(t, v->id, dep + (size_t)d * (VOL_JUMPS_MAX + 1),
-					     ndep[d], idx[i], 0, &todo, &tmp);
+					     ndep[d], idx[i], 0, &undecided, &tmp);
 			if (rc < 0)
 				goto out;
-			dead &= ~todo; /* blocks this view decides above s */
+			dead &= ~undecided; /* blocks this view decides above s */
 		}
 		e.present &= ~dead;
 		e.zero &= ~dead;

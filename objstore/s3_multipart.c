@@ -959,6 +959,7 @@ static int complete_fn(struct cs_txn *txn, void *arg)
 	struct upload_view u;
 	struct cs_mid *mids = NULL, mid, old;
 	struct s3_cksum *cks = NULL;
+	uint64_t *psize = NULL;
 	struct s3_fbuf runs = {0};
 	uint8_t keep[S3_PARTS_MAX / 8 + 1] = {0};
 	uint8_t *rec = NULL, *ucopy = NULL;
@@ -1001,8 +1002,9 @@ static int complete_fn(struct cs_txn *txn, void *arg)
 	u.fields = ucopy + sizeof(u.rec) + u.rec.key_len;
 	mids = calloc(cr->n, sizeof(*mids));
 	cks = calloc(cr->n, sizeof(*cks));
+	psize = calloc(cr->n, sizeof(*psize));
 	md5 = EVP_MD_CTX_new();
-	if (!mids || !cks || !md5 || EVP_DigestInit_ex(md5, EVP_md5(), NULL) != 1) {
+	if (!mids || !cks || !psize || !md5 || EVP_DigestInit_ex(md5, EVP_md5(), NULL) != 1) {
 		rc = -ENOMEM;
 		goto out;
 	}
@@ -1038,6 +1040,7 @@ static int complete_fn(struct cs_txn *txn, void *arg)
 			goto out;
 		}
 		upart_cksum(&p, &cks[i]);
+		psize[i] = p.size;
 		if (cp->cksum_algo[0]) {
 			struct s3_cksum sent;
 			enum s3_cksum_algo al = s3_cksum_algo_parse(cp->cksum_algo);
@@ -1073,21 +1076,10 @@ static int complete_fn(struct cs_txn *txn, void *arg)
 	if (all && type == S3_CKT_COMPOSITE) {
 		rc = s3_cksum_composite(cks, cr->n, &a->ck);
 	} else if (all) {
+		/* the part sizes were read with the parts above */
 		a->ck = cks[0];
-		uint64_t off = 0;
-		for (size_t i = 0; rc == 0 && i < cr->n; i++) {
-			uint8_t pk[S3_UPLOAD_ID_LEN + 4];
-			const void *v;
-			size_t vl;
-			struct s3_upart_rec p;
-			rc = meta_get(t, META_T_UPARTS, pk,
-				      upart_key(pk, a->id, cr->parts[i].number), &v, &vl);
-			if (rc == 0)
-				rc = upart_parse(v, vl, &p);
-			if (rc == 0 && i > 0)
-				rc = s3_cksum_combine(&a->ck, &cks[i], p.size, &a->ck);
-			off += p.size;
-		}
+		for (size_t i = 1; rc == 0 && i < cr->n; i++)
+			rc = s3_cksum_combine(&a->ck, &cks[i], psize[i], &a->ck);
 		a->ck.type = S3_CKT_FULL_OBJECT;
 	}
 	if (rc < 0)
@@ -1183,6 +1175,7 @@ out:
 	free(rec);
 	free(runs.p);
 	free(cks);
+	free(psize);
 	free(mids);
 	return rc;
 }
