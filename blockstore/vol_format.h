@@ -10,6 +10,8 @@
  *   META_T_VOLIDS  [volume id 16]                      -> [part be32][volume name]
  *   META_T_EXTENTS [volume id 16][index be64][gen be32] -> vol_ext_rec
  *   META_T_SNAPS   [volume id 16][gen be32]            -> vol_snap_rec + name
+ *   META_T_INTENTS [volume id 16][index be64]          -> vol_intent_rec
+ *   META_T_ATTACH  [volume id 16]                      -> vol_attach_rec + host
  * part = cs_name_partition(pool, volume name), chosen by the caller.
  *
  * Generations: the volume record holds the head generation; a snapshot is
@@ -105,8 +107,43 @@ struct vol_snap_rec {
 };
 static_assert(sizeof(struct vol_snap_rec) == 32, "vol_snap_rec layout");
 
+/* ---- write intent: META_T_INTENTS ----
+ * Committed before the first write to an extent's replica files since the
+ * intent was last cleared; cleared (lazily) once a flush made every replica
+ * of that generation's file durable. At start every extent with an intent
+ * has its gen file copied from the first readable replica to the others, so
+ * replicas never disagree about a write that was in flight at a crash. */
+#define VOL_INTENT_VERSION 1
+struct vol_intent_rec {
+	uint8_t version;
+	uint8_t reserved0[3];
+	uint32_t gen; /* the generation whose replica files were being written */
+	uint64_t created_ns;
+};
+static_assert(sizeof(struct vol_intent_rec) == 16, "vol_intent_rec layout");
+
+/* ---- attachment: META_T_ATTACH ----
+ * One writer host per volume. The token itself is never stored: only its
+ * SHA-256. The lease ends at expires_ns unless renewed (an open NBD
+ * connection renews it); an expired attachment may be taken by another
+ * host. The host name (host_len bytes) follows the record. */
+#define VOL_ATTACH_VERSION 1
+#define VOL_HOST_MAX 255
+struct vol_attach_rec {
+	uint8_t version;
+	uint8_t host_len;
+	uint16_t reserved0;
+	uint32_t lease_s; /* lease length granted at attach and on renewal */
+	uint8_t token_sha256[32];
+	uint64_t attached_ns;
+	uint64_t expires_ns;
+	uint64_t reserved1;
+};
+static_assert(sizeof(struct vol_attach_rec) == 64, "vol_attach_rec layout");
+
 /* Key lengths. */
 #define VOL_EXT_KEY_LEN (VOL_ID_LEN + 8 + 4)
 #define VOL_SNAP_KEY_LEN (VOL_ID_LEN + 4)
+#define VOL_INTENT_KEY_LEN (VOL_ID_LEN + 8)
 
 #endif

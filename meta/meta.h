@@ -43,6 +43,8 @@ enum meta_table {
 	META_T_VOLIDS,	  /* [volume id] -> [part][volume name] */
 	META_T_EXTENTS,	  /* [volume id][index be64][gen be32] -> vol_ext_rec */
 	META_T_SNAPS,	  /* [volume id][gen be32] -> vol_snap_rec + name */
+	META_T_INTENTS,	  /* [volume id][index be64] -> vol_intent_rec */
+	META_T_ATTACH,	  /* [volume id] -> vol_attach_rec + host */
 	META_T_COUNT
 };
 
