@@ -190,11 +190,11 @@ int bs_block_status(struct bs_handle *h, uint64_t off, uint64_t len,
 
 struct bs_check_report {
 	uint64_t volumes, extents, files_checked;
-	uint64_t missing_files;	  /* replica files of written records that are gone */
-	uint64_t bad_records;	  /* records that do not decode or break invariants */
-	uint64_t orphan_dirs;	  /* extents/<id> folders of no volume */
-	uint64_t intents;	  /* write intents outstanding */
-	uint64_t fixed;		  /* with fix: problems repaired */
+	uint64_t missing_files; /* replica files of written records that are gone */
+	uint64_t bad_records;	/* records that do not decode or break invariants */
+	uint64_t orphan_dirs;	/* extents/<id> folders of no volume */
+	uint64_t intents;	/* write intents outstanding */
+	uint64_t fixed;		/* with fix: problems repaired */
 };
 /* Checks every volume's records (decodable, parents and snapshots exist,
  * clone counts right) and that every extent generation with written

@@ -26,9 +26,9 @@ struct bs_store;
 struct nbd_server;
 
 struct nbd_server_config {
-	const char *listen;	   /* HOST:PORT (port 0: any) */
-	unsigned workers;	   /* I/O worker threads; 0: 16 */
-	unsigned max_conns;	   /* 0: 256 */
+	const char *listen;	    /* HOST:PORT (port 0: any) */
+	unsigned workers;	    /* I/O worker threads; 0: 16 */
+	unsigned max_conns;	    /* 0: 256 */
 	unsigned handshake_timeout; /* seconds a client may take to negotiate; 0: 30 */
 };
 
