@@ -1,7 +1,8 @@
 /* blockstore/bs_internal.h - what the block store's files share (not for
  * other modules).
  *
- * bs_store.c: the store, the table of open volumes, commits, paths.
+ * bs_store.c: the store, the table of open volumes, commits, paths, the
+ *             attachment record helpers.
  * bs_io.c:    handles, read/write/zero/flush/block status, intents, resync.
  * bs_admin.c: volume, snapshot and attachment operations.
  * bs_fsck.c:  bs_fsck.
@@ -85,6 +86,15 @@ int bs_extent_path(struct bs_store *bs, uint32_t dev, const uint8_t id[VOL_ID_LE
 /* Removes extents/<id hex> on every device (after the records are gone). */
 int bs_vol_remove_files(struct bs_store *bs, const uint8_t id[VOL_ID_LEN]) CAIRN_WUR;
 
+/* The attachment record of a volume: 0, CAIRN_ENOTFOUND. host gets the
+ * NUL-terminated host name (VOL_HOST_MAX + 1 bytes) when non-NULL. */
+int bs_attach_load(struct meta_txn *t, const uint8_t id[VOL_ID_LEN], struct vol_attach_rec *rec,
+		   char *host) CAIRN_WUR;
+/* Renews the lease: expires = now + its lease_s (one commit). bs_io.c calls
+ * it when the last handle of a volume closes. CAIRN_ENOTFOUND when the
+ * attachment is gone. */
+int bs_attach_touch(struct bs_store *bs, const uint8_t id[VOL_ID_LEN]) CAIRN_WUR;
+
 /* ---- bs_io.c ---- */
 
 int bs_io_vol_init(struct bs_vol *vol) CAIRN_WUR;
@@ -102,16 +112,5 @@ int bs_io_copy_blocks(struct bs_store *bs, struct io_ctx *ctx, const uint8_t src
 		      uint32_t src_gen, unsigned src_replicas, const uint8_t dst_id[VOL_ID_LEN],
 		      uint32_t dst_gen, unsigned dst_replicas, uint64_t index,
 		      uint64_t mask) CAIRN_WUR;
-
-/* ---- bs_admin.c ---- */
-
-/* The attachment record of a volume: 0, CAIRN_ENOTFOUND. host gets the
- * NUL-terminated host name (VOL_HOST_MAX + 1 bytes) when non-NULL. */
-int bs_attach_load(struct meta_txn *t, const uint8_t id[VOL_ID_LEN], struct vol_attach_rec *rec,
-		   char *host) CAIRN_WUR;
-/* Renews the lease: expires = now + its lease_s (one commit). bs_io.c calls
- * it when the last handle of a volume closes. CAIRN_ENOTFOUND when the
- * attachment is gone. */
-int bs_attach_touch(struct bs_store *bs, const uint8_t id[VOL_ID_LEN]) CAIRN_WUR;
 
 #endif
