@@ -38,11 +38,12 @@ struct bs_vol {
 	unsigned refs;	     /* under bs->lock */
 	uint8_t id[VOL_ID_LEN];
 	pthread_rwlock_t gate;
-	struct vol v;		  /* the committed record; read under gate (shared) */
-	atomic_uint nhandles;	  /* open handles */
-	atomic_bool revoked;	  /* attachment revoked: handles fail -ESHUTDOWN */
-	uint8_t token_sha256[32]; /* the attachment handles were opened with */
-	struct bs_io_state *io;	  /* owned by bs_io.c (bs_io_vol_init/free) */
+	struct vol v;	      /* the committed record; read under gate (shared) */
+	atomic_uint nhandles; /* open handles */
+	/* Bumped by detach --force and delete: handles opened under an older
+	 * epoch are revoked (their calls fail with -ESHUTDOWN). */
+	atomic_uint epoch;
+	struct bs_io_state *io; /* owned by bs_io.c (bs_io_vol_init/free) */
 };
 
 struct bs_store {
