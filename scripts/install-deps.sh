@@ -23,6 +23,7 @@ BUILD_DEPS=(
 TEST_DEPS=(
 	awscli python3 python3-boto3 python3-requests s3cmd rclone curl lmdb-utils
 	clang-format procps fio bc restic nodejs npm openssl
+	qemu-utils nbdkit libnbd-bin python3-libnbd jq
 )
 
 want_test=0

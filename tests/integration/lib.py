@@ -58,6 +58,31 @@ def cairn_bin():
     return os.path.join(root, "build", "node", "cairn")
 
 
+# "cairn ready: S3 http://H:P, API http://H:P, NBD nbd://H:P"
+NBD_READY_RE = re.compile(r"NBD nbd://(\[[^\]]*\]|[^\s:/,]+):(\d+)")
+_serve_has_nbd = None
+
+
+def serve_has_nbd():
+    """True when this cairn's `serve` knows --nbd-listen (issue 6 on)."""
+    global _serve_has_nbd
+    if _serve_has_nbd is None:
+        try:
+            r = subprocess.run([cairn_bin(), "serve", "--help"], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=60)
+            _serve_has_nbd = b"--nbd-listen" in r.stdout
+        except (OSError, subprocess.TimeoutExpired):
+            _serve_has_nbd = False
+    return _serve_has_nbd
+
+
+def requires_nbd_server():
+    """Exit 77 (skipped) when this cairn has no NBD front end yet."""
+    if not serve_has_nbd():
+        print("SKIP: this cairn has no --nbd-listen (no NBD server)")
+        sys.exit(77)
+
+
 def requires(*tools):
     for tool in tools:
         if shutil.which(tool) is None and not os.access(tool, os.X_OK):
@@ -187,6 +212,7 @@ class Cairn:
         self.proc = None
         self.logs = []
         self.s3_port = self.api_port = None
+        self.nbd_host = self.nbd_port = None
 
     @property
     def endpoint(self):
@@ -198,8 +224,12 @@ class Cairn:
 
     def start(self, extra=None, must=True):
         """Starts `cairn serve`; waits (120 s) for 'cairn ready'. With must,
-        a failed start ends the test."""
+        a failed start ends the test. A server that has an NBD front end
+        listens on a free port (--nbd-listen 127.0.0.1:0) and self.nbd_port
+        is the port its ready line names."""
         args = self.extra + list(extra or [])
+        if serve_has_nbd() and "--nbd-listen" not in args:
+            args += ["--nbd-listen", "127.0.0.1:0"]
         for _ in range(3):
             self.s3_port, self.api_port = free_port(), free_port()
             lp = os.path.join(self.t.dir, f"cairn.{len(self.logs) + 1}.log")
@@ -214,6 +244,8 @@ class Cairn:
             deadline = time.time() + 120
             while time.time() < deadline:
                 if b"cairn ready" in self._log_bytes(lp):
+                    m = NBD_READY_RE.search(self._log_bytes(lp).decode(errors="replace"))
+                    self.nbd_host, self.nbd_port = (m.group(1), int(m.group(2))) if m else (None, None)
                     self.t.log(f"cairn up (pid {self.proc.pid}, s3 {self.s3_port}, "
                                f"api {self.api_port})")
                     return True
@@ -302,6 +334,51 @@ class Cairn:
         if check and r.returncode != 0:
             raise RuntimeError(f"cairn {' '.join(args)} exited {r.returncode}: {out}")
         return r.returncode, out
+
+    def cli3(self, *args):
+        """As cli() but stdout and stderr apart: (rc, stdout, stderr)."""
+        r = subprocess.run([cairn_bin()] + list(args) + ["--endpoint", self.api_endpoint,
+                                                         "--data", self.data],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           stdin=subprocess.DEVNULL, timeout=120)
+        return r.returncode, r.stdout.decode(errors="replace"), r.stderr.decode(errors="replace")
+
+    def cli_json(self, *args):
+        """`cairn ARGS... --json`: (rc, parsed stdout or None, stderr)."""
+        import json
+        rc, out, err = self.cli3(*(list(args) + ["--json"]))
+        try:
+            return rc, json.loads(out), err
+        except ValueError:
+            return rc, None, err + out
+
+    def api(self, method, path, body=None, sign=True):
+        """A SigV4-signed (root) admin API request: (status, parsed JSON or
+        None, raw body). body: a dict/list (sent as JSON) or bytes."""
+        import json
+        data = json.dumps(body).encode() if isinstance(body, (dict, list)) else (body or b"")
+        req = build_request(method, path, self.api_port, body=data, sign=sign,
+                            headers={"Content-Type": "application/json"} if data else {})
+        st, _, rb = raw_request(self.api_port, req)
+        try:
+            return st, (json.loads(rb) if rb else None), rb
+        except ValueError:
+            return st, None, rb
+
+    def nbd_url(self, export):
+        return f"nbd://127.0.0.1:{self.nbd_port}/{urllib.parse.quote(export, safe='@')}"
+
+    def attach(self, vol, host="testhost", lease=None):
+        """`cairn volume attach VOL --host HOST [--lease S] --json`: the
+        attach JSON (volume, token, export, url, expires). Raises when the
+        CLI fails or prints no export."""
+        args = ["volume", "attach", vol, "--host", host]
+        if lease is not None:
+            args += ["--lease", str(lease)]
+        rc, j, err = self.cli_json(*args)
+        if rc != 0 or not isinstance(j, dict) or "export" not in j:
+            raise RuntimeError(f"cairn {' '.join(args)} --json: exit {rc}, {j!r} {err[-500:]}")
+        return j
 
     def create_user_key(self, user):
         """`cairn user create USER` then `cairn key create USER`; returns

@@ -20,8 +20,13 @@
 #   fail MSG                  record a failure
 #   finish                    exit 1 if anything failed, else 0
 #
+#   requires_nbd_server       exit 77 when this cairn has no NBD front end
+#   vol_attach VOL [HOST]     `cairn volume attach --json`; sets ATTACH_URL,
+#                             ATTACH_EXPORT, ATTACH_TOKEN (returns 1 on failure)
+#
 # Variables after cairn_start: S3_PORT API_PORT ENDPOINT API_ENDPOINT DATA
-# CAIRN_PID CAIRN_LOG.
+# CAIRN_PID CAIRN_LOG, and NBD_PORT (from the ready line's "NBD nbd://H:P";
+# the server listens on a free port when it has an NBD front end).
 set -uo pipefail
 unset PYTHONHOME PYTHONPATH PYENV_VERSION
 # the machine may point AWS SDKs (and rclone) at a CA bundle; the endpoint is
@@ -145,16 +150,19 @@ cairn_start() {
 		API_PORT=$(free_port)
 		CAIRN_LOG=$T/cairn.$((${#CAIRN_LOGS[@]} + 1)).log
 		CAIRN_LOGS+=("$CAIRN_LOG")
+		local nbdargs=()
+		_serve_has_nbd && nbdargs=(--nbd-listen 127.0.0.1:0)
 		"$CAIRN_BIN" serve --data "$DATA" \
 			--s3-listen "127.0.0.1:$S3_PORT" --api-listen "127.0.0.1:$API_PORT" \
-			"$@" >"$CAIRN_LOG" 2>&1 &
+			"${nbdargs[@]}" "$@" >"$CAIRN_LOG" 2>&1 &
 		CAIRN_PID=$!
 		# up to 120 s: the ASan build on a busy 2-core machine starts slowly
 		for ((n = 0; n < 1200; n++)); do
 			if grep -q 'cairn ready' "$CAIRN_LOG" 2>/dev/null; then
 				ENDPOINT=http://127.0.0.1:$S3_PORT
 				API_ENDPOINT=http://127.0.0.1:$API_PORT
-				export S3_PORT API_PORT ENDPOINT API_ENDPOINT DATA
+				NBD_PORT=$(grep -m1 -oE 'NBD nbd://[^ ,]+:[0-9]+' "$CAIRN_LOG" | sed 's/.*://')
+				export S3_PORT API_PORT ENDPOINT API_ENDPOINT DATA NBD_PORT
 				log "cairn up (pid $CAIRN_PID, s3 $S3_PORT, api $API_PORT)"
 				return 0
 			fi
@@ -222,6 +230,44 @@ cairn_kill9() {
 # cairn_cli ARGS...: the CLI (users, keys) against this node's admin API.
 cairn_cli() {
 	"$CAIRN_BIN" "$@" --endpoint "$API_ENDPOINT" --data "$DATA"
+}
+
+# _serve_has_nbd: this cairn's `serve` knows --nbd-listen (issue 6 on).
+_serve_has_nbd() {
+	if [ -z "${_SERVE_HAS_NBD:-}" ]; then
+		if "$CAIRN_BIN" serve --help 2>&1 | grep -q -- '--nbd-listen'; then
+			_SERVE_HAS_NBD=1
+		else
+			_SERVE_HAS_NBD=0
+		fi
+	fi
+	[ "$_SERVE_HAS_NBD" = 1 ]
+}
+
+requires_nbd_server() {
+	if ! _serve_has_nbd; then
+		echo "SKIP: $CAIRN_TEST_NAME: this cairn has no --nbd-listen (no NBD server)"
+		exit 77
+	fi
+}
+
+# vol_attach VOL [HOST]: attaches VOL (host default "testhost") with the CLI's
+# --json; sets ATTACH_URL, ATTACH_EXPORT, ATTACH_TOKEN.
+vol_attach() {
+	local out
+	ATTACH_URL= ATTACH_EXPORT= ATTACH_TOKEN=
+	if ! out=$(cairn_cli volume attach "$1" --host "${2:-testhost}" --json 2>&1); then
+		fail "cairn volume attach $1 --host ${2:-testhost}: $out"
+		return 1
+	fi
+	ATTACH_URL=$(jq -r '.url // empty' <<<"$out" 2>/dev/null)
+	ATTACH_EXPORT=$(jq -r '.export // empty' <<<"$out" 2>/dev/null)
+	ATTACH_TOKEN=$(jq -r '.token // empty' <<<"$out" 2>/dev/null)
+	if [ -z "$ATTACH_URL" ] || [ -z "$ATTACH_EXPORT" ]; then
+		fail "cairn volume attach $1 --json printed no url/export: $out"
+		return 1
+	fi
+	return 0
 }
 
 aws_() {
