@@ -31,6 +31,7 @@ KIB, MIB, GIB = 1 << 10, 1 << 20, 1 << 30
 BLK = 64 * KIB
 
 t = lib.Test()
+t.catch_exceptions()
 try:
     import nbd
 except ImportError:

@@ -412,6 +412,7 @@ def run_probes(t, port, export, bad_exports, alive_extra=None):
 def main():
     lib.requires("nbdinfo")
     t = lib.Test()
+    t.catch_exceptions()
     dev = os.environ.get("NBD_DEV")
     if dev:
         port, _, export = dev.partition(":")

@@ -357,6 +357,7 @@ def main():
         print("SKIP: requires python3-libnbd")
         sys.exit(77)
     t = lib.Test()
+    t.catch_exceptions()
     rng = random.Random(int(os.environ.get("CAIRN_CRASH_SEED", "212")))
     zero_base = [bytes(BLK)] * NBLK
     if os.environ.get("NBD_DEV_NBDKIT"):

@@ -128,6 +128,17 @@ class Test:
                 s.proc.kill()
                 s.proc.wait()
 
+    def catch_exceptions(self):
+        """An uncaught exception becomes a recorded failure and finish() runs
+        (servers stopped with the leak check, logs shown) instead of a bare
+        traceback and a killed server."""
+        def hook(typ, val, tb):
+            import traceback
+            traceback.print_exception(typ, val, tb)
+            self.fail(f"uncaught {typ.__name__}: {val}")
+            self.finish()
+        sys.excepthook = hook
+
     def log(self, msg):
         print(f"[{self.name} {time.time() - self.t0:6.1f}s] {msg}", flush=True)
 
