@@ -175,6 +175,41 @@ out=$(qemu-io -f raw -c 'write -P 0x77 20M 4k' -c 'read -P 0x77 20M 4k' "$UC" 2>
 expect_eq "the clone's 4 KiB write copies up one 64 KiB block" "$(vol_json c | jq .written_bytes)" $K64
 expect_eq "... and leaves the parent alone" "$(nbd_sha "$UA" $((20 * MIB)) $K64)" "$(file_sha "$F/a-s1.img" $((20 * MIB)) $K64)"
 
+# ---- qemu-img create: a qcow2 image inside a volume --------------------------------
+check "volume create q 64M" cairn_cli volume create q 64M
+vol_attach q hv1 || finish
+UQ=$ATTACH_URL
+check "qemu-img create -f qcow2 inside the volume" qemu-img create -f qcow2 "$UQ" 32M
+expect_eq "qemu-img info sees qcow2" "$(qemu-img info --output=json "$UQ" | jq -r .format)" qcow2
+out=$(qemu-io -f qcow2 -c 'write -P 0x11 1M 64k' -c 'read -P 0x11 1M 64k' -c 'read -P 0 5M 64k' "$UQ" 2>&1)
+[ $? -eq 0 ] && [[ "$out" != *"verification failed"* ]] && echo "ok: qemu-io through qcow2 in the volume" ||
+	fail "qemu-io -f qcow2: $out"
+check "qemu-img check of the qcow2 in the volume" qemu-img check -f qcow2 "$UQ"
+
+# ---- QoS: a token bucket holds the client back --------------------------------------
+# (lower bounds only: a slow machine makes the runs longer, never shorter)
+check "volume qos q --iops 100" cairn_cli volume qos q --iops 100
+t0=$(date +%s%N)
+check "fio: 500 random 4k reads at --iops 100" fio --name=qos --ioengine=nbd --uri="$UQ" --rw=randread --bs=4k \
+	--size=32M --number_ios=500 --iodepth=8 --output-format=terse
+ms=$((($(date +%s%N) - t0) / 1000000))
+if [ "$ms" -ge 2000 ]; then
+	echo "ok: 500 reads at 100 IOPS took ${ms} ms (>= 2 s: the limit holds, with up to 2 s of burst)"
+else
+	fail "500 reads at --iops 100 took only ${ms} ms: the IOPS limit is not applied"
+fi
+check "volume qos q --iops 0 --bps 4M" cairn_cli volume qos q --iops 0 --bps 4M
+t0=$(date +%s%N)
+check "fio: 20 MiB of 1M reads at --bps 4M" fio --name=qosb --ioengine=nbd --uri="$UQ" --rw=read --bs=1m \
+	--size=20M --iodepth=4 --output-format=terse
+ms=$((($(date +%s%N) - t0) / 1000000))
+if [ "$ms" -ge 2500 ]; then
+	echo "ok: 20 MiB at 4 MiB/s took ${ms} ms (>= 2.5 s)"
+else
+	fail "20 MiB at --bps 4M took only ${ms} ms: the bandwidth limit is not applied"
+fi
+check "volume qos q --bps 0" cairn_cli volume qos q --bps 0
+
 # ---- no token, bad token --------------------------------------------------------
 base=nbd://127.0.0.1:$NBD_PORT
 check_fails "nbdinfo without a token is refused" nbdinfo "$base/a"
