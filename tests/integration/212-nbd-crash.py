@@ -16,7 +16,7 @@ rounds after `cairn powerloss-replay`, which drops every unsynced write and
 tears the newest), re-attaches and reads the whole volume back. Every 512-byte
 sector must hold what the block held at the last completed FLUSH (or its
 last FUA-acknowledged write), or what a write sent after that carried;
-`cairn fsck` must be clean. Three kill -9 rounds, two power-loss rounds; each
+`cairn fsck` must be clean. Four kill -9 rounds, three power-loss rounds; each
 round goes on writing over what the last one left.
 
 NBD_DEV_NBDKIT=1 runs the same rounds against `nbdkit file` (kill -9 only) to
@@ -243,7 +243,7 @@ def run_rounds(t, srv, label, rounds, powerloss, rng, base, seq):
             break
         journal = os.path.join(t.dir, f"journal-{label}-{r}")
         open(journal, "w").close()
-        want_f = rng.randint(2, 6)
+        want_f = rng.randint(3, 12)
         want_w = rng.randint(0, 60)
         p = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--writer", url, journal,
                               str(seq), str(rng.randrange(1 << 30))], stdin=subprocess.DEVNULL)
@@ -368,7 +368,7 @@ def main():
         t.finish()
     lib.requires_nbd_server()
     all_stats = []
-    for label, powerloss, rounds in (("kill9", False, 3), ("powerloss", True, 2)):
+    for label, powerloss, rounds in (("kill9", False, 4), ("powerloss", True, 3)):
         srv = t.server(data=os.path.join(t.dir, f"data-{label}"),
                        extra=["--powerloss-sim"] if powerloss else [])
         srv.start()

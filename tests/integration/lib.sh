@@ -235,7 +235,9 @@ cairn_cli() {
 # _serve_has_nbd: this cairn's `serve` knows --nbd-listen (issue 6 on).
 _serve_has_nbd() {
 	if [ -z "${_SERVE_HAS_NBD:-}" ]; then
-		if "$CAIRN_BIN" serve --help 2>&1 | grep -q -- '--nbd-listen'; then
+		local help
+		help=$("$CAIRN_BIN" serve --help 2>&1)
+		if [[ "$help" == *--nbd-listen* ]]; then
 			_SERVE_HAS_NBD=1
 		else
 			_SERVE_HAS_NBD=0
