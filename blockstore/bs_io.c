@@ -392,6 +392,7 @@ static uint64_t fd_mark_dirty(struct bs_io_state *st, struct bs_fd **fds, unsign
 			fds[i]->dirty = true;
 			fds[i]->dnext = st->dirty;
 			st->dirty = fds[i];
+			st->ndirty++;
 		}
 	seq = ++st->seq;
 	pthread_mutex_unlock(&st->lock);
@@ -494,9 +495,9 @@ out:
  * returns at once (concurrent FLUSHes share one fdatasync round). */
 static int flush_vol(struct bs_io_state *st, struct io_ctx *ctx)
 {
-	struct bs_fd *list, *f;
+	struct bs_fd **list = NULL, *f;
 	uint64_t s0, s;
-	size_t n = 0, i;
+	size_t n, i;
 	int *fds = NULL, ret = 0;
 	pthread_mutex_lock(&st->lock);
 	s0 = st->seq;
@@ -504,40 +505,44 @@ static int flush_vol(struct bs_io_state *st, struct io_ctx *ctx)
 	pthread_mutex_lock(&st->flush_mu);
 	if (st->synced_seq >= s0)
 		goto out;
+	/* The dirty chain is copied out under the lock: once an entry is
+	 * clean, a writer may put it on the new chain (rewriting dnext). */
 	pthread_mutex_lock(&st->lock);
+	n = st->ndirty;
+	if (n && (!(list = malloc(n * sizeof(*list))) || !(fds = malloc(n * sizeof(*fds))))) {
+		pthread_mutex_unlock(&st->lock);
+		ret = -ENOMEM;
+		goto out;
+	}
 	s = st->seq;
-	list = st->dirty;
-	st->dirty = NULL;
-	for (f = list; f; f = f->dnext) {
+	for (i = 0, f = st->dirty; f; f = f->dnext) {
 		f->dirty = false;
 		f->pins++;
-		n++;
+		list[i] = f;
+		fds[i++] = f->fd;
 	}
+	st->dirty = NULL;
+	st->ndirty = 0;
 	pthread_mutex_unlock(&st->lock);
-	if (n && !(fds = malloc(n * sizeof(*fds)))) {
-		ret = -ENOMEM;
-	} else {
-		for (i = 0, f = list; f; f = f->dnext)
-			fds[i++] = f->fd;
-		if (n)
-			ret = io_fdatasync(ctx, fds, n);
-	}
+	if (n)
+		ret = io_fdatasync(ctx, fds, n);
 	pthread_mutex_lock(&st->lock);
-	for (f = list; f;) {
-		struct bs_fd *nx = f->dnext;
+	for (i = 0; i < n; i++) {
+		f = list[i];
 		f->pins--;
 		if (ret < 0 && !f->dirty) { /* not durable: keep it for the next flush */
 			f->dirty = true;
 			f->dnext = st->dirty;
 			st->dirty = f;
+			st->ndirty++;
 		}
-		f = nx;
 	}
 	pthread_mutex_unlock(&st->lock);
 	if (ret == 0)
 		st->synced_seq = s;
 out:
 	pthread_mutex_unlock(&st->flush_mu);
+	free(list);
 	free(fds);
 	return ret;
 }
@@ -699,6 +704,15 @@ int bs_io_sync_vol(struct bs_store *bs, struct bs_vol *vol, struct io_ctx *ctx)
 
 /* ---- handles ---- */
 
+static void ext_forget(struct bs_ext *e, void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&e->sl);
+	e->wvalid = false;
+	e->wver++;
+	pthread_mutex_unlock(&e->sl);
+}
+
 int bs_handle_open(struct bs_store *bs, const char *export_name, struct bs_handle **out)
 {
 	struct meta_txn *t = NULL;
@@ -789,6 +803,9 @@ void bs_handle_close(struct bs_handle *h)
 		}
 		if (ret == 0)
 			ret = intents_clear(h->bs, h->vol, true);
+		/* No handle, no I/O: a shrink may change the map under the
+		 * same generation before the next one opens. */
+		ext_each(h->vol->io, ext_forget, NULL);
 		if (ret < 0)
 			log_warn(BS_TAG,
 				 "volume %s: last close: %s (intents stay; resynced at start)",
@@ -1382,6 +1399,17 @@ static int write_range(struct wstate *ws, uint64_t off, uint64_t len, const uint
 	return ret;
 }
 
+/* Dirty files are never closed, so a client that never flushes would
+ * hold an fd per extent written: past half the cache's cap, the writer
+ * that notices flushes (what a FLUSH would do, only earlier). */
+static int dirty_bound(struct bs_io_state *st, struct io_ctx *ctx)
+{
+	pthread_mutex_lock(&st->lock);
+	bool over = st->ndirty > BS_FD_CAP / 2;
+	pthread_mutex_unlock(&st->lock);
+	return over ? flush_vol(st, ctx) : 0;
+}
+
 /* FUA: the files this write touched, durable before it returns. */
 static int ws_finish(struct wstate *ws, int ret)
 {
@@ -1412,6 +1440,8 @@ int bs_write(struct bs_handle *h, struct io_ctx *ctx, const void *buf, uint64_t 
 	ws.key = (struct wkey){.gen = ws.v->gen, .epoch = h->epoch, .size = ws.v->size};
 	ret = write_range(&ws, off, len, buf);
 	ret = ws_finish(&ws, ret);
+	if (ret == 0)
+		ret = dirty_bound(h->vol->io, ctx);
 	if (ret == 0) {
 		atomic_fetch_add(&bs_io_counters.write_ops, 1);
 		atomic_fetch_add(&bs_io_counters.write_bytes, len);

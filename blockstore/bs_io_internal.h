@@ -67,7 +67,8 @@ struct bs_io_state {
 	struct bs_fd *lru_head, *lru_tail;
 	struct bs_fd *dirty;
 	unsigned nfds;
-	uint64_t seq; /* writes that marked their files dirty */
+	unsigned ndirty; /* entries on the dirty list */
+	uint64_t seq;	 /* writes that marked their files dirty */
 	pthread_mutex_t flush_mu;
 	uint64_t synced_seq;	/* under flush_mu: writes up to it are durable */
 	uint64_t last_clear_ns; /* under flush_mu */
