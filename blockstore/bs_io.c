@@ -676,7 +676,13 @@ static int intents_clear(struct bs_store *bs, struct bs_vol *vol, bool force)
 		return 0;
 	}
 	st->last_clear_ns = now;
-	c.upto = st->synced_seq;
+	/* Only extents not written since the previous pass (a second or more
+	 * ago) lose their intent: a hot extent would otherwise pay an intent
+	 * commit every second. */
+	c.upto = force || st->clear_seq > st->synced_seq ? st->synced_seq : st->clear_seq;
+	pthread_mutex_lock(&st->lock);
+	st->clear_seq = st->seq;
+	pthread_mutex_unlock(&st->lock);
 	pthread_mutex_unlock(&st->flush_mu);
 	ext_each(st, clear_pick, &c);
 	ret = c.err;
@@ -935,7 +941,7 @@ int bs_read_pieces(struct bs_store *bs, struct bs_io_state *st, struct io_ctx *c
 			uint32_t devs[BS_REPL_MAX];
 			if (p[i].ret != -EAGAIN)
 				continue;
-			unsigned nd = bs_extent_devs(bs, p[i].id, p[i].index, p[i].nrep, devs);
+			unsigned nd = bs_devs(bs, p[i].id, p[i].index, p[i].nrep, devs);
 			if (r >= nd) {
 				p[i].ret = -EIO;
 				pending--;
@@ -1269,7 +1275,7 @@ static int write_ext(struct wstate *ws, uint64_t index, uint32_t eoff, uint32_t 
 	struct meta_txn *t = NULL;
 	struct bs_ext *e;
 	bool fast, held = false, locked = false;
-	unsigned n = bs_extent_devs(bs, v->id, index, v->replicas, devs);
+	unsigned n = bs_devs(bs, v->id, index, v->replicas, devs);
 	int ret = ext_get(st, index, &e);
 	if (ret < 0)
 		return ret;

@@ -72,6 +72,7 @@ struct bs_io_state {
 	pthread_mutex_t flush_mu;
 	uint64_t synced_seq;	/* under flush_mu: writes up to it are durable */
 	uint64_t last_clear_ns; /* under flush_mu */
+	uint64_t clear_seq;	/* under flush_mu: seq when the last clear pass ran */
 	pthread_rwlock_t ext_lock;
 	struct bs_ext *ext_hash[BS_EXT_BUCKETS];
 	pthread_mutex_t blk[BS_BLOCK_LOCKS];
@@ -98,6 +99,14 @@ struct piece {
 };
 
 uint64_t bs_now_ns(void);
+/* bs_extent_devs capped at BS_REPL_MAX (devs holds that many); replicas
+ * 0: every ring replica. */
+static inline unsigned bs_devs(struct bs_store *bs, const uint8_t *id, uint64_t index,
+			       unsigned replicas, uint32_t *devs)
+{
+	return bs_extent_devs(bs, id, index,
+			      replicas && replicas < BS_REPL_MAX ? replicas : BS_REPL_MAX, devs);
+}
 /* A volume's I/O state (also a scratch one for resync and block copies). */
 struct bs_io_state *bs_io_state_new(void);
 /* Closes the cached fds (name: for the log). NULL is fine. */
