@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "blockstore/bs_internal.h"
 #include "core/io.h"
@@ -293,8 +294,11 @@ static int fsck_extents(struct fsck *f, struct meta_txn *t)
 }
 
 /* Copies the record's blocks to every replica from one that reads, with
- * the volume quiesced so no write races the copy. */
-static int fsck_repair(struct fsck *f, struct io_ctx **ctx, const struct fsck_ext *x)
+ * the volume quiesced so no write races the copy. Damaged replicas (a
+ * wrong size: a torn create) are removed first, so the copy can only read
+ * from a whole one and makes them anew. */
+static int fsck_repair(struct fsck *f, struct io_ctx **ctx, const struct fsck_ext *x,
+		       char (*damaged)[PATH_MAX], unsigned ndamaged)
 {
 	const struct fsck_vol *fv = &f->vols[x->vol];
 	struct bs_vol *vol = NULL;
@@ -308,6 +312,10 @@ static int fsck_repair(struct fsck *f, struct io_ctx **ctx, const struct fsck_ex
 	if (ret < 0)
 		return ret; /* CAIRN_ENOTFOUND: deleted since pass 1 */
 	bs_vol_quiesce(vol);
+	for (unsigned i = 0; i < ndamaged; i++)
+		if (unlink(damaged[i]) < 0 && errno != ENOENT)
+			log_warn(BS_TAG, "fsck: removing damaged %s: %s", damaged[i],
+				 strerror(errno));
 	ret = bs_io_copy_blocks(f->bs, *ctx, fv->id, x->gen, fv->replicas, fv->id, x->gen,
 				fv->replicas, x->index, x->present);
 	bs_vol_resume(vol, NULL);
@@ -318,13 +326,16 @@ static int fsck_repair(struct fsck *f, struct io_ctx **ctx, const struct fsck_ex
 /* Pass 2: the replica files of every written record. */
 static int fsck_files(struct fsck *f)
 {
+	char(*damaged)[PATH_MAX] = malloc(256 * sizeof(*damaged));
 	struct io_ctx *ctx = NULL;
 	int ret = 0;
+	if (!damaged)
+		return -ENOMEM;
 	for (size_t i = 0; i < f->nexts; i++) {
 		const struct fsck_ext *x = &f->exts[i];
 		const struct fsck_vol *fv = &f->vols[x->vol];
 		uint32_t devs[256]; /* replicas is a u8; 0 was reported in pass 1 */
-		unsigned n, bad = 0;
+		unsigned n, bad = 0, ndamaged = 0;
 		if (fv->replicas == 0)
 			continue;
 		n = bs_extent_devs(f->bs, fv->id, x->index, fv->replicas, devs);
@@ -341,6 +352,8 @@ static int fsck_files(struct fsck *f)
 				why = errno == ENOENT ? "is missing" : "cannot be read";
 			else if (S_ISREG(st.st_mode) && st.st_size == VOL_EXTENT_SIZE)
 				continue;
+			else if (S_ISREG(st.st_mode))
+				memcpy(damaged[ndamaged++], path, sizeof(path));
 			bad++;
 			log_warn(BS_TAG, "fsck: volume %s extent %llu gen %u: replica %s %s",
 				 fv->name, (unsigned long long)x->index, x->gen, path, why);
@@ -355,7 +368,7 @@ static int fsck_files(struct fsck *f)
 		}
 		if (!f->fix)
 			continue;
-		int rc = fsck_repair(f, &ctx, x);
+		int rc = fsck_repair(f, &ctx, x, damaged, ndamaged);
 		if (rc == 0)
 			f->rep->fixed += bad;
 		else
@@ -364,6 +377,7 @@ static int fsck_files(struct fsck *f)
 	}
 out:
 	io_ctx_free(ctx);
+	free(damaged);
 	return ret;
 }
 

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/sha.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -279,6 +280,46 @@ static void test_volume_resize_qos_reach_open_handles(void **state)
 	assert_int_equal(bs_volume_set_qos(f->bs, "v", 0, 0), 0);
 	assert_int_equal(vol->v.iops_limit, 0);
 	assert_int_equal(bs_volume_set_qos(f->bs, "nope", 1, 1), CAIRN_ENOTFOUND);
+	fake_close(f, vol);
+}
+
+/* A management change waits for I/O in flight (the shared gate) and the
+ * next I/O sees the new record: no timing assumption, the change cannot
+ * finish while the gate is held. */
+struct qos_thread {
+	struct fx *f;
+	atomic_int done;
+	int rc;
+};
+
+static void *qos_thread_fn(void *arg)
+{
+	struct qos_thread *q = arg;
+	q->rc = bs_volume_set_qos(q->f->bs, "v", 1234, 0);
+	atomic_store(&q->done, 1);
+	return NULL;
+}
+
+static void test_change_waits_for_io_in_flight(void **state)
+{
+	struct fx *f = *state;
+	struct qos_thread q = {.f = f};
+	struct bs_vol *vol;
+	pthread_t th;
+
+	mkvol(f, "v", 64 * MIB);
+	vol = fake_handle(f, "v");
+	pthread_rwlock_rdlock(&vol->gate); /* an I/O call in flight */
+	assert_int_equal(pthread_create(&th, NULL, qos_thread_fn, &q), 0);
+	usleep(50000);
+	assert_int_equal(atomic_load(&q.done), 0);
+	assert_int_equal(vol->v.iops_limit, 0);
+	pthread_rwlock_unlock(&vol->gate);
+	assert_int_equal(pthread_join(th, NULL), 0);
+	assert_int_equal(q.rc, 0);
+	pthread_rwlock_rdlock(&vol->gate); /* the next I/O call */
+	assert_int_equal(vol->v.iops_limit, 1234);
+	pthread_rwlock_unlock(&vol->gate);
 	fake_close(f, vol);
 }
 
@@ -956,6 +997,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_volume_create_get_list_refusals, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_volume_resize_qos_reach_open_handles, setup,
 					    teardown),
+	    cmocka_unit_test_setup_teardown(test_change_waits_for_io_in_flight, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_snapshot_create_list_delete_diff, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_clone_delete_refusals, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_rollback_refusals_and_view, setup, teardown),
