@@ -783,6 +783,81 @@ static void test_flatten_copies_parent_blocks(void **state)
 	io_free(a), io_free(b), io_free(got);
 }
 
+/* With real handles (bs_io.c): open handles see resize and QoS at once, a
+ * snapshot holds writes no flush covered yet, a same-host re-attach and a
+ * forced detach revoke, a delete removes the files. */
+static void test_real_handles_follow_changes(void **state)
+{
+	struct fx *f = *state;
+	const size_t len = 1 * MIB;
+	uint8_t *a = io_alloc(len), *got = io_alloc(len);
+	char tok[BS_TOKEN_LEN + 1], tok2[BS_TOKEN_LEN + 1], exp[300], dir[PATH_MAX];
+	struct io_ctx *ctx = NULL;
+	struct bs_handle *h, *h2;
+	uint64_t iops, bps;
+	struct stat st;
+
+	if (!have_io(f)) {
+		printf("real handles: skipped (bs_io.c is the placeholder)\n");
+		io_free(a), io_free(got);
+		skip();
+	}
+	assert_int_equal(io_ctx_create(64, &ctx), 0);
+	fill_pattern(a, len, 5);
+	mkvol(f, "v", 64 * MIB);
+	assert_int_equal(bs_attach(f->bs, "v", "hv1", 0, tok, NULL), 0);
+	snprintf(exp, sizeof(exp), "v@%s", tok);
+	assert_int_equal(bs_handle_open(f->bs, exp, &h), 0);
+	assert_int_equal(info(f, "v")->connections, 1);
+	assert_int_equal(bs_volume_resize(f->bs, "v", 128 * MIB, false), 0);
+	assert_int_equal(bs_handle_size(h), 128 * MIB);
+	assert_int_equal(bs_volume_set_qos(f->bs, "v", 300, 4 * MIB), 0);
+	bs_handle_qos(h, &iops, &bps);
+	assert_int_equal(iops, 300);
+	assert_int_equal(bps, 4 * MIB);
+	/* Written, not flushed: the snapshot still holds it (its files are
+	 * synced before the head moves on). */
+	assert_int_equal(bs_write(h, ctx, a, 3 * MIB, (uint32_t)len, 0), 0);
+	assert_int_equal(bs_snapshot_create(f->bs, "v", "s", NULL), 0);
+	assert_int_equal(bs_volume_clone(f->bs, "v", "s", "c", NULL, NULL), 0);
+	h2 = open_h(f, "c", "hv9");
+	assert_int_equal(bs_read(h2, ctx, got, 3 * MIB, (uint32_t)len), 0);
+	assert_memory_equal(got, a, len);
+	close_h(f, h2, "c");
+	/* Another host: refused while the connection is open. */
+	assert_int_equal(bs_attach(f->bs, "v", "hv2", 0, tok2, NULL), -EBUSY);
+	assert_int_equal(bs_detach(f->bs, "v", false), -EBUSY);
+	/* The same host again: a new token; the old handle is revoked. */
+	assert_int_equal(bs_attach(f->bs, "v", "hv1", 0, tok2, NULL), 0);
+	assert_true(bs_handle_revoked(h));
+	assert_int_equal(bs_read(h, ctx, got, 0, 4096), -ESHUTDOWN);
+	assert_int_equal(bs_handle_open(f->bs, exp, &h2), -EACCES); /* the old token */
+	snprintf(exp, sizeof(exp), "v@%s", tok2);
+	assert_int_equal(bs_handle_open(f->bs, exp, &h2), 0);
+	assert_false(bs_handle_revoked(h2));
+	assert_int_equal(bs_read(h2, ctx, got, 3 * MIB, (uint32_t)len), 0);
+	assert_memory_equal(got, a, len);
+	/* Forced detach: the new handle fails too, and the token is dead. */
+	assert_int_equal(bs_detach(f->bs, "v", true), 0);
+	assert_true(bs_handle_revoked(h2));
+	assert_int_equal(bs_write(h2, ctx, a, 0, 4096, 0), -ESHUTDOWN);
+	bs_handle_close(h);
+	bs_handle_close(h2);
+	assert_int_equal(bs_handle_open(f->bs, exp, &h2), -EACCES);
+	assert_int_equal(info(f, "v")->connections, 0);
+	/* Delete (the clone first): the extent folders go. */
+	assert_int_equal(bs_volume_delete(f->bs, "c", false), 0);
+	struct vol v = getv(f, "v");
+	uint32_t devs[8];
+	bs_extent_devs(f->bs, v.id, 0, v.replicas, devs);
+	assert_int_equal(bs_vol_dir(f->bs, devs[0], v.id, dir, sizeof(dir)), 0);
+	assert_int_equal(stat(dir, &st), 0);
+	assert_int_equal(bs_volume_delete(f->bs, "v", true), 0);
+	assert_int_equal(stat(dir, &st), -1);
+	io_ctx_free(ctx);
+	io_free(a), io_free(got);
+}
+
 /* ---- fsck ---- */
 
 /* Makes the replica files a written record names (what bs_io would). */
@@ -974,6 +1049,10 @@ static void test_fsck_fix_repairs_lost_replica_with_data(void **state)
 	assert_int_equal(unlink(path), 0);
 	assert_int_equal(bs_fsck(f->bs, false, &rep), 0);
 	assert_int_equal(rep.missing_files, 1);
+	assert_int_equal(rep.extents, 2);
+	assert_int_equal(rep.files_checked, 6);
+	assert_int_equal(rep.bad_records, 0);
+	assert_int_equal(rep.intents, 0); /* the last close cleared them */
 	assert_int_equal(bs_fsck(f->bs, true, &rep), 0);
 	assert_int_equal(rep.fixed, 1);
 	assert_int_equal(bs_fsck(f->bs, false, &rep), 0);
@@ -1007,6 +1086,7 @@ int main(void)
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_flatten_without_written_blocks, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_flatten_copies_parent_blocks, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_real_handles_follow_changes, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_fsck_records_missing_replica_orphan, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_fsck_bad_records, setup, teardown),
