@@ -206,7 +206,8 @@ struct bs_check_report {
 /* Checks every volume's records (decodable, parents and snapshots exist,
  * clone counts right) and that every extent generation with written
  * blocks has its replica files; with fix, copies missing replicas from a
- * readable one and removes orphan folders. Returns 0 (see the report) or
+ * readable one (not for volumes with open connections: logged, left for a
+ * later run) and removes orphan folders. Returns 0 (see the report) or
  * an error that stopped the walk. */
 int bs_fsck(struct bs_store *bs, bool fix, struct bs_check_report *rep) CAIRN_WUR;
 

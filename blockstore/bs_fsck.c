@@ -312,6 +312,15 @@ static int fsck_repair(struct fsck *f, struct io_ctx **ctx, const struct fsck_ex
 	if (ret < 0)
 		return ret; /* CAIRN_ENOTFOUND: deleted since pass 1 */
 	bs_vol_quiesce(vol);
+	if (atomic_load(&vol->nhandles) > 0) {
+		/* Its handles' fd cache may hold the lost inode: a file made
+		 * anew under it would be shadowed. Repaired once they close. */
+		log_warn(BS_TAG, "fsck: volume %s has open connections: repair it after they close",
+			 fv->name);
+		bs_vol_resume(vol, NULL);
+		bs_vol_put(f->bs, vol);
+		return -EBUSY;
+	}
 	for (unsigned i = 0; i < ndamaged; i++)
 		if (unlink(damaged[i]) < 0 && errno != ENOENT)
 			log_warn(BS_TAG, "fsck: removing damaged %s: %s", damaged[i],
