@@ -578,7 +578,7 @@ static int bs_snap_pre(struct bs_change *c)
 	int ret;
 	if (atomic_load(&c->vol->nhandles) == 0)
 		return 0;
-	ret = io_ctx_create(8, &ctx);
+	ret = io_ctx_create(32, &ctx);
 	if (ret == 0)
 		ret = bs_io_sync_vol(c->bs, c->vol, ctx);
 	io_ctx_free(ctx);
