@@ -9,10 +9,12 @@
  *   so a throttled volume never holds a worker) and queues the request;
  * - `workers` threads, each with its own io_ctx, pop requests, call bs_*,
  *   and hand the reply to the connection's reply queue.
- * Replies: whichever thread finds the connection's queue idle becomes its
- * sender and drains the queue (its own reply and any queued meanwhile), so a
- * client that reads slowly ties up at most one worker, bounded by the send
- * timeout; other workers queue their reply and move on.
+ * Replies: whichever worker finds the connection's reply queue idle sends
+ * it, without blocking (MSG_DONTWAIT); when the client's socket is full the
+ * rest stays queued and the connection's reader, which waits in poll(2) on
+ * the socket and an eventfd, sends it as the socket drains. So no worker
+ * ever waits for a client, and a client that stops reading for
+ * CONN_SEND_TIMEOUT_S is dropped.
  * A connection (struct nbd_conn) lives until its reader has seen every
  * request it queued answered (inflight == 0 and no sender) and exited; the
  * listener (or nbd_server_stop) then joins and frees it.
@@ -28,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -43,17 +46,18 @@
 
 #define TAG "nbd"
 
-#define CONN_MAX_INFLIGHT 64	       /* requests queued or running per connection */
-#define CONN_MAX_BYTES (64u << 20)     /* buffer bytes held by them */
-#define CONN_RBUF 65536		       /* receive buffer: headers and small payloads */
-#define CONN_TICK_S 1		       /* receive timeout: revocation and stop polls */
-#define CONN_STALL_S 30		       /* a request may stall this long mid-way */
-#define CONN_SEND_TIMEOUT_S 30	       /* a reply that makes no progress this long: drop */
-#define CONN_CACHE_MAX 8	       /* request objects kept for reuse per connection */
-#define CONN_CACHE_BUF (256u << 10)    /* ... with buffers up to this size */
-#define BS_EXTENTS_MAX 1024	       /* extents in one BLOCK_STATUS reply */
-#define WORKER_IO_DEPTH 64	       /* io_uring entries per worker */
-#define REPLY_HDR_MAX (26 + 64)	       /* longest reply header: error chunk with message */
+#define CONN_MAX_INFLIGHT 64	      /* requests queued or running per connection */
+#define CONN_MAX_BYTES (64u << 20)    /* buffer bytes held by them */
+#define CONN_RBUF 65536		      /* receive buffer: headers and small payloads */
+#define CONN_TICK_MS 1000	      /* idle wait: revocation and stop polls */
+#define STOP_GRACE_MS 5000	      /* stop: how long replies in flight may take */
+#define CONN_STALL_S 30		      /* a request may stall this long mid-way */
+#define CONN_SEND_TIMEOUT_S 30	      /* a reply that makes no progress this long: drop */
+#define CONN_CACHE_MAX 8	      /* request objects kept for reuse per connection */
+#define CONN_CACHE_BUF (256u << 10)   /* ... with buffers up to this size */
+#define BS_EXTENTS_MAX 1024	      /* extents in one BLOCK_STATUS reply */
+#define WORKER_IO_DEPTH 64	      /* io_uring entries per worker */
+#define REPLY_HDR_MAX (26 + 64)	      /* longest reply header: error chunk with message */
 #define QOS_MAX_SLEEP_NS 100000000ull /* throttle waits recheck stop/revocation this often */
 
 /* Process-wide counters behind the gauges (one set for every server). */
@@ -85,6 +89,7 @@ struct nreq {
 	size_t hdrlen;
 	const void *data; /* reply payload after hdr */
 	size_t datalen;
+	size_t sent; /* bytes of hdr + data sent so far */
 	uint64_t t0_ns;
 };
 
@@ -92,6 +97,7 @@ struct nbd_conn {
 	struct nbd_conn *next; /* srv->conns, under srv->lock */
 	struct nbd_server *srv;
 	int fd;
+	int efd; /* eventfd: wakes the reader when output is blocked */
 	pthread_t thread;
 	atomic_bool done; /* the reader has finished: join and free */
 	char peer[64];
@@ -103,11 +109,13 @@ struct nbd_conn {
 	size_t rpos, rlen;
 	/* under lock */
 	pthread_mutex_t lock;
-	pthread_cond_t cond; /* inflight dropped, sender finished, dead */
+	pthread_cond_t cond; /* inflight dropped, sender finished, blocked, dead */
 	unsigned inflight;
 	size_t inflight_bytes;
-	bool sending;
-	bool dead; /* a send failed: nothing more goes out */
+	bool sending;	      /* a thread is sending the reply queue */
+	bool blocked;	      /* the socket is full: the reader sends on POLLOUT */
+	uint64_t progress_ns; /* last time a blocked send moved */
+	bool dead;	      /* a send failed: nothing more goes out */
 	struct nreq *rq_head, *rq_tail;
 	struct nreq *cache;
 	unsigned ncache;
@@ -153,8 +161,8 @@ static int gauge_read(void *arg, double *value)
 static void metrics_init(void)
 {
 	/* Gauges are process-wide and never unregistered: register them once. */
-	if (metrics_gauge("cairn_nbd_connections", "Open NBD connections.", gauge_read,
-			  &g_conns) < 0 ||
+	if (metrics_gauge("cairn_nbd_connections", "Open NBD connections.", gauge_read, &g_conns) <
+		0 ||
 	    metrics_gauge("cairn_nbd_requests_total", "NBD requests answered.", gauge_read,
 			  &g_requests) < 0 ||
 	    metrics_gauge("cairn_nbd_errors_total", "NBD requests answered with an error.",
@@ -191,6 +199,8 @@ static const char *op_name(uint16_t type)
 }
 
 /* ---- QoS ---- */
+
+static int conn_poll(struct nbd_conn *c, bool want_in, int ms);
 
 static struct nbd_qos *qos_get(struct nbd_server *srv, const char *name)
 {
@@ -260,7 +270,8 @@ static int qos_charge(struct nbd_conn *c, uint64_t bytes)
 				wait = (1 - q->io_tokens) / (double)iops;
 		}
 		if (bps) {
-			double cap = (double)bps / 10 > (double)bytes ? (double)bps / 10 : (double)bytes;
+			double cap =
+			    (double)bps / 10 > (double)bytes ? (double)bps / 10 : (double)bytes;
 			q->byte_tokens += dt * (double)bps;
 			if (q->byte_tokens > cap)
 				q->byte_tokens = cap;
@@ -281,9 +292,13 @@ static int qos_charge(struct nbd_conn *c, uint64_t bytes)
 		uint64_t ns = (uint64_t)(wait * 1e9) + 1;
 		if (ns > QOS_MAX_SLEEP_NS)
 			ns = QOS_MAX_SLEEP_NS;
-		struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000ull),
-				      .tv_nsec = (long)(ns % 1000000000ull)};
-		nanosleep(&ts, NULL);
+		if (ns < 1000000) {
+			struct timespec ts = {.tv_nsec = (long)ns};
+			nanosleep(&ts, NULL);
+		} else {
+			/* Sleeps, but keeps sending replies the socket held back. */
+			conn_poll(c, false, (int)(ns / 1000000));
+		}
 		if (atomic_load(&c->srv->stopping) || bs_handle_revoked(c->h))
 			return -ESHUTDOWN;
 	}
@@ -291,13 +306,13 @@ static int qos_charge(struct nbd_conn *c, uint64_t bytes)
 
 /* ---- socket I/O ---- */
 
-/* Sends every byte of iov[0, n) (modified). 0, or -errno (-ETIMEDOUT when
- * the client took nothing for CONN_SEND_TIMEOUT_S). */
+/* Sends every byte of iov[0, n) (modified), blocking (the handshake's
+ * replies: small, and the socket has SO_SNDTIMEO). 0 or -errno. */
 static int send_all(int fd, struct iovec *iov, int n)
 {
 	while (n > 0) {
 		struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
-		ssize_t w = FAULT("nbd.send") ? (errno = EPIPE, -1) : sendmsg(fd, &mh, MSG_NOSIGNAL);
+		ssize_t w = sendmsg(fd, &mh, MSG_NOSIGNAL);
 		if (w < 0) {
 			if (errno == EINTR)
 				continue;
@@ -317,6 +332,83 @@ static int send_all(int fd, struct iovec *iov, int n)
 	return 0;
 }
 
+/* Sends what is left of q's reply without blocking: 0 when all of it went,
+ * 1 when the socket is full (q->sent says how far it got), or -errno. */
+static int send_nb(int fd, struct nreq *q)
+{
+	size_t total = q->hdrlen + q->datalen;
+	while (q->sent < total) {
+		struct iovec iov[2];
+		int n = 0;
+		if (q->sent < q->hdrlen)
+			iov[n++] = (struct iovec){q->hdr + q->sent, q->hdrlen - q->sent};
+		if (q->datalen) {
+			size_t d = q->sent > q->hdrlen ? q->sent - q->hdrlen : 0;
+			iov[n++] = (struct iovec){(uint8_t *)q->data + d, q->datalen - d};
+		}
+		struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+		ssize_t w = FAULT("nbd.send") ? (errno = EPIPE, -1)
+					      : sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return 1;
+			return -errno;
+		}
+		q->sent += (size_t)w;
+	}
+	return 0;
+}
+
+static void nreq_done_locked(struct nbd_conn *c, struct nreq *q, bool sent);
+
+static void conn_wake(struct nbd_conn *c)
+{
+	uint64_t one = 1;
+	ssize_t w = write(c->efd, &one, sizeof(one));
+	(void)w; /* a full counter already means "wake up" */
+}
+
+/* Sends the reply queue in order until it is empty or the socket is full.
+ * Called with c->lock held and c->sending claimed; returns with the lock
+ * held and sending released. A request leaves the queue only once all of
+ * its reply went (or the connection died). */
+static void conn_drain_locked(struct nbd_conn *c)
+{
+	struct nreq *p;
+	while ((p = c->rq_head) != NULL && !c->blocked) {
+		bool dead = c->dead;
+		size_t before = p->sent;
+		pthread_mutex_unlock(&c->lock);
+		int ret = dead ? -EPIPE : send_nb(c->fd, p);
+		pthread_mutex_lock(&c->lock);
+		if (p->sent != before)
+			c->progress_ns = mono_ns();
+		if (ret == 1) {
+			/* The reader takes over when the socket drains. */
+			if (p->sent == before)
+				c->progress_ns = mono_ns(); /* the stall starts now */
+			c->blocked = true;
+			conn_wake(c);
+			break;
+		}
+		if (ret < 0 && !c->dead) {
+			log_info(TAG, "%s: sending a reply: %s; closing", c->peer,
+				 cairn_strerror(ret));
+			c->dead = true;
+			/* Wakes the reader, which closes the connection. */
+			shutdown(c->fd, SHUT_RDWR);
+		}
+		c->rq_head = p->next;
+		if (!c->rq_head)
+			c->rq_tail = NULL;
+		nreq_done_locked(c, p, ret == 0);
+	}
+	c->sending = false;
+	pthread_cond_broadcast(&c->cond);
+}
+
 /* Why a connection stops waiting for bytes: the server stops, a send
  * failed, the attachment was revoked. */
 static bool conn_should_close(struct nbd_conn *c)
@@ -330,22 +422,61 @@ static bool conn_should_close(struct nbd_conn *c)
 	return dead || (c->h && bs_handle_revoked(c->h));
 }
 
-/* Receives into the buffer once (at least one byte). deadline_ns (0: none)
- * ends the wait; idle ticks are allowed forever when idle_ok, else for
- * CONN_STALL_S. 0, -ECONNRESET (the client closed), -ETIMEDOUT,
- * -ESHUTDOWN (see conn_should_close) or -errno. */
-static int conn_fill(struct nbd_conn *c, uint64_t deadline_ns, bool idle_ok)
+/* The reader's one way to wait: up to ms for input (when want_in), sending
+ * blocked output as the socket drains, waking early for a worker's
+ * eventfd. Returns 1 when input (or EOF) is ready, else 0. */
+static int conn_poll(struct nbd_conn *c, bool want_in, int ms)
 {
-	unsigned ticks = 0;
-	if (c->rpos == c->rlen)
-		c->rpos = c->rlen = 0;
+	pthread_mutex_lock(&c->lock);
+	bool blocked = c->blocked && !c->dead;
+	uint64_t since = c->progress_ns;
+	pthread_mutex_unlock(&c->lock);
+	if (blocked && mono_ns() - since > CONN_SEND_TIMEOUT_S * 1000000000ull) {
+		log_info(TAG, "%s: the client read nothing for %d s; closing", c->peer,
+			 CONN_SEND_TIMEOUT_S);
+		pthread_mutex_lock(&c->lock);
+		c->dead = true;
+		shutdown(c->fd, SHUT_RDWR);
+		pthread_mutex_unlock(&c->lock);
+		blocked = false;
+		want_in = false;
+		ms = 0;
+	}
+	short ev = (short)((want_in ? POLLIN : 0) | (blocked ? POLLOUT : 0));
+	struct pollfd p[2] = {{.fd = ev ? c->fd : -1, .events = ev},
+			      {.fd = c->efd, .events = POLLIN}};
+	int n = poll(p, 2, ms);
+	if (n <= 0)
+		return 0;
+	if (p[1].revents & POLLIN) {
+		uint64_t v;
+		ssize_t r = read(c->efd, &v, sizeof(v));
+		(void)r;
+	}
+	pthread_mutex_lock(&c->lock);
+	if (c->blocked && (p[0].revents & (POLLOUT | POLLERR | POLLHUP) || c->dead) &&
+	    !c->sending) {
+		c->blocked = false;
+		c->sending = true;
+		conn_drain_locked(c);
+	}
+	pthread_mutex_unlock(&c->lock);
+	return want_in && (p[0].revents & (POLLIN | POLLHUP | POLLERR)) ? 1 : 0;
+}
+
+/* Receives what the socket has into dst (up to n bytes, at least one),
+ * waiting as conn_poll does. deadline_ns (0: none) ends the wait; an idle
+ * client may wait forever when idle_ok, else CONN_STALL_S. Returns the
+ * byte count, or -ECONNRESET (the client closed), -ETIMEDOUT, -ESHUTDOWN
+ * (see conn_should_close) or -errno. */
+static long conn_recv(struct nbd_conn *c, void *dst, size_t n, uint64_t deadline_ns, bool idle_ok)
+{
+	uint64_t stall = mono_ns() + CONN_STALL_S * 1000000000ull;
 	for (;;) {
-		ssize_t n = recv(c->fd, c->rbuf + c->rlen, CONN_RBUF - c->rlen, 0);
-		if (n > 0) {
-			c->rlen += (size_t)n;
-			return 0;
-		}
-		if (n == 0)
+		ssize_t r = recv(c->fd, dst, n, MSG_DONTWAIT);
+		if (r > 0)
+			return r;
+		if (r == 0)
 			return -ECONNRESET;
 		if (errno == EINTR)
 			continue;
@@ -353,11 +484,23 @@ static int conn_fill(struct nbd_conn *c, uint64_t deadline_ns, bool idle_ok)
 			return -errno;
 		if (conn_should_close(c))
 			return -ESHUTDOWN;
-		if (deadline_ns && mono_ns() >= deadline_ns)
+		uint64_t now = mono_ns();
+		if ((deadline_ns && now >= deadline_ns) || (!idle_ok && now >= stall))
 			return -ETIMEDOUT;
-		if (!idle_ok && ++ticks >= CONN_STALL_S / CONN_TICK_S)
-			return -ETIMEDOUT;
+		conn_poll(c, true, CONN_TICK_MS);
 	}
+}
+
+/* Refills the receive buffer (at least one byte). */
+static int conn_fill(struct nbd_conn *c, uint64_t deadline_ns, bool idle_ok)
+{
+	if (c->rpos == c->rlen)
+		c->rpos = c->rlen = 0;
+	long n = conn_recv(c, c->rbuf + c->rlen, CONN_RBUF - c->rlen, deadline_ns, idle_ok);
+	if (n < 0)
+		return (int)n;
+	c->rlen += (size_t)n;
+	return 0;
 }
 
 /* Reads exactly n bytes into dst (NULL: drop them). idle_ok applies until
@@ -365,7 +508,6 @@ static int conn_fill(struct nbd_conn *c, uint64_t deadline_ns, bool idle_ok)
 static int conn_read(struct nbd_conn *c, void *dst, size_t n, bool idle_ok)
 {
 	uint8_t *d = dst;
-	unsigned ticks = 0;
 	while (n > 0) {
 		size_t have = c->rlen - c->rpos;
 		if (have) {
@@ -381,23 +523,11 @@ static int conn_read(struct nbd_conn *c, void *dst, size_t n, bool idle_ok)
 		}
 		if (d && n >= CONN_RBUF / 2) {
 			/* Big payloads go straight to their buffer. */
-			ssize_t r = recv(c->fd, d, n, 0);
-			if (r > 0) {
-				d += r;
-				n -= (size_t)r;
-				ticks = 0;
-				continue;
-			}
-			if (r == 0)
-				return -ECONNRESET;
-			if (errno == EINTR)
-				continue;
-			if (errno != EAGAIN && errno != EWOULDBLOCK)
-				return -errno;
-			if (conn_should_close(c))
-				return -ESHUTDOWN;
-			if (++ticks >= CONN_STALL_S / CONN_TICK_S)
-				return -ETIMEDOUT;
+			long r = conn_recv(c, d, n, 0, false);
+			if (r < 0)
+				return (int)r;
+			d += r;
+			n -= (size_t)r;
 			continue;
 		}
 		int ret = conn_fill(c, 0, idle_ok);
@@ -490,49 +620,24 @@ static void nreq_done_locked(struct nbd_conn *c, struct nreq *q, bool sent)
 	}
 }
 
-/* Queues q's reply on its connection and, unless another thread is already
- * sending there, sends the queue until it is empty. */
+/* Queues q's reply on its connection and, unless another thread is sending
+ * there or the socket is full (then the reader sends it), sends the queue.
+ * Never blocks on the client. */
 static void conn_reply(struct nbd_conn *c, struct nreq *q)
 {
-	struct nreq *list, *next;
 	q->next = NULL;
+	q->sent = 0;
 	pthread_mutex_lock(&c->lock);
 	if (c->rq_tail)
 		c->rq_tail->next = q;
 	else
 		c->rq_head = q;
 	c->rq_tail = q;
-	if (c->sending) {
-		pthread_mutex_unlock(&c->lock);
-		return;
+	if (!c->sending && !c->blocked) {
+		c->sending = true;
+		conn_drain_locked(c);
 	}
-	c->sending = true;
-	while ((list = c->rq_head) != NULL) {
-		bool dead = c->dead;
-		c->rq_head = c->rq_tail = NULL;
-		pthread_mutex_unlock(&c->lock);
-		for (struct nreq *p = list; p && !dead; p = p->next) {
-			struct iovec iov[2] = {{p->hdr, p->hdrlen}, {(void *)p->data, p->datalen}};
-			int ret = send_all(c->fd, iov, p->datalen ? 2 : 1);
-			if (ret < 0) {
-				log_info(TAG, "%s: sending a reply: %s; closing", c->peer,
-					 cairn_strerror(ret));
-				dead = true;
-				/* Wakes the reader, which closes the connection. */
-				shutdown(c->fd, SHUT_RDWR);
-			}
-		}
-		pthread_mutex_lock(&c->lock);
-		if (dead)
-			c->dead = true;
-		for (; list; list = next) {
-			next = list->next;
-			nreq_done_locked(c, list, !dead);
-		}
-	}
-	c->sending = false;
 	/* After this unlock the reader may free c: touch nothing more. */
-	pthread_cond_broadcast(&c->cond);
 	pthread_mutex_unlock(&c->lock);
 }
 
@@ -543,8 +648,8 @@ static void reply_error(struct nreq *q, uint32_t err, const char *msg)
 	q->data = NULL;
 	q->datalen = 0;
 	if (q->c->sess.structured) {
-		long n = nbd_sreply_error(q->hdr, sizeof(q->hdr), NBD_REPLY_FLAG_DONE,
-					  q->r.cookie, err, msg);
+		long n = nbd_sreply_error(q->hdr, sizeof(q->hdr), NBD_REPLY_FLAG_DONE, q->r.cookie,
+					  err, msg);
 		if (n < 0)
 			n = nbd_sreply_error(q->hdr, sizeof(q->hdr), NBD_REPLY_FLAG_DONE,
 					     q->r.cookie, err, NULL);
@@ -838,8 +943,16 @@ static bool conn_admit(struct nbd_conn *c, size_t need)
 	bool ok;
 	pthread_mutex_lock(&c->lock);
 	while (!c->dead && (c->inflight >= CONN_MAX_INFLIGHT ||
-			    (c->inflight && c->inflight_bytes + need > CONN_MAX_BYTES)))
-		pthread_cond_wait(&c->cond, &c->lock);
+			    (c->inflight && c->inflight_bytes + need > CONN_MAX_BYTES))) {
+		if (c->blocked) {
+			/* The replies that would free room wait for the socket. */
+			pthread_mutex_unlock(&c->lock);
+			conn_poll(c, false, CONN_TICK_MS);
+			pthread_mutex_lock(&c->lock);
+		} else {
+			pthread_cond_wait(&c->cond, &c->lock);
+		}
+	}
 	ok = !c->dead;
 	if (ok) {
 		c->inflight++;
@@ -882,15 +995,15 @@ static void conn_serve(struct nbd_conn *c)
 	struct nbd_req r;
 	int ret;
 
-	set_timeout(c->fd, SO_RCVTIMEO, CONN_TICK_S);
 	for (;;) {
 		ret = conn_read(c, hdr, sizeof(hdr), true);
 		if (ret < 0)
 			break;
 		int pr = nbd_req_parse(&c->sess, hdr, &r);
 		if (pr == -EPROTO || pr < 0) {
-			log_info(TAG, "%s: malformed request (magic %02x%02x%02x%02x, %s %u "
-				      "bytes); closing",
+			log_info(TAG,
+				 "%s: malformed request (magic %02x%02x%02x%02x, %s %u "
+				 "bytes); closing",
 				 c->peer, hdr[0], hdr[1], hdr[2], hdr[3], op_name(r.type),
 				 r.length);
 			ret = -EPROTO;
@@ -940,8 +1053,8 @@ static void conn_serve(struct nbd_conn *c)
 			conn_reply(c, q);
 			continue;
 		}
-		ret = qos_charge(c, r.type == NBD_CMD_READ || r.type == NBD_CMD_WRITE ? r.length
-										      : 0);
+		ret =
+		    qos_charge(c, r.type == NBD_CMD_READ || r.type == NBD_CMD_WRITE ? r.length : 0);
 		if (ret == 0 && r.type == NBD_CMD_WRITE)
 			ret = conn_read(c, q->buf, r.length, false);
 		if (ret < 0) {
@@ -964,8 +1077,8 @@ static void *conn_main(void *arg)
 	struct nbd_conn *c = arg;
 	int ret;
 
-	set_timeout(c->fd, SO_RCVTIMEO, CONN_TICK_S);
-	set_timeout(c->fd, SO_SNDTIMEO, CONN_SEND_TIMEOUT_S);
+	/* Only the handshake sends blocking (small replies); its deadline. */
+	set_timeout(c->fd, SO_SNDTIMEO, c->srv->hs_timeout);
 	ret = conn_handshake(c);
 	if (ret == 0) {
 		c->qos = qos_get(c->srv, bs_handle_volume(c->h));
@@ -976,8 +1089,15 @@ static void *conn_main(void *arg)
 	/* Let every request in flight finish and its reply go (or drop). */
 	shutdown(c->fd, SHUT_RD);
 	pthread_mutex_lock(&c->lock);
-	while (c->inflight || c->sending)
-		pthread_cond_wait(&c->cond, &c->lock);
+	while (c->inflight || c->sending || c->rq_head) {
+		if (c->blocked) {
+			pthread_mutex_unlock(&c->lock);
+			conn_poll(c, false, CONN_TICK_MS);
+			pthread_mutex_lock(&c->lock);
+		} else {
+			pthread_cond_wait(&c->cond, &c->lock);
+		}
+	}
 	pthread_mutex_unlock(&c->lock);
 	qos_put(c->srv, c->qos);
 	c->qos = NULL;
@@ -1003,6 +1123,8 @@ static void conn_free(struct nbd_conn *c)
 	free(c->rbuf);
 	if (c->fd >= 0)
 		close(c->fd);
+	if (c->efd >= 0)
+		close(c->efd);
 	pthread_cond_destroy(&c->cond);
 	pthread_mutex_destroy(&c->lock);
 	free(c);
@@ -1069,6 +1191,14 @@ static void accept_one(struct nbd_server *srv, int fd)
 	}
 	c->srv = srv;
 	c->fd = fd;
+	c->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (c->efd < 0) {
+		log_warn(TAG, "eventfd: %s", strerror(errno));
+		free(c->rbuf);
+		free(c);
+		close(fd);
+		return;
+	}
 	peer_name(fd, c->peer, sizeof(c->peer));
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_cond_init(&c->cond, NULL);
@@ -1162,9 +1292,8 @@ static int listen_socket(const char *addr, int *fd_out, uint16_t *port_out, char
 		ret = -errno;
 		goto fail;
 	}
-	*port_out = ntohs(ss.ss_family == AF_INET6
-			      ? ((struct sockaddr_in6 *)(void *)&ss)->sin6_port
-			      : ((struct sockaddr_in *)(void *)&ss)->sin_port);
+	*port_out = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)(void *)&ss)->sin6_port
+						   : ((struct sockaddr_in *)(void *)&ss)->sin_port);
 	*fd_out = fd;
 	freeaddrinfo(ai);
 	return 0;
@@ -1262,6 +1391,22 @@ void nbd_server_stop(struct nbd_server *srv)
 		if (!atomic_load(&c->done))
 			shutdown(c->fd, SHUT_RD);
 	pthread_mutex_unlock(&srv->lock);
+	/* Replies a client does not read must not hold the stop for long:
+	 * after a grace period their sockets are shut down too. */
+	for (int waited = 0;; waited += 50) {
+		bool all = true;
+		pthread_mutex_lock(&srv->lock);
+		for (c = srv->conns; c; c = c->next)
+			if (!atomic_load(&c->done)) {
+				all = false;
+				if (waited >= STOP_GRACE_MS)
+					shutdown(c->fd, SHUT_RDWR);
+			}
+		pthread_mutex_unlock(&srv->lock);
+		if (all || waited >= STOP_GRACE_MS)
+			break;
+		poll(NULL, 0, 50);
+	}
 	reap(srv, true);
 	pthread_mutex_lock(&srv->qlock);
 	srv->wstop = true;
