@@ -22,11 +22,13 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -35,6 +37,7 @@
 #include "blockstore/nbd/nbd_server.h"
 #include "chunkstore/chunkstore.h"
 #include "core/io.h"
+#include "core/metrics.h"
 #include "meta/meta.h"
 #include "cs_test.h"
 
@@ -1069,8 +1072,175 @@ static void test_stop_with_connections(void **state)
 	srv_start(0, 0); /* for teardown */
 }
 
-int main(void)
+/* ---- real clients ---- */
+
+static bool have_tool(const char *name)
 {
+	char cmd[256];
+	snprintf(cmd, sizeof(cmd), "command -v %s >/dev/null 2>&1", name);
+	return system(cmd) == 0;
+}
+
+/* Runs cmd; returns its exit status and its output (stdout and stderr). */
+static int run(const char *cmd, char *out, size_t cap)
+{
+	char full[2048];
+	size_t n = 0;
+	snprintf(full, sizeof(full), "%s 2>&1", cmd);
+	FILE *f = popen(full, "r");
+	assert_non_null(f);
+	while (n + 1 < cap) {
+		size_t k = fread(out + n, 1, cap - 1 - n, f);
+		if (k == 0)
+			break;
+		n += k;
+	}
+	out[n] = 0;
+	int st = pclose(f);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* nbdinfo, qemu-io, qemu-img and nbdcopy against the server: what the
+ * integration tests do, kept here so the server's own test catches it. */
+static void test_real_clients(void **state)
+{
+	(void)state;
+	char uri[256], cmd[2048], file[300];
+	char *out = malloc(65536);
+	assert_non_null(out);
+	if (!have_tool("nbdinfo") || !have_tool("qemu-io") || !have_tool("qemu-img") ||
+	    !have_tool("nbdcopy")) {
+		free(out);
+		skip();
+	}
+	mkvol("real", 256 * MiB);
+	snprintf(uri, sizeof(uri), "nbd://127.0.0.1:%u/real@%s", g_port, TOKEN);
+
+	snprintf(cmd, sizeof(cmd), "nbdinfo --size '%s'", uri);
+	assert_int_equal(run(cmd, out, 65536), 0);
+	assert_true(strtoull(out, NULL, 10) == 256 * MiB);
+	snprintf(cmd, sizeof(cmd), "nbdinfo '%s'", uri);
+	assert_int_equal(run(cmd, out, 65536), 0);
+	assert_non_null(strstr(out, "can_multi_conn: true"));
+	assert_non_null(strstr(out, "base:allocation"));
+	assert_non_null(strstr(out, "can_fast_zero: true"));
+
+	/* qemu-io: patterns, discard, write zeroes, flush; "-P" checks the bytes. */
+	snprintf(cmd, sizeof(cmd),
+		 "qemu-io -f raw '%s' -c 'write -P 0xab 1M 3M' -c 'write -P 0xcd 100M 64k' "
+		 "-c 'flush' -c 'read -P 0xab 1M 3M' -c 'read -P 0 0 1M' -c 'discard 1M 1M' "
+		 "-c 'read -P 0 1M 1M' -c 'read -P 0xab 2M 2M' -c 'write -z 100M 64k' "
+		 "-c 'read -P 0 100M 64k' -c 'write -P 0x11 255M 1M' -c 'read -P 0x11 255M 1M'",
+		 uri);
+	assert_int_equal(run(cmd, out, 65536), 0);
+	if (strstr(out, "fail") || strstr(out, "error") || strstr(out, "Error"))
+		fail_msg("qemu-io: %s", out);
+	/* Past the end: qemu-io refuses or the server answers an error. */
+	snprintf(cmd, sizeof(cmd), "qemu-io -f raw '%s' -c 'read 256M 4k'", uri);
+	run(cmd, out, 65536);
+	assert_null(strstr(out, "read 4096/4096"));
+
+	/* block status: nbdinfo --map sees the data and the holes */
+	snprintf(cmd, sizeof(cmd), "nbdinfo --map '%s'", uri);
+	assert_int_equal(run(cmd, out, 65536), 0);
+	assert_non_null(strstr(out, "2097152     2097152    0  data"));
+	assert_non_null(strstr(out, "hole,zero"));
+
+	/* qemu-img convert (zeroes the target first), compare, map */
+	snprintf(file, sizeof(file), "%s/img.raw", g_dir);
+	uint8_t *b = malloc(32 * MiB);
+	assert_non_null(b);
+	fill_random(b, 32 * MiB, 99);
+	memset(b + 8 * MiB, 0, 4 * MiB); /* a zero run for the map */
+	FILE *f = fopen(file, "w");
+	assert_non_null(f);
+	assert_int_equal(fwrite(b, 1, 32 * MiB, f), 32 * MiB);
+	assert_int_equal(ftruncate(fileno(f), 256 * MiB), 0);
+	fclose(f);
+	free(b);
+	snprintf(cmd, sizeof(cmd), "qemu-img convert -n -f raw -O raw '%s' '%s'", file, uri);
+	assert_int_equal(run(cmd, out, 65536), 0);
+	snprintf(cmd, sizeof(cmd), "qemu-img compare -f raw -F raw '%s' '%s'", file, uri);
+	assert_int_equal(run(cmd, out, 65536), 0);
+	assert_non_null(strstr(out, "identical"));
+	snprintf(cmd, sizeof(cmd), "qemu-img map -f raw --output=json '%s'", uri);
+	assert_int_equal(run(cmd, out, 65536), 0);
+	assert_non_null(strstr(out, "\"data\": false"));
+
+	/* nbdcopy with 4 connections (multi-conn) there and back */
+	snprintf(cmd, sizeof(cmd),
+		 "nbdcopy --connections=4 '%s' '%s/back.raw' && cmp '%s' '%s/back.raw'", uri, g_dir,
+		 file, g_dir);
+	assert_int_equal(run(cmd, out, 65536), 0);
+	free(out);
+}
+
+/* The metrics the server keeps. */
+static void test_metrics(void **state)
+{
+	(void)state;
+	struct sess s;
+	uint8_t b[4096] = {1};
+	char *text;
+	size_t len;
+	mkvol("met", 8 * MiB);
+	cli_open_ok(&s, "met", true);
+	assert_int_equal(cli_do(&s, 0, W_CMD_WRITE, 0, 4096, b, NULL), 0);
+	assert_int_equal(cli_do(&s, 0, W_CMD_READ, 8 * MiB, 1, NULL, b), W_EINVAL);
+	assert_int_equal(metrics_render(&text, &len), 0);
+	assert_non_null(strstr(text, "cairn_nbd_connections 1"));
+	assert_non_null(strstr(text, "cairn_nbd_errors_total"));
+	assert_non_null(strstr(text, "cairn_nbd_written_bytes_total"));
+	assert_non_null(
+	    strstr(text, "cairn_requests_total{frontend=\"nbd\",op=\"write\",status=\"0\"}"));
+	assert_non_null(
+	    strstr(text, "cairn_requests_total{frontend=\"nbd\",op=\"read\",status=\"22\"}"));
+	free(text);
+	cli_disc(&s);
+}
+
+/* Manual testing with real clients: test_nbd_server --serve PORT SIZE_MIB
+ * [WORKERS] serves one volume "vol" (export vol@TOKEN) from a scratch pool
+ * until SIGINT or SIGTERM, then removes it. */
+static int serve(int argc, char **argv)
+{
+	sigset_t set;
+	int sig;
+	if (argc < 4)
+		return 2;
+	struct nbd_server_config cfg = {.workers = argc > 4 ? (unsigned)atoi(argv[4]) : 0};
+	char listen[64], err[256];
+	snprintf(listen, sizeof(listen), "127.0.0.1:%s", argv[2]);
+	cfg.listen = listen;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &set, NULL); /* before any thread starts */
+	struct cs_pool_opts o = {.data_dir = g_dir, .seal_off = true, .gc_interval = -1};
+	struct bs_opts bo = {.data_dir = g_dir};
+	if (cs_test_tmpdir(g_dir, sizeof(g_dir), "nbdserve") < 0 || cs_pool_open(&o, &g_pool) < 0 ||
+	    bs_open(g_pool, &bo, &g_bs) < 0)
+		return 1;
+	struct mkvol m = {.name = "vol", .size = (uint64_t)atoll(argv[3]) * MiB};
+	if (bs_commit(g_bs, mkvol_cb, &m) < 0 || bs_commit(g_bs, attach_cb, &m.out) < 0 ||
+	    nbd_server_start(&cfg, g_bs, &g_srv, err, sizeof(err)) < 0) {
+		fprintf(stderr, "serve: %s\n", err);
+		return 1;
+	}
+	printf("nbd://127.0.0.1:%u/vol@%s\n", nbd_server_port(g_srv), TOKEN);
+	fflush(stdout);
+	sigwait(&set, &sig);
+	nbd_server_stop(g_srv);
+	bs_close(g_bs);
+	cs_pool_close(g_pool);
+	rm_rf(g_dir);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc > 1 && strcmp(argv[1], "--serve") == 0)
+		return serve(argc, argv);
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_handshake_unknown_list_abort, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_handshake_malformed_closes, setup, teardown),
@@ -1087,6 +1257,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_64_connections, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_qos, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_stop_with_connections, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_real_clients, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_metrics, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
