@@ -392,9 +392,10 @@ static void busy_message(const struct vctx *c, char *msg, size_t len)
 	case OP_DETACH:
 		snprintf(msg, len,
 			 "volume %s has %u open NBD connection%s from host %s; disconnect "
-			 "them first or use --force (they fail at once)",
+			 "%s first or use --force (%s at once)",
 			 c->vol, have ? vi.connections : 0, have && vi.connections == 1 ? "" : "s",
-			 have ? vi.host : "?");
+			 have ? vi.host : "?", have && vi.connections == 1 ? "it" : "them",
+			 have && vi.connections == 1 ? "it fails" : "they fail");
 		return;
 	case OP_SNAPDELETE:
 		if (bs_snapshot_list(c->bs, c->vol, clone_scan_cb, &cs) == 0 && cs.clones)
