@@ -684,95 +684,181 @@ static int bs_replicas_of(struct meta_txn *t, const uint8_t id[VOL_ID_LEN], unsi
 	return ret;
 }
 
+static int bs_cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* The extent indexes below limit where any volume of v's parent chain has
+ * a record (ascending, no repeats): the only extents whose parent view can
+ * show written blocks. One scan of each ancestor's extent records. */
+static int bs_chain_indexes(struct meta_txn *t, const struct vol *v, uint64_t limit, uint64_t **out,
+			    size_t *nout)
+{
+	struct meta_cursor *c = NULL;
+	uint64_t *idx = NULL;
+	size_t n = 0, cap = 0;
+	struct vol p = *v;
+	int ret = 0;
+	for (unsigned depth = 0; ret == 0 && p.has_parent && depth < VOL_DEPTH_MAX; depth++) {
+		const void *k, *val;
+		size_t kl, vl;
+		uint8_t id[VOL_ID_LEN];
+		memcpy(id, p.parent_id, VOL_ID_LEN);
+		ret = vol_get_by_id(t, id, &p);
+		if (ret == CAIRN_ENOTFOUND)
+			ret = CAIRN_ECORRUPT; /* a clone outlived its parent */
+		if (ret == 0)
+			ret = meta_cursor_open(t, META_T_EXTENTS, &c);
+		if (ret == 0)
+			ret = meta_cursor_seek(c, id, VOL_ID_LEN, &k, &kl, &val, &vl);
+		while (ret == 0 && kl == VOL_EXT_KEY_LEN && !memcmp(k, id, VOL_ID_LEN)) {
+			uint64_t index = meta_get_be64((const uint8_t *)k + VOL_ID_LEN);
+			if (index < limit && (n == 0 || idx[n - 1] != index)) {
+				if (n == cap) {
+					size_t nc = cap ? cap * 2 : 256;
+					uint64_t *ni = realloc(idx, nc * sizeof(*ni));
+					if (!ni) {
+						ret = -ENOMEM;
+						break;
+					}
+					idx = ni;
+					cap = nc;
+				}
+				idx[n++] = index;
+			}
+			ret = meta_cursor_next(c, &k, &kl, &val, &vl);
+		}
+		if (ret == CAIRN_ENOTFOUND)
+			ret = 0;
+		meta_cursor_close(c);
+		c = NULL;
+	}
+	if (ret == 0 && n) {
+		size_t u = 1;
+		qsort(idx, n, sizeof(*idx), bs_cmp_u64);
+		for (size_t i = 1; i < n; i++)
+			if (idx[i] != idx[u - 1])
+				idx[u++] = idx[i];
+		n = u;
+	}
+	if (ret < 0) {
+		free(idx);
+		idx = NULL;
+		n = 0;
+	}
+	*out = idx;
+	*nout = n;
+	return ret;
+}
+
+/* One source of a flattened extent's blocks: a (volume, generation). */
+struct bs_src {
+	uint8_t id[VOL_ID_LEN];
+	uint32_t gen;
+	unsigned replicas;
+	uint64_t mask;
+};
+
+/* The blocks of extent index the clone cv reads through its parent,
+ * grouped by the files that hold them (src, *nsrc), in one read txn. */
+static int bs_parent_blocks(struct bs_store *bs, const struct vol *cv, uint64_t index,
+			    struct vol_resolved *r, struct bs_src *src, unsigned *nsrc)
+{
+	struct meta_txn *t = NULL;
+	struct vol pv;
+	int ret = meta_txn_begin(bs->meta, false, &t);
+	*nsrc = 0;
+	if (ret == 0)
+		ret = vol_get_by_id(t, cv->parent_id, &pv);
+	if (ret == CAIRN_ENOTFOUND)
+		ret = CAIRN_ECORRUPT;
+	if (ret < 0)
+		goto out;
+	/* The parent's view as the clone reads it: masked by the clone's
+	 * size, not the parent's. */
+	pv.size = cv->size;
+	ret = vol_map_resolve(t, &pv, cv->parent_gen, index, r);
+	for (unsigned blk = 0; ret == 0 && blk < VOL_BLOCKS; blk++) {
+		const struct vol_blk *k = &r->blk[blk];
+		unsigned j;
+		if (k->kind != VOL_BLK_WRITTEN)
+			continue;
+		for (j = 0; j < *nsrc; j++)
+			if (src[j].gen == k->gen &&
+			    !memcmp(src[j].id, r->ids[k->depth], VOL_ID_LEN))
+				break;
+		if (j == *nsrc) {
+			memcpy(src[j].id, r->ids[k->depth], VOL_ID_LEN);
+			src[j].gen = k->gen;
+			src[j].mask = 0;
+			ret = bs_replicas_of(t, src[j].id, &src[j].replicas);
+			(*nsrc)++;
+		}
+		src[j].mask |= 1ull << blk;
+	}
+out:
+	meta_txn_abort(t);
+	return ret;
+}
+
 /* Gives one clone (quiesced by the caller, record cv) its own copy of every
  * block its views read through its parent: the parent's view at the
  * clone's snapshot, copied into the clone's generation-0 files, which every
  * view of the clone walks last; then the clone forgets its parent. Data
  * before records: each batch of extents is copied and made durable, then
- * its records committed. Costs a resolve per extent of the clone and a
+ * its records committed; a crash in between leaves gen-0 blocks equal to
+ * what the parent shows, and a retry copies them again. Costs a scan of
+ * the ancestors' extent records, a resolve per extent they touch and a
  * copy of every block the parent shows. */
 static int bs_flatten_clone(struct bs_store *bs, struct io_ctx *ctx, const struct vol *cv,
 			    struct vol *out)
 {
 	struct bs_base_batch *b = calloc(1, sizeof(*b));
 	struct vol_resolved *r = malloc(sizeof(*r));
+	struct bs_src *src = malloc(VOL_BLOCKS * sizeof(*src));
 	uint64_t next = (cv->size + VOL_EXTENT_SIZE - 1) / VOL_EXTENT_SIZE, copied = 0;
-	struct vol pv;
-	int ret = 0;
-	if (!b || !r) {
+	struct meta_txn *t = NULL;
+	uint64_t *idx = NULL;
+	size_t nidx = 0;
+	int ret;
+	if (!b || !r || !src) {
 		ret = -ENOMEM;
 		goto out;
 	}
 	b->bs = bs;
 	b->name = cv->name;
 	memcpy(b->id, cv->id, VOL_ID_LEN);
-	for (uint64_t index = 0; index < next || b->n; index++) {
-		struct meta_txn *t = NULL;
+	ret = meta_txn_begin(bs->meta, false, &t);
+	if (ret == 0)
+		ret = bs_chain_indexes(t, cv, next, &idx, &nidx);
+	meta_txn_abort(t);
+	for (size_t i = 0; i < nidx && ret == 0; i++) {
 		uint64_t mask = 0;
-		if (index < next) {
-			ret = meta_txn_begin(bs->meta, false, &t);
-			if (ret == 0)
-				ret = vol_get_by_id(t, cv->parent_id, &pv);
-			if (ret == CAIRN_ENOTFOUND)
-				ret = CAIRN_ECORRUPT;
-			/* The parent's view as the clone reads it: masked by
-			 * the clone's size, not the parent's. */
-			pv.size = cv->size;
-			if (ret == 0)
-				ret = vol_map_resolve(t, &pv, cv->parent_gen, index, r);
-			/* Copy per source (volume, generation); the read txn
-			 * ends before any I/O. */
-			struct {
-				uint8_t id[VOL_ID_LEN];
-				uint32_t gen;
-				unsigned replicas;
-				uint64_t mask;
-			} src[VOL_BLOCKS];
-			unsigned nsrc = 0;
-			for (unsigned blk = 0; ret == 0 && blk < VOL_BLOCKS; blk++) {
-				const struct vol_blk *k = &r->blk[blk];
-				unsigned j;
-				if (k->kind != VOL_BLK_WRITTEN)
-					continue;
-				for (j = 0; j < nsrc; j++)
-					if (src[j].gen == k->gen &&
-					    !memcmp(src[j].id, r->ids[k->depth], VOL_ID_LEN))
-						break;
-				if (j == nsrc) {
-					memcpy(src[j].id, r->ids[k->depth], VOL_ID_LEN);
-					src[j].gen = k->gen;
-					src[j].mask = 0;
-					ret = bs_replicas_of(t, src[j].id, &src[j].replicas);
-					nsrc++;
-				}
-				src[j].mask |= 1ull << blk;
-			}
-			meta_txn_abort(t);
-			for (unsigned j = 0; j < nsrc && ret == 0; j++) {
-				ret = bs_io_copy_blocks(bs, ctx, src[j].id, src[j].gen,
-							src[j].replicas, cv->id, 0, cv->replicas,
-							index, src[j].mask);
-				mask |= src[j].mask;
-			}
-			if (ret < 0)
-				goto out;
-			if (mask) {
-				b->index[b->n] = index;
-				b->mask[b->n] = mask;
-				b->n++;
-				copied += (uint64_t)__builtin_popcountll(mask);
-			}
+		unsigned nsrc = 0;
+		ret = bs_parent_blocks(bs, cv, idx[i], r, src, &nsrc);
+		for (unsigned j = 0; j < nsrc && ret == 0; j++) {
+			ret = bs_io_copy_blocks(bs, ctx, src[j].id, src[j].gen, src[j].replicas,
+						cv->id, 0, cv->replicas, idx[i], src[j].mask);
+			mask |= src[j].mask;
 		}
-		if (b->n == BS_FLATTEN_BATCH || (index + 1 >= next && b->n)) {
+		if (ret < 0)
+			break;
+		if (mask) {
+			b->index[b->n] = idx[i];
+			b->mask[b->n] = mask;
+			b->n++;
+			copied += (uint64_t)__builtin_popcountll(mask);
+		}
+		if (b->n == BS_FLATTEN_BATCH) {
 			ret = bs_commit(bs, bs_base_cb, b);
-			if (ret < 0)
-				goto out;
 			b->n = 0;
 		}
-		if (index + 1 >= next)
-			break;
 	}
-	b->n = 0;
+	if (ret < 0)
+		goto out;
+	/* The last batch and the unparenting in one commit. */
 	b->unparent = true;
 	ret = bs_commit(bs, bs_base_cb, b);
 	if (ret == 0) {
@@ -781,8 +867,10 @@ static int bs_flatten_clone(struct bs_store *bs, struct io_ctx *ctx, const struc
 			 (unsigned long long)copied);
 	}
 out:
+	free(idx);
 	free(b);
 	free(r);
+	free(src);
 	return ret;
 }
 
