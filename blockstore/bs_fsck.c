@@ -179,7 +179,8 @@ static int fsck_links(struct fsck *f, struct meta_txn *t)
 	const void *k, *val;
 	size_t kl, vl;
 	int ret;
-	qsort(f->vols, f->nvols, sizeof(*f->vols), fsck_cmp_vol);
+	if (f->nvols > 1) /* qsort(NULL, 0) is undefined (UBSan stops on it) */
+		qsort(f->vols, f->nvols, sizeof(*f->vols), fsck_cmp_vol);
 	for (size_t i = 0; i < f->nvols; i++) {
 		struct fsck_vol *v = &f->vols[i];
 		size_t j;
