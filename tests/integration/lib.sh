@@ -150,6 +150,7 @@ cairn_start() {
 		API_PORT=$(free_port)
 		CAIRN_LOG=$T/cairn.$((${#CAIRN_LOGS[@]} + 1)).log
 		CAIRN_LOGS+=("$CAIRN_LOG")
+		# NBD on any free port (the ready line names it): tests run side by side.
 		local nbdargs=()
 		_serve_has_nbd && nbdargs=(--nbd-listen 127.0.0.1:0)
 		"$CAIRN_BIN" serve --data "$DATA" \
