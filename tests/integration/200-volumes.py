@@ -193,6 +193,11 @@ t.check("volume attach (text) prints the export name and the nbd:// URL",
 cli("volume", "detach", "s512m")
 cli("volume", "detach", "s512m", want=1, desc="detach of a detached volume exits 1")
 
+old = att
+att = srv.attach("v1", host="hv1")
+t.check("attaching again from the same host gives a new token", att.get("token") not in (None, old["token"]),
+        f"{old} {att}")
+t.check("the replaced token is refused", refused(old["url"]))
 h = connect(att["url"])
 t.expect_eq("NBD size of v1", h.get_size(), GIB)
 t.check("NBD advertises multi-conn, flush, trim, zero",

@@ -30,6 +30,11 @@ OPT_REPLY_MAGIC = 0x0003E889045565A9
 REQ_MAGIC = 0x25609513
 SIMPLE_MAGIC = 0x67446698
 OPT_EXPORT_NAME, OPT_ABORT, OPT_LIST, OPT_INFO, OPT_GO = 1, 2, 3, 6, 7
+OPT_STRUCTURED_REPLY, OPT_SET_META_CONTEXT = 8, 10
+REP_META_CONTEXT = 4
+STRUCT_MAGIC = 0x668E33EF
+RT_NONE, RT_OFFSET_DATA, RT_OFFSET_HOLE, RT_BLOCK_STATUS, RT_ERROR, RT_ERROR_OFFSET = 0, 1, 2, 5, 32769, 32770
+CMD_WRITE_ZEROES, CMD_BLOCK_STATUS = 6, 7
 REP_ACK, REP_SERVER, REP_INFO = 1, 2, 3
 REP_ERR_TOO_BIG = 0x80000009
 CMD_READ, CMD_WRITE, CMD_DISC, CMD_FLUSH, CMD_TRIM = 0, 1, 2, 3, 4
@@ -117,6 +122,22 @@ class Conn:
             raise RuntimeError(f"bad reply magic {magic:#x}")
         data = self.recv(read_len) if (err == 0 and read_len) else b""
         return err, cookie, data
+
+    def sreply(self):
+        """All chunks of one structured reply: [(flags, type, cookie, payload)]."""
+        chunks = []
+        while True:
+            magic = struct.unpack(">I", self.recv(4))[0]
+            if magic == SIMPLE_MAGIC and not chunks:
+                # allowed for commands other than READ and BLOCK_STATUS
+                err, cookie = struct.unpack(">IQ", self.recv(12))
+                return [(1, RT_ERROR if err else RT_NONE, cookie, struct.pack(">IH", err, 0) if err else b"")]
+            flags, typ, cookie, ln = struct.unpack(">HHQI", self.recv(16))
+            if magic != STRUCT_MAGIC:
+                raise RuntimeError(f"bad structured reply magic {magic:#x}")
+            chunks.append((flags, typ, cookie, self.recv(ln) if ln else b""))
+            if flags & 1:
+                return chunks
 
     def is_closed(self, timeout=30):
         """True when the peer closes (EOF or reset) within timeout; unsolicited
@@ -285,6 +306,79 @@ def run_probes(t, port, export, bad_exports, alive_extra=None):
     except (Closed, RuntimeError) as e:
         t.fail("a request pipelined behind GO", str(e))
     c.close()
+
+    # -- structured replies and base:allocation --------------------------
+    c = Conn(port)
+    c.greeting()
+    c.option(OPT_STRUCTURED_REPLY)
+    _, rtype, _ = c.opt_reply()
+    t.check("STRUCTURED_REPLY is acknowledged", rtype == REP_ACK, f"{rtype:#x}")
+    nb, q = export.encode(), b"base:allocation"
+    c.option(OPT_SET_META_CONTEXT, struct.pack(">I", len(nb)) + nb + struct.pack(">II", 1, len(q)) + q)
+    ctx = None
+    while True:
+        _, rtype, data = c.opt_reply()
+        if rtype == REP_META_CONTEXT:
+            ctx = (struct.unpack(">I", data[:4])[0], data[4:])
+            continue
+        break
+    t.check("SET_META_CONTEXT base:allocation selects it", rtype == REP_ACK and ctx and ctx[1] == q,
+            f"{rtype:#x} {ctx}")
+    rtype, _ = c.go(export)
+    t.check("GO after structured negotiation", rtype == REP_ACK, f"{rtype:#x}")
+    c.request(CMD_WRITE, 96 * MIB, 65536, cookie=1, payload=pat(3, 65536))
+    ch = c.sreply()
+    t.check("a write's reply is one NONE chunk with DONE (or a simple reply)",
+            len(ch) == 1 and ch[0][1] == RT_NONE and ch[0][2] == 1, f"{ch}")
+    c.request(CMD_READ, 96 * MIB - 65536, 3 * 65536, cookie=2)
+    ch = c.sreply()
+    buf = bytearray(3 * 65536)
+    ok = all(x[2] == 2 and x[1] in (RT_OFFSET_DATA, RT_OFFSET_HOLE, RT_NONE) for x in ch)
+    for flags, typ, _, pl in ch:
+        if typ == RT_OFFSET_DATA:
+            off = struct.unpack(">Q", pl[:8])[0] - (96 * MIB - 65536)
+            buf[off:off + len(pl) - 8] = pl[8:]
+        elif typ == RT_OFFSET_HOLE:
+            off, ln = struct.unpack(">QI", pl)
+            off -= 96 * MIB - 65536
+            buf[off:off + ln] = bytes(ln)
+    t.check("a structured read (hole, data, hole) reassembles to the right bytes",
+            ok and bytes(buf) == bytes(65536) + pat(3, 65536) + bytes(65536), f"{[(x[0], x[1]) for x in ch]}")
+    c.request(CMD_READ, SIZE - 512, 1024, cookie=3)
+    ch = c.sreply()
+    t.check("a structured read past the end -> an ERROR chunk with EINVAL",
+            ch and ch[-1][1] in (RT_ERROR, RT_ERROR_OFFSET) and struct.unpack(">I", ch[-1][3][:4])[0] == EINVAL
+            and ch[-1][2] == 3, f"{[(x[1], x[3][:8]) for x in ch]}")
+    c.request(CMD_BLOCK_STATUS, 96 * MIB - 65536, 3 * 65536, cookie=4)
+    ch = c.sreply()
+    ext = []
+    for flags, typ, _, pl in ch:
+        if typ == RT_BLOCK_STATUS:
+            cid = struct.unpack(">I", pl[:4])[0]
+            ext += [(cid,) + struct.unpack(">II", pl[i:i + 8]) for i in range(4, len(pl), 8)]
+    t.check("BLOCK_STATUS: the hole, the written block, the hole (in the selected context)",
+            len(ext) >= 3 and all(e[0] == ctx[0] for e in ext) and ext[0][1] == 65536 and ext[0][2] & 1 and
+            ext[1][1] == 65536 and ext[1][2] == 0 and ext[2][2] & 1, f"{ext[:6]}")
+    c.request(CMD_WRITE_ZEROES, 96 * MIB, 65536, cookie=5)
+    ch = c.sreply()
+    c.request(CMD_BLOCK_STATUS, 96 * MIB, 65536, cookie=6)
+    ch = c.sreply()
+    st_ = [struct.unpack(">II", x[3][4:12]) for x in ch if x[1] == RT_BLOCK_STATUS]
+    t.check("after WRITE_ZEROES of the whole block, BLOCK_STATUS says zero", st_ and st_[0][1] & 2, f"{st_}")
+    c.request(CMD_BLOCK_STATUS, SIZE - 512, 4096, cookie=7)
+    ch = c.sreply()
+    t.check("BLOCK_STATUS past the end -> an error chunk", ch[-1][1] in (RT_ERROR, RT_ERROR_OFFSET), f"{ch}")
+    c.request(CMD_READ, 0, 512, cookie=8)
+    ch = c.sreply()
+    t.check("the structured connection still serves after the errors", ch and ch[-1][2] == 8 and
+            all(x[1] != RT_ERROR for x in ch), f"{ch[:2]}")
+    c.close()
+    c = session()    # simple replies only: BLOCK_STATUS was not negotiated
+    c.request(CMD_BLOCK_STATUS, 0, 4096, cookie=9)
+    err, cookie, _ = c.reply()
+    t.check("BLOCK_STATUS without structured replies -> EINVAL", err == EINVAL and cookie == 9, f"err {err}")
+    c.close()
+    alive("structured replies")
 
     # -- transmission -----------------------------------------------------
     c = session()
