@@ -22,6 +22,7 @@ documented code."""
 import os
 import re
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -362,6 +363,70 @@ cli("volume", "delete", "v1", "--force", desc="delete --force of a volume with s
 api("GET", V + "/v1", want=404, code="NoSuchVolume", desc="v1 is gone")
 cli("volume", "detach", "c1")
 t.expect_eq("the flattened clone outlives its old parent", show("c1").get("state"), "available")
+
+# ---- QoS vs. one big request; detach --force under I/O in flight -----------------------
+cli("volume", "create", "qb", "64M", "--bps", "2M")
+att = srv.attach("qb", host="hv1")
+h = connect(att["url"])
+res = {}
+
+
+def big_write():
+    try:
+        h.pwrite(pattern("big", 8 * MIB), 0)
+        res["ok"] = True
+    except Exception as e:  # noqa: BLE001
+        res["err"] = f"{type(e).__name__}: {e}"
+
+
+th = threading.Thread(target=big_write, daemon=True)
+th.start()
+th.join(120)
+t.check("one 8 MiB write under --bps 2M completes (a request larger than the bucket is not stuck)",
+        res.get("ok") and not th.is_alive(), f"{res} alive={th.is_alive()}")
+cli("volume", "qos", "qb", "--bps", "0")
+t.expect_eq("and its bytes are there", h.pread(MIB, 7 * MIB), pattern("big", 8 * MIB)[7 * MIB:])
+close(h)
+cli("volume", "detach", "qb")
+
+att = srv.attach("qb", host="hv1")
+hs = [connect(att["url"]) for _ in range(3)]
+stop = threading.Event()
+errs = []
+
+
+def hammer(hh, k):
+    n = 0
+    try:
+        while not stop.is_set():
+            hh.pwrite(pattern(f"h{k}", BLK), ((n * 3 + k) % 512) * BLK)
+            hh.pread(BLK, ((n * 5 + k) % 512) * BLK)
+            n += 1
+    except nbd.Error as e:
+        errs.append(str(e))
+
+
+ths = [threading.Thread(target=hammer, args=(hh, k), daemon=True) for k, hh in enumerate(hs)]
+for x in ths:
+    x.start()
+time.sleep(0.3)
+cli("volume", "detach", "qb", "--force", desc="detach --force with 3 connections busy exits 0")
+deadline = time.time() + 60
+for x in ths:
+    x.join(max(0.1, deadline - time.time()))
+stop.set()      # (a connection that still works after 60 s is a failure below)
+t.check("every busy connection fails after detach --force", len(errs) == 3 and not any(x.is_alive() for x in ths),
+        f"{len(errs)} failed: {errs[:3]}")
+for hh in hs:
+    close(hh)
+st, j = api("GET", V + "/qb", want=200, desc="the server answers after the forced detach")
+t.check("qb is available and shows no attachment", j and j.get("state") == "available" and "attachment" not in j,
+        str(j))
+att = srv.attach("qb", host="hv2")
+h = connect(att["url"])
+t.check("another host attaches and reads", len(h.pread(BLK, 0)) == BLK)
+close(h)
+cli("volume", "detach", "qb")
 
 # ---- leases --------------------------------------------------------------------------
 st, j = api("POST", V + "/s4096/attach", {"host": "hv-lease", "lease_seconds": 1}, want=200)
