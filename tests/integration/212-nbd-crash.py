@@ -20,8 +20,10 @@ completed FLUSH (or its last FUA-acknowledged write), or what a write sent
 after that carried. Under kill -9 (the page cache survives) no acknowledged
 write may be missing either, as bs.h promises. `cairn fsck` must be clean
 and the two replica files of every extent equal (bs_open resyncs the extents
-that had write intents). Four kill -9 rounds, three power-loss rounds; each
-round goes on writing over what the last one left.
+that had write intents). Four kill -9 rounds, three power-loss rounds, and
+two power-loss rounds on a clone of a half-written snapshot (4 KiB writes
+copy up 64 KiB blocks from the parent); each round goes on writing over what
+the last one left.
 
 NBD_DEV_NBDKIT=1 runs the same rounds against `nbdkit file` (kill -9 only) to
 check the test itself."""
@@ -395,6 +397,35 @@ class NbdkitVol:
         pass
 
 
+def make_clone(t, srv):
+    """Volume 'src' with data in half its 64 KiB blocks (the rest never
+    written), snapshot src@s, clone 'crash' of it: the writer's 4 KiB writes
+    then copy up 64 KiB blocks from the parent. Returns the clone's blocks as
+    it starts, or None."""
+    import nbd
+    try:
+        srv.cli("volume", "create", "src", str(NBLK * BLK), "--replicas", str(REPLICAS))
+        url = srv.attach("src", host="setup")["url"]
+        h = nbd.NBD()
+        h.connect_uri(url)
+        for blk in range(0, NBLK, 2 * ZBLK):
+            h.pwrite(b"".join(block_bytes(1 << 40, b) for b in range(blk, blk + ZBLK)), blk * BLK)
+        h.flush()
+        h.shutdown()
+        srv.cli("volume", "detach", "src")
+        srv.cli("snapshot", "create", "src", "s")
+        srv.cli("volume", "clone", "crash", "--from-snapshot", "src@s")
+        _, img = read_all(srv.attach("crash", host="crash")["url"])
+    except Exception as e:  # noqa: BLE001
+        t.fail("clone setup", f"{type(e).__name__}: {e}")
+        return None
+    base = [img[b * BLK:(b + 1) * BLK] for b in range(NBLK)]
+    t.check("the clone reads its parent's data (every other 64 KiB) and zeroes",
+            base[0] == block_bytes(1 << 40, 0) and base[ZBLK] == bytes(BLK) and
+            base[2 * ZBLK + 5] == block_bytes(1 << 40, 2 * ZBLK + 5))
+    return base
+
+
 def main():
     if len(sys.argv) > 1 and sys.argv[1] == "--writer":
         writer(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
@@ -417,15 +448,21 @@ def main():
         t.finish()
     lib.requires_nbd_server()
     all_stats = []
-    for label, powerloss, rounds in (("kill9", False, 4), ("powerloss", True, 3)):
+    for label, powerloss, rounds in (("kill9", False, 4), ("powerloss", True, 3), ("clone-powerloss", True, 2)):
         srv = t.server(data=os.path.join(t.dir, f"data-{label}"),
                        extra=["--powerloss-sim"] if powerloss else [])
         srv.start()
-        rc, out = srv.cli("volume", "create", "crash", str(NBLK * BLK), "--replicas", str(REPLICAS),
-                          check=False)
-        if not t.check(f"{label}: volume create", rc == 0, out):
-            break
-        _, _, stats = run_rounds(t, CairnVol(t, srv), label, rounds, powerloss, rng, zero_base, 0)
+        if label.startswith("clone"):
+            base = make_clone(t, srv)
+            if base is None:
+                break
+        else:
+            base = zero_base
+            rc, out = srv.cli("volume", "create", "crash", str(NBLK * BLK), "--replicas", str(REPLICAS),
+                              check=False)
+            if not t.check(f"{label}: volume create", rc == 0, out):
+                break
+        _, _, stats = run_rounds(t, CairnVol(t, srv), label, rounds, powerloss, rng, base, 0)
         t.log(f"{label}: per round {stats}")
         all_stats += stats
         t.check(f"{label}: writes were unflushed when the server died (the test tested something)",
