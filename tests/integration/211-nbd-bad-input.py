@@ -10,7 +10,8 @@ naming nothing, requests before negotiation, a request with bad magic, reads
 and writes past the end (EINVAL; ENOSPC with the payload skipped), oversized
 reads (EINVAL) and writes (closed), unknown commands and flags, requests
 pipelined behind GO, clients that vanish mid-payload and mid-read, many idle
-handshakes. After all of it a new connection reads and writes, the bytes the
+handshakes, 300 connections at once (past the cap); structured replies,
+base:allocation and BLOCK_STATUS, by hand. After all of it a new connection reads and writes, the bytes the
 refused writes carried are nowhere, and the server stops cleanly (leak check).
 
 NBD_DEV=PORT:EXPORT runs only the probes against another server (nbdkit
@@ -163,6 +164,16 @@ def run_probes(t, port, export, bad_exports, alive_extra=None):
     (volume of SIZE bytes), bad_exports names that must be refused."""
 
     def alive(desc):
+        deadline = time.time() + 30   # closed connections free their slots soon, not at once
+        while True:
+            try:
+                c = Conn(port)
+                c.greeting()
+                break
+            except (Closed, OSError):
+                if time.time() > deadline:
+                    break
+                time.sleep(0.1)
         try:
             c = Conn(port)
             c.greeting()
@@ -467,6 +478,22 @@ def run_probes(t, port, export, bad_exports, alive_extra=None):
     for ic in idle:
         ic.close()
     half.close()
+
+    many, closed = [], 0
+    for i in range(300):           # past the server's connection cap (256 by default)
+        try:
+            mc = Conn(port)
+            mc.greeting()
+            if i % 2:
+                mc.go(export)
+            many.append(mc)
+        except (Closed, OSError):
+            closed += 1
+    t.check("300 connections at once: each is served or closed at once (none hangs)",
+            len(many) + closed == 300 and len(many) >= 100, f"{len(many)} open, {closed} closed")
+    for mc in many:
+        mc.close()
+    alive("300 connections at once")
 
     c = session()
     ok = True
