@@ -169,6 +169,7 @@ def run_probes(t, port, export, bad_exports, alive_extra=None):
             try:
                 c = Conn(port)
                 c.greeting()
+                c.close()
                 break
             except (Closed, OSError):
                 if time.time() > deadline:
