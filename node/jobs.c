@@ -6,9 +6,10 @@
  * that the job's progress callback takes for a few stores: cheap next to
  * the work between two calls. Shutdown (node_jobs_free) WAITS for a running
  * job: the chunk store's maintenance calls have no cancellation point, and
- * the pool must not close under them. An fsck also runs bs_fsck over the
- * block volumes when a block store is set (node_jobs_set_bs): its report
- * goes under "volumes" and counts towards "clean".
+ * the pool must not close under them. An fsck (and a repair, with fix) also
+ * runs bs_fsck over the block volumes when a block store is set
+ * (node_jobs_set_bs): its report goes under "volumes" and counts towards
+ * "clean".
  */
 #include <errno.h>
 #include <pthread.h>
@@ -166,8 +167,19 @@ static void *job_main(void *arg)
 		rc = job_gc(j, &rep);
 	else if (strcmp(op, "scrub") == 0)
 		rc = cs_scrub(j->pool, &rep, job_progress, j);
-	else
+	else {
 		rc = cs_repair(j->pool, &rep, job_progress, j);
+		/* A lost device also held volume replicas: rebuild them from the
+		 * other copies (bs_fsck with fix copies every missing replica). */
+		if (rc == 0 && bs) {
+			job_progress(j, "repair volumes", 0, 0);
+			rc = bs_fsck(bs, true, &vrep);
+			has_vrep = true;
+			if (rc == 0 && vrep.fixed)
+				log_info(TAG, "repair: volumes: %llu replica files rebuilt",
+					 (unsigned long long)vrep.fixed);
+		}
+	}
 	rep.first_problem[sizeof(rep.first_problem) - 1] = '\0';
 
 	pthread_mutex_lock(&j->mu);
