@@ -30,7 +30,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -115,6 +117,7 @@ struct nbd_conn {
 	bool sending;	      /* a thread is sending the reply queue */
 	bool blocked;	      /* the socket is full: the reader sends on POLLOUT */
 	uint64_t progress_ns; /* last time a blocked send moved */
+	int last_outq;	      /* bytes the socket held then (SIOCOUTQ) */
 	bool dead;	      /* a send failed: nothing more goes out */
 	struct nreq *rq_head, *rq_tail;
 	struct nreq *cache;
@@ -429,6 +432,15 @@ static int conn_poll(struct nbd_conn *c, bool want_in, int ms)
 {
 	pthread_mutex_lock(&c->lock);
 	bool blocked = c->blocked && !c->dead;
+	if (blocked) {
+		/* Progress is the client taking bytes out of the socket, even
+		 * when too slowly for POLLOUT to come. */
+		int outq = 0;
+		if (ioctl(c->fd, SIOCOUTQ, &outq) == 0 && outq != c->last_outq) {
+			c->last_outq = outq;
+			c->progress_ns = mono_ns();
+		}
+	}
 	uint64_t since = c->progress_ns;
 	pthread_mutex_unlock(&c->lock);
 	if (blocked && mono_ns() - since > CONN_SEND_TIMEOUT_S * 1000000000ull) {

@@ -1072,6 +1072,55 @@ static void test_stop_with_connections(void **state)
 	srv_start(0, 0); /* for teardown */
 }
 
+/* A client that stops reading its replies must not hold the workers: with
+ * a single worker, another connection keeps being served while the first
+ * one's replies wait in its socket; then the slow client reads everything,
+ * in order and intact (the reader sent the rest on POLLOUT). */
+static void test_slow_reader_blocks_nobody(void **state)
+{
+	(void)state;
+	struct sess slow, fast;
+	enum { N = 24 };
+	struct nbd_server_config cfg = {.listen = "127.0.0.1:0", .workers = 1};
+	char err[256];
+	struct reply *rep = malloc(sizeof(*rep));
+	uint8_t *w = malloc(4 * MiB), *r = malloc(4 * MiB);
+	assert_non_null(rep);
+	assert_non_null(w);
+	assert_non_null(r);
+	nbd_server_stop(g_srv);
+	assert_int_equal(nbd_server_start(&cfg, g_bs, &g_srv, err, sizeof(err)), 0);
+	g_port = nbd_server_port(g_srv);
+	mkvol("slow", 64 * MiB);
+	cli_open_ok(&slow, "slow", true);
+	cli_open_ok(&fast, "slow", false);
+	fill_random(w, 4 * MiB, 21);
+	assert_int_equal(cli_do(&fast, 0, W_CMD_WRITE, 0, 4 * MiB, w, NULL), 0);
+	/* 24 x 4 MiB of replies: far more than the socket buffers hold. */
+	for (int i = 0; i < N; i++)
+		cli_req(&slow, 0, W_CMD_READ, i, 0, 4 * MiB);
+	usleep(300000);
+	for (int i = 0; i < 20; i++) {
+		assert_int_equal(cli_do(&fast, 0, W_CMD_READ, (uint64_t)i * 4096, 4096, NULL, r),
+				 0);
+		assert_memory_equal(r, w + i * 4096, 4096);
+	}
+	bool seen[N] = {false};
+	for (int i = 0; i < N; i++) {
+		memset(r, 0, 4 * MiB);
+		cli_reply(&slow, rep, r, 0, 4 * MiB);
+		assert_int_equal(rep->err, 0);
+		assert_true(rep->cookie < N && !seen[rep->cookie]);
+		seen[rep->cookie] = true;
+		assert_memory_equal(r, w, 4 * MiB);
+	}
+	cli_disc(&slow);
+	cli_disc(&fast);
+	free(rep);
+	free(w);
+	free(r);
+}
+
 /* ---- real clients ---- */
 
 static bool have_tool(const char *name)
@@ -1200,7 +1249,7 @@ static void test_metrics(void **state)
 }
 
 /* Manual testing with real clients: test_nbd_server --serve PORT SIZE_MIB
- * [WORKERS] serves one volume "vol" (export vol@TOKEN) from a scratch pool
+ * [WORKERS [IOPS BYTES_PER_S]] serves one volume "vol" (export vol@TOKEN) from a scratch pool
  * until SIGINT or SIGTERM, then removes it. */
 static int serve(int argc, char **argv)
 {
@@ -1222,8 +1271,13 @@ static int serve(int argc, char **argv)
 	    bs_open(g_pool, &bo, &g_bs) < 0)
 		return 1;
 	struct mkvol m = {.name = "vol", .size = (uint64_t)atoll(argv[3]) * MiB};
-	if (bs_commit(g_bs, mkvol_cb, &m) < 0 || bs_commit(g_bs, attach_cb, &m.out) < 0 ||
-	    nbd_server_start(&cfg, g_bs, &g_srv, err, sizeof(err)) < 0) {
+	if (bs_commit(g_bs, mkvol_cb, &m) < 0 || bs_commit(g_bs, attach_cb, &m.out) < 0) {
+		fprintf(stderr, "serve: cannot make the volume\n");
+		return 1;
+	}
+	if (argc > 6)
+		set_qos(&m.out, strtoull(argv[5], NULL, 10), strtoull(argv[6], NULL, 10));
+	if (nbd_server_start(&cfg, g_bs, &g_srv, err, sizeof(err)) < 0) {
 		fprintf(stderr, "serve: %s\n", err);
 		return 1;
 	}
@@ -1257,6 +1311,7 @@ int main(int argc, char **argv)
 	    cmocka_unit_test_setup_teardown(test_64_connections, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_qos, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_stop_with_connections, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_slow_reader_blocks_nobody, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_real_clients, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_metrics, setup, teardown),
 	};
