@@ -1,6 +1,7 @@
-/* blockstore/bs_io.c - volume I/O: handles, read/write/zero/flush/block
+/* blockstore/bs_io.c - volume I/O: read/write/zero/flush/block
  * status over an extent's replica files, and the write intents that keep
- * replicas equal across a crash. Resync and block copies: bs_io_sync.c.
+ * replicas equal across a crash. Handles and intent clearing:
+ * bs_io_handle.c; resync and block copies: bs_io_sync.c.
  *
  * Per open volume (struct bs_io_state, bs_io_internal.h):
  *  - an fd cache keyed by (volume id, gen, index, device), LRU-bounded, so
@@ -35,21 +36,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <openssl/crypto.h>
-#include <openssl/sha.h>
-
 #include "blockstore/bs_io_internal.h"
 #include "core/fault.h"
 #include "core/io.h"
 #include "core/log.h"
 #include "meta/meta.h"
-
-struct bs_handle {
-	struct bs_store *bs;
-	struct bs_vol *vol;
-	unsigned epoch;
-	char name[VOL_NAME_MAX + 1];
-};
 
 /* Shared by the zero-fill paths: writes only read it. */
 static uint8_t bs_zeros[VOL_BLOCK_SIZE] __attribute__((aligned(IO_ALIGN)));
@@ -61,16 +52,11 @@ uint64_t bs_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-static uint64_t mono_ns(void)
+uint64_t bs_mono_ns(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-void bs_token_hash(const char *token, size_t len, uint8_t out[32])
-{
-	SHA256((const unsigned char *)token, len, out);
 }
 
 /* ---- per-volume state ---- */
@@ -165,7 +151,7 @@ out:
 }
 
 /* Calls fn on every extent state (brief: the table is read-locked). */
-static void ext_each(struct bs_io_state *st, void (*fn)(struct bs_ext *e, void *arg), void *arg)
+void bs_ext_each(struct bs_io_state *st, void (*fn)(struct bs_ext *e, void *arg), void *arg)
 {
 	pthread_rwlock_rdlock(&st->ext_lock);
 	for (unsigned i = 0; i < BS_EXT_BUCKETS; i++)
@@ -392,6 +378,7 @@ static uint64_t fd_mark_dirty(struct bs_io_state *st, struct bs_fd **fds, unsign
 			fds[i]->dirty = true;
 			fds[i]->dnext = st->dirty;
 			st->dirty = fds[i];
+			st->ndirty++;
 		}
 	seq = ++st->seq;
 	pthread_mutex_unlock(&st->lock);
@@ -492,11 +479,11 @@ out:
 /* Makes every file dirtied before the call durable. Flushes are
  * serialized; one that finds a later flush already covered its writes
  * returns at once (concurrent FLUSHes share one fdatasync round). */
-static int flush_vol(struct bs_io_state *st, struct io_ctx *ctx)
+int bs_flush_vol(struct bs_io_state *st, struct io_ctx *ctx)
 {
-	struct bs_fd *list, *f;
+	struct bs_fd **list = NULL, *f;
 	uint64_t s0, s;
-	size_t n = 0, i;
+	size_t n, i;
 	int *fds = NULL, ret = 0;
 	pthread_mutex_lock(&st->lock);
 	s0 = st->seq;
@@ -504,40 +491,44 @@ static int flush_vol(struct bs_io_state *st, struct io_ctx *ctx)
 	pthread_mutex_lock(&st->flush_mu);
 	if (st->synced_seq >= s0)
 		goto out;
+	/* The dirty chain is copied out under the lock: once an entry is
+	 * clean, a writer may put it on the new chain (rewriting dnext). */
 	pthread_mutex_lock(&st->lock);
+	n = st->ndirty;
+	if (n && (!(list = malloc(n * sizeof(*list))) || !(fds = malloc(n * sizeof(*fds))))) {
+		pthread_mutex_unlock(&st->lock);
+		ret = -ENOMEM;
+		goto out;
+	}
 	s = st->seq;
-	list = st->dirty;
-	st->dirty = NULL;
-	for (f = list; f; f = f->dnext) {
+	for (i = 0, f = st->dirty; f; f = f->dnext) {
 		f->dirty = false;
 		f->pins++;
-		n++;
+		list[i] = f;
+		fds[i++] = f->fd;
 	}
+	st->dirty = NULL;
+	st->ndirty = 0;
 	pthread_mutex_unlock(&st->lock);
-	if (n && !(fds = malloc(n * sizeof(*fds)))) {
-		ret = -ENOMEM;
-	} else {
-		for (i = 0, f = list; f; f = f->dnext)
-			fds[i++] = f->fd;
-		if (n)
-			ret = io_fdatasync(ctx, fds, n);
-	}
+	if (n)
+		ret = io_fdatasync(ctx, fds, n);
 	pthread_mutex_lock(&st->lock);
-	for (f = list; f;) {
-		struct bs_fd *nx = f->dnext;
+	for (i = 0; i < n; i++) {
+		f = list[i];
 		f->pins--;
 		if (ret < 0 && !f->dirty) { /* not durable: keep it for the next flush */
 			f->dirty = true;
 			f->dnext = st->dirty;
 			st->dirty = f;
+			st->ndirty++;
 		}
-		f = nx;
 	}
 	pthread_mutex_unlock(&st->lock);
 	if (ret == 0)
 		st->synced_seq = s;
 out:
 	pthread_mutex_unlock(&st->flush_mu);
+	free(list);
 	free(fds);
 	return ret;
 }
@@ -548,7 +539,7 @@ struct intent_arg {
 	uint32_t gen;
 };
 
-static void intent_key(uint8_t *k, const uint8_t *id, uint64_t index)
+void bs_intent_key(uint8_t *k, const uint8_t *id, uint64_t index)
 {
 	memcpy(k, id, VOL_ID_LEN);
 	meta_be64(k + VOL_ID_LEN, index);
@@ -563,7 +554,7 @@ static int intent_put_cb(struct cs_txn *txn, void *arg)
 	r.version = VOL_INTENT_VERSION;
 	r.gen = a->gen;
 	r.created_ns = bs_now_ns();
-	intent_key(k, a->id, a->index);
+	bs_intent_key(k, a->id, a->index);
 	return meta_put(cs_txn_meta(txn), META_T_INTENTS, k, sizeof(k), &r, sizeof(r), 0);
 }
 
@@ -604,229 +595,10 @@ static void intent_release(struct bs_ext *e, uint64_t seq)
 	pthread_mutex_unlock(&e->sl);
 }
 
-struct clear_list {
-	struct bs_ext **e;
-	size_t n, cap;
-	uint64_t upto; /* writes up to this sequence are durable */
-	const uint8_t *id;
-	int err;
-};
-
-static void clear_pick(struct bs_ext *e, void *arg)
-{
-	struct clear_list *c = arg;
-	pthread_mutex_lock(&e->sl);
-	if (e->istate == BS_INT_ARMED && !e->inflight && e->last_seq <= c->upto) {
-		if (c->n == c->cap) {
-			size_t cap = c->cap ? 2 * c->cap : 64;
-			struct bs_ext **ne = realloc(c->e, cap * sizeof(*ne));
-			if (!ne) {
-				c->err = -ENOMEM;
-				goto out;
-			}
-			c->e = ne;
-			c->cap = cap;
-		}
-		e->istate = BS_INT_CLEARING;
-		c->e[c->n++] = e;
-	}
-out:
-	pthread_mutex_unlock(&e->sl);
-}
-
-/* Runs on the committer: deletes the intents still CLEARING (a writer that
- * re-armed one meanwhile moved it to ARMING, and its put wins). */
-static int clear_cb(struct cs_txn *txn, void *arg)
-{
-	struct clear_list *c = arg;
-	uint8_t k[VOL_INTENT_KEY_LEN];
-	int ret = 0;
-	for (size_t i = 0; i < c->n && ret == 0; i++) {
-		struct bs_ext *e = c->e[i];
-		pthread_mutex_lock(&e->sl);
-		if (e->istate == BS_INT_CLEARING) {
-			intent_key(k, c->id, e->index);
-			ret = meta_del(cs_txn_meta(txn), META_T_INTENTS, k, sizeof(k));
-			if (ret == CAIRN_ENOTFOUND)
-				ret = 0;
-			e->istate = BS_INT_NONE;
-		}
-		pthread_mutex_unlock(&e->sl);
-	}
-	return ret;
-}
-
-/* Deletes the intents of extents whose writes are all durable, in one
- * commit; without force at most once per BS_CLEAR_NS. Under flush_mu
- * would serialize flushes behind a commit: call it after flush_vol. */
-static int intents_clear(struct bs_store *bs, struct bs_vol *vol, bool force)
-{
-	struct bs_io_state *st = vol->io;
-	struct clear_list c = {.id = vol->id};
-	uint64_t now = mono_ns();
-	int ret;
-	pthread_mutex_lock(&st->flush_mu);
-	if (!force && now - st->last_clear_ns < BS_CLEAR_NS) {
-		pthread_mutex_unlock(&st->flush_mu);
-		return 0;
-	}
-	st->last_clear_ns = now;
-	c.upto = st->synced_seq;
-	pthread_mutex_unlock(&st->flush_mu);
-	ext_each(st, clear_pick, &c);
-	ret = c.err;
-	if (c.n && ret == 0)
-		ret = bs_commit(bs, clear_cb, &c);
-	for (size_t i = 0; i < c.n; i++) { /* the callback did not run: stay unarmed */
-		pthread_mutex_lock(&c.e[i]->sl);
-		if (c.e[i]->istate == BS_INT_CLEARING)
-			c.e[i]->istate = BS_INT_NONE;
-		pthread_mutex_unlock(&c.e[i]->sl);
-	}
-	if (ret == 0 && c.n) {
-		atomic_fetch_add(&bs_io_counters.intents_cleared, c.n);
-		log_debug(BS_TAG, "volume %s: cleared %zu write intents", vol->v.name, c.n);
-	}
-	free(c.e);
-	return ret;
-}
-
 int bs_io_sync_vol(struct bs_store *bs, struct bs_vol *vol, struct io_ctx *ctx)
 {
 	(void)bs;
-	return flush_vol(vol->io, ctx);
-}
-
-/* ---- handles ---- */
-
-int bs_handle_open(struct bs_store *bs, const char *export_name, struct bs_handle **out)
-{
-	struct meta_txn *t = NULL;
-	struct bs_handle *h = NULL;
-	struct bs_vol *vol = NULL;
-	struct vol_attach_rec rec;
-	struct vol v;
-	char name[VOL_NAME_MAX + 1];
-	uint8_t hash[32];
-	const char *at;
-	size_t nl, tl;
-	int ret;
-	*out = NULL;
-	if (!bs || !export_name)
-		return CAIRN_EINVAL;
-	at = strrchr(export_name, '@');
-	if (!at)
-		return -EACCES;
-	nl = (size_t)(at - export_name);
-	tl = strlen(at + 1);
-	if (nl == 0 || nl > VOL_NAME_MAX)
-		return CAIRN_ENOTFOUND;
-	memcpy(name, export_name, nl);
-	name[nl] = 0;
-	ret = meta_txn_begin(bs->meta, false, &t);
-	if (ret == 0)
-		ret = vol_get(t, bs_part(bs, name), name, &v);
-	meta_txn_abort(t);
-	t = NULL;
-	if (ret == 0 && v.state == VOL_DELETING)
-		ret = CAIRN_ENOTFOUND;
-	if (ret == 0)
-		ret = bs_vol_get(bs, v.id, &vol);
-	if (ret < 0)
-		return ret;
-	/* The epoch is read before the attachment: a forced detach deletes the
-	 * record, then bumps the epoch, so a token checked against a record
-	 * that is being revoked is caught by the epoch. */
-	unsigned epoch = atomic_load(&vol->epoch);
-	ret = meta_txn_begin(bs->meta, false, &t);
-	if (ret == 0)
-		ret = bs_attach_load(t, v.id, &rec, NULL);
-	meta_txn_abort(t);
-	if (ret == CAIRN_ENOTFOUND)
-		ret = -EACCES;
-	if (ret < 0)
-		goto out;
-	bs_token_hash(at + 1, tl, hash);
-	if (tl != BS_TOKEN_LEN || CRYPTO_memcmp(hash, rec.token_sha256, sizeof(hash)) != 0) {
-		ret = -EACCES;
-		goto out;
-	}
-	if (rec.expires_ns <= bs_now_ns() && atomic_load(&vol->nhandles) == 0) {
-		ret = -EACCES;
-		goto out;
-	}
-	h = calloc(1, sizeof(*h));
-	if (!h) {
-		ret = -ENOMEM;
-		goto out;
-	}
-	h->bs = bs;
-	h->vol = vol;
-	h->epoch = epoch;
-	memcpy(h->name, name, nl + 1);
-	atomic_fetch_add(&vol->nhandles, 1);
-	*out = h;
-	vol = NULL;
-out:
-	bs_vol_put(bs, vol);
-	return ret;
-}
-
-void bs_handle_close(struct bs_handle *h)
-{
-	struct io_ctx *ctx = NULL;
-	int ret;
-	if (!h)
-		return;
-	if (atomic_fetch_sub(&h->vol->nhandles, 1) == 1) {
-		/* Last one: everything durable, every intent gone, lease renewed
-		 * from now. */
-		ret = io_ctx_create(16, &ctx);
-		if (ret == 0) {
-			pthread_rwlock_rdlock(&h->vol->gate);
-			ret = flush_vol(h->vol->io, ctx);
-			pthread_rwlock_unlock(&h->vol->gate);
-		}
-		if (ret == 0)
-			ret = intents_clear(h->bs, h->vol, true);
-		if (ret < 0)
-			log_warn(BS_TAG,
-				 "volume %s: last close: %s (intents stay; resynced at start)",
-				 h->name, cairn_strerror(ret));
-		io_ctx_free(ctx);
-		ret = bs_attach_touch(h->bs, h->vol->id);
-		if (ret < 0 && ret != CAIRN_ENOTFOUND)
-			log_warn(BS_TAG, "volume %s: renewing the lease: %s", h->name,
-				 cairn_strerror(ret));
-	}
-	bs_vol_put(h->bs, h->vol);
-	free(h);
-}
-
-uint64_t bs_handle_size(struct bs_handle *h)
-{
-	pthread_rwlock_rdlock(&h->vol->gate);
-	uint64_t size = h->vol->v.size;
-	pthread_rwlock_unlock(&h->vol->gate);
-	return size;
-}
-
-const char *bs_handle_volume(const struct bs_handle *h)
-{
-	return h->name;
-}
-
-void bs_handle_qos(struct bs_handle *h, uint64_t *iops_limit, uint64_t *bps_limit)
-{
-	pthread_rwlock_rdlock(&h->vol->gate);
-	*iops_limit = h->vol->v.iops_limit;
-	*bps_limit = h->vol->v.bps_limit;
-	pthread_rwlock_unlock(&h->vol->gate);
-}
-
-bool bs_handle_revoked(struct bs_handle *h)
-{
-	return atomic_load(&h->vol->epoch) != h->epoch;
+	return bs_flush_vol(vol->io, ctx);
 }
 
 /* Takes the gate shared and checks the handle and the range. */
@@ -918,7 +690,7 @@ int bs_read_pieces(struct bs_store *bs, struct bs_io_state *st, struct io_ctx *c
 			uint32_t devs[BS_REPL_MAX];
 			if (p[i].ret != -EAGAIN)
 				continue;
-			unsigned nd = bs_extent_devs(bs, p[i].id, p[i].index, p[i].nrep, devs);
+			unsigned nd = bs_devs(bs, p[i].id, p[i].index, p[i].nrep, devs);
 			if (r >= nd) {
 				p[i].ret = -EIO;
 				pending--;
@@ -1252,7 +1024,7 @@ static int write_ext(struct wstate *ws, uint64_t index, uint32_t eoff, uint32_t 
 	struct meta_txn *t = NULL;
 	struct bs_ext *e;
 	bool fast, held = false, locked = false;
-	unsigned n = bs_extent_devs(bs, v->id, index, v->replicas, devs);
+	unsigned n = bs_devs(bs, v->id, index, v->replicas, devs);
 	int ret = ext_get(st, index, &e);
 	if (ret < 0)
 		return ret;
@@ -1382,6 +1154,17 @@ static int write_range(struct wstate *ws, uint64_t off, uint64_t len, const uint
 	return ret;
 }
 
+/* Dirty files are never closed, so a client that never flushes would
+ * hold an fd per extent written: past half the cache's cap, the writer
+ * that notices flushes (what a FLUSH would do, only earlier). */
+static int dirty_bound(struct bs_io_state *st, struct io_ctx *ctx)
+{
+	pthread_mutex_lock(&st->lock);
+	bool over = st->ndirty > BS_FD_CAP / 2;
+	pthread_mutex_unlock(&st->lock);
+	return over ? bs_flush_vol(st, ctx) : 0;
+}
+
 /* FUA: the files this write touched, durable before it returns. */
 static int ws_finish(struct wstate *ws, int ret)
 {
@@ -1412,6 +1195,8 @@ int bs_write(struct bs_handle *h, struct io_ctx *ctx, const void *buf, uint64_t 
 	ws.key = (struct wkey){.gen = ws.v->gen, .epoch = h->epoch, .size = ws.v->size};
 	ret = write_range(&ws, off, len, buf);
 	ret = ws_finish(&ws, ret);
+	if (ret == 0)
+		ret = dirty_bound(h->vol->io, ctx);
 	if (ret == 0) {
 		atomic_fetch_add(&bs_io_counters.write_ops, 1);
 		atomic_fetch_add(&bs_io_counters.write_bytes, len);
@@ -1595,13 +1380,13 @@ int bs_flush(struct bs_handle *h, struct io_ctx *ctx)
 	ret = io_enter(h, 0, 0, 0);
 	if (ret < 0)
 		return ret;
-	ret = flush_vol(h->vol->io, ctx);
+	ret = bs_flush_vol(h->vol->io, ctx);
 	io_leave(h);
 	if (ret == 0) {
 		/* Outside the gate: a clear commits, and management waits on
 		 * the gate for no commit of ours. Its failure costs a resync
 		 * at the next start, never this flush's answer. */
-		int r = intents_clear(h->bs, h->vol, false);
+		int r = bs_intents_clear(h->bs, h->vol, false);
 		if (r < 0)
 			log_warn(BS_TAG, "volume %s: clearing write intents: %s", h->name,
 				 cairn_strerror(r));

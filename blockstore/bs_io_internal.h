@@ -67,10 +67,12 @@ struct bs_io_state {
 	struct bs_fd *lru_head, *lru_tail;
 	struct bs_fd *dirty;
 	unsigned nfds;
-	uint64_t seq; /* writes that marked their files dirty */
+	unsigned ndirty; /* entries on the dirty list */
+	uint64_t seq;	 /* writes that marked their files dirty */
 	pthread_mutex_t flush_mu;
 	uint64_t synced_seq;	/* under flush_mu: writes up to it are durable */
 	uint64_t last_clear_ns; /* under flush_mu */
+	uint64_t clear_seq;	/* under flush_mu: seq when the last clear pass ran */
 	pthread_rwlock_t ext_lock;
 	struct bs_ext *ext_hash[BS_EXT_BUCKETS];
 	pthread_mutex_t blk[BS_BLOCK_LOCKS];
@@ -84,6 +86,13 @@ struct bs_io_counters {
 };
 extern struct bs_io_counters bs_io_counters;
 
+struct bs_handle {
+	struct bs_store *bs;
+	struct bs_vol *vol;
+	unsigned epoch; /* vol->epoch when opened: another one means revoked */
+	char name[VOL_NAME_MAX + 1];
+};
+
 /* A byte range of one replica file to read. */
 struct piece {
 	uint8_t id[VOL_ID_LEN];
@@ -96,7 +105,26 @@ struct piece {
 	int ret;
 };
 
-uint64_t bs_now_ns(void);
+uint64_t bs_now_ns(void);  /* CLOCK_REALTIME */
+uint64_t bs_mono_ns(void); /* CLOCK_MONOTONIC */
+/* Calls fn on every extent state of st (the table read-locked). */
+void bs_ext_each(struct bs_io_state *st, void (*fn)(struct bs_ext *e, void *arg), void *arg);
+/* Makes every file dirtied before the call durable (bs_flush's work). */
+int bs_flush_vol(struct bs_io_state *st, struct io_ctx *ctx) CAIRN_WUR;
+/* Deletes, in one commit, the intents whose writes are all durable and
+ * that saw no write since the previous pass; without force at most once
+ * per BS_CLEAR_NS; with force every durable one (last close). */
+int bs_intents_clear(struct bs_store *bs, struct bs_vol *vol, bool force) CAIRN_WUR;
+/* META_T_INTENTS key of an extent. */
+void bs_intent_key(uint8_t *k, const uint8_t *id, uint64_t index);
+/* bs_extent_devs capped at BS_REPL_MAX (devs holds that many); replicas
+ * 0: every ring replica. */
+static inline unsigned bs_devs(struct bs_store *bs, const uint8_t *id, uint64_t index,
+			       unsigned replicas, uint32_t *devs)
+{
+	return bs_extent_devs(bs, id, index,
+			      replicas && replicas < BS_REPL_MAX ? replicas : BS_REPL_MAX, devs);
+}
 /* A volume's I/O state (also a scratch one for resync and block copies). */
 struct bs_io_state *bs_io_state_new(void);
 /* Closes the cached fds (name: for the log). NULL is fine. */

@@ -143,7 +143,7 @@ static int resync_one(struct bs_store *bs, struct bs_io_state *st, struct io_ctx
 		return 0; /* the volume is gone: nothing to keep equal */
 	if (ret < 0)
 		return ret;
-	unsigned n = bs_extent_devs(bs, it->id, it->index, v.replicas, devs);
+	unsigned n = bs_devs(bs, it->id, it->index, v.replicas, devs);
 	for (unsigned r = 0; r < n && src < 0; r++) {
 		if (bs_fd_get(bs, st, it->id, it->gen, it->index, devs[r], &fds[r]) < 0)
 			continue;
@@ -280,7 +280,7 @@ int bs_io_copy_blocks(struct bs_store *bs, struct io_ctx *ctx, const uint8_t src
 	ret = bs_read_pieces(bs, st, ctx, p, np);
 	if (ret < 0)
 		goto out;
-	n = bs_extent_devs(bs, dst_id, index, dst_replicas, devs);
+	n = bs_devs(bs, dst_id, index, dst_replicas, devs);
 	ret = bs_open_replicas(bs, st, dst_id, dst_gen, index, devs, n, true, fds);
 	if (ret < 0)
 		goto out;

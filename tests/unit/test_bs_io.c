@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,9 +53,12 @@ static double mono_s(void)
 	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+static bool g_powerloss; /* the power-loss child: io's undo log on */
+
 static void store_open(void)
 {
-	struct cs_pool_opts o = {.data_dir = g_dir, .seal_off = true, .gc_interval = -1};
+	struct cs_pool_opts o = {
+	    .data_dir = g_dir, .seal_off = true, .gc_interval = -1, .powerloss_sim = g_powerloss};
 	struct bs_opts bo = {.data_dir = g_dir};
 	assert_int_equal(cs_pool_open(&o, &g_pool), 0);
 	assert_int_equal(bs_open(g_pool, &bo, &g_bs), 0);
@@ -693,6 +697,38 @@ static void test_copy_blocks(void **state)
 	ref_free(&r);
 }
 
+static unsigned count_fds(void)
+{
+	char path[64];
+	unsigned n = 0;
+	for (int fd = 0; fd < 20000; fd++) {
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		n += access(path, F_OK) == 0;
+	}
+	return n;
+}
+
+/* A client that never flushes: the fd cache stays bounded (dirty files
+ * are synced once too many are open), and every byte still reads back. */
+static void test_fd_bound(void **state)
+{
+	(void)state;
+	struct ref r;
+	struct bs_handle *h = mkvol_open("many", 2400 * MiB, 3, NULL);
+	unsigned before = count_fds();
+	ref_init(&r, 2400 * MiB);
+	for (uint64_t i = 0; i < 600; i++)
+		do_write(h, &r, i * 4 * MiB + i * 4096, 4096, 0, i, 0);
+	unsigned after = count_fds();
+	printf("fds: %u before, %u after writing 600 extents x 3 replicas unflushed\n", before,
+	       after);
+	assert_true(after < before + 512 + 64);
+	for (uint64_t i = 0; i < 600; i += 7)
+		do_read(h, &r, i * 4 * MiB, 8192, 0);
+	bs_handle_close(h);
+	ref_free(&r);
+}
+
 /* ---- threads ---- */
 
 struct thr {
@@ -714,7 +750,7 @@ static void *conc_fn(void *arg)
 {
 	struct thr *c = arg;
 	struct io_ctx *ctx;
-	uint8_t *buf = io_alloc(8192);
+	uint8_t *buf = io_alloc(12288);
 	uint64_t x = 77 + c->t;
 	if (io_ctx_create(16, &ctx) < 0 || !buf) {
 		c->err = -ENOMEM;
@@ -739,6 +775,15 @@ static void *conc_fn(void *arg)
 			break;
 		}
 		memcpy(c->r->data + off, buf + shift, len);
+		/* Its own bytes read back while others rewrite their neighbours. */
+		if (i % 3 == 0) {
+			memset(buf + 6144, 0, len);
+			rc = bs_read(c->h, ctx, buf + 6144 + (i % 2), off, len);
+			if (rc == 0 && memcmp(buf + 6144 + (i % 2), c->r->data + off, len) != 0)
+				rc = -EILSEQ;
+			if (rc < 0)
+				c->err = rc;
+		}
 		if (i % 64 == 0 && (rc = bs_flush(c->h, ctx)) < 0)
 			c->err = rc;
 	}
@@ -840,16 +885,195 @@ static void test_bench(void **state)
 	io_free(b);
 }
 
+/* ---- power loss ---- */
+
+#define PL_SIZE (32 * MiB)
+#define PL_SLOT (256 * KiB) /* phase B: at most one write or zero per slot */
+
+static void save_file(const char *dir, const char *name, const void *p, size_t n)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	FILE *f = fopen(path, "wb");
+	if (!f || fwrite(p, 1, n, f) != n || fflush(f) || fsync(fileno(f)) || fclose(f))
+		_exit(9);
+}
+
+static void load_file(const char *dir, const char *name, void *p, size_t n)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	FILE *f = fopen(path, "rb");
+	assert_non_null(f);
+	assert_int_equal(fread(p, 1, n, f), n);
+	fclose(f);
+}
+
+/* The child: writes and zeroes, a flush (phase A: must survive exactly),
+ * then more (phase B, acknowledged, not flushed: each 512-byte sector old
+ * or new; whole-block zeroes are committed metadata: zero), then the power
+ * goes out (_exit, nothing closed, the undo log holds every unsynced
+ * write). */
+static int powerloss_child(void)
+{
+	struct ref a, b;
+	uint8_t *mask = calloc(1, PL_SIZE / 512), *zmask = calloc(1, PL_SIZE / VOL_BLOCK_SIZE);
+	uint64_t x = 4242;
+	g_powerloss = true;
+	g_buf = io_alloc(4 * MiB + 8192);
+	store_open();
+	if (io_ctx_create(64, &g_ctx) < 0)
+		_exit(8);
+	struct bs_handle *h = mkvol_open("pl", PL_SIZE, 3, NULL);
+	ref_init(&a, PL_SIZE);
+	for (unsigned i = 0; i < 150; i++) {
+		uint64_t off;
+		uint32_t len;
+		rnd_range(&x, a.size, &off, &len);
+		if (rnd(&x) % 5 == 0)
+			do_zero(h, &a, off, len, 0);
+		else
+			do_write(h, &a, off, len, rnd(&x) % 2 ? 0 : 1 + rnd(&x) % 4000, rnd(&x), 0);
+	}
+	if (bs_flush(h, g_ctx) < 0)
+		_exit(7);
+	save_file(g_dir, "refA", a.data, a.size);
+	ref_copy(&b, &a);
+	for (uint64_t slot = 0; slot < PL_SIZE / PL_SLOT; slot++) {
+		uint64_t k = rnd(&x) % 4, base = slot * PL_SLOT;
+		if (k == 0)
+			continue;
+		if (k == 3) { /* whole blocks zero: committed before the answer */
+			uint64_t off = base + VOL_BLOCK_SIZE;
+			do_zero(h, &b, off, 2 * VOL_BLOCK_SIZE, 0);
+			zmask[off / VOL_BLOCK_SIZE] = zmask[off / VOL_BLOCK_SIZE + 1] = 1;
+			continue;
+		}
+		uint64_t off = base + rnd(&x) % (PL_SLOT / 2);
+		uint32_t len = (uint32_t)(1 + rnd(&x) % (PL_SLOT / 2));
+		do_write(h, &b, off, len, rnd(&x) % 2 ? 0 : 1 + rnd(&x) % 4000, rnd(&x), 0);
+		for (uint64_t s = off / 512; s <= (off + len - 1) / 512; s++)
+			mask[s] = 1;
+	}
+	save_file(g_dir, "refB", b.data, b.size);
+	save_file(g_dir, "maskB", mask, PL_SIZE / 512);
+	save_file(g_dir, "zmaskB", zmask, PL_SIZE / VOL_BLOCK_SIZE);
+	_exit(0); /* the power goes out: nothing closed, nothing synced */
+}
+
+static void test_powerloss(void **state)
+{
+	(void)state;
+	char saved[sizeof(g_dir)], log[512];
+	struct ref a, b;
+	uint8_t *mask = malloc(PL_SIZE / 512), *zmask = malloc(PL_SIZE / VOL_BLOCK_SIZE);
+	uint8_t *got = io_alloc(PL_SIZE);
+	int st;
+	store_close();
+	memcpy(saved, g_dir, sizeof(g_dir));
+	assert_int_equal(cs_test_tmpdir(g_dir, sizeof(g_dir), "bsiopl"), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		setenv("BSIO_CHILD", g_dir, 1);
+		execl("/proc/self/exe", "test_bs_io", (char *)NULL);
+		_exit(10);
+	}
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
+	snprintf(log, sizeof(log), "%s/powerloss.log", g_dir);
+	long reverted = io_powerloss_replay(log);
+	printf("power loss: %ld unsynced writes reverted\n", reverted);
+	assert_true(reverted >= 1);
+	ref_init(&a, PL_SIZE);
+	ref_init(&b, PL_SIZE);
+	load_file(g_dir, "refA", a.data, PL_SIZE);
+	load_file(g_dir, "refB", b.data, PL_SIZE);
+	load_file(g_dir, "maskB", mask, PL_SIZE / 512);
+	load_file(g_dir, "zmaskB", zmask, PL_SIZE / VOL_BLOCK_SIZE);
+	store_open(); /* resyncs the extents with intents */
+	assert_int_equal(count_intents(), 0);
+	struct bs_handle *h = hopen("pl");
+	for (uint64_t off = 0; off < PL_SIZE; off += 4 * MiB)
+		assert_int_equal(bs_read(h, g_ctx, got + off, off, 4 * MiB), 0);
+	unsigned oldn = 0, newn = 0;
+	for (uint64_t s = 0; s < PL_SIZE / 512; s++) {
+		const uint8_t *g = got + s * 512;
+		if (zmask[s * 512 / VOL_BLOCK_SIZE]) {
+			assert_memory_equal(g, b.data + s * 512, 512); /* zeroes */
+		} else if (!mask[s]) {
+			if (memcmp(g, a.data + s * 512, 512) != 0)
+				fail_msg("sector %llu: flushed bytes lost", (unsigned long long)s);
+		} else if (memcmp(g, b.data + s * 512, 512) == 0) {
+			newn++;
+		} else if (memcmp(g, a.data + s * 512, 512) == 0) {
+			oldn++;
+		} else {
+			fail_msg("sector %llu: neither before nor after", (unsigned long long)s);
+		}
+	}
+	printf("power loss: unflushed sectors: %u new, %u old\n", newn, oldn);
+	bs_handle_close(h);
+	/* Every replica of every extent file reads the same. */
+	struct vol v = vol_load("pl");
+	uint8_t *f0 = malloc(VOL_EXTENT_SIZE), *f1 = malloc(VOL_EXTENT_SIZE);
+	unsigned files = 0;
+	for (uint32_t gen = VOL_GEN_FIRST; gen <= v.gen; gen++)
+		for (uint64_t i = 0; i < PL_SIZE / VOL_EXTENT_SIZE; i++) {
+			uint32_t devs[8];
+			char path[PATH_MAX];
+			unsigned n = bs_extent_devs(g_bs, v.id, i, 3, devs);
+			assert_int_equal(
+			    bs_extent_path(g_bs, devs[0], v.id, gen, i, path, sizeof(path)), 0);
+			if (access(path, F_OK) != 0)
+				continue;
+			read_file(path, f0, VOL_EXTENT_SIZE);
+			files++;
+			for (unsigned r = 1; r < n; r++) {
+				assert_int_equal(
+				    bs_extent_path(g_bs, devs[r], v.id, gen, i, path, sizeof(path)),
+				    0);
+				read_file(path, f1, VOL_EXTENT_SIZE);
+				assert_memory_equal(f0, f1, VOL_EXTENT_SIZE);
+			}
+		}
+	assert_true(files > 0);
+	store_close();
+	rm_rf(g_dir);
+	memcpy(g_dir, saved, sizeof(g_dir));
+	store_open();
+	free(f0);
+	free(f1);
+	free(mask);
+	free(zmask);
+	io_free(got);
+	ref_free(&a);
+	ref_free(&b);
+}
+
 int main(void)
 {
+	if (getenv("BSIO_CHILD")) {
+		snprintf(g_dir, sizeof(g_dir), "%s", getenv("BSIO_CHILD"));
+		return powerloss_child();
+	}
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_handle_access),   cmocka_unit_test(test_random_snapshot_clone),
-	    cmocka_unit_test(test_zero_fast),	    cmocka_unit_test(test_resync),
-	    cmocka_unit_test(test_intents_cleared), cmocka_unit_test(test_enospc),
-	    cmocka_unit_test(test_copy_blocks),	    cmocka_unit_test(test_concurrent),
+	    cmocka_unit_test(test_powerloss),
+	    cmocka_unit_test(test_handle_access),
+	    cmocka_unit_test(test_random_snapshot_clone),
+	    cmocka_unit_test(test_zero_fast),
+	    cmocka_unit_test(test_resync),
+	    cmocka_unit_test(test_intents_cleared),
+	    cmocka_unit_test(test_enospc),
+	    cmocka_unit_test(test_copy_blocks),
+	    cmocka_unit_test(test_fd_bound),
+	    cmocka_unit_test(test_concurrent),
 	    cmocka_unit_test(test_bench),
 	};
 	g_buf = io_alloc(4 * MiB + 8192);
+	if (getenv("BSIO_FILTER")) /* e.g. BSIO_FILTER=test_concurrent */
+		cmocka_set_test_filter(getenv("BSIO_FILTER"));
 	int rc = cmocka_run_group_tests(tests, setup, teardown);
 	io_free(g_buf);
 	return rc;
