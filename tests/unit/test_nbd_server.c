@@ -178,38 +178,10 @@ static struct vol mkvol(const char *name, uint64_t size)
 	return m.out;
 }
 
-/* Revokes the attachment's handles, as detach --force does. */
-static void revoke_handles(const struct vol *v)
-{
-	struct bs_vol *vol;
-	assert_int_equal(bs_vol_get(g_bs, v->id, &vol), 0);
-	atomic_fetch_add(&vol->epoch, 1);
-	bs_vol_put(g_bs, vol);
-}
-
-struct qos_arg {
-	struct vol v;
-	uint64_t iops, bps;
-};
-
-static int qos_cb(struct cs_txn *t, void *arg)
-{
-	struct qos_arg *a = arg;
-	return vol_set_qos(cs_txn_meta(t), &a->v, a->iops, a->bps);
-}
-
-/* Sets QoS live, as bs_volume_set_qos does. */
+/* Sets QoS live (the admin API's call). */
 static void set_qos(const struct vol *v, uint64_t iops, uint64_t bps)
 {
-	struct bs_vol *vol;
-	struct qos_arg a = {.iops = iops, .bps = bps};
-	assert_int_equal(bs_vol_get(g_bs, v->id, &vol), 0);
-	bs_vol_quiesce(vol);
-	a.v = vol->v;
-	int rc = bs_commit(g_bs, qos_cb, &a);
-	bs_vol_resume(vol, rc == 0 ? &a.v : NULL);
-	bs_vol_put(g_bs, vol);
-	assert_int_equal(rc, 0);
+	assert_int_equal(bs_volume_set_qos(g_bs, v->name, iops, bps), 0);
 }
 
 /* ---- a small client ---- */
@@ -915,7 +887,9 @@ static void test_revoked(void **state)
 	cli_open_ok(&s, "rev", true);
 	cli_open_ok(&t, "rev", false);
 	assert_int_equal(cli_do(&s, 0, W_CMD_READ, 0, 4096, NULL, b), 0);
-	revoke_handles(&v);
+	/* Refused while connections are open, unless forced. */
+	assert_int_equal(bs_detach(g_bs, "rev", false), -EBUSY);
+	assert_int_equal(bs_detach(g_bs, "rev", true), 0);
 	/* idle: closed by the 1 s poll */
 	assert_true(closed_by_server(t.fd));
 	close(t.fd);
@@ -923,13 +897,20 @@ static void test_revoked(void **state)
 	cli_req(&s, 0, W_CMD_READ, 1, 0, 4096);
 	assert_true(closed_by_server(s.fd));
 	close(s.fd);
-	/* The attachment itself stays (only detach removes it): a new
-	 * connection opens under the new epoch. */
+	/* The old token no longer opens. */
 	struct sess u;
 	char name[128];
 	snprintf(name, sizeof(name), "rev@%s", TOKEN);
-	assert_int_equal(cli_open(&u, name, false), 0); /* still attached: a new epoch */
+	assert_int_equal(cli_open(&u, name, false), W_REP_ERR_POLICY);
 	close(u.fd);
+	/* Attached again (a new token): served again. */
+	char tok[BS_TOKEN_LEN + 1];
+	assert_int_equal(bs_attach(g_bs, "rev", "host2", 0, tok, NULL), 0);
+	snprintf(name, sizeof(name), "rev@%s", tok);
+	assert_int_equal(cli_open(&u, name, false), 0);
+	assert_int_equal(cli_do(&u, 0, W_CMD_READ, 0, 4096, NULL, b), 0);
+	cli_disc(&u);
+	(void)v;
 }
 
 /* 64 connections at once, each writing and reading its own range. */
@@ -1042,6 +1023,23 @@ static void test_qos(void **state)
 	n = qos_run("qos", 2, 2.0, 65536, &el);
 	printf("# qos 4 MiB/s, 2 connections: %.2f MiB/s\n", n * 65536.0 / MiB / el);
 	assert_true(n * 65536.0 <= 4.0 * MiB * el + 0.4 * MiB + 2 * 8 * 65536 + 65536);
+	/* A change applies to a connection already open: 40 sequential reads
+	 * at 100 IOPS take at least (40 - 10 burst) / 100 s; then unlimited. */
+	struct sess s;
+	uint8_t b[4096];
+	cli_open_ok(&s, "qos", true);
+	set_qos(&v, 100, 0);
+	double t0 = mono_s();
+	for (int i = 0; i < 40; i++)
+		assert_int_equal(cli_do(&s, 0, W_CMD_READ, 0, 4096, NULL, b), 0);
+	double limited = mono_s() - t0;
+	set_qos(&v, 0, 0);
+	t0 = mono_s();
+	for (int i = 0; i < 40; i++)
+		assert_int_equal(cli_do(&s, 0, W_CMD_READ, 0, 4096, NULL, b), 0);
+	printf("# 40 reads at 100 iops: %.3f s; unlimited: %.3f s\n", limited, mono_s() - t0);
+	assert_true(limited >= 0.29);
+	cli_disc(&s);
 	/* Limit removed: no throttling (just that it works). */
 	set_qos(&v, 0, 0);
 	n = qos_run("qos", 1, 0.5, 4096, &el);
