@@ -610,6 +610,23 @@ static void test_max_conns(void **state)
 	fail_msg("no connection accepted after the others closed");
 }
 
+/* Start errors name the address. */
+static void test_listen_errors(void **state)
+{
+	(void)state;
+	struct nbd_server *srv = NULL;
+	char listen[64], err[256];
+	snprintf(listen, sizeof(listen), "127.0.0.1:%u", g_port);
+	struct nbd_server_config cfg = {.listen = listen};
+	assert_int_equal(nbd_server_start(&cfg, g_bs, &srv, err, sizeof(err)), -EADDRINUSE);
+	assert_null(srv);
+	assert_non_null(strstr(err, listen));
+	cfg.listen = "no-port-here";
+	assert_int_equal(nbd_server_start(&cfg, g_bs, &srv, err, sizeof(err)), CAIRN_EINVAL);
+	assert_non_null(strstr(err, "no-port-here"));
+	nbd_server_stop(NULL);
+}
+
 /* ---- requests ---- */
 
 static void test_rw_simple_and_structured(void **state)
@@ -1304,6 +1321,7 @@ int main(int argc, char **argv)
 	    cmocka_unit_test_setup_teardown(test_handshake_malformed_closes, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_handshake_timeout, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_max_conns, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_listen_errors, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_rw_simple_and_structured, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pipelined, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_malformed_requests, setup, teardown),
