@@ -6,7 +6,9 @@
  * - a connection's reader runs the handshake (blocking I/O, 1 s receive
  *   ticks, a deadline of handshake_timeout), then reads request headers and
  *   WRITE payloads, charges the volume's QoS bucket (sleeping in the reader,
- *   so a throttled volume never holds a worker) and queues the request;
+ *   so a throttled volume never holds a worker) and queues the request,
+ *   or runs it itself when it is the only one in flight (queue depth 1:
+ *   no hand-off to a worker, see conn_inline);
  * - `workers` threads, each with its own io_ctx, pop requests, call bs_*,
  *   and hand the reply to the connection's reply queue.
  * Replies: whichever worker finds the connection's reply queue idle sends
