@@ -178,38 +178,10 @@ static struct vol mkvol(const char *name, uint64_t size)
 	return m.out;
 }
 
-/* Revokes the attachment's handles, as detach --force does. */
-static void revoke_handles(const struct vol *v)
-{
-	struct bs_vol *vol;
-	assert_int_equal(bs_vol_get(g_bs, v->id, &vol), 0);
-	atomic_fetch_add(&vol->epoch, 1);
-	bs_vol_put(g_bs, vol);
-}
-
-struct qos_arg {
-	struct vol v;
-	uint64_t iops, bps;
-};
-
-static int qos_cb(struct cs_txn *t, void *arg)
-{
-	struct qos_arg *a = arg;
-	return vol_set_qos(cs_txn_meta(t), &a->v, a->iops, a->bps);
-}
-
-/* Sets QoS live, as bs_volume_set_qos does. */
+/* Sets QoS live (the admin API's call). */
 static void set_qos(const struct vol *v, uint64_t iops, uint64_t bps)
 {
-	struct bs_vol *vol;
-	struct qos_arg a = {.iops = iops, .bps = bps};
-	assert_int_equal(bs_vol_get(g_bs, v->id, &vol), 0);
-	bs_vol_quiesce(vol);
-	a.v = vol->v;
-	int rc = bs_commit(g_bs, qos_cb, &a);
-	bs_vol_resume(vol, rc == 0 ? &a.v : NULL);
-	bs_vol_put(g_bs, vol);
-	assert_int_equal(rc, 0);
+	assert_int_equal(bs_volume_set_qos(g_bs, v->name, iops, bps), 0);
 }
 
 /* ---- a small client ---- */
@@ -638,6 +610,23 @@ static void test_max_conns(void **state)
 	fail_msg("no connection accepted after the others closed");
 }
 
+/* Start errors name the address. */
+static void test_listen_errors(void **state)
+{
+	(void)state;
+	struct nbd_server *srv = NULL;
+	char listen[64], err[256];
+	snprintf(listen, sizeof(listen), "127.0.0.1:%u", g_port);
+	struct nbd_server_config cfg = {.listen = listen};
+	assert_int_equal(nbd_server_start(&cfg, g_bs, &srv, err, sizeof(err)), -EADDRINUSE);
+	assert_null(srv);
+	assert_non_null(strstr(err, listen));
+	cfg.listen = "no-port-here";
+	assert_int_equal(nbd_server_start(&cfg, g_bs, &srv, err, sizeof(err)), CAIRN_EINVAL);
+	assert_non_null(strstr(err, "no-port-here"));
+	nbd_server_stop(NULL);
+}
+
 /* ---- requests ---- */
 
 static void test_rw_simple_and_structured(void **state)
@@ -915,7 +904,9 @@ static void test_revoked(void **state)
 	cli_open_ok(&s, "rev", true);
 	cli_open_ok(&t, "rev", false);
 	assert_int_equal(cli_do(&s, 0, W_CMD_READ, 0, 4096, NULL, b), 0);
-	revoke_handles(&v);
+	/* Refused while connections are open, unless forced. */
+	assert_int_equal(bs_detach(g_bs, "rev", false), -EBUSY);
+	assert_int_equal(bs_detach(g_bs, "rev", true), 0);
 	/* idle: closed by the 1 s poll */
 	assert_true(closed_by_server(t.fd));
 	close(t.fd);
@@ -923,13 +914,20 @@ static void test_revoked(void **state)
 	cli_req(&s, 0, W_CMD_READ, 1, 0, 4096);
 	assert_true(closed_by_server(s.fd));
 	close(s.fd);
-	/* The attachment itself stays (only detach removes it): a new
-	 * connection opens under the new epoch. */
+	/* The old token no longer opens. */
 	struct sess u;
 	char name[128];
 	snprintf(name, sizeof(name), "rev@%s", TOKEN);
-	assert_int_equal(cli_open(&u, name, false), 0); /* still attached: a new epoch */
+	assert_int_equal(cli_open(&u, name, false), W_REP_ERR_POLICY);
 	close(u.fd);
+	/* Attached again (a new token): served again. */
+	char tok[BS_TOKEN_LEN + 1];
+	assert_int_equal(bs_attach(g_bs, "rev", "host2", 0, tok, NULL), 0);
+	snprintf(name, sizeof(name), "rev@%s", tok);
+	assert_int_equal(cli_open(&u, name, false), 0);
+	assert_int_equal(cli_do(&u, 0, W_CMD_READ, 0, 4096, NULL, b), 0);
+	cli_disc(&u);
+	(void)v;
 }
 
 /* 64 connections at once, each writing and reading its own range. */
@@ -1042,6 +1040,23 @@ static void test_qos(void **state)
 	n = qos_run("qos", 2, 2.0, 65536, &el);
 	printf("# qos 4 MiB/s, 2 connections: %.2f MiB/s\n", n * 65536.0 / MiB / el);
 	assert_true(n * 65536.0 <= 4.0 * MiB * el + 0.4 * MiB + 2 * 8 * 65536 + 65536);
+	/* A change applies to a connection already open: 40 sequential reads
+	 * at 100 IOPS take at least (40 - 10 burst) / 100 s; then unlimited. */
+	struct sess s;
+	uint8_t b[4096];
+	cli_open_ok(&s, "qos", true);
+	set_qos(&v, 100, 0);
+	double t0 = mono_s();
+	for (int i = 0; i < 40; i++)
+		assert_int_equal(cli_do(&s, 0, W_CMD_READ, 0, 4096, NULL, b), 0);
+	double limited = mono_s() - t0;
+	set_qos(&v, 0, 0);
+	t0 = mono_s();
+	for (int i = 0; i < 40; i++)
+		assert_int_equal(cli_do(&s, 0, W_CMD_READ, 0, 4096, NULL, b), 0);
+	printf("# 40 reads at 100 iops: %.3f s; unlimited: %.3f s\n", limited, mono_s() - t0);
+	assert_true(limited >= 0.29);
+	cli_disc(&s);
 	/* Limit removed: no throttling (just that it works). */
 	set_qos(&v, 0, 0);
 	n = qos_run("qos", 1, 0.5, 4096, &el);
@@ -1070,6 +1085,61 @@ static void test_stop_with_connections(void **state)
 	assert_true(closed_by_server(idle));
 	close(idle);
 	srv_start(0, 0); /* for teardown */
+}
+
+/* A client that stops reading its replies must not hold the workers: with
+ * a single worker, another connection keeps being served while the first
+ * one's replies wait in its socket; then the slow client reads everything,
+ * in order and intact (the reader sent the rest on POLLOUT). */
+static void test_slow_reader_blocks_nobody(void **state)
+{
+	(void)state;
+	struct sess slow, fast;
+	enum { N = 24 };
+	struct nbd_server_config cfg = {.listen = "127.0.0.1:0", .workers = 1};
+	char err[256];
+	struct reply *rep = malloc(sizeof(*rep));
+	uint8_t *w = malloc(4 * MiB), *r = malloc(4 * MiB);
+	assert_non_null(rep);
+	assert_non_null(w);
+	assert_non_null(r);
+	nbd_server_stop(g_srv);
+	assert_int_equal(nbd_server_start(&cfg, g_bs, &g_srv, err, sizeof(err)), 0);
+	g_port = nbd_server_port(g_srv);
+	mkvol("slow", 64 * MiB);
+	cli_open_ok(&slow, "slow", true);
+	cli_open_ok(&fast, "slow", true); /* structured: replies carry offsets */
+	fill_random(w, 4 * MiB, 21);
+	assert_int_equal(cli_do(&fast, 0, W_CMD_WRITE, 0, 4 * MiB, w, NULL), 0);
+	/* 24 x 4 MiB of replies: far more than the socket buffers hold. */
+	for (int i = 0; i < N; i++)
+		cli_req(&slow, 0, W_CMD_READ, i, 0, 4 * MiB);
+	usleep(300000);
+	/* Pairs of pipelined reads: at least one of each pair goes to the one
+	 * worker (a lone request may run on the reader itself). */
+	for (int i = 0; i < 20; i++) {
+		cli_req(&fast, 0, W_CMD_READ, 1, (uint64_t)i * 8192, 4096);
+		cli_req(&fast, 0, W_CMD_READ, 2, (uint64_t)i * 8192 + 4096, 4096);
+		for (int k = 0; k < 2; k++) {
+			cli_reply(&fast, rep, r, (uint64_t)i * 8192, 8192);
+			assert_int_equal(rep->err, 0);
+		}
+		assert_memory_equal(r, w + i * 8192, 8192);
+	}
+	bool seen[N] = {false};
+	for (int i = 0; i < N; i++) {
+		memset(r, 0, 4 * MiB);
+		cli_reply(&slow, rep, r, 0, 4 * MiB);
+		assert_int_equal(rep->err, 0);
+		assert_true(rep->cookie < N && !seen[rep->cookie]);
+		seen[rep->cookie] = true;
+		assert_memory_equal(r, w, 4 * MiB);
+	}
+	cli_disc(&slow);
+	cli_disc(&fast);
+	free(rep);
+	free(w);
+	free(r);
 }
 
 /* ---- real clients ---- */
@@ -1200,7 +1270,7 @@ static void test_metrics(void **state)
 }
 
 /* Manual testing with real clients: test_nbd_server --serve PORT SIZE_MIB
- * [WORKERS] serves one volume "vol" (export vol@TOKEN) from a scratch pool
+ * [WORKERS [IOPS BYTES_PER_S]] serves one volume "vol" (export vol@TOKEN) from a scratch pool
  * until SIGINT or SIGTERM, then removes it. */
 static int serve(int argc, char **argv)
 {
@@ -1222,8 +1292,13 @@ static int serve(int argc, char **argv)
 	    bs_open(g_pool, &bo, &g_bs) < 0)
 		return 1;
 	struct mkvol m = {.name = "vol", .size = (uint64_t)atoll(argv[3]) * MiB};
-	if (bs_commit(g_bs, mkvol_cb, &m) < 0 || bs_commit(g_bs, attach_cb, &m.out) < 0 ||
-	    nbd_server_start(&cfg, g_bs, &g_srv, err, sizeof(err)) < 0) {
+	if (bs_commit(g_bs, mkvol_cb, &m) < 0 || bs_commit(g_bs, attach_cb, &m.out) < 0) {
+		fprintf(stderr, "serve: cannot make the volume\n");
+		return 1;
+	}
+	if (argc > 6)
+		set_qos(&m.out, strtoull(argv[5], NULL, 10), strtoull(argv[6], NULL, 10));
+	if (nbd_server_start(&cfg, g_bs, &g_srv, err, sizeof(err)) < 0) {
 		fprintf(stderr, "serve: %s\n", err);
 		return 1;
 	}
@@ -1246,6 +1321,7 @@ int main(int argc, char **argv)
 	    cmocka_unit_test_setup_teardown(test_handshake_malformed_closes, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_handshake_timeout, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_max_conns, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_listen_errors, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_rw_simple_and_structured, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pipelined, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_malformed_requests, setup, teardown),
@@ -1257,6 +1333,7 @@ int main(int argc, char **argv)
 	    cmocka_unit_test_setup_teardown(test_64_connections, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_qos, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_stop_with_connections, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_slow_reader_blocks_nobody, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_real_clients, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_metrics, setup, teardown),
 	};
