@@ -1067,7 +1067,9 @@ static int bs_detach_op(struct meta_txn *t, struct bs_change *c)
 	ret = meta_del(t, META_T_ATTACH, c->nv.id, VOL_ID_LEN);
 	if (ret == 0)
 		ret = vol_set_state(t, &c->nv, VOL_AVAILABLE);
-	c->bump_epoch = c->force;
+	/* Always: a handle that passed its attachment check just before this
+	 * commit but is not counted yet must not outlive the attachment. */
+	c->bump_epoch = true;
 	return ret;
 }
 

@@ -875,9 +875,11 @@ static int hs_lookup(struct nbd_conn *c)
 
 	/* The token is a secret: only the volume part of the name is logged. */
 	if (ret < 0) {
+		/* A bad token answers as an unknown export does, so probing
+		 * names without a token tells nothing (LIST is empty for the
+		 * same reason); the log says which it was. */
 		uint32_t rep = NBD_REP_ERR_UNKNOWN;
 		if (ret == -EACCES || ret == -ESHUTDOWN) {
-			rep = NBD_REP_ERR_POLICY;
 			log_warn(TAG, "%s: export %.*s: bad or missing attachment token", c->peer,
 				 vlen, name);
 		} else if (ret == CAIRN_ENOTFOUND) {

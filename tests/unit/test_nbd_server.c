@@ -58,7 +58,6 @@
 #define W_REP_SERVER 2u
 #define W_REP_INFO 3u
 #define W_REP_META 4u
-#define W_REP_ERR_POLICY 0x80000002u
 #define W_REP_ERR_UNKNOWN 0x80000006u
 #define W_CMD_READ 0
 #define W_CMD_WRITE 1
@@ -513,11 +512,12 @@ static void test_handshake_unknown_list_abort(void **state)
 	cli_opt(fd, W_OPT_LIST, NULL, 0);
 	assert_int_equal(cli_rep(fd, W_OPT_LIST, d, sizeof(d), &len), W_REP_ACK);
 	assert_int_equal(len, 0);
-	/* A bad token on an existing volume: POLICY; no token at all: POLICY. */
+	/* A bad token on an existing volume, or no token at all: UNKNOWN, as
+	 * for a volume that does not exist (names are not given away). */
 	cli_go_opt(fd, W_OPT_GO, "listed@" BADTOKEN);
-	assert_int_equal(cli_rep(fd, W_OPT_GO, d, sizeof(d), NULL), W_REP_ERR_POLICY);
+	assert_int_equal(cli_rep(fd, W_OPT_GO, d, sizeof(d), NULL), W_REP_ERR_UNKNOWN);
 	cli_go_opt(fd, W_OPT_GO, "listed");
-	assert_int_equal(cli_rep(fd, W_OPT_GO, d, sizeof(d), NULL), W_REP_ERR_POLICY);
+	assert_int_equal(cli_rep(fd, W_OPT_GO, d, sizeof(d), NULL), W_REP_ERR_UNKNOWN);
 	/* INFO with the right token: the export's size and flags, handle closed again. */
 	cli_go_opt(fd, W_OPT_INFO, "listed@" TOKEN);
 	uint32_t t = cli_rep(fd, W_OPT_INFO, d, sizeof(d), &len);
@@ -918,7 +918,7 @@ static void test_revoked(void **state)
 	struct sess u;
 	char name[128];
 	snprintf(name, sizeof(name), "rev@%s", TOKEN);
-	assert_int_equal(cli_open(&u, name, false), W_REP_ERR_POLICY);
+	assert_int_equal(cli_open(&u, name, false), W_REP_ERR_UNKNOWN);
 	close(u.fd);
 	/* Attached again (a new token): served again. */
 	char tok[BS_TOKEN_LEN + 1];
