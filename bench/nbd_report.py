@@ -92,7 +92,15 @@ def one(res, t, job):
 
 
 def tables(res, qos_iops, qos_bps):
-    present = [t for t in TARGETS if t in res]
+    present = [t for t in TARGETS if any(j in res.get(t, {}) for j in JOBS)]
+    if present:
+        io_table(res, present)
+    first_table(res)
+    meta_table(res)
+    qos_table(res, qos_iops, qos_bps)
+
+
+def io_table(res, present):
     print("### Volume I/O: fio, same jobs on every target\n")
     print("| job | " + " | ".join(NAMES[t] for t in present) +
           " | cairn1 / device | cairn1 / nbdkit | cairn3 / cairn1 |")
@@ -116,6 +124,8 @@ def tables(res, qos_iops, qos_bps):
           "(every job, one replica). Ratios are of IOPS (= of MiB/s for the same job). "
           "1-minute load average at the jobs' starts: " + "; ".join(loads) + ".\n")
 
+
+def first_table(res):
     rows = []
     for t in ["device", "cairn1", "cairn3", "cairn-meta"]:
         for job in ["thin-rr4k-qd32", "fill", "first-rw4k-qd32", "clone1-rw4k-qd32"]:
@@ -136,10 +146,17 @@ def tables(res, qos_iops, qos_bps):
                 r.get("load", 0)))
         print()
 
+
+def meta_table(res):
     meta = res.get("cairn-meta", {})
     ops = [(o, meta[o]) for o in ["snapshot", "clone", "rollback"] if o in meta]
+    written = [(j[6:], v[-1]) for j, v in meta.items() if j.startswith("write-")]
     if ops:
-        print("### Snapshot, clone, rollback (volume with 10% written)\n")
+        if written and "error" not in written[0][1]:
+            what = "%s written" % written[0][0]
+        else:
+            what = "**the write failed: nothing written**"
+        print("### Snapshot, clone, rollback (%s)\n" % what)
         print("| call | n | server ms: median / max | curl total ms: median / max | "
               "CLI wall ms (one call) | goal < 10 ms | load |")
         print("| --- | --- | --- | --- | --- | --- | --- |")
@@ -160,6 +177,8 @@ def tables(res, qos_iops, qos_bps):
                 min(r["load"] for r in ok), max(r["load"] for r in ok)))
         print()
 
+
+def qos_table(res, qos_iops, qos_bps):
     qrows = []
     for t, v in sorted(res.items()):
         if not t.startswith("qos-"):
