@@ -281,7 +281,7 @@ cairn_meta() {
 	cli volume create "$v" "$meta_size" --replicas 1 >/dev/null || { say "meta: create failed"; return 1; }
 	url=$(attach_url "$v") || { say "meta: attach failed"; return 1; }
 	# whole 4 MiB extents, one in ten, over the whole volume
-	fio_fill cairn-meta "write-$((total >> 30))G" --ioengine=nbd --uri="$url" --io_size="$total" \
+	fio_fill cairn-meta "write-$((total >> 30))G-of-$meta_size" --ioengine=nbd --uri="$url" --io_size="$total" \
 		--zonemode=strided --zonesize=4M --zoneskip=36M || return 1
 	for i in $(seq "$meta_reps"); do
 		# new data before each snapshot, so none of them freezes an unchanged head

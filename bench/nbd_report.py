@@ -134,8 +134,8 @@ def first_table(res):
                 rows.append((t, TITLES[job], r))
         for job, v in sorted(res.get(t, {}).items()):
             if job.startswith("write-"):
-                rows.append((t, "write %s spread (4 MiB extents, one in ten), 1 MiB QD8"
-                             % job[6:], v[-1]))
+                rows.append((t, "write %s, spread (4 MiB extents, one in ten), 1 MiB QD8"
+                             % job[6:].replace("-", " "), v[-1]))
     if rows:
         print("### First writes, thin reads, fills\n")
         print("| target | what | result | time | load |")
@@ -153,7 +153,7 @@ def meta_table(res):
     written = [(j[6:], v[-1]) for j, v in meta.items() if j.startswith("write-")]
     if ops:
         if written and "error" not in written[0][1]:
-            what = "%s written" % written[0][0]
+            what = "%s written" % written[0][0].replace("-", " ")
         else:
             what = "**the write failed: nothing written**"
         print("### Snapshot, clone, rollback (%s)\n" % what)
