@@ -299,9 +299,12 @@ cairn_meta() {
 		timed rollback POST "/admin/v1/volumes/$v/rollback" "{\"snapshot\":\"s$i\"}"
 	done
 	cli_timed cli-rollback volume rollback "$v" s-cli
-	# the clones are thin: a clone's first write copies up one 64 KiB block
+	# the clones are thin: a clone's first write copies up one 64 KiB block. Only over the
+	# first NBD_SIZE bytes: every extent a write touches gets its 4 MiB file in full, so 4 KiB
+	# writes spread over 100 GiB would claim 100 GiB of disk (they did: ENOSPC on a 55 GiB disk)
 	if url=$(attach_url clone1); then
-		fio_run cairn-meta clone1-rw4k-qd32 randwrite 4k 32 --ioengine=nbd --uri="$url" --runtime=5
+		fio_run cairn-meta clone1-rw4k-qd32 randwrite 4k 32 --ioengine=nbd --uri="$url" \
+			--runtime=5 --size="$size"
 	fi
 	return 0
 }

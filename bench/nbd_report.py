@@ -23,7 +23,7 @@ TITLES = {
     "fill": "fill: 1 MiB seq write QD8, whole target, first write",
     "thin-rr4k-qd32": "4 KiB randread QD32 of a never-written (thin) volume",
     "first-rw4k-qd32": "4 KiB randwrite QD32 on a fresh volume (first writes)",
-    "clone1-rw4k-qd32": "4 KiB randwrite QD32 on a fresh clone (copy-up), 5 s",
+    "clone1-rw4k-qd32": "4 KiB randwrite QD32 on a fresh clone (copy-up), first NBD_SIZE bytes, 5 s",
 }
 TARGETS = ["device", "nbdkit", "cairn1", "cairn3"]
 NAMES = {"device": "device (io_uring O_DIRECT)", "nbdkit": "nbdkit file cache=none",
