@@ -71,6 +71,12 @@ trap 'exit 130' INT TERM
 
 want() { [[ "$steps" == *" $1 "* ]]; }
 load1() { cut -d' ' -f1 /proc/loadavg; }
+# busy_ticks: the machine's busy CPU ticks so far and the uptime in ticks ("BUSY NOW"), so a
+# job's record can say how much CPU processes other than fio and the server took meanwhile
+busy_ticks() {
+	awk -v hz="$clk_tck" 'NR == FNR && $1 == "cpu" { b = $2 + $3 + $4 + $7 + $8 + $9 }
+		FILENAME == "/proc/uptime" { printf "%d %d\n", b, $1 * hz }' /proc/stat /proc/uptime
+}
 # bytes SIZE: 2G -> 2147483648 (K/M/G/T = 2^10..)
 bytes() { numfmt --from=iec "$1"; }
 
@@ -86,16 +92,18 @@ sw1m-qd8 write 1M 8"
 # latency percentiles, the server's CPU seconds, the load average at its start) is appended to
 # results as "TARGET JOB {json}". Extra fio options may follow the engine args.
 fio_run() {
-	local t=$1 job=$2 rw=$3 bs=$4 qd=$5 l c0 c1 cpu rc
+	local t=$1 job=$2 rw=$3 bs=$4 qd=$5 l c0 c1 cpu rc b0 b1
 	shift 5
 	l=$(load1)
 	say "$t $job (load $l)"
+	b0=$(busy_ticks)
 	c0=$(cpu_ticks)
 	fio --name="$job" --rw="$rw" --bs="$bs" --iodepth="$qd" --runtime="$secs" --time_based \
 		--ramp_time=1 --norandommap --randrepeat=0 --lat_percentiles=1 \
 		--output-format=json --output="$tmp/fio.json" "$@" >/dev/null 2>"$tmp/fio.err"
 	rc=$?
 	c1=$(cpu_ticks)
+	b1=$(busy_ticks)
 	cpu=$(awk -v a="$c0" -v b="$c1" -v hz="$clk_tck" 'BEGIN { printf "%.2f", (b - a) / hz }')
 	if [ $rc != 0 ]; then
 		say "$t $job: fio failed:"
@@ -103,7 +111,7 @@ fio_run() {
 		echo "$t $job {\"error\":\"fio exit $rc\",\"load\":$l}" >>"$results"
 		return 1
 	fi
-	/usr/bin/python3 "$here/nbd_report.py" --fio "$tmp/fio.json" "$cpu" "$l" |
+	/usr/bin/python3 "$here/nbd_report.py" --fio "$tmp/fio.json" "$cpu" "$l" $b0 $b1 "$clk_tck" |
 		sed "s/^/$t $job /" >>"$results"
 	tail -1 "$results" | sed 's/^/   /' >&2
 }

@@ -30,7 +30,7 @@ NAMES = {"device": "device (io_uring O_DIRECT)", "nbdkit": "nbdkit file cache=no
          "cairn1": "cairn, 1 replica", "cairn3": "cairn, 3 replicas"}
 
 
-def fio_summary(path, cpu, load):
+def fio_summary(path, cpu, load, ticks=None):
     with open(path) as f:
         j = json.load(f)
     job = j["jobs"][0]
@@ -48,6 +48,14 @@ def fio_summary(path, cpu, load):
         "cpu_s": float(cpu),
         "load": float(load),
     }
+    if ticks:
+        # CPU (in cores) that neither fio nor the server used during the job: other work on
+        # the machine, the noise this figure was taken under
+        b0, u0, b1, u1, hz = (float(x) for x in ticks)
+        wall = (u1 - u0) / hz
+        fio_s = (job.get("usr_cpu", 0) + job.get("sys_cpu", 0)) / 100 * wall
+        if wall > 0:
+            out["other_cores"] = round(max(0.0, ((b1 - b0) / hz - fio_s - float(cpu)) / wall), 2)
     print(json.dumps(out, separators=(",", ":")))
 
 
@@ -70,6 +78,12 @@ def cell(r):
     if r["mibs"] >= 100 and r["iops"] < 5000:
         return "%.0f MiB/s, p99 %s" % (r["mibs"], us(r["p99_us"]))
     return "%.0f IOPS (%.1f MiB/s), p99 %s" % (r["iops"], r["mibs"], us(r["p99_us"]))
+
+
+def noise(r):
+    if "other_cores" in r:
+        return "%.2f" % r["other_cores"]
+    return "(load %.1f)" % r.get("load", 0)
 
 
 def us(v):
@@ -115,14 +129,15 @@ def io_table(res, present):
         print("| %s | %s |" % (TITLES[job], " | ".join(row)))
     loads = []
     for t in present:
-        ls = [r["load"] for job in JOBS for r in res[t].get(job, [])]
+        ls = [r.get("other_cores", r["load"]) for job in JOBS for r in res[t].get(job, [])]
         cpus = [r.get("cpu_s", 0) for job in JOBS for r in res[t].get(job, []) if "error" not in r]
         if ls:
             loads.append("%s %.1f-%.1f" % (t, min(ls), max(ls)) +
                          (", server CPU %.0f s" % sum(cpus) if t != "device" else ""))
     print("\nGoal marks: ✓/✗ against ≥ 0.8 of the device (QD32 and 1 MiB) and ≥ 1.0 of nbdkit "
           "(every job, one replica). Ratios are of IOPS (= of MiB/s for the same job). "
-          "1-minute load average at the jobs' starts: " + "; ".join(loads) + ".\n")
+          "Cores busy with other work during the jobs (machine busy time - fio - server; "
+          "the 1-minute load average where not measured): " + "; ".join(loads) + ".\n")
 
 
 def first_table(res):
@@ -138,12 +153,11 @@ def first_table(res):
                              % job[6:].replace("-", " "), v[-1]))
     if rows:
         print("### First writes, thin reads, fills\n")
-        print("| target | what | result | time | load |")
+        print("| target | what | result | time | other cores busy |")
         print("| --- | --- | --- | --- | --- |")
         for t, what, r in rows:
-            print("| %s | %s | %s | %s | %.1f |" % (
-                t, what, cell(r), "%.1f s" % r["secs"] if r.get("secs") else "-",
-                r.get("load", 0)))
+            print("| %s | %s | %s | %s | %s |" % (
+                t, what, cell(r), "%.1f s" % r["secs"] if r.get("secs") else "-", noise(r)))
         print()
 
 
@@ -186,22 +200,22 @@ def qos_table(res, qos_iops, qos_bps):
         for job, rs in v.items():
             r = rs[-1]
             if "error" in r:
-                qrows.append((t, job, r["error"], "-", r["load"]))
+                qrows.append((t, job, r["error"], "-", noise(r)))
             elif t.startswith("qos-iops"):
                 qrows.append((t, job, "%.0f IOPS" % r["iops"], "%.3f" % (r["iops"] / qos_iops),
-                              r["load"]))
+                              noise(r)))
             else:
                 qrows.append((t, job, "%.1f MiB/s" % r["mibs"],
-                              "%.3f" % (r["mibs"] * 1048576 / qos_bps), r["load"]))
+                              "%.3f" % (r["mibs"] * 1048576 / qos_bps), noise(r)))
     if qrows:
         print("### QoS on an attached volume (limits set live with `cairn volume qos`)\n")
-        print("| limit | job | achieved | achieved / limit (goal 0.95-1.05) | load |")
+        print("| limit | job | achieved | achieved / limit (goal 0.95-1.05) | other cores busy |")
         print("| --- | --- | --- | --- | --- |")
         for t, job, got, rat, ld in qrows:
             mark = ""
             if rat != "-":
                 mark = " ✓" if 0.95 <= float(rat) <= 1.05 else " ✗"
-            print("| %s | %s | %s | %s%s | %.1f |" % (t[4:], TITLES.get(job, job), got, rat,
+            print("| %s | %s | %s | %s%s | %s |" % (t[4:], TITLES.get(job, job), got, rat,
                                                       mark, ld))
         print()
 
@@ -209,7 +223,7 @@ def qos_table(res, qos_iops, qos_bps):
 def main():
     a = sys.argv[1:]
     if a and a[0] == "--fio":
-        fio_summary(a[1], a[2], a[3])
+        fio_summary(a[1], a[2], a[3], a[4:9] if len(a) >= 9 else None)
         return
     qos_iops, qos_bps = 2000, 50 << 20
     if "--qos-iops" in a:
