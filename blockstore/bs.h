@@ -79,15 +79,20 @@ struct bs_vol_info {
 	uint32_t connections; /* open handles on this node */
 };
 
+/* name: 1..VOL_NAME_MAX bytes. size: a positive multiple of 512 (else
+ * CAIRN_EINVAL), rounded up to whole VOL_BLOCK_SIZE (64 KiB) blocks; the
+ * record holds the rounded size. opts may be NULL; replicas 0 means
+ * min(3, the replica ring's copies), more than the ring's copies is
+ * CAIRN_EINVAL. out (may be NULL) gets the new volume's info. */
 int bs_volume_create(struct bs_store *bs, const char *name, uint64_t size,
 		     const struct vol_opts *opts, struct bs_vol_info *out) CAIRN_WUR;
 /* A constant-time clone of src's snapshot snap named new_name (QoS from
- * opts when non-NULL, else src's). */
+ * opts when non-NULL, else src's; the replica count is always src's). */
 int bs_volume_clone(struct bs_store *bs, const char *src, const char *snap, const char *new_name,
 		    const struct vol_opts *opts, struct bs_vol_info *out) CAIRN_WUR;
 int bs_volume_get(struct bs_store *bs, const char *name, struct bs_vol_info *out) CAIRN_WUR;
 /* Calls fn per volume in name order (within partition order); a non-zero
- * return stops and is returned. */
+ * return stops and is returned. fn runs with no transaction open. */
 int bs_volume_list(struct bs_store *bs, int (*fn)(const struct bs_vol_info *vi, void *arg),
 		   void *arg) CAIRN_WUR;
 /* Refused while attached (-EBUSY), while it has snapshots unless force
@@ -96,7 +101,8 @@ int bs_volume_list(struct bs_store *bs, int (*fn)(const struct bs_vol_info *vi, 
  * extents/<id hex> folders on every device). */
 int bs_volume_delete(struct bs_store *bs, const char *name, bool force) CAIRN_WUR;
 /* Grows online (attached or not; open handles see the new size, NBD
- * clients on their next connection). Shrinks only with force, detached. */
+ * clients on their next connection). Shrinks only with force (CAIRN_EINVAL
+ * without), detached (-EBUSY). size is rounded like bs_volume_create's. */
 int bs_volume_resize(struct bs_store *bs, const char *name, uint64_t size, bool force) CAIRN_WUR;
 /* 0: no limit. Takes effect on open handles at once. */
 int bs_volume_set_qos(struct bs_store *bs, const char *name, uint64_t iops_limit,
@@ -117,7 +123,8 @@ int bs_snapshot_list(struct bs_store *bs, const char *vol,
 int bs_snapshot_delete(struct bs_store *bs, const char *vol, const char *snap,
 		       bool flatten) CAIRN_WUR;
 /* Changed byte ranges between snapshots from (NULL: empty volume) and to
- * (NULL: the head); see vol_snapshot_diff. */
+ * (NULL: the head); see vol_snapshot_diff. fn runs inside a read
+ * transaction: it must not call back into the store (no commits). */
 int bs_snapshot_diff(struct bs_store *bs, const char *vol, const char *from, const char *to,
 		     int (*fn)(uint64_t off, uint64_t len, bool zero, void *arg),
 		     void *arg) CAIRN_WUR;
@@ -199,7 +206,8 @@ struct bs_check_report {
 /* Checks every volume's records (decodable, parents and snapshots exist,
  * clone counts right) and that every extent generation with written
  * blocks has its replica files; with fix, copies missing replicas from a
- * readable one and removes orphan folders. Returns 0 (see the report) or
+ * readable one (not for volumes with open connections: logged, left for a
+ * later run) and removes orphan folders. Returns 0 (see the report) or
  * an error that stopped the walk. */
 int bs_fsck(struct bs_store *bs, bool fix, struct bs_check_report *rep) CAIRN_WUR;
 

@@ -98,6 +98,11 @@ int bs_attach_touch(struct bs_store *bs, const uint8_t id[VOL_ID_LEN]) CAIRN_WUR
 
 /* ---- bs_io.c ---- */
 
+/* The SHA-256 an attachment record keeps of its token: over the token's
+ * len characters as given (BS_TOKEN_LEN hex characters). bs_attach stores
+ * it, bs_handle_open compares it in constant time. */
+void bs_token_hash(const char *token, size_t len, uint8_t out[32]);
+
 int bs_io_vol_init(struct bs_vol *vol) CAIRN_WUR;
 /* Closes cached fds; the volume has no handle and no I/O left. */
 void bs_io_vol_free(struct bs_vol *vol);

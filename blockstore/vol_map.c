@@ -1164,3 +1164,65 @@ out:
 	free(b);
 	return rc;
 }
+
+/* ---- flatten ---- */
+int vol_map_put_base(struct meta_txn *t, const struct vol *v, uint64_t index, uint64_t present)
+{
+	uint8_t key[VOL_EXT_KEY_LEN];
+	struct vol_ext_rec e;
+	const void *val;
+	size_t vl;
+	int rc;
+
+	if (!present || (present & ~vol_size_mask(v->size, index)))
+		return CAIRN_EINVAL;
+	vol_ext_key(key, v->id, index, 0);
+	rc = meta_get(t, META_T_EXTENTS, key, sizeof(key), &val, &vl);
+	if (rc == 0)
+		rc = vol_ext_decode(val, vl, &e);
+	if (rc == CAIRN_ENOTFOUND) {
+		memset(&e, 0, sizeof(e));
+		e.version = VOL_EXT_VERSION;
+		e.gen = 0;
+		rc = 0;
+	}
+	if (rc < 0)
+		return rc;
+	e.present |= present;
+	e.zero &= ~present;
+	return meta_put(t, META_T_EXTENTS, key, sizeof(key), &e, sizeof(e), 0);
+}
+
+int vol_unparent(struct meta_txn *t, struct vol *v)
+{
+	uint8_t sk[VOL_SNAP_KEY_LEN];
+	struct vol nv = *v;
+	struct vol_snap s;
+	const void *val;
+	size_t vl;
+	int rc;
+
+	if (!v->has_parent)
+		return CAIRN_EINVAL;
+	vol_snap_key(sk, v->parent_id, v->parent_gen);
+	rc = meta_get(t, META_T_SNAPS, sk, sizeof(sk), &val, &vl);
+	if (rc == 0)
+		rc = vol_snap_decode(sk, sizeof(sk), val, vl, &s);
+	if (rc == CAIRN_ENOTFOUND)
+		rc = CAIRN_ECORRUPT;
+	if (rc < 0)
+		return rc;
+	if (s.nclones == 0)
+		return CAIRN_ECORRUPT;
+	s.nclones--;
+	rc = vol_snap_put(t, v->parent_id, &s);
+	if (rc < 0)
+		return rc;
+	nv.has_parent = false;
+	memset(nv.parent_id, 0, VOL_ID_LEN);
+	nv.parent_gen = 0;
+	rc = vol_put(t, &nv, false, 0);
+	if (rc == 0)
+		*v = nv;
+	return rc;
+}

@@ -172,4 +172,23 @@ int vol_snapshot_diff(struct meta_txn *t, const struct vol *v, const char *from,
 		      int (*fn)(uint64_t off, uint64_t len, bool zero, void *arg),
 		      void *arg) CAIRN_WUR;
 
+/* ---- flatten (cutting a clone loose from its parent) ---- */
+/* Marks the blocks in present of extent index as written at generation 0
+ * of v, merged into any record already there. Generation 0 lies below
+ * every generation a view of v walks (volumes start at VOL_GEN_FIRST, and
+ * every view's chain ends in the range [0, ...]), so these blocks decide
+ * only what no record of v's own decides: exactly the blocks that read
+ * through the parent before. The caller has put their bytes in v's gen-0
+ * files first (data before metadata). O(1). CAIRN_EINVAL for an empty mask
+ * or blocks past the volume's size. */
+int vol_map_put_base(struct meta_txn *t, const struct vol *v, uint64_t index,
+		     uint64_t present) CAIRN_WUR;
+/* Cuts a clone loose: its parent snapshot's clone count drops by one and
+ * v's record (and the caller's copy) forgets the parent, so blocks no
+ * record of v decides read zeroes from then on. Call after
+ * vol_map_put_base covered every block the parent's view shows written.
+ * O(1). CAIRN_EINVAL when v has no parent; CAIRN_ECORRUPT when the parent
+ * or its snapshot is gone. */
+int vol_unparent(struct meta_txn *t, struct vol *v) CAIRN_WUR;
+
 #endif

@@ -9,6 +9,9 @@
  * callback) and allowed only to the root user. Bodies are JSON and capped at
  * ADMIN_BODY_MAX; errors are {"error":{"code":..., "message":...}}.
  *
+ * Block volumes (/admin/v1/volumes...) are matched here, authenticated the
+ * same way and answered by admin_vol.c.
+ *
  * Maintenance jobs (POST/GET /admin/v1/pool/jobs) run on a thread of their
  * own (node/jobs.c): the POST answers 202 at once, one job at a time (409
  * JobRunning names the running one), and admin_stop waits for a running
@@ -55,6 +58,9 @@ struct admin_server {
 	bool access_log;
 	volatile bool stopping;
 	uint16_t port;
+	struct bs_store *bs; /* block volumes (admin_vol.c); NULL: not served */
+	char nbd_host[256];
+	uint16_t nbd_port;
 };
 
 /* One request, created by the URI log callback (which sees the target as
@@ -623,6 +629,34 @@ out:
 	return ret;
 }
 
+/* /admin/v1/volumes*: parsed and answered by admin_vol.c. */
+static enum MHD_Result do_volume(struct MHD_Connection *conn, struct admin_req *r,
+				 const char *method)
+{
+	char peer[INET6_ADDRSTRLEN + 1] = "";
+	const union MHD_ConnectionInfo *ci =
+	    MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	if (ci && ci->client_addr) {
+		const struct sockaddr *sa = ci->client_addr;
+		socklen_t sl = sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+							 : sizeof(struct sockaddr_in);
+		if (getnameinfo(sa, sl, peer, sizeof(peer), NULL, 0, NI_NUMERICHOST) != 0)
+			peer[0] = '\0';
+	}
+	struct admin_vol_env env = {.bs = r->srv->bs,
+				    .nbd_host = r->srv->nbd_host,
+				    .nbd_port = r->srv->nbd_port,
+				    .peer = peer};
+	json_t *body = NULL;
+	unsigned status =
+	    admin_vol_handle(&env, method, r->raw_target, r->body, r->body_len, &body);
+	if (status == MHD_HTTP_NO_CONTENT)
+		return reply_buf(conn, r, status, NULL, 0, "application/json");
+	if (!body)
+		return MHD_NO; /* out of memory: drop the connection */
+	return reply_json(conn, r, status, body);
+}
+
 static enum MHD_Result method_not_allowed(struct MHD_Connection *conn, struct admin_req *r,
 					  const char *allow)
 {
@@ -676,6 +710,17 @@ static enum MHD_Result route(struct MHD_Connection *conn, struct admin_req *r, c
 	if (strncmp(url, "/admin/v1/", 10) != 0)
 		return reply_error(conn, r, MHD_HTTP_NOT_FOUND, "NotFound",
 				   "no such endpoint: try /metrics, /health or /admin/v1/");
+	const char *vop, *vallow;
+	if (admin_vol_match(method, r->raw_target, &vop, &vallow)) {
+		r->op = vop ? vop : "Unknown";
+		if (!vallow)
+			return reply_error(conn, r, MHD_HTTP_NOT_FOUND, "NotFound",
+					   "no such endpoint");
+		if (!vop)
+			return method_not_allowed(conn, r, vallow);
+		int a = authenticate(conn, r, method);
+		return a >= 0 ? (enum MHD_Result)a : do_volume(conn, r, method);
+	}
 
 	/* Identify the operation first (for the metrics label), then
 	 * authenticate, then act. */
@@ -852,8 +897,13 @@ int admin_start(const struct admin_config *cfg, struct cs_pool *pool, struct adm
 		return -ENOMEM;
 	srv->pool = pool;
 	srv->access_log = cfg->access_log;
+	srv->bs = cfg->bs;
+	snprintf(srv->nbd_host, sizeof(srv->nbd_host), "%s", cfg->nbd_host ? cfg->nbd_host : "");
+	srv->nbd_port = cfg->nbd_port;
 	snprintf(srv->data_dir, sizeof(srv->data_dir), "%s", cfg->data_dir ? cfg->data_dir : ".");
 	ret = node_jobs_create(pool, &srv->jobs);
+	if (ret == 0)
+		node_jobs_set_bs(srv->jobs, cfg->bs);
 	if (ret == 0)
 		ret = node_jobs_scrub_every(srv->jobs, srv->data_dir, cfg->scrub_interval);
 	if (ret < 0) {

@@ -25,17 +25,7 @@
 #include "node/config.h"
 #include "node/node.h"
 
-#define DEFAULT_ENDPOINT "http://127.0.0.1:9100"
-
-struct cli {
-	const char *endpoint;
-	const char *credentials;
-	const char *data_dir;
-	bool json;
-	bool fix;
-	bool attach;
-	struct node_creds creds;
-};
+#define DEFAULT_ENDPOINT NODE_DEFAULT_ENDPOINT
 
 struct buf {
 	char *p;
@@ -56,7 +46,7 @@ static size_t write_cb(char *data, size_t size, size_t n, void *arg)
 	return add;
 }
 
-static int cli_creds(struct cli *c)
+int node_cli_creds(struct node_cli *c)
 {
 	char err[600], path[4096];
 	int ret = node_creds_from_env(&c->creds, err, sizeof(err));
@@ -89,8 +79,8 @@ static int cli_creds(struct cli *c)
 /* Performs one signed request. On success *status is the HTTP status and
  * *out the parsed JSON body (NULL when there was none). Returns 0, or -1
  * after printing why the request could not be made. */
-static int api_call(struct cli *c, const char *method, const char *path, const char *body,
-		    long *status, json_t **out)
+int node_api_call(struct node_cli *c, const char *method, const char *path, const char *body,
+		  long *status, json_t **out)
 {
 	int ret = -1;
 	char url[2048];
@@ -172,7 +162,7 @@ out:
 }
 
 /* Prints the server's error and returns the exit code 1. */
-static int api_error(long status, json_t *body)
+int node_api_error(long status, json_t *body)
 {
 	json_t *e = json_object_get(body, "error");
 	const char *code = json_string_value(json_object_get(e, "code"));
@@ -182,7 +172,7 @@ static int api_error(long status, json_t *body)
 	return 1;
 }
 
-static void print_json(json_t *j)
+void node_print_json(json_t *j)
 {
 	char *s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 	if (s) {
@@ -239,6 +229,10 @@ static char *escape(const char *s)
 
 static void cli_usage(FILE *f, const char *what)
 {
+	if (strcmp(what, "volume") == 0 || strcmp(what, "snapshot") == 0) {
+		node_vol_usage(f, what); /* cli_vol.c: its own option list */
+		return;
+	}
 	if (strcmp(what, "user") == 0)
 		fprintf(f, "usage: cairn user create NAME | list | delete NAME [OPTIONS]\n\n"
 			   "Manages S3 users on a running node, through its admin API.\n");
@@ -249,7 +243,10 @@ static void cli_usage(FILE *f, const char *what)
 		fprintf(f, "usage: cairn fsck [--fix] [OPTIONS]\n\n"
 			   "Recomputes chunk reference counts, stripe live bytes and the pool\n"
 			   "counters from the manifests and reports every difference; --fix\n"
-			   "writes the recomputed values. Runs on the node while it serves.\n"
+			   "writes the recomputed values. Then checks the block volumes: their\n"
+			   "records, and that every written extent has all its replica files\n"
+			   "(--fix copies missing ones from a good replica and removes orphan\n"
+			   "folders). Runs on the node while it serves.\n"
 			   "Exit 0: clean (or everything fixed); 1: problems remain or the job\n"
 			   "failed; 2: usage.\n");
 	else if (strcmp(what, "gc") == 0)
@@ -298,21 +295,44 @@ static void cli_usage(FILE *f, const char *what)
 	    DEFAULT_ENDPOINT);
 }
 
-/* Parses the common options; positional words are left in args. Returns
- * the number of positional words, or -1 (usage error; printed) or -2
- * (--help; printed). */
-static int cli_parse(int argc, char **argv, struct cli *c, char **args, int maxargs)
+/* Parses the options; positional words are left in args. Returns the
+ * number of positional words, or -1 (usage error; printed) or -2 (--help;
+ * printed). Options outside the common ones and `allowed` are usage
+ * errors, so `cairn user list --force` is refused rather than ignored. */
+int node_cli_parse(int argc, char **argv, struct node_cli *c, char **args, int maxargs,
+		   unsigned allowed)
 {
-	static const struct option lo[] = {
-	    {"endpoint", required_argument, NULL, 'e'},
-	    {"credentials", required_argument, NULL, 'c'},
-	    {"data", required_argument, NULL, 'd'},
-	    {"json", no_argument, NULL, 'j'},
-	    {"fix", no_argument, NULL, 'f'},
-	    {"attach", no_argument, NULL, 'a'},
-	    {"help", no_argument, NULL, 'h'},
-	    {NULL, 0, NULL, 0},
+	/* val: a NODE_OPT_* bit (shifted past the ASCII range) or a letter */
+	enum { O = 256 };
+	static const struct {
+		struct option lo;
+		unsigned bit;
+	} opts[] = {
+	    {{"endpoint", required_argument, NULL, 'e'}, 0},
+	    {{"credentials", required_argument, NULL, 'c'}, 0},
+	    {{"data", required_argument, NULL, 'd'}, 0},
+	    {{"json", no_argument, NULL, 'j'}, 0},
+	    {{"help", no_argument, NULL, 'h'}, 0},
+	    {{"fix", no_argument, NULL, O + 0}, NODE_OPT_FIX},
+	    {{"attach", no_argument, NULL, O + 1}, NODE_OPT_ATTACH},
+	    {{"replicas", required_argument, NULL, O + 2}, NODE_OPT_REPLICAS},
+	    {{"iops", required_argument, NULL, O + 3}, NODE_OPT_IOPS},
+	    {{"bps", required_argument, NULL, O + 4}, NODE_OPT_BPS},
+	    {{"from-snapshot", required_argument, NULL, O + 5}, NODE_OPT_FROM_SNAPSHOT},
+	    {{"from-image", required_argument, NULL, O + 6}, NODE_OPT_FROM_IMAGE},
+	    {{"force", no_argument, NULL, O + 7}, NODE_OPT_FORCE},
+	    {{"host", required_argument, NULL, O + 8}, NODE_OPT_HOST},
+	    {{"lease", required_argument, NULL, O + 9}, NODE_OPT_LEASE},
+	    {{"from", required_argument, NULL, O + 10}, NODE_OPT_FROM},
+	    {{"to", required_argument, NULL, O + 11}, NODE_OPT_TO},
+	    {{"flatten", no_argument, NULL, O + 12}, NODE_OPT_FLATTEN},
 	};
+	enum { NOPTS = sizeof(opts) / sizeof(opts[0]) };
+	struct option lo[NOPTS + 1];
+	for (size_t i = 0; i < NOPTS; i++)
+		lo[i] = opts[i].lo;
+	memset(&lo[NOPTS], 0, sizeof(lo[NOPTS]));
+
 	memset(c, 0, sizeof(*c));
 	c->endpoint = getenv("CAIRN_ENDPOINT") ? getenv("CAIRN_ENDPOINT") : DEFAULT_ENDPOINT;
 	c->data_dir = "./data";
@@ -322,6 +342,16 @@ static int cli_parse(int argc, char **argv, struct cli *c, char **args, int maxa
 		int o = getopt_long(argc, argv, "h", lo, NULL);
 		if (o == -1)
 			break;
+		if (o >= O) {
+			unsigned bit = 1u << (o - O);
+			if (!(allowed & bit)) {
+				fprintf(stderr, "cairn %s: option '%s' does not apply here\n",
+					argv[0], argv[optind - 1]);
+				cli_usage(stderr, argv[0]);
+				return -1;
+			}
+			c->given |= bit;
+		}
 		switch (o) {
 		case 'e':
 			c->endpoint = optarg;
@@ -335,11 +365,44 @@ static int cli_parse(int argc, char **argv, struct cli *c, char **args, int maxa
 		case 'j':
 			c->json = true;
 			break;
-		case 'f':
+		case O + 0:
 			c->fix = true;
 			break;
-		case 'a':
+		case O + 1:
 			c->attach = true;
+			break;
+		case O + 2:
+			c->replicas = optarg;
+			break;
+		case O + 3:
+			c->iops = optarg;
+			break;
+		case O + 4:
+			c->bps = optarg;
+			break;
+		case O + 5:
+			c->from_snapshot = optarg;
+			break;
+		case O + 6:
+			c->from_image = optarg;
+			break;
+		case O + 7:
+			c->force = true;
+			break;
+		case O + 8:
+			c->host = optarg;
+			break;
+		case O + 9:
+			c->lease = optarg;
+			break;
+		case O + 10:
+			c->from = optarg;
+			break;
+		case O + 11:
+			c->to = optarg;
+			break;
+		case O + 12:
+			c->flatten = true;
 			break;
 		case 'h':
 			cli_usage(stdout, argv[0]);
@@ -366,27 +429,29 @@ static int cli_parse(int argc, char **argv, struct cli *c, char **args, int maxa
 
 int node_user_main(int argc, char **argv)
 {
-	struct cli c;
+	struct node_cli c;
 	char *args[3];
 	char path[1024];
 	long status = 0;
 	json_t *body = NULL;
 	int rc = 1;
-	int n = cli_parse(argc, argv, &c, args, 3);
+	int n = node_cli_parse(argc, argv, &c, args, 3, NODE_OPT_FIX | NODE_OPT_ATTACH);
 	if (n == -2)
 		return 0;
-	if (n < 1 || n == -1 || c.fix || c.attach)
+	if (n == -1)
+		return 2; /* node_cli_parse printed the usage */
+	if (n < 1 || c.fix || c.attach)
 		goto usage;
 	const char *verb = args[0];
 	bool create = strcmp(verb, "create") == 0, del = strcmp(verb, "delete") == 0,
 	     list = strcmp(verb, "list") == 0;
 	if (!(create || del || list) || (list && n != 1) || ((create || del) && n != 2))
 		goto usage;
-	if (cli_creds(&c) < 0)
+	if (node_cli_creds(&c) < 0)
 		return 1;
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	if (list) {
-		if (api_call(&c, "GET", "/admin/v1/users", NULL, &status, &body) < 0)
+		if (node_api_call(&c, "GET", "/admin/v1/users", NULL, &status, &body) < 0)
 			goto out;
 	} else if (create) {
 		json_t *req = json_pack("{s:s}", "name", args[1]);
@@ -394,7 +459,7 @@ int node_user_main(int argc, char **argv)
 		json_decref(req);
 		if (!text)
 			goto out;
-		int r = api_call(&c, "POST", "/admin/v1/users", text, &status, &body);
+		int r = node_api_call(&c, "POST", "/admin/v1/users", text, &status, &body);
 		free(text);
 		if (r < 0)
 			goto out;
@@ -402,15 +467,15 @@ int node_user_main(int argc, char **argv)
 		char *e = escape(args[1]);
 		snprintf(path, sizeof(path), "/admin/v1/users/%s", e);
 		curl_free(e);
-		if (api_call(&c, "DELETE", path, NULL, &status, &body) < 0)
+		if (node_api_call(&c, "DELETE", path, NULL, &status, &body) < 0)
 			goto out;
 	}
 	if (status < 200 || status > 299) {
-		rc = api_error(status, body);
+		rc = node_api_error(status, body);
 		goto out;
 	}
 	if (c.json)
-		print_json(body);
+		node_print_json(body);
 	else if (list)
 		print_users(body);
 	else if (create)
@@ -430,23 +495,25 @@ usage:
 
 int node_key_main(int argc, char **argv)
 {
-	struct cli c;
+	struct node_cli c;
 	char *args[3];
 	char path[1024];
 	long status = 0;
 	json_t *body = NULL;
 	int rc = 1;
-	int n = cli_parse(argc, argv, &c, args, 3);
+	int n = node_cli_parse(argc, argv, &c, args, 3, NODE_OPT_FIX | NODE_OPT_ATTACH);
 	if (n == -2)
 		return 0;
-	if (n < 1 || n == -1 || c.fix || c.attach)
+	if (n == -1)
+		return 2; /* node_cli_parse printed the usage */
+	if (n < 1 || c.fix || c.attach)
 		goto usage;
 	const char *verb = args[0];
 	bool create = strcmp(verb, "create") == 0, del = strcmp(verb, "delete") == 0,
 	     list = strcmp(verb, "list") == 0;
 	if (!(create || del || list) || (list && n > 2) || ((create || del) && n != 2))
 		goto usage;
-	if (cli_creds(&c) < 0)
+	if (node_cli_creds(&c) < 0)
 		return 1;
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	char *e = n == 2 ? escape(args[1]) : NULL;
@@ -457,18 +524,18 @@ int node_key_main(int argc, char **argv)
 	else
 		snprintf(path, sizeof(path), "/admin/v1/keys/%s", e);
 	curl_free(e);
-	if (api_call(&c,
-		     list     ? "GET"
-		     : create ? "POST"
-			      : "DELETE",
-		     path, create ? "{}" : NULL, &status, &body) < 0)
+	if (node_api_call(&c,
+			  list	   ? "GET"
+			  : create ? "POST"
+				   : "DELETE",
+			  path, create ? "{}" : NULL, &status, &body) < 0)
 		goto out;
 	if (status < 200 || status > 299) {
-		rc = api_error(status, body);
+		rc = node_api_error(status, body);
 		goto out;
 	}
 	if (c.json) {
-		print_json(body);
+		node_print_json(body);
 	} else if (list) {
 		print_keys(body);
 	} else if (create) {
@@ -495,7 +562,7 @@ usage:
 
 /* ---- maintenance jobs and df ---- */
 
-static void fmt_bytes(double b, char *out, size_t len)
+void node_fmt_bytes(double b, char *out, size_t len)
 {
 	static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
 	unsigned u = 0;
@@ -570,17 +637,34 @@ static void print_report(json_t *job)
 	if (!rep)
 		return;
 	printf("  checked:        %llu\n", (unsigned long long)jint(rep, "checked"));
-	fmt_bytes((double)jint(rep, "bytes"), b, sizeof(b));
+	node_fmt_bytes((double)jint(rep, "bytes"), b, sizeof(b));
 	printf("  data:           %s\n", b);
 	printf("  problems:       %llu\n", (unsigned long long)jint(rep, "problems"));
 	printf("  fixed:          %llu\n", (unsigned long long)jint(rep, "fixed"));
 	printf("  unrecoverable:  %llu\n", (unsigned long long)jint(rep, "unrecoverable"));
 	if (strcmp(op, "gc") == 0) {
-		fmt_bytes((double)jint(rep, "freed_bytes"), b, sizeof(b));
+		node_fmt_bytes((double)jint(rep, "freed_bytes"), b, sizeof(b));
 		printf("  freed:          %s\n", b);
 	}
 	if (jstr(rep, "first_problem")[0])
 		printf("  first problem:  %s\n", jstr(rep, "first_problem"));
+	json_t *vr = json_object_get(rep, "volumes");
+	if (vr) {
+		/* fsck: the block store's check (bs_fsck) */
+		printf("  volumes:        %llu (%llu extents, %llu replica files checked)\n",
+		       (unsigned long long)jint(vr, "volumes"),
+		       (unsigned long long)jint(vr, "extents"),
+		       (unsigned long long)jint(vr, "files_checked"));
+		printf("    missing replica files: %llu\n",
+		       (unsigned long long)jint(vr, "missing_files"));
+		printf("    bad records:           %llu\n",
+		       (unsigned long long)jint(vr, "bad_records"));
+		printf("    orphan folders:        %llu\n",
+		       (unsigned long long)jint(vr, "orphan_dirs"));
+		printf("    write intents open:    %llu\n",
+		       (unsigned long long)jint(vr, "intents"));
+		printf("    fixed:                 %llu\n", (unsigned long long)jint(vr, "fixed"));
+	}
 	bool clean = json_is_true(json_object_get(job, "clean"));
 	printf("result: %s\n",
 	       clean ? "clean"
@@ -596,24 +680,24 @@ static void print_report(json_t *job)
 
 int node_job_main(int argc, char **argv)
 {
-	struct cli c;
+	struct node_cli c;
 	char *args[1];
 	long status = 0;
 	json_t *body = NULL;
 	int rc = 1;
 	const char *op = argv[0];
-	int n = cli_parse(argc, argv, &c, args, 0);
+	int n = node_cli_parse(argc, argv, &c, args, 0, NODE_OPT_FIX | NODE_OPT_ATTACH);
 	if (n == -2)
 		return 0;
 	if (n == -1)
 		return 2; /* cli_parse printed the usage */
 	if (n != 0 || (c.fix && strcmp(op, "fsck") != 0) || (c.fix && c.attach))
 		goto usage;
-	if (cli_creds(&c) < 0)
+	if (node_cli_creds(&c) < 0)
 		return 1;
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	if (c.attach) {
-		if (api_call(&c, "GET", "/admin/v1/pool/jobs", NULL, &status, &body) < 0)
+		if (node_api_call(&c, "GET", "/admin/v1/pool/jobs", NULL, &status, &body) < 0)
 			goto out;
 	} else {
 		json_t *req = json_pack("{s:s, s:b}", "op", op, "fix", c.fix);
@@ -621,13 +705,13 @@ int node_job_main(int argc, char **argv)
 		json_decref(req);
 		if (!text)
 			goto out;
-		int r = api_call(&c, "POST", "/admin/v1/pool/jobs", text, &status, &body);
+		int r = node_api_call(&c, "POST", "/admin/v1/pool/jobs", text, &status, &body);
 		free(text);
 		if (r < 0)
 			goto out;
 	}
 	if (status < 200 || status > 299) {
-		rc = api_error(status, body);
+		rc = node_api_error(status, body);
 		goto out;
 	}
 	json_int_t id = json_integer_value(json_object_get(body, "id"));
@@ -665,7 +749,7 @@ int node_job_main(int argc, char **argv)
 		usleep(JOB_POLL_US);
 		json_decref(body);
 		body = NULL;
-		if (api_call(&c, "GET", "/admin/v1/pool/jobs", NULL, &status, &body) < 0 ||
+		if (node_api_call(&c, "GET", "/admin/v1/pool/jobs", NULL, &status, &body) < 0 ||
 		    status != 200) {
 			if (++fails >= JOB_POLL_RETRIES) {
 				fprintf(stderr,
@@ -682,7 +766,7 @@ int node_job_main(int argc, char **argv)
 	if (drew)
 		fprintf(stderr, "\r\033[K");
 	if (c.json)
-		print_json(body);
+		node_print_json(body);
 	else
 		print_report(body);
 	rc = json_is_true(json_object_get(body, "clean")) ? 0 : 1;
@@ -709,15 +793,15 @@ static void print_df(json_t *body)
 	json_t *p = json_object_get(body, "pool"), *devs = json_object_get(body, "devices"), *d;
 	char lb[32], ub[32], sb[32], pb[32], dr[16], cr[16], sa[16], mu[32], mm[32], pol[48];
 	size_t i;
-	fmt_bytes((double)jint(p, "logical_bytes"), lb, sizeof(lb));
-	fmt_bytes((double)jint(p, "unique_bytes"), ub, sizeof(ub));
-	fmt_bytes((double)jint(p, "stored_bytes"), sb, sizeof(sb));
-	fmt_bytes((double)jint(p, "physical_bytes"), pb, sizeof(pb));
+	node_fmt_bytes((double)jint(p, "logical_bytes"), lb, sizeof(lb));
+	node_fmt_bytes((double)jint(p, "unique_bytes"), ub, sizeof(ub));
+	node_fmt_bytes((double)jint(p, "stored_bytes"), sb, sizeof(sb));
+	node_fmt_bytes((double)jint(p, "physical_bytes"), pb, sizeof(pb));
 	fmt_ratio(json_object_get(p, "dedup_ratio"), dr, sizeof(dr));
 	fmt_ratio(json_object_get(p, "compression_ratio"), cr, sizeof(cr));
 	fmt_ratio(json_object_get(p, "space_amplification"), sa, sizeof(sa));
-	fmt_bytes((double)jint(p, "meta_used_bytes"), mu, sizeof(mu));
-	fmt_bytes((double)jint(p, "meta_map_bytes"), mm, sizeof(mm));
+	node_fmt_bytes((double)jint(p, "meta_used_bytes"), mu, sizeof(mu));
+	node_fmt_bytes((double)jint(p, "meta_map_bytes"), mm, sizeof(mm));
 	snprintf(pol, sizeof(pol), "ec %llu+%llu", (unsigned long long)jint(p, "k"),
 		 (unsigned long long)jint(p, "m"));
 	printf("%-10s %11s %11s %11s %11s %10s %10s %8s\n", "POOL", "LOGICAL", "UNIQUE", "STORED",
@@ -735,9 +819,9 @@ static void print_df(json_t *body)
 		char u[32], f[32], z[32], pct[8] = "-";
 		uint64_t size = jint(d, "size_bytes"), fr = jint(d, "free_bytes");
 		bool present = json_is_true(json_object_get(d, "present"));
-		fmt_bytes((double)jint(d, "used_bytes"), u, sizeof(u));
-		fmt_bytes((double)fr, f, sizeof(f));
-		fmt_bytes((double)size, z, sizeof(z));
+		node_fmt_bytes((double)jint(d, "used_bytes"), u, sizeof(u));
+		node_fmt_bytes((double)fr, f, sizeof(f));
+		node_fmt_bytes((double)size, z, sizeof(z));
 		if (size && fr <= size)
 			snprintf(pct, sizeof(pct), "%.0f%%",
 				 100.0 * (double)(size - fr) / (double)size);
@@ -749,29 +833,29 @@ static void print_df(json_t *body)
 
 int node_df_main(int argc, char **argv)
 {
-	struct cli c;
+	struct node_cli c;
 	char *args[1];
 	long status = 0;
 	json_t *body = NULL;
 	int rc = 1;
-	int n = cli_parse(argc, argv, &c, args, 0);
+	int n = node_cli_parse(argc, argv, &c, args, 0, NODE_OPT_FIX | NODE_OPT_ATTACH);
 	if (n == -2)
 		return 0;
 	if (n == -1)
 		return 2; /* cli_parse printed the usage */
 	if (n != 0 || c.fix || c.attach)
 		goto usage;
-	if (cli_creds(&c) < 0)
+	if (node_cli_creds(&c) < 0)
 		return 1;
 	curl_global_init(CURL_GLOBAL_DEFAULT);
-	if (api_call(&c, "GET", "/admin/v1/pool/stats", NULL, &status, &body) < 0)
+	if (node_api_call(&c, "GET", "/admin/v1/pool/stats", NULL, &status, &body) < 0)
 		goto out;
 	if (status != 200) {
-		rc = api_error(status, body);
+		rc = node_api_error(status, body);
 		goto out;
 	}
 	if (c.json)
-		print_json(body);
+		node_print_json(body);
 	else
 		print_df(body);
 	rc = 0;

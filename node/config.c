@@ -64,6 +64,10 @@ static const struct cfg_key keys[] = {
      "PEM private key file (unencrypted; keep it mode 0600) for tls_cert"},
     {"api", "listen", CFG_LISTEN, F(api_listen), "127.0.0.1:9100", 0, 0,
      "admin API, /metrics and /health address HOST:PORT"},
+    {"nbd", "listen", CFG_LISTEN, F(nbd_listen), "0.0.0.0:10809", 0, 0,
+     "NBD server address HOST:PORT for block volumes (port 0: any free port)"},
+    {"nbd", "workers", CFG_UINT, F(nbd_workers), "16", 1, 256,
+     "NBD I/O worker threads (requests in flight across all connections)"},
     {"pool", "devices", CFG_UINT, F(devices), "6", 1, 256,
      "(creation) device folders under DATA/devices"},
     {"pool", "k", CFG_UINT, F(k), "4", 1, 32, "(creation) erasure code data units per stripe"},
@@ -316,9 +320,10 @@ int node_config_set(struct node_config *c, const char *section, const char *key,
 		if (!*section)
 			node_seterr(err, errlen, "key '%s' outside any [section]", key);
 		else if (!known_section(section))
-			node_seterr(err, errlen,
-				    "unknown section [%s] (known: [node], [s3], [api], [pool])",
-				    section);
+			node_seterr(
+			    err, errlen,
+			    "unknown section [%s] (known: [node], [s3], [api], [nbd], [pool])",
+			    section);
 		else
 			node_seterr(err, errlen, "unknown key '%s' in section [%s]", key, section);
 		return CAIRN_EINVAL;
@@ -479,6 +484,15 @@ int node_config_validate(const struct node_config *c, char *err, size_t errlen)
 		node_seterr(err, errlen, "[s3] listen and [api] listen are both %s", c->s3_listen);
 		return CAIRN_EINVAL;
 	}
+	const char *other = strcmp(c->nbd_listen, c->s3_listen) == 0	? "[s3]"
+			    : strcmp(c->nbd_listen, c->api_listen) == 0 ? "[api]"
+									: NULL;
+	if (other && node_split_listen(c->nbd_listen, host, sizeof(host), &port) == 0 &&
+	    port != 0) {
+		node_seterr(err, errlen, "[nbd] listen and %s listen are both %s", other,
+			    c->nbd_listen);
+		return CAIRN_EINVAL;
+	}
 	return 0;
 }
 
@@ -487,6 +501,7 @@ enum {
 	OPT_DATA,
 	OPT_S3_LISTEN,
 	OPT_API_LISTEN,
+	OPT_NBD_LISTEN,
 	OPT_DEVICES,
 	OPT_LOG_LEVEL,
 	OPT_TLS_CERT,
@@ -500,6 +515,7 @@ static const struct option serve_opts[] = {
     {"data", required_argument, NULL, OPT_DATA},
     {"s3-listen", required_argument, NULL, OPT_S3_LISTEN},
     {"api-listen", required_argument, NULL, OPT_API_LISTEN},
+    {"nbd-listen", required_argument, NULL, OPT_NBD_LISTEN},
     {"devices", required_argument, NULL, OPT_DEVICES},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
@@ -517,6 +533,7 @@ static const struct {
     {OPT_DATA, "node", "data_dir", "--data"},
     {OPT_S3_LISTEN, "s3", "listen", "--s3-listen"},
     {OPT_API_LISTEN, "api", "listen", "--api-listen"},
+    {OPT_NBD_LISTEN, "nbd", "listen", "--nbd-listen"},
     {OPT_DEVICES, "pool", "devices", "--devices"},
     {OPT_LOG_LEVEL, "node", "log_level", "--log-level"},
     {OPT_TLS_CERT, "s3", "tls_cert", "--tls-cert"},
@@ -599,9 +616,10 @@ void node_serve_help(FILE *f)
 	    f,
 	    "usage: cairn serve [OPTIONS]\n"
 	    "\n"
-	    "Runs a cairn node: the S3 API and the admin API (/metrics, /health, users\n"
-	    "and keys). Settings come from the built-in defaults (one node, six device\n"
-	    "folders under ./data), then --config FILE, then the flags below.\n"
+	    "Runs a cairn node: the S3 API, block volumes over NBD and the admin API\n"
+	    "(/metrics, /health, users, keys, volumes). Settings come from the built-in\n"
+	    "defaults (one node, six device folders under ./data), then --config FILE,\n"
+	    "then the flags below.\n"
 	    "\n"
 	    "options:\n"
 	    "  --config FILE          read settings from an INI file (examples in conf/)\n"
@@ -610,6 +628,8 @@ void node_serve_help(FILE *f)
 	    "127.0.0.1:9000)\n"
 	    "  --api-listen HOST:PORT admin API address       ([api] listen, default "
 	    "127.0.0.1:9100)\n"
+	    "  --nbd-listen HOST:PORT NBD server address      ([nbd] listen, default "
+	    "0.0.0.0:10809)\n"
 	    "  --devices N            device folders at pool creation ([pool] devices, default 6)\n"
 	    "  --log-level LEVEL      error|warn|info|debug   ([node] log_level, default info)\n"
 	    "  --tls-cert FILE        PEM certificate (chain) ([s3] tls_cert; with --tls-key the\n"

@@ -38,6 +38,8 @@ struct node_config {
 	char *s3_tls_key;
 	/* [api] */
 	char *api_listen;
+	/* [nbd] (the string here, the number at the end: see [pool]) */
+	char *nbd_listen;
 	/* [pool] (strings first: tests compare the numbers as one block) */
 	char *chunking;	    /* "fastcdc" or "fixed" */
 	char *compression;  /* "zstd" or "none" */
@@ -55,6 +57,8 @@ struct node_config {
 	uint64_t part_power;
 	uint64_t map_size;
 	uint64_t workers;
+	/* [nbd] */
+	uint64_t nbd_workers;
 };
 
 /* What `cairn serve` was asked, besides the config itself. */

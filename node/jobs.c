@@ -6,7 +6,10 @@
  * that the job's progress callback takes for a few stores: cheap next to
  * the work between two calls. Shutdown (node_jobs_free) WAITS for a running
  * job: the chunk store's maintenance calls have no cancellation point, and
- * the pool must not close under them.
+ * the pool must not close under them. An fsck (and a repair, with fix) also
+ * runs bs_fsck over the block volumes when a block store is set
+ * (node_jobs_set_bs): its report goes under "volumes" and counts towards
+ * "clean".
  */
 #include <errno.h>
 #include <pthread.h>
@@ -17,6 +20,7 @@
 
 #include <jansson.h>
 
+#include "blockstore/bs.h"
 #include "chunkstore/chunkstore.h"
 #include "core/fault.h"
 #include "core/log.h"
@@ -44,6 +48,9 @@ struct node_jobs {
 	time_t started, finished;     /* wall clock */
 	int rc;
 	struct cs_check_report rep;
+	struct bs_store *bs;	     /* set once before any job: fsck checks volumes too */
+	bool has_vrep;		     /* the last job checked volumes */
+	struct bs_check_report vrep; /* its block store report */
 	/* background scrub (node_jobs_scrub_every): guarded by mu */
 	pthread_t sched;
 	bool sched_on, sched_stop;
@@ -113,10 +120,19 @@ static int job_gc(struct node_jobs *j, struct cs_check_report *rep)
 	return rc;
 }
 
+/* Problems in a block store report: what is wrong, not the write intents
+ * that writes in flight keep outstanding. */
+static uint64_t vrep_problems(const struct bs_check_report *v)
+{
+	return v->missing_files + v->bad_records + v->orphan_dirs;
+}
+
 static void *job_main(void *arg)
 {
 	struct node_jobs *j = arg;
 	struct cs_check_report rep;
+	struct bs_check_report vrep;
+	bool has_vrep = false;
 	char op[8];
 	bool fix;
 	uint64_t id;
@@ -127,22 +143,50 @@ static void *job_main(void *arg)
 	pthread_mutex_lock(&j->mu);
 	memcpy(op, j->op, sizeof(op));
 	fix = j->fix;
+	struct bs_store *bs = j->bs;
 	id = j->id;
 	pthread_mutex_unlock(&j->mu);
 	job_slow(1500);
-	if (strcmp(op, "fsck") == 0)
+	memset(&vrep, 0, sizeof(vrep));
+	if (strcmp(op, "fsck") == 0) {
 		rc = cs_fsck(j->pool, fix, &rep, job_progress, j);
-	else if (strcmp(op, "gc") == 0)
+		if (rc == 0 && bs) {
+			job_progress(j, "check volumes", 0, 0);
+			rc = bs_fsck(bs, fix, &vrep);
+			has_vrep = true;
+			if (rc == 0 && vrep_problems(&vrep))
+				log_warn(TAG,
+					 "fsck: volumes: %llu missing replica files, %llu bad "
+					 "records, %llu orphan folders, %llu fixed",
+					 (unsigned long long)vrep.missing_files,
+					 (unsigned long long)vrep.bad_records,
+					 (unsigned long long)vrep.orphan_dirs,
+					 (unsigned long long)vrep.fixed);
+		}
+	} else if (strcmp(op, "gc") == 0)
 		rc = job_gc(j, &rep);
 	else if (strcmp(op, "scrub") == 0)
 		rc = cs_scrub(j->pool, &rep, job_progress, j);
-	else
+	else {
 		rc = cs_repair(j->pool, &rep, job_progress, j);
+		/* A lost device also held volume replicas: rebuild them from the
+		 * other copies (bs_fsck with fix copies every missing replica). */
+		if (rc == 0 && bs) {
+			job_progress(j, "repair volumes", 0, 0);
+			rc = bs_fsck(bs, true, &vrep);
+			has_vrep = true;
+			if (rc == 0 && vrep.fixed)
+				log_info(TAG, "repair: volumes: %llu replica files rebuilt",
+					 (unsigned long long)vrep.fixed);
+		}
+	}
 	rep.first_problem[sizeof(rep.first_problem) - 1] = '\0';
 
 	pthread_mutex_lock(&j->mu);
 	j->rc = rc;
 	j->rep = rep;
+	j->vrep = vrep;
+	j->has_vrep = has_vrep;
 	j->state = rc < 0 ? JOB_FAILED : JOB_DONE;
 	j->finished = time(NULL);
 	j->elapsed = elapsed = secs_since(&j->t0);
@@ -271,6 +315,8 @@ int node_job_start(struct node_jobs *j, const char *op, bool fix, uint64_t *id, 
 	j->done = j->total = 0;
 	j->rc = 0;
 	memset(&j->rep, 0, sizeof(j->rep));
+	memset(&j->vrep, 0, sizeof(j->vrep));
+	j->has_vrep = false;
 	clock_gettime(CLOCK_MONOTONIC, &j->t0);
 	j->phase_t0 = j->t0;
 	j->started = time(NULL);
@@ -332,11 +378,23 @@ struct json_t *node_job_json(struct node_jobs *j)
 			(json_int_t)j->rep.problems, "fixed", (json_int_t)j->rep.fixed,
 			"unrecoverable", (json_int_t)j->rep.unrecoverable, "freed_bytes",
 			(json_int_t)j->rep.freed_bytes, "first_problem", j->rep.first_problem));
+		const struct bs_check_report *v = &j->vrep;
+		if (j->has_vrep)
+			json_object_set_new(
+			    json_object_get(o, "report"), "volumes",
+			    json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "volumes",
+				      (json_int_t)v->volumes, "extents", (json_int_t)v->extents,
+				      "files_checked", (json_int_t)v->files_checked,
+				      "missing_files", (json_int_t)v->missing_files, "bad_records",
+				      (json_int_t)v->bad_records, "orphan_dirs",
+				      (json_int_t)v->orphan_dirs, "intents", (json_int_t)v->intents,
+				      "problems", (json_int_t)vrep_problems(v), "fixed",
+				      (json_int_t)v->fixed));
 		/* Clean: nothing found, or everything found was fixed. */
-		json_object_set_new(o, "clean",
-				    json_boolean(j->state == JOB_DONE &&
-						 j->rep.problems <= j->rep.fixed &&
-						 j->rep.unrecoverable == 0));
+		json_object_set_new(
+		    o, "clean",
+		    json_boolean(j->state == JOB_DONE && j->rep.problems <= j->rep.fixed &&
+				 j->rep.unrecoverable == 0 && vrep_problems(v) <= v->fixed));
 	}
 	if (j->state == JOB_FAILED)
 		json_object_set_new(o, "error", json_string(cairn_strerror(j->rc)));
@@ -357,6 +415,13 @@ int node_job_progress(struct node_jobs *j, bool *running, double *ratio, uint64_
 	int last = (int)j->state;
 	pthread_mutex_unlock(&j->mu);
 	return last;
+}
+
+void node_jobs_set_bs(struct node_jobs *j, struct bs_store *bs)
+{
+	pthread_mutex_lock(&j->mu);
+	j->bs = bs;
+	pthread_mutex_unlock(&j->mu);
 }
 
 void node_jobs_free(struct node_jobs *j)

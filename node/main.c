@@ -11,9 +11,9 @@ static int usage(FILE *f)
 	fprintf(f,
 		"usage: cairn COMMAND [ARGS]\n\n"
 		"cairn is a storage service: an S3 API over one deduplicated,\n"
-		"erasure-coded pool of devices.\n\n"
+		"erasure-coded pool of devices, and block volumes over NBD.\n\n"
 		"commands:\n"
-		"  serve [OPTIONS]                   run a node (S3 API, admin API, /metrics)\n"
+		"  serve [OPTIONS]                   run a node (S3, NBD, admin API, /metrics)\n"
 		"  user create NAME | list | delete NAME\n"
 		"                                    manage S3 users on a running node\n"
 		"  key create USER | list [USER] | delete ID\n"
@@ -24,6 +24,9 @@ static int usage(FILE *f)
 		"  scrub                             re-read and verify all data, repair damage\n"
 		"  repair                            rebuild what lost devices held\n"
 		"  df [--json]                       pool space, ratios and devices\n"
+		"  volume create|clone|list|show|resize|qos|delete|rollback|attach|detach\n"
+		"                                    manage block volumes (served over NBD)\n"
+		"  snapshot create|list|delete|diff  manage volume snapshots\n"
 		"  ring BUILDER_FILE VERB ...        build and inspect placement rings\n"
 		"  powerloss-replay DATA             apply a power-loss test log (tests)\n"
 		"  version                           print the version\n"
@@ -53,6 +56,10 @@ int main(int argc, char **argv)
 	if (strcmp(cmd, "fsck") == 0 || strcmp(cmd, "gc") == 0 || strcmp(cmd, "scrub") == 0 ||
 	    strcmp(cmd, "repair") == 0)
 		return node_job_main(argc - 1, argv + 1);
+	if (strcmp(cmd, "volume") == 0)
+		return node_volume_main(argc - 1, argv + 1);
+	if (strcmp(cmd, "snapshot") == 0)
+		return node_snapshot_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "df") == 0)
 		return node_df_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "powerloss-replay") == 0)

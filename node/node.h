@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "core/err.h"
 
@@ -84,6 +85,12 @@ struct admin_config {
 	const char *root_key; /* the root access key id; its user is the root user */
 	bool access_log;
 	uint64_t scrub_interval; /* seconds between background scrubs; 0: none */
+	/* Block volumes (/admin/v1/volumes, node/admin_vol.c); NULL: those
+	 * routes answer 503. nbd_host/nbd_port make the nbd:// URLs attach
+	 * returns (the bound port; host 127.0.0.1 for a wildcard listen). */
+	struct bs_store *bs;
+	const char *nbd_host;
+	uint16_t nbd_port;
 };
 
 /* Binds and starts serving. Errors: -EADDRINUSE etc. from bind (message
@@ -95,6 +102,88 @@ uint16_t admin_port(const struct admin_server *srv);
 void admin_set_stopping(struct admin_server *srv);
 /* Stops the listener, waits for requests in flight, frees; NULL is fine. */
 void admin_stop(struct admin_server *srv);
+
+/* ---- volumes on the admin API (node/admin_vol.c) ----
+ * The /admin/v1/volumes routes (docs: briefs i6-api, README "Volumes"),
+ * kept apart from libmicrohttpd so admin.c only authenticates and
+ * answers. Handlers call the thread-safe bs_* management functions and
+ * may block on a group commit. */
+struct bs_store;
+struct json_t;
+
+struct admin_vol_env {
+	struct bs_store *bs;  /* NULL: 503 ServiceUnavailable */
+	const char *nbd_host; /* host part of nbd:// URLs */
+	uint16_t nbd_port;
+	const char *peer; /* the client's address: attach's default host */
+};
+
+/* Whether target (the raw request target, percent-encoded, query allowed)
+ * is a volume route. If so: *op is its metrics label, or NULL when the
+ * route exists but not for this method; *allow the methods it takes. */
+bool admin_vol_match(const char *method, const char *target, const char **op, const char **allow);
+/* Serves one authenticated volume request. Returns the HTTP status and in
+ * *out a new JSON body (NULL for 204 and when out of memory: the caller
+ * drops the connection then). */
+unsigned admin_vol_handle(const struct admin_vol_env *env, const char *method, const char *target,
+			  const char *body, size_t body_len, struct json_t **out);
+
+/* ---- CLI helpers shared by node/cli.c and node/cli_vol.c ---- */
+#define NODE_DEFAULT_ENDPOINT "http://127.0.0.1:9100" /* [api] listen's default */
+/* Options a command may take besides the common ones (--endpoint,
+ * --credentials, --data, --json, --help). */
+enum {
+	NODE_OPT_FIX = 1u << 0,
+	NODE_OPT_ATTACH = 1u << 1,
+	NODE_OPT_REPLICAS = 1u << 2,
+	NODE_OPT_IOPS = 1u << 3,
+	NODE_OPT_BPS = 1u << 4,
+	NODE_OPT_FROM_SNAPSHOT = 1u << 5,
+	NODE_OPT_FROM_IMAGE = 1u << 6,
+	NODE_OPT_FORCE = 1u << 7,
+	NODE_OPT_HOST = 1u << 8,
+	NODE_OPT_LEASE = 1u << 9,
+	NODE_OPT_FROM = 1u << 10,
+	NODE_OPT_TO = 1u << 11,
+	NODE_OPT_FLATTEN = 1u << 12,
+};
+
+struct node_cli {
+	const char *endpoint;
+	const char *credentials;
+	const char *data_dir;
+	bool json;
+	bool fix;
+	bool attach;
+	bool force, flatten;
+	/* option values as given (NULL: absent); see NODE_OPT_* */
+	const char *replicas, *iops, *bps, *from_snapshot, *from_image, *host, *lease, *from, *to;
+	unsigned given; /* NODE_OPT_* bits of the options given */
+	struct node_creds creds;
+};
+
+/* Parses the options (allowed: NODE_OPT_* bits the command takes; others
+ * are usage errors); positional words go to args. Returns their number,
+ * -1 (usage error, printed) or -2 (--help, printed). argv[0] names the
+ * command for the usage text. */
+int node_cli_parse(int argc, char **argv, struct node_cli *c, char **args, int maxargs,
+		   unsigned allowed);
+/* Loads the root credentials into c->creds; prints why not. */
+int node_cli_creds(struct node_cli *c);
+/* One SigV4-signed request to the admin API (path: percent-encoded, query
+ * allowed; body: JSON or NULL). 0 with *status and *out (parsed body or
+ * NULL), or -1 after printing why it could not be made. */
+int node_api_call(struct node_cli *c, const char *method, const char *path, const char *body,
+		  long *status, struct json_t **out);
+/* Prints the API's error to stderr; returns the exit code 1. */
+int node_api_error(long status, struct json_t *body);
+void node_print_json(struct json_t *j);
+/* "1.5 GiB" style (binary units). */
+void node_fmt_bytes(double b, char *out, size_t len);
+/* Usage of `cairn volume` / `cairn snapshot` (cli_vol.c). */
+void node_vol_usage(FILE *f, const char *what);
+int node_volume_main(int argc, char **argv);
+int node_snapshot_main(int argc, char **argv);
 
 /* ---- maintenance jobs (node/jobs.c) ----
  * One job at a time on a thread of its own; it outlives the request (and
@@ -125,6 +214,9 @@ int node_job_progress(struct node_jobs *j, bool *running, double *ratio, uint64_
  * restarts do not postpone it forever. */
 int node_jobs_scrub_every(struct node_jobs *j, const char *data_dir, uint64_t seconds) CAIRN_WUR;
 void node_jobs_free(struct node_jobs *j);
+/* fsck jobs also check the block store (bs_fsck; the report gains
+ * "volumes"). Call before any job starts; NULL: none. */
+void node_jobs_set_bs(struct node_jobs *j, struct bs_store *bs);
 
 /* ---- pool and device figures (node/pool_info.c) ---- */
 #define NODE_DEV_MAX 256

@@ -2,7 +2,10 @@
  *
  * Order matters: the power-loss log of a killed test run is replayed before
  * anything opens a device file; the pool opens before the users table is
- * touched; the listeners come last, so no request meets a half-open node.
+ * touched; the block store opens on the pool (resyncing replicas that a
+ * crash left with write intents) before the NBD server serves it; the
+ * listeners come last (NBD, S3, admin), so no request meets a half-open
+ * node. Stopping goes the other way.
  * SIGINT and SIGTERM are blocked in every thread and taken by sigwait() on
  * the main thread, which then stops the listeners (finishing requests in
  * flight) before it closes the pool.
@@ -21,6 +24,10 @@
 
 #include <openssl/crypto.h>
 
+#include "blockstore/bs.h"
+#ifdef CAIRN_HAVE_NBD
+#include "blockstore/nbd/nbd_server.h"
+#endif
 #include "chunkstore/chunkstore.h"
 #include "core/io.h"
 #include "core/log.h"
@@ -263,6 +270,16 @@ int node_data_lock(const char *data_dir, char *err, size_t errlen)
 	return fd;
 }
 
+/* The host of nbd:// URLs: the NBD listen host, or loopback for a
+ * wildcard listen (a client cannot connect to 0.0.0.0). */
+static void nbd_url_host(const char *listen, char *out, size_t len)
+{
+	uint16_t p;
+	if (node_split_listen(listen, out, len, &p) != 0 || !out[0] ||
+	    strcmp(out, "0.0.0.0") == 0 || strcmp(out, "::") == 0 || strcmp(out, "*") == 0)
+		snprintf(out, len, "127.0.0.1");
+}
+
 /* ---- main ---- */
 
 int node_serve_main(int argc, char **argv)
@@ -273,6 +290,12 @@ int node_serve_main(int argc, char **argv)
 	struct cs_pool *pool = NULL;
 	struct s3_server *s3 = NULL;
 	struct admin_server *admin = NULL;
+	struct bs_store *bs = NULL;
+#ifdef CAIRN_HAVE_NBD
+	struct nbd_server *nbd = NULL;
+#endif
+	uint16_t nbd_port = 0;
+	char nbd_host[256] = "127.0.0.1";
 	char err[600], path[4096], credpath[4096];
 	bool first = false, from_env = false;
 	int exit_code = 1, ret, lock_fd = -1;
@@ -371,6 +394,33 @@ int node_serve_main(int argc, char **argv)
 	if (opts.powerloss_sim)
 		log_warn(TAG, "power-loss simulation on: undo records go to %s", path);
 
+	struct bs_opts bopts = {.data_dir = cfg.data_dir};
+	ret = bs_open(pool, &bopts, &bs);
+	if (ret < 0) {
+		fprintf(stderr, "cairn: cannot open the block volume store in %s: %s\n",
+			cfg.data_dir, cairn_strerror(ret));
+		goto out;
+	}
+	nbd_url_host(cfg.nbd_listen, nbd_host, sizeof(nbd_host));
+#ifdef CAIRN_HAVE_NBD
+	struct nbd_server_config ncfg = {.listen = cfg.nbd_listen,
+					 .workers = (unsigned)cfg.nbd_workers};
+	ret = nbd_server_start(&ncfg, bs, &nbd, err, sizeof(err));
+	if (ret < 0) {
+		if (ret == -EADDRINUSE)
+			fprintf(stderr,
+				"cairn: cannot listen on %s for NBD: the address is already in "
+				"use (another cairn or nbd server? use --nbd-listen)\n",
+				cfg.nbd_listen);
+		else
+			fprintf(stderr, "cairn: cannot start the NBD server: %s\n", err);
+		goto out;
+	}
+	nbd_port = nbd_server_port(nbd);
+#else
+	log_warn(TAG, "this build has no NBD server: volumes are managed but not served");
+#endif
+
 	if (load_root_creds(cfg.data_dir, &creds, &first, &from_env, credpath, sizeof(credpath)) <
 	    0)
 		goto out;
@@ -410,7 +460,10 @@ int node_serve_main(int argc, char **argv)
 				    .data_dir = cfg.data_dir,
 				    .root_key = creds.user,
 				    .access_log = cfg.access_log,
-				    .scrub_interval = cfg.scrub_interval};
+				    .scrub_interval = cfg.scrub_interval,
+				    .bs = bs,
+				    .nbd_host = nbd_host,
+				    .nbd_port = nbd_port};
 	ret = admin_start(&acfg, pool, &admin, err, sizeof(err));
 	if (ret < 0) {
 		if (ret == -EADDRINUSE)
@@ -447,7 +500,9 @@ int node_serve_main(int argc, char **argv)
 	url_of(s3_server_tls(s3) ? "https" : "http", cfg.s3_listen, s3_server_port(s3), s3url,
 	       sizeof(s3url));
 	url_of("http", cfg.api_listen, admin_port(admin), apiurl, sizeof(apiurl));
-	printf("cairn ready: S3 %s, API %s\n", s3url, apiurl);
+	printf("cairn ready: S3 %s, API %s, NBD %s%s%s:%u\n", s3url, apiurl,
+	       strchr(nbd_host, ':') ? "nbd://[" : "nbd://", nbd_host,
+	       strchr(nbd_host, ':') ? "]" : "", nbd_port);
 	fflush(stdout);
 	OPENSSL_cleanse(creds.password, sizeof(creds.password));
 
@@ -465,7 +520,11 @@ out:
 	 * API goes last but one, the pool last. */
 	admin_set_stopping(admin);
 	s3_server_stop(s3);
-	admin_stop(admin);
+	admin_stop(admin); /* waits for a running job: fsck uses the block store */
+#ifdef CAIRN_HAVE_NBD
+	nbd_server_stop(nbd); /* closes every handle before the block store goes */
+#endif
+	bs_close(bs);
 	unregister_pool();
 	cs_pool_close(pool);
 	if (lock_fd >= 0)

@@ -517,6 +517,22 @@ int nbd_hs_answer(struct nbd_hs *hs, const struct nbd_export *e)
 	return NBD_HS_EV_NONE;
 }
 
+int nbd_hs_refuse(struct nbd_hs *hs, uint32_t err)
+{
+	if (hs->state != NBD_HS_WAIT ||
+	    (hs->opt != NBD_OPT_EXPORT_NAME && hs->opt != NBD_OPT_INFO && hs->opt != NBD_OPT_GO))
+		return -EBUSY;
+	if (!(err & 0x80000000U))
+		return -EINVAL;
+	if (hs->opt == NBD_OPT_EXPORT_NAME) {
+		hs->state = NBD_HS_DONE;
+		return NBD_HS_EV_CLOSE;
+	}
+	opt_ack(hs, err);
+	hs->state = NBD_HS_OPT_HDR;
+	return NBD_HS_EV_NONE;
+}
+
 int nbd_hs_list_add(struct nbd_hs *hs, const char *name)
 {
 	if (hs->state != NBD_HS_WAIT || hs->opt != NBD_OPT_LIST)

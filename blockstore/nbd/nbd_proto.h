@@ -238,6 +238,13 @@ const char *nbd_hs_name(const struct nbd_hs *hs, size_t *len);
  * struct nbd_export). */
 int nbd_hs_answer(struct nbd_hs *hs, const struct nbd_export *e) CAIRN_WUR;
 
+/* Answers NBD_HS_EV_LOOKUP with a specific refusal: err is an NBD_REP_ERR_* value (bit 31
+ * set), e.g. NBD_REP_ERR_POLICY for a name whose credentials are wrong. INFO and GO get
+ * that error reply and negotiation goes on (NBD_HS_EV_NONE); EXPORT_NAME cannot carry an
+ * error, so it closes (NBD_HS_EV_CLOSE). -EBUSY when no lookup is pending, -EINVAL when
+ * err is not an error type. */
+int nbd_hs_refuse(struct nbd_hs *hs, uint32_t err) CAIRN_WUR;
+
 /* NBD_HS_EV_LIST: queues one NBD_REP_SERVER. Returns 0, -EAGAIN when the output is too
  * full (send some and retry), -EINVAL for a name over NBD_NAME_MAX, -EBUSY when no list is
  * pending. */

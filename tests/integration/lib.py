@@ -207,7 +207,9 @@ class Cairn:
             logf = open(lp, "wb")
             cmd = [cairn_bin(), "serve", "--data", self.data,
                    "--s3-listen", f"127.0.0.1:{self.s3_port}",
-                   "--api-listen", f"127.0.0.1:{self.api_port}"] + args
+                   "--api-listen", f"127.0.0.1:{self.api_port}",
+                   # NBD on any free port (the ready line names it)
+                   "--nbd-listen", "127.0.0.1:0"] + args
             self.proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL)
             logf.close()

@@ -145,9 +145,10 @@ cairn_start() {
 		API_PORT=$(free_port)
 		CAIRN_LOG=$T/cairn.$((${#CAIRN_LOGS[@]} + 1)).log
 		CAIRN_LOGS+=("$CAIRN_LOG")
+		# NBD on any free port (the ready line names it): tests run side by side.
 		"$CAIRN_BIN" serve --data "$DATA" \
 			--s3-listen "127.0.0.1:$S3_PORT" --api-listen "127.0.0.1:$API_PORT" \
-			"$@" >"$CAIRN_LOG" 2>&1 &
+			--nbd-listen 127.0.0.1:0 "$@" >"$CAIRN_LOG" 2>&1 &
 		CAIRN_PID=$!
 		# up to 120 s: the ASan build on a busy 2-core machine starts slowly
 		for ((n = 0; n < 1200; n++)); do

@@ -15,6 +15,7 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
+#include "blockstore/bs.h"
 #include "chunkstore/chunkstore.h"
 #include "core/fault.h"
 #include "core/metrics.h"
@@ -27,6 +28,7 @@
 static char tmpdir[256];
 static struct cs_pool *pool;
 static struct admin_server *srv;
+static struct bs_store *bs;
 static char base[64];
 
 struct resp {
@@ -116,8 +118,16 @@ static int setup(void **state)
 		return -1;
 	if (s3_users_bootstrap(pool, ROOT_KEY, ROOT_SECRET) != 0)
 		return -1;
-	struct admin_config ac = {
-	    .listen = "127.0.0.1:0", .data_dir = tmpdir, .root_key = ROOT_KEY, .access_log = false};
+	struct bs_opts bo = {.data_dir = tmpdir};
+	if (bs_open(pool, &bo, &bs) != 0)
+		return -1;
+	struct admin_config ac = {.listen = "127.0.0.1:0",
+				  .data_dir = tmpdir,
+				  .root_key = ROOT_KEY,
+				  .access_log = false,
+				  .bs = bs,
+				  .nbd_host = "127.0.0.1",
+				  .nbd_port = 10999};
 	if (admin_start(&ac, pool, &srv, err, sizeof(err)) != 0) {
 		fprintf(stderr, "admin_start: %s\n", err);
 		return -1;
@@ -131,6 +141,7 @@ static int teardown(void **state)
 {
 	(void)state;
 	admin_stop(srv);
+	bs_close(bs);
 	cs_pool_close(pool);
 	curl_global_cleanup();
 	char cmd[300];
@@ -505,10 +516,135 @@ static void test_admin_listen_in_use_reports_eaddrinuse(void **state)
 	assert_non_null(strstr(err, listen));
 }
 
+/* Issue 6: the volume routes, signed like the rest, with the error codes
+ * and messages briefs/i6-api.md promises. */
+static json_t *vcall(const char *method, const char *path, const char *body, long status,
+		     const char *code)
+{
+	struct resp r;
+	json_t *j = call(method, path, body, ROOT_KEY, ROOT_SECRET, NULL, &r);
+	if (r.status != status || (code && (!err_code(j) || strcmp(err_code(j), code) != 0)))
+		fail_msg("%s %s: %ld %s (expected %ld %s)", method, path, r.status,
+			 r.body ? r.body : "", status, code ? code : "");
+	free(r.body);
+	return j;
+}
+
+static void test_admin_volumes_issue6(void **state)
+{
+	(void)state;
+	struct resp r;
+	json_t *j = call("GET", "/admin/v1/volumes", NULL, NULL, NULL, NULL, &r);
+	assert_int_equal(r.status, 403); /* unsigned */
+	json_decref(j);
+	free(r.body);
+
+	j = vcall("POST", "/admin/v1/volumes",
+		  "{\"name\":\"v1\",\"size\":1073741824,\"replicas\":1,\"iops_limit\":100}", 201,
+		  NULL);
+	assert_string_equal(json_string_value(json_object_get(j, "name")), "v1");
+	assert_int_equal(json_integer_value(json_object_get(j, "size")), 1073741824);
+	assert_string_equal(json_string_value(json_object_get(j, "state")), "available");
+	assert_int_equal(json_integer_value(json_object_get(j, "replicas")), 1);
+	assert_int_equal(json_integer_value(json_object_get(j, "iops_limit")), 100);
+	assert_int_equal(strlen(json_string_value(json_object_get(j, "id"))), 32);
+	const char *created = json_string_value(json_object_get(j, "created"));
+	assert_true(created && strlen(created) == 20 && created[19] == 'Z');
+	assert_null(json_object_get(j, "parent"));
+	json_decref(j);
+	json_decref(vcall("POST", "/admin/v1/volumes", "{\"name\":\"v1\",\"size\":1048576}", 409,
+			  "VolumeExists"));
+	/* Malformed bodies name the field. */
+	j = vcall("POST", "/admin/v1/volumes", "{\"name\":\"v2\",\"size\":\"1G\"}", 400,
+		  "InvalidArgument");
+	assert_non_null(
+	    strstr(json_string_value(json_object_get(json_object_get(j, "error"), "message")),
+		   "\"size\""));
+	json_decref(j);
+	json_decref(vcall("POST", "/admin/v1/volumes", "{\"name\":", 400, "InvalidArgument"));
+	json_decref(vcall("POST", "/admin/v1/volumes", "{\"name\":\"v2\",\"size\":1000}", 400,
+			  "InvalidArgument"));
+	json_decref(vcall("GET", "/admin/v1/volumes/nope", NULL, 404, "NoSuchVolume"));
+
+	/* Snapshots, clones, and what they forbid. */
+	j = vcall("POST", "/admin/v1/volumes/v1/snapshots", "{\"name\":\"s1\"}", 201, NULL);
+	assert_string_equal(json_string_value(json_object_get(j, "name")), "s1");
+	assert_int_equal(json_integer_value(json_object_get(j, "clones")), 0);
+	json_decref(j);
+	json_decref(vcall("POST", "/admin/v1/volumes/v1/snapshots", "{\"name\":\"s1\"}", 409,
+			  "SnapshotExists"));
+	json_decref(vcall("POST", "/admin/v1/volumes/v1/rollback", "{\"snapshot\":\"s9\"}", 404,
+			  "NoSuchSnapshot"));
+	j = vcall("POST", "/admin/v1/volumes",
+		  "{\"name\":\"c 1/x\",\"from_snapshot\":{\"volume\":\"v1\",\"snapshot\":\"s1\"}}",
+		  201, NULL);
+	assert_string_equal(
+	    json_string_value(json_object_get(json_object_get(j, "parent"), "snapshot")), "s1");
+	assert_int_equal(json_integer_value(json_object_get(j, "iops_limit")), 100);
+	json_decref(j);
+	/* A percent-encoded name with a slash is one segment. */
+	json_decref(vcall("GET", "/admin/v1/volumes/c%201%2Fx", NULL, 200, NULL));
+	json_decref(vcall("DELETE", "/admin/v1/volumes/v1/snapshots/s1", NULL, 409, "VolumeBusy"));
+	json_decref(vcall("DELETE", "/admin/v1/volumes/v1?force=true", NULL, 409, "VolumeBusy"));
+	json_decref(vcall("DELETE", "/admin/v1/volumes/c%201%2Fx", NULL, 204, NULL));
+	json_decref(vcall("DELETE", "/admin/v1/volumes/v1", NULL, 409, "VolumeNotEmpty"));
+
+	/* Attach: export and URL; an attached volume cannot be deleted. */
+	j = vcall("POST", "/admin/v1/volumes/v1/attach", "{\"host\":\"hv1\"}", 200, NULL);
+	const char *tok = json_string_value(json_object_get(j, "token"));
+	char want[256];
+	assert_non_null(tok);
+	snprintf(want, sizeof(want), "v1@%s", tok);
+	assert_string_equal(json_string_value(json_object_get(j, "export")), want);
+	snprintf(want, sizeof(want), "nbd://127.0.0.1:10999/v1@%s", tok);
+	assert_string_equal(json_string_value(json_object_get(j, "url")), want);
+	json_decref(j);
+	json_decref(
+	    vcall("POST", "/admin/v1/volumes/v1/attach", "{\"host\":\"hv2\"}", 409, "VolumeBusy"));
+	j = vcall("DELETE", "/admin/v1/volumes/v1?force=true", NULL, 409, "VolumeBusy");
+	assert_non_null(
+	    strstr(json_string_value(json_object_get(json_object_get(j, "error"), "message")),
+		   "attached to host hv1; detach it first"));
+	json_decref(j);
+	j = vcall("GET", "/admin/v1/volumes/v1", NULL, 200, NULL);
+	assert_string_equal(json_string_value(json_object_get(j, "state")), "attached");
+	assert_string_equal(
+	    json_string_value(json_object_get(json_object_get(j, "attachment"), "host")), "hv1");
+	json_decref(j);
+	json_decref(vcall("POST", "/admin/v1/volumes/v1/detach", NULL, 200, NULL));
+
+	/* Resize, diff, delete. */
+	j = vcall("PATCH", "/admin/v1/volumes/v1", "{\"size\":2147483648,\"bps_limit\":7}", 200,
+		  NULL);
+	assert_int_equal(json_integer_value(json_object_get(j, "size")), 2147483648LL);
+	assert_int_equal(json_integer_value(json_object_get(j, "bps_limit")), 7);
+	assert_int_equal(json_integer_value(json_object_get(j, "iops_limit")), 100);
+	json_decref(j);
+	json_decref(
+	    vcall("PATCH", "/admin/v1/volumes/v1", "{\"size\":1048576}", 400, "InvalidArgument"));
+	j = vcall("GET", "/admin/v1/volumes/v1/diff?from=s1", NULL, 200, NULL);
+	assert_string_equal(json_string_value(json_object_get(j, "from")), "s1");
+	assert_true(json_is_null(json_object_get(j, "to")));
+	assert_true(json_is_array(json_object_get(j, "ranges")));
+	json_decref(j);
+	json_decref(
+	    vcall("GET", "/admin/v1/volumes/v1/diff?from=s1&to=s2", NULL, 404, "NoSuchSnapshot"));
+	j = call("PUT", "/admin/v1/volumes/v1", "{}", ROOT_KEY, ROOT_SECRET, NULL, &r);
+	assert_int_equal(r.status, 405);
+	assert_string_equal(r.allow, "GET, PATCH, DELETE");
+	json_decref(j);
+	free(r.body);
+	json_decref(vcall("DELETE", "/admin/v1/volumes/v1?force=true", NULL, 204, NULL));
+	j = vcall("GET", "/admin/v1/volumes", NULL, 200, NULL);
+	assert_int_equal(json_array_size(json_object_get(j, "volumes")), 0);
+	json_decref(j);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_admin_health_ok),
+	    cmocka_unit_test(test_admin_volumes_issue6),
 	    cmocka_unit_test(test_admin_metrics_prometheus_text),
 	    cmocka_unit_test(test_admin_unsigned_and_unknown_key_denied),
 	    cmocka_unit_test(test_admin_user_and_key_lifecycle),

@@ -145,10 +145,10 @@ static void test_config_unknown_section_and_keyless_section(void **state)
 	(void)state;
 	struct node_config c;
 	char err[512] = "";
-	const char *p = write_file("sect.ini", "[pool]\ndevices = 6\n[nbd]\nlisten = x:1\n");
+	const char *p = write_file("sect.ini", "[pool]\ndevices = 6\n[iscsi]\nlisten = x:1\n");
 	assert_int_equal(node_config_defaults(&c), 0);
 	assert_int_equal(node_config_load(&c, p, err, sizeof(err)), CAIRN_EINVAL);
-	assert_non_null(strstr(err, ":4: unknown section [nbd]"));
+	assert_non_null(strstr(err, ":4: unknown section [iscsi]"));
 	p = write_file("nosect.ini", "data_dir = /x\n");
 	assert_int_equal(node_config_load(&c, p, err, sizeof(err)), CAIRN_EINVAL);
 	assert_non_null(strstr(err, ":1: key 'data_dir' outside any [section]"));
@@ -282,6 +282,49 @@ static void test_serve_args_flags_override_file(void **state)
 	assert_string_equal(c.log_level, "debug");
 	assert_string_equal(c.s3_listen, "[::]:0");
 	assert_string_equal(c.data_dir, "./data");
+	node_config_free(&c);
+}
+
+/* Issue 6: [nbd] listen/workers, --nbd-listen over the file, and an NBD
+ * address that collides with S3's or the API's is refused. */
+static void test_serve_args_nbd_issue6(void **state)
+{
+	(void)state;
+	struct node_config c;
+	struct node_serve_opts o;
+	char err[512] = "";
+	char *argv0[] = {"serve", NULL};
+	assert_int_equal(node_serve_args(1, argv0, &c, &o, err, sizeof(err)), 0);
+	assert_string_equal(c.nbd_listen, "0.0.0.0:10809");
+	assert_int_equal(c.nbd_workers, 16);
+	node_config_free(&c);
+
+	const char *p = write_file("nbd.ini", "[nbd]\nlisten = 127.0.0.1:7001\nworkers = 4\n");
+	char *argv[] = {"serve", "--config", (char *)p, NULL};
+	assert_int_equal(node_serve_args(3, argv, &c, &o, err, sizeof(err)), 0);
+	assert_string_equal(c.nbd_listen, "127.0.0.1:7001");
+	assert_int_equal(c.nbd_workers, 4);
+	node_config_free(&c);
+
+	char *argv2[] = {"serve", "--config", (char *)p, "--nbd-listen", "[::1]:0", NULL};
+	assert_int_equal(node_serve_args(5, argv2, &c, &o, err, sizeof(err)), 0);
+	assert_string_equal(c.nbd_listen, "[::1]:0"); /* flag beats file */
+	node_config_free(&c);
+
+	char *argv3[] = {"serve", "--nbd-listen", "127.0.0.1:9000", NULL};
+	assert_int_equal(node_serve_args(3, argv3, &c, &o, err, sizeof(err)), CAIRN_EINVAL);
+	assert_non_null(strstr(err, "[nbd] listen and [s3] listen"));
+	node_config_free(&c);
+
+	char *argv4[] = {"serve", "--nbd-listen", "nohost", NULL};
+	assert_int_equal(node_serve_args(3, argv4, &c, &o, err, sizeof(err)), CAIRN_EINVAL);
+	assert_non_null(strstr(err, "--nbd-listen"));
+	node_config_free(&c);
+
+	p = write_file("nbdw.ini", "[nbd]\nworkers = 0\n");
+	assert_int_equal(node_config_defaults(&c), 0);
+	assert_int_equal(node_config_load(&c, p, err, sizeof(err)), CAIRN_EINVAL);
+	assert_non_null(strstr(err, "workers"));
 	node_config_free(&c);
 }
 
@@ -576,6 +619,7 @@ int main(void)
 	    cmocka_unit_test(test_config_bad_values_rejected),
 	    cmocka_unit_test(test_config_validate_cross_field),
 	    cmocka_unit_test(test_serve_args_flags_override_file),
+	    cmocka_unit_test(test_serve_args_nbd_issue6),
 	    cmocka_unit_test(test_serve_args_errors),
 	    cmocka_unit_test(test_config_tls_both_or_neither_issue4),
 	    cmocka_unit_test(test_serve_help_lists_every_key_and_flag),

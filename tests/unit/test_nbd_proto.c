@@ -332,6 +332,54 @@ static void test_info_then_go_missing_then_go(void **state)
 	free(hs);
 }
 
+/* nbd_hs_refuse: a specific error for INFO/GO and the negotiation goes on; EXPORT_NAME
+ * closes; misuse is refused. */
+static void test_refuse_policy(void **state)
+{
+	(void)state;
+	struct bb in = {.n = 0}, exp = {.n = 0};
+	struct nbd_hs *hs = new_hs();
+	size_t used;
+	b32(&in, NBD_FLAG_C_FIXED_NEWSTYLE);
+	c_go(&in, NBD_OPT_GO, "vol1@bad", 0, NULL);
+	c_go(&in, NBD_OPT_INFO, "vol1@bad", 0, NULL);
+	s_greeting(&exp);
+	s_rep(&exp, NBD_OPT_GO, NBD_REP_ERR_POLICY, 0);
+	s_rep(&exp, NBD_OPT_INFO, NBD_REP_ERR_UNKNOWN, 0);
+	nbd_hs_init(hs);
+	assert_int_equal(nbd_hs_refuse(hs, NBD_REP_ERR_POLICY), -EBUSY);
+	size_t pos = 0;
+	int ev = nbd_hs_feed(hs, in.b, in.n, &used);
+	pos += used;
+	assert_int_equal(ev, NBD_HS_EV_LOOKUP);
+	assert_string_equal(nbd_hs_name(hs, NULL), "vol1@bad");
+	assert_int_equal(nbd_hs_refuse(hs, NBD_REP_ACK), -EINVAL);
+	assert_int_equal(nbd_hs_refuse(hs, NBD_REP_ERR_POLICY), NBD_HS_EV_NONE);
+	assert_int_equal(nbd_hs_refuse(hs, NBD_REP_ERR_POLICY), -EBUSY);
+	ev = nbd_hs_feed(hs, in.b + pos, in.n - pos, &used);
+	pos += used;
+	assert_int_equal(ev, NBD_HS_EV_LOOKUP);
+	assert_int_equal(pos, in.n);
+	assert_int_equal(nbd_hs_refuse(hs, NBD_REP_ERR_UNKNOWN), NBD_HS_EV_NONE);
+	size_t n;
+	const void *out = nbd_hs_out(hs, &n);
+	assert_int_equal(n, exp.n);
+	assert_memory_equal(out, exp.b, n);
+	nbd_hs_out_done(hs, n);
+
+	/* EXPORT_NAME cannot carry an error: close, nothing more sent. */
+	in.n = 0;
+	b32(&in, NBD_FLAG_C_FIXED_NEWSTYLE);
+	c_opt(&in, NBD_OPT_EXPORT_NAME, "vol1@bad", 8);
+	nbd_hs_init(hs);
+	nbd_hs_out_done(hs, 18);
+	assert_int_equal(nbd_hs_feed(hs, in.b, in.n, &used), NBD_HS_EV_LOOKUP);
+	assert_int_equal(nbd_hs_refuse(hs, NBD_REP_ERR_POLICY), NBD_HS_EV_CLOSE);
+	nbd_hs_out(hs, &n);
+	assert_int_equal(n, 0);
+	free(hs);
+}
+
 static void test_list(void **state)
 {
 	struct bb in = {.n = 0}, exp = {.n = 0};
@@ -1013,6 +1061,7 @@ int main(void)
 	    cmocka_unit_test(test_greeting_bytes),
 	    cmocka_unit_test(test_go_with_info_block_size),
 	    cmocka_unit_test(test_info_then_go_missing_then_go),
+	    cmocka_unit_test(test_refuse_policy),
 	    cmocka_unit_test(test_list),
 	    cmocka_unit_test(test_structured_meta_go),
 	    cmocka_unit_test(test_meta_malformed),

@@ -325,6 +325,61 @@ static void test_vol_trim_on_clone_hides_parent(void **state)
 	commit(t);
 }
 
+/* Flatten: gen-0 records shadow the parent in every view of the clone,
+ * its own writes (head and snapshot) still win, and unparenting releases
+ * the parent's snapshot. */
+static void test_vol_flatten_base_then_unparent(void **state)
+{
+	struct fixture *f = *state;
+	struct meta_txn *t = wtxn(f);
+	struct vol_write_out wo;
+	struct vol_resolved r;
+	struct vol_snap s;
+	struct vol v, c, g;
+
+	assert_int_equal(vol_create(t, 1, "base", 8 * MB, NULL, &v), 0);
+	assert_int_equal(vol_map_write(t, &v, 1, 0, VOL_EXTENT_SIZE, VOL_WRITE, &wo), 0);
+	assert_int_equal(vol_snapshot_create(t, &v, "gold", NULL), 0);
+	assert_int_equal(vol_clone(t, &v, "gold", 2, "vm", &c), 0);
+	assert_int_equal(vol_unparent(t, &v), CAIRN_EINVAL);
+	/* The clone writes block 3 and snapshots, then writes block 4. */
+	assert_int_equal(
+	    vol_map_write(t, &c, 1, 3 * VOL_BLOCK_SIZE, VOL_BLOCK_SIZE, VOL_WRITE, &wo), 0);
+	assert_int_equal(vol_snapshot_create(t, &c, "cs", NULL), 0);
+	assert_int_equal(
+	    vol_map_write(t, &c, 1, 4 * VOL_BLOCK_SIZE, VOL_BLOCK_SIZE, VOL_WRITE, &wo), 0);
+	assert_int_equal(vol_map_put_base(t, &c, 1, 0), CAIRN_EINVAL);
+	assert_int_equal(vol_map_put_base(t, &c, 2, 1), CAIRN_EINVAL); /* past the size */
+	assert_int_equal(vol_map_put_base(t, &c, 1, 0xffff), 0);
+	assert_int_equal(vol_map_put_base(t, &c, 1, UINT64_MAX & ~0xffffull), 0); /* merges */
+	assert_int_equal(vol_unparent(t, &c), 0);
+	assert_false(c.has_parent);
+	assert_int_equal(vol_get(t, 2, "vm", &g), 0);
+	assert_false(g.has_parent);
+	assert_int_equal(vol_unparent(t, &g), CAIRN_EINVAL);
+	assert_int_equal(vol_map_resolve(t, &g, g.gen, 1, &r), 0);
+	assert_int_equal(r.written, UINT64_MAX);
+	for (unsigned b = 0; b < VOL_BLOCKS; b++) {
+		assert_int_equal(r.blk[b].depth, 0);
+		assert_int_equal(r.blk[b].gen, b == 3	? VOL_GEN_FIRST
+					       : b == 4 ? VOL_GEN_FIRST + 1
+							: 0);
+	}
+	/* The clone's snapshot sees block 3 of its own, block 4 from gen 0. */
+	assert_int_equal(vol_map_resolve(t, &g, VOL_GEN_FIRST, 1, &r), 0);
+	assert_int_equal(r.blk[3].gen, VOL_GEN_FIRST);
+	assert_int_equal(r.blk[4].gen, 0);
+	assert_int_equal(r.blk[4].depth, 0);
+	/* The parent's snapshot has no clone left: it can go. */
+	assert_int_equal(vol_snapshot_get(t, &v, "gold", &s), 0);
+	assert_int_equal(s.nclones, 0);
+	assert_int_equal(vol_snapshot_delete(t, &v, "gold"), 0);
+	assert_int_equal(vol_delete(t, &v, false), 0);
+	assert_int_equal(vol_map_resolve(t, &g, g.gen, 1, &r), 0);
+	assert_int_equal(r.written, UINT64_MAX);
+	commit(t);
+}
+
 static void test_vol_snapshot_clone_rollback_constant_records(void **state)
 {
 	struct fixture *f = *state;
@@ -970,6 +1025,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_vol_write_resolve_copyup, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_vol_zero_costs_no_record, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_vol_trim_on_clone_hides_parent, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_vol_flatten_base_then_unparent, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_vol_snapshot_clone_rollback_constant_records,
 					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_vol_diff_exact_ranges, setup, teardown),
