@@ -5,8 +5,9 @@
 #   bash bench/nbd.sh          # from the repository root, cairn built optimised; ~12 minutes
 #   BENCH_STEPS=issue6 bash bench/run.sh     # the same, through run.sh
 #
-# Every figure is fio 3.33 with the same job on every target (NBD_SECS s each, after 1 s of ramp
-# that is not counted): 4 KiB randread and randwrite at QD1 and QD32, 1 MiB sequential read and
+# Every figure is fio 3.33 with the same job on every target (NBD_SECS s each, after 1 s of ramp;
+# every server up and every target written first, then each job on all targets in turn): 4 KiB
+# randread and randwrite at QD1 and QD32, 1 MiB sequential read and
 # write at QD8, over a file or volume of NBD_SIZE bytes written in full first.
 #   device   fio --ioengine=io_uring --direct=1 on TMP/dev.img (the device limit: the folder
 #            cairn's data lives in, same filesystem)
@@ -137,21 +138,6 @@ fio_fill() {
 	tail -1 "$results" | sed 's/^/   /' >&2
 }
 
-# io_jobs TARGET ENGINE-ARGS...: the six jobs
-io_jobs() {
-	local t=$1 name rw bs qd
-	shift
-	while read -r name rw bs qd; do
-		fio_run "$t" "$name" "$rw" "$bs" "$qd" "$@"
-	done <<<"$jobs"
-}
-
-bench_device() {
-	say "device: fio io_uring O_DIRECT on $tmp/dev.img"
-	srv_pgids=""
-	io_jobs device --ioengine=io_uring --direct=1 --filename="$tmp/dev.img" --size="$size"
-}
-
 stop_nbdkit() {
 	[ -n "$nbdkit_pid" ] || return 0
 	kill -TERM "$nbdkit_pid" 2>/dev/null
@@ -162,7 +148,8 @@ stop_nbdkit() {
 	srv_pgids=""
 }
 
-bench_nbdkit() {
+# start_nbdkit: nbdkit's file plugin on TMP/dev.img; sets eng[nbdkit]
+start_nbdkit() {
 	local port
 	command -v nbdkit >/dev/null || { say "nbdkit not installed; skipped"; return 0; }
 	port=$(free_ports 1) || { say "nbdkit: no free port"; return 0; }
@@ -176,8 +163,8 @@ bench_nbdkit() {
 	done
 	srv_pgids=$nbdkit_pid
 	check_loopback nbdkit
-	io_jobs nbdkit --ioengine=nbd --uri="nbd://127.0.0.1:$port/"
-	stop_nbdkit
+	eng[nbdkit]="--ioengine=nbd --uri=nbd://127.0.0.1:$port/"
+	pg[nbdkit]=$nbdkit_pid
 }
 
 # cli ARGS...: the cairn CLI against this run's server
@@ -237,8 +224,9 @@ cli_timed() {
 	echo "cairn-meta $tag {\"total_ms\":$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e6 }'),\"load\":$l}" >>"$results"
 }
 
-# cairn_volume TARGET REPLICAS: the io (and first, qos) steps on one volume
-cairn_volume() {
+# cairn_prepare TARGET REPLICAS: a volume created, attached and written in full (its first
+# write timed); sets eng[TARGET]
+cairn_prepare() {
 	local t=$1 n=$2 v="bench-r$2" url
 	cli volume create "$v" "$size" --replicas "$n" >/dev/null || { say "$t: create failed"; return 1; }
 	url=$(attach_url "$v") || { say "$t: attach failed"; return 1; }
@@ -248,7 +236,14 @@ cairn_volume() {
 		fio_run "$t" thin-rr4k-qd32 randread 4k 32 --ioengine=nbd --uri="$url" --runtime=5
 	fi
 	fio_fill "$t" fill --ioengine=nbd --uri="$url" || return 1
-	want io && io_jobs "$t" --ioengine=nbd --uri="$url"
+	eng[$t]="--ioengine=nbd --uri=$url"
+	pg[$t]=$cairn_pid
+}
+
+# cairn_after TARGET REPLICAS: the first-write (and, one replica, QoS) steps, then the
+# volume's deletion
+cairn_after() {
+	local t=$1 n=$2 v="bench-r$2"
 	if want first; then
 		# 4 KiB writes into never-written blocks: each one's first write commits a map change
 		local f="bench-fresh-r$n" furl
@@ -258,8 +253,8 @@ cairn_volume() {
 		cli volume detach "$f" --force >/dev/null 2>&1
 		cli volume delete "$f" --force >/dev/null 2>&1
 	fi
-	if want qos && [ "$n" = 1 ]; then
-		cairn_qos "$v" "$url"
+	if want qos && [ "$n" = 1 ] && [ -n "${eng[$t]:-}" ]; then
+		cairn_qos "$v" "${eng[$t]#*--uri=}"
 	fi
 	cli volume detach "$v" --force >/dev/null 2>&1
 	cli volume delete "$v" --force >/dev/null 2>&1
@@ -317,22 +312,19 @@ cairn_meta() {
 	return 0
 }
 
-bench_cairn() {
-	cairn_usable || return 0
+# start_cairn_node: cairn serve with the NBD server on this run's ports; sets api
+start_cairn_node() {
+	cairn_usable || return 1
 	local base
-	base=$(free_ports 3) || { say "cairn: no free ports"; return 0; }
+	base=$(free_ports 3) || { say "cairn: no free ports"; return 1; }
 	mkdir -p "$tmp/cairn"
-	start_cairn "$tmp/cairn" "$base" --nbd-listen "127.0.0.1:$((base + 2))" || return 0
+	start_cairn "$tmp/cairn" "$base" --nbd-listen "127.0.0.1:$((base + 2))" || return 1
 	api=127.0.0.1:$((base + 1))
 	grep -m1 'cairn ready' "$tmp/cairn/log" >&2
 	check_loopback cairn
-	for t in $targets; do
-		case $t in
-		cairn1) cairn_volume cairn1 1 ;;
-		cairn3) cairn_volume cairn3 3 ;;
-		esac
-	done
-	want meta && cairn_meta
+}
+
+stop_cairn_node() {
 	stop_cairn
 	if grep -qiE 'error|assert|sanitizer' "$tmp/cairn/log"; then
 		say "cairn log has errors (last lines):"
@@ -353,16 +345,44 @@ started=$(date -u '+%Y-%m-%d %H:%M UTC')
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 t_start=$SECONDS
 
-if want io && [[ " $targets " == *" device "* || " $targets " == *" nbdkit "* ]]; then
+# Every server up and every target written first; then each job on every target in turn, so
+# the figures of one job are taken within a minute of each other (other work on this shared
+# machine comes and goes: per-job interleaving keeps it from favouring one target)
+declare -A eng pg
+has() { [[ " $targets " == *" $1 "* ]]; }
+if want io && { has device || has nbdkit; }; then
 	# the device file, written in full (an unwritten file's reads would cost no I/O)
 	fio_fill device fill --ioengine=io_uring --direct=1 --filename="$tmp/dev.img" --size="$size" ||
 		exit 1
-	[[ " $targets " == *" device "* ]] && bench_device
-	[[ " $targets " == *" nbdkit "* ]] && bench_nbdkit
-	rm -f "$tmp/dev.img"
+	has device && eng[device]="--ioengine=io_uring --direct=1 --filename=$tmp/dev.img --size=$size"
+	has nbdkit && start_nbdkit
 fi
-if [[ " $targets " == *" cairn"* ]] || want meta; then
-	bench_cairn
+cairn_up=0
+if has cairn1 || has cairn3 || want meta; then
+	start_cairn_node && cairn_up=1
+fi
+if [ $cairn_up = 1 ]; then
+	has cairn1 && cairn_prepare cairn1 1
+	has cairn3 && cairn_prepare cairn3 3
+fi
+if want io; then
+	while read -r name rw bs qd; do
+		for t in $targets; do
+			[ -n "${eng[$t]:-}" ] || continue
+			srv_pgids=${pg[$t]:-}
+			# shellcheck disable=SC2086 # engine args: paths from mktemp, no spaces
+			fio_run "$t" "$name" "$rw" "$bs" "$qd" ${eng[$t]}
+		done
+	done <<<"$jobs"
+fi
+stop_nbdkit
+rm -f "$tmp/dev.img"
+if [ $cairn_up = 1 ]; then
+	srv_pgids=$cairn_pid
+	has cairn1 && cairn_after cairn1 1
+	has cairn3 && cairn_after cairn3 3
+	want meta && cairn_meta
+	stop_cairn_node
 fi
 
 cp "$results" "$out/nbd-results.txt"
