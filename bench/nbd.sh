@@ -2,7 +2,7 @@
 # bench/nbd.sh - the block-volume benchmark (issue 6): cairn's NBD volumes side by side with the
 # device limit and nbdkit's file plugin, in one run, on the same folder.
 #
-#   bash bench/nbd.sh          # from the repository root, cairn built optimised; ~12 minutes
+#   bash bench/nbd.sh          # from the repository root, cairn built optimised; ~10 minutes
 #   BENCH_STEPS=issue6 bash bench/run.sh     # the same, through run.sh
 #
 # Every figure is fio 3.33 with the same job on every target (NBD_SECS s each, after 1 s of ramp;

@@ -28,7 +28,7 @@
 # "issue4" = "put-big chunked-put chunked-put-signed mp-put", a few minutes with
 # BENCH_TARGETS="swift cairn"). Steps: kernels put-big get-big put-big-signed chunked-put
 # chunked-put-signed mp-put put-small get-small (get-big brings put-big, get-small put-small).
-# Issue 6: the step "nbd" (alias "issue6"; not in the default list, ~12 minutes on its own) runs
+# Issue 6: the step "nbd" (alias "issue6"; not in the default list, ~10 minutes on its own) runs
 # bench/nbd.sh: cairn's NBD volumes beside fio io_uring O_DIRECT and nbdkit's file plugin
 # (its knobs, NBD_*, are in that script; its tables go to bench/out/nbd-report.md).
 #
