@@ -28,6 +28,9 @@
 # "issue4" = "put-big chunked-put chunked-put-signed mp-put", a few minutes with
 # BENCH_TARGETS="swift cairn"). Steps: kernels put-big get-big put-big-signed chunked-put
 # chunked-put-signed mp-put put-small get-small (get-big brings put-big, get-small put-small).
+# Issue 6: the step "nbd" (alias "issue6"; not in the default list, ~10 minutes on its own) runs
+# bench/nbd.sh: cairn's NBD volumes beside fio io_uring O_DIRECT and nbdkit's file plugin
+# (its knobs, NBD_*, are in that script; its tables go to bench/out/nbd-report.md).
 #
 # Every 1 GiB PUT of an S3 target starts on a quiet server (settle: up to 30 s until the
 # server's processes use < 10% of a core), so one upload does not pay for the background work
@@ -49,12 +52,20 @@ chunk=${BENCH_CHUNK:-64K}
 all_steps="kernels put-big get-big put-big-signed chunked-put chunked-put-signed mp-put put-small get-small"
 steps=${BENCH_STEPS:-$all_steps}
 steps=" ${steps//issue4/put-big chunked-put chunked-put-signed mp-put} "
+steps=${steps//issue6/nbd}
 case $steps in *" get-big "*) steps="$steps put-big " ;; esac
 case $steps in *" get-small "*) steps="$steps put-small " ;; esac
 steps=" $(printf '%s\n' $steps | awk '!seen[$0]++' | tr '\n' ' ')"
 for s in $steps; do
-	case " $all_steps " in *" $s "*) ;; *) echo "bench/run.sh: unknown step '$s' (steps: $all_steps, issue4)" >&2; exit 2 ;; esac
+	case " $all_steps nbd " in *" $s "*) ;; *) echo "bench/run.sh: unknown step '$s' (steps: $all_steps, issue4; nbd = issue6)" >&2; exit 2 ;; esac
 done
+# issue 6's volume benchmark is its own script; alone, it is all this run does
+nbd_step=0
+if [[ $steps == *" nbd "* ]]; then
+	nbd_step=1
+	steps=${steps/ nbd / }
+	[ -z "${steps// /}" ] && exec env BENCH_STEPS="io first meta qos" bash "$here/nbd.sh"
+fi
 cairn_bin=${CAIRN_BIN:-$root/build/node/cairn}
 out=$here/out
 lg=$out/loadgen
@@ -254,3 +265,7 @@ cp "$results" "$out/results.txt"
 	echo
 	/usr/bin/python3 "$here/report.py" "$results"
 } | tee "$out/report.md"
+if [ $nbd_step = 1 ]; then
+	echo
+	BENCH_STEPS="io first meta qos" bash "$here/nbd.sh"
+fi
