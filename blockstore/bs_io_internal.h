@@ -134,10 +134,13 @@ int bs_fd_get(struct bs_store *bs, struct bs_io_state *st, const uint8_t *id, ui
 	      uint64_t index, uint32_t dev, struct bs_fd **out) CAIRN_WUR;
 void bs_fd_unpin(struct bs_io_state *st, struct bs_fd *f);
 /* Pins the n replica files of (id, gen, index) on devs; with create, makes
- * missing ones (fallocated in full: ENOSPC here) and syncs their folders. */
-int bs_open_replicas(struct bs_store *bs, struct bs_io_state *st, const uint8_t *id, uint32_t gen,
-		     uint64_t index, const uint32_t *devs, unsigned n, bool create,
-		     struct bs_fd **fds) CAIRN_WUR;
+ * missing ones (fallocated in full: ENOSPC here) and syncs their folders.
+ * keep: blocks the map already names in gen; a file made anew gets them
+ * copied (durably, before it takes its name) from a replica that has its
+ * file, -EIO when none has. */
+int bs_open_replicas(struct bs_store *bs, struct bs_io_state *st, struct io_ctx *ctx,
+		     const uint8_t *id, uint32_t gen, uint64_t index, const uint32_t *devs,
+		     unsigned n, bool create, uint64_t keep, struct bs_fd **fds) CAIRN_WUR;
 /* Reads every piece from the first replica that answers; -EIO when none. */
 int bs_read_pieces(struct bs_store *bs, struct bs_io_state *st, struct io_ctx *ctx, struct piece *p,
 		   size_t n) CAIRN_WUR;

@@ -612,6 +612,57 @@ static void test_resync(void **state)
 	ref_free(&r);
 }
 
+/* Issue 6: a replica file lost after its extent was written must not come
+ * back empty when a write adds a block: the blocks the map already names
+ * are copied in from a replica that still has the file. */
+static void test_lost_replica_refilled_issue6(void **state)
+{
+	(void)state;
+	struct ref r;
+	struct vol v;
+	struct bs_handle *h = mkvol_open("lost", 16 * MiB, 3, &v);
+	char path[PATH_MAX];
+	uint32_t devs[8];
+	uint8_t *f = malloc(VOL_EXTENT_SIZE);
+	ref_init(&r, 16 * MiB);
+	do_write(h, &r, 4 * MiB, 3 * VOL_BLOCK_SIZE + 1000, 0, 21, 0);
+	assert_int_equal(bs_flush(h, g_ctx), 0);
+	bs_handle_close(h); /* the last close drops the fd cache */
+	assert_int_equal(bs_extent_devs(g_bs, v.id, 1, 3, devs), 3);
+	assert_int_equal(bs_extent_path(g_bs, devs[0], v.id, v.gen, 1, path, sizeof(path)), 0);
+	assert_int_equal(unlink(path), 0);
+	h = hopen("lost");
+	do_write(h, &r, 4 * MiB + 10 * VOL_BLOCK_SIZE, 4096, 0, 22, 0);
+	verify_all(h, &r);
+	bs_handle_close(h);
+	/* Every replica file holds the old blocks (resync may copy any). */
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(bs_extent_path(g_bs, devs[i], v.id, v.gen, 1, path, sizeof(path)),
+				 0);
+		read_file(path, f, VOL_EXTENT_SIZE);
+		assert_memory_equal(f, r.data + 4 * MiB, 3 * VOL_BLOCK_SIZE + 1000);
+		assert_memory_equal(f + 10 * VOL_BLOCK_SIZE, r.data + 4 * MiB + 10 * VOL_BLOCK_SIZE,
+				    4096);
+	}
+	/* With no replica left to copy from, the write fails and adds nothing. */
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(bs_extent_path(g_bs, devs[i], v.id, v.gen, 1, path, sizeof(path)),
+				 0);
+		assert_int_equal(unlink(path), 0);
+	}
+	h = hopen("lost");
+	memset(g_buf, 7, 4096);
+	assert_int_equal(bs_write(h, g_ctx, g_buf, 4 * MiB + 20 * VOL_BLOCK_SIZE, 4096, 0), -EIO);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(bs_extent_path(g_bs, devs[i], v.id, v.gen, 1, path, sizeof(path)),
+				 0);
+		assert_int_equal(access(path, F_OK), -1);
+	}
+	bs_handle_close(h);
+	free(f);
+	ref_free(&r);
+}
+
 static void test_intents_cleared(void **state)
 {
 	(void)state;
@@ -1064,6 +1115,7 @@ int main(void)
 	    cmocka_unit_test(test_random_snapshot_clone),
 	    cmocka_unit_test(test_zero_fast),
 	    cmocka_unit_test(test_resync),
+	    cmocka_unit_test(test_lost_replica_refilled_issue6),
 	    cmocka_unit_test(test_intents_cleared),
 	    cmocka_unit_test(test_enospc),
 	    cmocka_unit_test(test_copy_blocks),
