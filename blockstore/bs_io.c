@@ -694,9 +694,18 @@ static int intent_hold_slow(struct bs_store *bs, struct bs_ext *e, const uint8_t
 	return ret;
 }
 
-static void intent_release(struct bs_ext *e, uint64_t seq)
+/* failed: the write failed once its bytes could reach a replica (keep the
+ * intent, see ikeep). */
+static void intent_release(struct bs_ext *e, uint64_t seq, bool failed)
 {
 	pthread_mutex_lock(&e->sl);
+	if (failed && !e->ikeep) {
+		e->ikeep = true;
+		log_warn(BS_TAG,
+			 "extent %llu: a write failed, its replicas may differ: the "
+			 "intent stays until the next start resyncs them",
+			 (unsigned long long)e->index);
+	}
 	if (seq > e->last_seq)
 		e->last_seq = seq;
 	e->inflight--;
@@ -1062,7 +1071,11 @@ static int data_write(struct bs_io_state *st, struct io_ctx *ctx, uint64_t index
 	for (unsigned i = 0; i < n; i++)
 		reqs[i] = (struct io_req){
 		    .op = IO_WRITE, .fd = fds[i]->fd, .buf = (void *)out, .len = b - a, .off = a};
-	ret = FAULT("bs.write") ? -EIO : io_batch(ctx, reqs, n);
+	/* Test point bs.write_partial: the last replica's write fails. */
+	bool partial = n > 1 && FAULT("bs.write_partial");
+	ret = FAULT("bs.write") ? -EIO : io_batch(ctx, reqs, partial ? n - 1 : n);
+	if (ret == 0 && partial)
+		ret = -EIO;
 out:
 	if (l2)
 		pthread_mutex_unlock(l2);
@@ -1228,7 +1241,7 @@ out:
 		uint64_t seq = 0;
 		if (fds[0]) /* on failure too: bytes may have reached some replica */
 			seq = fd_mark_dirty(st, fds, n);
-		intent_release(e, seq);
+		intent_release(e, seq, ret < 0 && fds[0]);
 	}
 	if (ret == 0 && fds[0] && (ws->flags & BS_FUA) && ws->nheld + n > BS_ARRAY_LEN(ws->held)) {
 		int sfd[BS_REPL_MAX]; /* no room to hold them: durable now */

@@ -58,6 +58,10 @@ struct bs_ext {
 	uint8_t istate; /* enum bs_intent_state */
 	uint32_t igen;
 	unsigned inflight; /* writes between intent check and dirty marking */
+	/* A write failed after its bytes may have reached some replicas: the
+	 * copies may differ, so the intent stays until the next start's
+	 * resync (never cleared while the volume is open). */
+	bool ikeep;
 	uint64_t last_seq; /* sequence of the last such write */
 };
 

@@ -663,6 +663,62 @@ static void test_lost_replica_refilled_issue6(void **state)
 	ref_free(&r);
 }
 
+/* Issue 6: a write that failed on one replica leaves the copies different:
+ * its extent keeps its intent through flushes and the last close, so the
+ * next start resyncs it (then the intent goes). */
+static void test_failed_write_keeps_intent_issue6(void **state)
+{
+	(void)state;
+	struct ref r;
+	struct vol v;
+	struct bs_handle *h = mkvol_open("wfail", 16 * MiB, 3, &v);
+	char path[PATH_MAX];
+	uint32_t devs[8];
+	uint8_t *f0 = malloc(VOL_EXTENT_SIZE), *f1 = malloc(VOL_EXTENT_SIZE);
+	ref_init(&r, 16 * MiB);
+	do_write(h, &r, 4 * MiB, 2 * VOL_BLOCK_SIZE, 0, 31, 0);
+	do_write(h, &r, 8 * MiB, 4096, 0, 32, 0);
+	assert_int_equal(bs_flush(h, g_ctx), 0);
+	usleep(1100 * 1000);
+	assert_int_equal(bs_flush(h, g_ctx), 0);
+	assert_int_equal(count_intents(), 0);
+	/* Fast path (blocks already written): the last replica misses it. */
+	fault_arm("bs.write_partial", 1);
+	fill_random(g_buf, 8192, 33);
+	assert_int_equal(bs_write(h, g_ctx, g_buf, 4 * MiB + 4096, 8192, 0), -EIO);
+	fault_arm("bs.write_partial", 0);
+	memcpy(r.data + 4 * MiB + 4096, g_buf, 8192); /* replica 0 has it */
+	/* Another extent's write clears normally; the failed one stays. */
+	do_write(h, &r, 8 * MiB, 4096, 0, 34, 0);
+	assert_int_equal(count_intents(), 2);
+	/* Two passes: a pass spares extents written since the previous one. */
+	for (int i = 0; i < 2; i++) {
+		usleep(1100 * 1000);
+		assert_int_equal(bs_flush(h, g_ctx), 0);
+	}
+	assert_int_equal(count_intents(), 1);
+	bs_handle_close(h);
+	assert_int_equal(count_intents(), 1);
+	assert_int_equal(bs_extent_devs(g_bs, v.id, 1, 3, devs), 3);
+	assert_int_equal(bs_extent_path(g_bs, devs[0], v.id, v.gen, 1, path, sizeof(path)), 0);
+	read_file(path, f0, VOL_EXTENT_SIZE);
+	assert_int_equal(bs_extent_path(g_bs, devs[2], v.id, v.gen, 1, path, sizeof(path)), 0);
+	read_file(path, f1, VOL_EXTENT_SIZE);
+	assert_memory_not_equal(f0, f1, VOL_EXTENT_SIZE);
+	/* The next start makes the copies equal again. */
+	store_close();
+	store_open();
+	assert_int_equal(count_intents(), 0);
+	read_file(path, f1, VOL_EXTENT_SIZE);
+	assert_memory_equal(f0, f1, VOL_EXTENT_SIZE);
+	h = hopen("wfail");
+	verify_all(h, &r);
+	bs_handle_close(h);
+	free(f0);
+	free(f1);
+	ref_free(&r);
+}
+
 static void test_intents_cleared(void **state)
 {
 	(void)state;
@@ -1116,6 +1172,7 @@ int main(void)
 	    cmocka_unit_test(test_zero_fast),
 	    cmocka_unit_test(test_resync),
 	    cmocka_unit_test(test_lost_replica_refilled_issue6),
+	    cmocka_unit_test(test_failed_write_keeps_intent_issue6),
 	    cmocka_unit_test(test_intents_cleared),
 	    cmocka_unit_test(test_enospc),
 	    cmocka_unit_test(test_copy_blocks),
