@@ -42,8 +42,10 @@
 #include "core/log.h"
 #include "meta/meta.h"
 
-/* Shared by the zero-fill paths: writes only read it. */
-static uint8_t bs_zeros[VOL_BLOCK_SIZE] __attribute__((aligned(IO_ALIGN)));
+/* Shared by the zero-fill paths: writes only read it. An extent's worth
+ * (NO_HOLE writes whole extents of it); never written, so its pages stay
+ * the kernel's zero page. */
+static uint8_t bs_zeros[VOL_EXTENT_SIZE] __attribute__((aligned(IO_ALIGN)));
 
 uint64_t bs_now_ns(void)
 {
@@ -1470,6 +1472,25 @@ int bs_zero(struct bs_handle *h, struct io_ctx *ctx, uint64_t off, uint64_t len,
 		goto out;
 	ws = (struct wstate){.h = h, .ctx = ctx, .v = &h->vol->v, .flags = flags};
 	ws.key = (struct wkey){.gen = ws.v->gen, .epoch = h->epoch, .size = ws.v->size};
+	if (flags & BS_NO_HOLE) {
+		/* Provisioned: zero bytes through the write path, so the blocks
+		 * become present. Data writes are never fast. */
+		if (flags & (BS_FAST_ZERO | BS_TRIM)) {
+			ret = flags & BS_FAST_ZERO ? -ENOTSUP : CAIRN_EINVAL;
+			goto out;
+		}
+		for (uint64_t o = off; ret == 0 && o < end;) {
+			uint32_t eoff = (uint32_t)(o % VOL_EXTENT_SIZE);
+			uint64_t elen =
+			    VOL_EXTENT_SIZE - eoff < end - o ? VOL_EXTENT_SIZE - eoff : end - o;
+			ret = write_ext(&ws, o / VOL_EXTENT_SIZE, eoff, (uint32_t)elen, bs_zeros);
+			o += elen;
+		}
+		ret = ws_finish(&ws, ret);
+		if (ret == 0)
+			ret = dirty_bound(h->vol->io, ctx);
+		goto out;
+	}
 	ws_s = (off + VOL_BLOCK_SIZE - 1) & ~(uint64_t)(VOL_BLOCK_SIZE - 1);
 	ws_e = end & ~(uint64_t)(VOL_BLOCK_SIZE - 1);
 	if (ws_s > ws_e) /* inside one block: [off, end) is the head part */

@@ -548,6 +548,34 @@ static void test_zero_fast(void **state)
 	ref_free(&r);
 }
 
+/* Issue 6: WRITE_ZEROES with NO_HOLE leaves the range provisioned: zero
+ * bytes written, block status reports data; with FAST_ZERO it is refused. */
+static void test_zero_no_hole_issue6(void **state)
+{
+	(void)state;
+	struct ref r;
+	struct bs_handle *h = mkvol_open("nohole", 16 * MiB, 0, NULL);
+	ref_init(&r, 16 * MiB);
+	do_write(h, &r, 1 * MiB, 300 * KiB, 0, 41, 0);
+	/* Over written and unwritten blocks, across an extent boundary, with
+	 * unaligned ends. */
+	uint64_t off = 1 * MiB + 100 * KiB + 5, len = 4 * MiB + 77 * KiB;
+	assert_int_equal(bs_zero(h, g_ctx, off, len, BS_NO_HOLE | BS_FAST_ZERO), -ENOTSUP);
+	verify_all(h, &r); /* nothing changed */
+	assert_int_equal(bs_zero(h, g_ctx, off, len, BS_NO_HOLE), 0);
+	memset(r.data + off, 0, len);
+	for (uint64_t blk = off / VOL_BLOCK_SIZE; blk * VOL_BLOCK_SIZE < off + len; blk++)
+		r.alloc[blk] = 1;
+	verify_all(h, &r);
+	/* FUA too, over a block recorded zero before. */
+	do_zero(h, &r, 10 * MiB, 2 * VOL_BLOCK_SIZE, 0);
+	assert_int_equal(bs_zero(h, g_ctx, 10 * MiB, 2 * VOL_BLOCK_SIZE, BS_NO_HOLE | BS_FUA), 0);
+	r.alloc[10 * MiB / VOL_BLOCK_SIZE] = r.alloc[10 * MiB / VOL_BLOCK_SIZE + 1] = 1;
+	verify_all(h, &r);
+	bs_handle_close(h);
+	ref_free(&r);
+}
+
 static int put_intent_cb(struct cs_txn *t, void *arg)
 {
 	const struct vol *v = arg;
@@ -1170,6 +1198,7 @@ int main(void)
 	    cmocka_unit_test(test_handle_access),
 	    cmocka_unit_test(test_random_snapshot_clone),
 	    cmocka_unit_test(test_zero_fast),
+	    cmocka_unit_test(test_zero_no_hole_issue6),
 	    cmocka_unit_test(test_resync),
 	    cmocka_unit_test(test_lost_replica_refilled_issue6),
 	    cmocka_unit_test(test_failed_write_keeps_intent_issue6),
