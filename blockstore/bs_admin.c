@@ -571,15 +571,14 @@ int bs_volume_rollback(struct bs_store *bs, const char *name, const char *snap)
 
 /* Before the head moves on, the files of the generation the snapshot
  * freezes must be durable: acknowledged writes that no flush covered yet
- * are in the page cache only, and the snapshot promises them. Only open
- * handles dirty files (the last close syncs). */
+ * are in the page cache only, and the snapshot promises them. Always, not
+ * only with open handles: the last close drops the handle count before its
+ * flush, and a flush that failed there leaves dirty files behind. Cheap
+ * when nothing is dirty (no fdatasync). */
 static int bs_snap_pre(struct bs_change *c)
 {
 	struct io_ctx *ctx = NULL;
-	int ret;
-	if (atomic_load(&c->vol->nhandles) == 0)
-		return 0;
-	ret = io_ctx_create(32, &ctx);
+	int ret = io_ctx_create(32, &ctx);
 	if (ret == 0)
 		ret = bs_io_sync_vol(c->bs, c->vol, ctx);
 	io_ctx_free(ctx);
