@@ -681,7 +681,35 @@ static int intent_hold_slow(struct bs_store *bs, struct bs_ext *e, const uint8_t
 		return 0;
 	}
 	e->istate = BS_INT_ARMING; /* a clear callback now leaves the record alone */
+	bool check = !e->ichecked;
 	pthread_mutex_unlock(&e->sl);
+	if (check) {
+		/* Start-up resync deleted every intent: a record found now was
+		 * left by an earlier open of this volume whose writes were not
+		 * all made durable (a failed last-close flush closed dirty
+		 * files) or whose replicas diverged. Ours would overwrite it and
+		 * a clear delete it: keep it for the next start's resync. */
+		uint8_t k[VOL_INTENT_KEY_LEN];
+		struct meta_txn *t = NULL;
+		const void *val;
+		size_t vl;
+		bs_intent_key(k, id, e->index);
+		ret = meta_txn_begin(bs->meta, false, &t);
+		if (ret == 0)
+			ret = meta_get(t, META_T_INTENTS, k, sizeof(k), &val, &vl);
+		meta_txn_abort(t);
+		pthread_mutex_lock(&e->sl);
+		if (ret == 0 && !e->ikeep) {
+			e->ikeep = true;
+			log_warn(BS_TAG,
+				 "extent %llu: an intent left by an earlier open stays "
+				 "until the next start resyncs it",
+				 (unsigned long long)e->index);
+		}
+		if (ret == 0 || ret == CAIRN_ENOTFOUND)
+			e->ichecked = true;
+		pthread_mutex_unlock(&e->sl);
+	}
 	ret = bs_commit(bs, intent_put_cb, &a);
 	pthread_mutex_lock(&e->sl);
 	if (ret == 0) {

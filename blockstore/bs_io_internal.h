@@ -62,6 +62,7 @@ struct bs_ext {
 	 * copies may differ, so the intent stays until the next start's
 	 * resync (never cleared while the volume is open). */
 	bool ikeep;
+	bool ichecked;	   /* the first arm looked for a record left behind */
 	uint64_t last_seq; /* sequence of the last such write */
 };
 

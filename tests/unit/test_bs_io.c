@@ -747,6 +747,40 @@ static void test_failed_write_keeps_intent_issue6(void **state)
 	ref_free(&r);
 }
 
+/* Issue 6: a last close whose flush failed closes dirty files; their
+ * extents' intents stay, and the next open must not clear them (only the
+ * next start's resync does). */
+static void test_failed_close_keeps_intent_issue6(void **state)
+{
+	(void)state;
+	struct ref r;
+	struct bs_handle *h = mkvol_open("fclose", 16 * MiB, 0, NULL);
+	ref_init(&r, 16 * MiB);
+	do_write(h, &r, 0, 200 * KiB, 0, 51, 0);
+	assert_int_equal(bs_flush(h, g_ctx), 0);
+	do_write(h, &r, 4096, 8192, 0, 52, 0); /* dirty, not durable */
+	fault_arm("io.fsync", 1);
+	bs_handle_close(h);
+	fault_arm("io.fsync", 0);
+	assert_int_equal(count_intents(), 1);
+	h = hopen("fclose");
+	do_write(h, &r, 100 * KiB, 4096, 0, 53, 0);
+	for (int i = 0; i < 3; i++) {
+		usleep(1100 * 1000);
+		assert_int_equal(bs_flush(h, g_ctx), 0);
+	}
+	assert_int_equal(count_intents(), 1);
+	bs_handle_close(h);
+	assert_int_equal(count_intents(), 1);
+	store_close();
+	store_open();
+	assert_int_equal(count_intents(), 0);
+	h = hopen("fclose");
+	verify_all(h, &r);
+	bs_handle_close(h);
+	ref_free(&r);
+}
+
 static void test_intents_cleared(void **state)
 {
 	(void)state;
@@ -1202,6 +1236,7 @@ int main(void)
 	    cmocka_unit_test(test_resync),
 	    cmocka_unit_test(test_lost_replica_refilled_issue6),
 	    cmocka_unit_test(test_failed_write_keeps_intent_issue6),
+	    cmocka_unit_test(test_failed_close_keeps_intent_issue6),
 	    cmocka_unit_test(test_intents_cleared),
 	    cmocka_unit_test(test_enospc),
 	    cmocka_unit_test(test_copy_blocks),
