@@ -165,6 +165,7 @@ bool bs_handle_revoked(struct bs_handle *h);
 #define BS_FUA 0x1	 /* durable on every replica before returning */
 #define BS_TRIM 0x2	 /* bs_zero: a discard; partial blocks may be left as they are */
 #define BS_FAST_ZERO 0x4 /* bs_zero: fail with -ENOTSUP rather than write data */
+#define BS_NO_HOLE 0x8	 /* bs_zero: zero bytes are written, the range stays provisioned */
 
 /* Any offset and length inside the volume (CAIRN_EINVAL past its end; the
  * NBD layer checks first). buf: any alignment (aligned IO_ALIGN buffers
@@ -175,8 +176,10 @@ int bs_write(struct bs_handle *h, struct io_ctx *ctx, const void *buf, uint64_t 
 	     unsigned flags) CAIRN_WUR;
 /* WRITE_ZEROES (flags 0/BS_FUA/BS_FAST_ZERO) or TRIM (BS_TRIM): whole 64 KiB
  * blocks are recorded zero (metadata only, even on clones); partial blocks
- * get zero bytes written (WRITE_ZEROES) or are left alone (TRIM). Any
- * length inside the volume. */
+ * get zero bytes written (WRITE_ZEROES) or are left alone (TRIM). With
+ * BS_NO_HOLE (NBD_CMD_FLAG_NO_HOLE) every byte gets zero bytes written like
+ * a write, so block status reports data there; with BS_FAST_ZERO too it is
+ * refused (-ENOTSUP). Any length inside the volume. */
 int bs_zero(struct bs_handle *h, struct io_ctx *ctx, uint64_t off, uint64_t len,
 	    unsigned flags) CAIRN_WUR;
 int bs_flush(struct bs_handle *h, struct io_ctx *ctx) CAIRN_WUR;

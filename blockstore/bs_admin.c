@@ -13,6 +13,7 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -570,15 +571,14 @@ int bs_volume_rollback(struct bs_store *bs, const char *name, const char *snap)
 
 /* Before the head moves on, the files of the generation the snapshot
  * freezes must be durable: acknowledged writes that no flush covered yet
- * are in the page cache only, and the snapshot promises them. Only open
- * handles dirty files (the last close syncs). */
+ * are in the page cache only, and the snapshot promises them. Always, not
+ * only with open handles: the last close drops the handle count before its
+ * flush, and a flush that failed there leaves dirty files behind. Cheap
+ * when nothing is dirty (no fdatasync). */
 static int bs_snap_pre(struct bs_change *c)
 {
 	struct io_ctx *ctx = NULL;
-	int ret;
-	if (atomic_load(&c->vol->nhandles) == 0)
-		return 0;
-	ret = io_ctx_create(32, &ctx);
+	int ret = io_ctx_create(32, &ctx);
 	if (ret == 0)
 		ret = bs_io_sync_vol(c->bs, c->vol, ctx);
 	io_ctx_free(ctx);
@@ -659,6 +659,7 @@ struct bs_base_batch {
 	uint64_t index[BS_FLATTEN_BATCH];
 	uint64_t mask[BS_FLATTEN_BATCH];
 	bool unparent;
+	uint64_t size; /* the clone's, when quiesced for the commit */
 	struct vol nv;
 };
 
@@ -803,71 +804,147 @@ out:
 	return ret;
 }
 
-/* Gives one clone (quiesced by the caller, record cv) its own copy of every
- * block its views read through its parent: the parent's view at the
- * clone's snapshot, copied into the clone's generation-0 files, which every
- * view of the clone walks last; then the clone forgets its parent. Data
- * before records: each batch of extents is copied and made durable, then
- * its records committed; a crash in between leaves gen-0 blocks equal to
- * what the parent shows, and a retry copies them again. Costs a scan of
- * the ancestors' extent records, a resolve per extent they touch and a
- * copy of every block the parent shows. */
-static int bs_flatten_clone(struct bs_store *bs, struct io_ctx *ctx, const struct vol *cv,
+/* Blocks of extent index below size (a shrink may have cut some since the
+ * copy: their base records must not be put). */
+static uint64_t bs_size_mask(uint64_t size, uint64_t index)
+{
+	uint64_t start = index * VOL_EXTENT_SIZE;
+	if (start >= size)
+		return 0;
+	if (size - start >= VOL_EXTENT_SIZE)
+		return ~0ull;
+	unsigned nb = (unsigned)((size - start + VOL_BLOCK_SIZE - 1) / VOL_BLOCK_SIZE);
+	return (1ull << nb) - 1;
+}
+
+void (*bs_flatten_test_hook)(const uint8_t id[VOL_ID_LEN], void *arg);
+void *bs_flatten_test_arg;
+
+/* The copied extents of one flatten, committed once the copy is done. */
+struct bs_copied {
+	uint64_t *index, *mask;
+	size_t n, cap;
+};
+
+/* Gives one clone (cvol) its own copy of every block its views read
+ * through its parent: the parent's view at the clone's snapshot, copied
+ * into the clone's generation-0 files, which every view of the clone walks
+ * last; then the clone forgets its parent.
+ *
+ * The copy runs without the clone's gate: the parent's snapshot view is
+ * immutable, the clone never writes its gen-0 files (its head is at
+ * VOL_GEN_FIRST or later), and no record names them yet, so the clone's
+ * I/O (its NBD workers) goes on reading through the parent meanwhile.
+ * Only the commit (the gen-0 records, then vol_unparent, all of them while
+ * quiesced) changes what the clone's views resolve to, and to the same
+ * bytes: base records decide only what no record of the clone decides.
+ * Data before records: a crash before the commit leaves unnamed gen-0
+ * bytes that a retry copies again. Costs a scan of the ancestors' extent
+ * records, a resolve per extent they touch and a copy of every block the
+ * parent shows. out gets the committed record (out->has_parent false), or
+ * cvol's own when it was flattened meanwhile. */
+static int bs_flatten_clone(struct bs_store *bs, struct io_ctx *ctx, struct bs_vol *cvol,
+			    const uint8_t parent_id[VOL_ID_LEN], uint32_t parent_gen,
 			    struct vol *out)
 {
 	struct bs_base_batch *b = calloc(1, sizeof(*b));
 	struct vol_resolved *r = malloc(sizeof(*r));
 	struct bs_src *src = malloc(VOL_BLOCKS * sizeof(*src));
-	uint64_t next = (cv->size + VOL_EXTENT_SIZE - 1) / VOL_EXTENT_SIZE, copied = 0;
+	struct bs_copied cp = {0};
 	struct meta_txn *t = NULL;
-	uint64_t *idx = NULL;
+	uint64_t *idx = NULL, copied = 0;
 	size_t nidx = 0;
+	bool quiesced = false;
+	struct vol cv;
 	int ret;
 	if (!b || !r || !src) {
 		ret = -ENOMEM;
 		goto out;
 	}
-	b->bs = bs;
-	b->name = cv->name;
-	memcpy(b->id, cv->id, VOL_ID_LEN);
+	pthread_rwlock_rdlock(&cvol->gate); /* a consistent copy of the record */
+	cv = cvol->v;
+	pthread_rwlock_unlock(&cvol->gate);
+	if (!cv.has_parent || cv.parent_gen != parent_gen ||
+	    memcmp(cv.parent_id, parent_id, VOL_ID_LEN) != 0) {
+		ret = 0; /* flattened or re-parented meanwhile */
+		*out = cv;
+		goto out;
+	}
+	uint64_t next = (cv.size + VOL_EXTENT_SIZE - 1) / VOL_EXTENT_SIZE;
 	ret = meta_txn_begin(bs->meta, false, &t);
 	if (ret == 0)
-		ret = bs_chain_indexes(t, cv, next, &idx, &nidx);
+		ret = bs_chain_indexes(t, &cv, next, &idx, &nidx);
 	meta_txn_abort(t);
 	for (size_t i = 0; i < nidx && ret == 0; i++) {
 		uint64_t mask = 0;
 		unsigned nsrc = 0;
-		ret = bs_parent_blocks(bs, cv, idx[i], r, src, &nsrc);
+		ret = bs_parent_blocks(bs, &cv, idx[i], r, src, &nsrc);
 		for (unsigned j = 0; j < nsrc && ret == 0; j++) {
 			ret = bs_io_copy_blocks(bs, ctx, src[j].id, src[j].gen, src[j].replicas,
-						cv->id, 0, cv->replicas, idx[i], src[j].mask);
+						cv.id, 0, cv.replicas, idx[i], src[j].mask);
 			mask |= src[j].mask;
 		}
-		if (ret < 0)
-			break;
-		if (mask) {
-			b->index[b->n] = idx[i];
-			b->mask[b->n] = mask;
-			b->n++;
-			copied += (uint64_t)__builtin_popcountll(mask);
+		if (ret < 0 || !mask)
+			continue;
+		if (cp.n == cp.cap) {
+			size_t nc = cp.cap ? 2 * cp.cap : 256;
+			uint64_t *ni = realloc(cp.index, nc * sizeof(*ni));
+			if (ni)
+				cp.index = ni;
+			uint64_t *nm = ni ? realloc(cp.mask, nc * sizeof(*nm)) : NULL;
+			if (!nm) {
+				ret = -ENOMEM;
+				break;
+			}
+			cp.mask = nm;
+			cp.cap = nc;
 		}
-		if (b->n == BS_FLATTEN_BATCH) {
-			ret = bs_commit(bs, bs_base_cb, b);
-			b->n = 0;
-		}
+		cp.index[cp.n] = idx[i];
+		cp.mask[cp.n++] = mask;
+		copied += (uint64_t)__builtin_popcountll(mask);
 	}
 	if (ret < 0)
 		goto out;
-	/* The last batch and the unparenting in one commit. */
-	b->unparent = true;
-	ret = bs_commit(bs, bs_base_cb, b);
+	if (bs_flatten_test_hook)
+		bs_flatten_test_hook(cv.id, bs_flatten_test_arg);
+	bs_vol_quiesce(cvol);
+	quiesced = true;
+	/* Quiesced: the record in cvol->v is the committed one. */
+	if (!cvol->v.has_parent || cvol->v.parent_gen != parent_gen ||
+	    memcmp(cvol->v.parent_id, parent_id, VOL_ID_LEN) != 0) {
+		*out = cvol->v;
+		goto out;
+	}
+	b->bs = bs;
+	b->name = cvol->v.name;
+	b->size = cvol->v.size; /* a shrink meanwhile cut blocks off */
+	memcpy(b->id, cv.id, VOL_ID_LEN);
+	for (size_t i = 0; ret == 0; i++) {
+		if (i == cp.n)
+			b->unparent = true; /* the last batch and the unparenting together */
+		if (i == cp.n || b->n == BS_FLATTEN_BATCH) {
+			ret = bs_commit(bs, bs_base_cb, b);
+			b->n = 0;
+			if (i == cp.n)
+				break;
+		}
+		uint64_t m = cp.mask[i] & bs_size_mask(b->size, cp.index[i]);
+		if (m) {
+			b->index[b->n] = cp.index[i];
+			b->mask[b->n++] = m;
+		}
+	}
 	if (ret == 0) {
 		*out = b->nv;
-		log_info(BS_TAG, "flattened clone %s: %llu blocks copied from its parent", cv->name,
+		log_info(BS_TAG, "flattened clone %s: %llu blocks copied from its parent", cv.name,
 			 (unsigned long long)copied);
 	}
 out:
+	if (quiesced)
+		bs_vol_resume(cvol, ret == 0 ? out : NULL);
 	free(idx);
+	free(cp.index);
+	free(cp.mask);
 	free(b);
 	free(r);
 	free(src);
@@ -920,6 +997,10 @@ static int bs_find_clones(struct bs_store *bs, const uint8_t id[VOL_ID_LEN], uin
 	return ret;
 }
 
+/* Flattens run one at a time: the copy runs outside the clone's gate, and
+ * two flattens of one clone would race creating its gen-0 files. */
+static pthread_mutex_t bs_flatten_mu = PTHREAD_MUTEX_INITIALIZER;
+
 static int bs_flatten_clones_of(struct bs_store *bs, const char *vol, const char *snap)
 {
 	struct bs_ids ids = {0};
@@ -935,6 +1016,7 @@ static int bs_flatten_clones_of(struct bs_store *bs, const char *vol, const char
 	meta_txn_abort(t);
 	if (ret < 0 || s.nclones == 0)
 		return ret;
+	pthread_mutex_lock(&bs_flatten_mu);
 	ret = bs_find_clones(bs, v.id, s.gen, &ids);
 	if (ret == 0 && ids.n)
 		ret = io_ctx_create(64, &ctx);
@@ -948,16 +1030,10 @@ static int bs_flatten_clones_of(struct bs_store *bs, const char *vol, const char
 		}
 		if (ret < 0)
 			break;
-		bs_vol_quiesce(cvol);
-		/* Quiesced: the record in cvol->v is the committed one. */
-		if (cvol->v.has_parent && cvol->v.parent_gen == s.gen &&
-		    !memcmp(cvol->v.parent_id, v.id, VOL_ID_LEN))
-			ret = bs_flatten_clone(bs, ctx, &cvol->v, &nv);
-		else
-			nv = cvol->v;
-		bs_vol_resume(cvol, ret == 0 ? &nv : NULL);
+		ret = bs_flatten_clone(bs, ctx, cvol, v.id, s.gen, &nv);
 		bs_vol_put(bs, cvol);
 	}
+	pthread_mutex_unlock(&bs_flatten_mu);
 	io_ctx_free(ctx);
 	free(ids.id);
 	return ret;

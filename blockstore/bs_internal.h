@@ -96,6 +96,11 @@ int bs_attach_load(struct meta_txn *t, const uint8_t id[VOL_ID_LEN], struct vol_
  * attachment is gone. */
 int bs_attach_touch(struct bs_store *bs, const uint8_t id[VOL_ID_LEN]) CAIRN_WUR;
 
+/* Tests only: called by a flatten once the clone's blocks are copied, before
+ * it quiesces the clone to commit (the clone's I/O still runs). */
+extern void (*bs_flatten_test_hook)(const uint8_t id[VOL_ID_LEN], void *arg);
+extern void *bs_flatten_test_arg;
+
 /* ---- bs_io.c ---- */
 
 /* The SHA-256 an attachment record keeps of its token: over the token's

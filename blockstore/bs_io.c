@@ -42,8 +42,10 @@
 #include "core/log.h"
 #include "meta/meta.h"
 
-/* Shared by the zero-fill paths: writes only read it. */
-static uint8_t bs_zeros[VOL_BLOCK_SIZE] __attribute__((aligned(IO_ALIGN)));
+/* Shared by the zero-fill paths: writes only read it. An extent's worth
+ * (NO_HOLE writes whole extents of it); never written, so its pages stay
+ * the kernel's zero page. */
+static uint8_t bs_zeros[VOL_EXTENT_SIZE] __attribute__((aligned(IO_ALIGN)));
 
 uint64_t bs_now_ns(void)
 {
@@ -386,19 +388,33 @@ static uint64_t fd_mark_dirty(struct bs_io_state *st, struct bs_fd **fds, unsign
 }
 
 /* Creates a replica file in full: O_EXCL, then fallocate (the space
- * reservation: ENOSPC here fails the writer before anything changed). */
+ * reservation: ENOSPC here fails the writer before anything changed).
+ * path gets the real name; with tmp the file is made under that name plus
+ * ".new", stored after path's terminating NUL (path needs room for both),
+ * and a stale one a crash left is replaced. */
 static int file_create(struct bs_store *bs, const uint8_t *id, uint32_t gen, uint64_t index,
-		       uint32_t dev, char *path, size_t plen)
+		       uint32_t dev, char *path, size_t plen, bool tmp)
 {
 	char dir[PATH_MAX];
+	const char *cpath = path;
 	int fd, ret = bs_vol_dir(bs, dev, id, dir, sizeof(dir));
 	if (ret == 0)
 		ret = bs_extent_path(bs, dev, id, gen, index, path, plen);
+	if (ret == 0 && tmp) {
+		size_t l = strlen(path);
+		char *t = path + l + 1;
+		if (2 * l + 6 > plen)
+			ret = -ENAMETOOLONG;
+		else
+			memcpy(t, path, l), memcpy(t + l, ".new", 5), cpath = t;
+		if (ret == 0 && unlink(cpath) < 0 && errno != ENOENT)
+			ret = -errno;
+	}
 	if (ret == 0)
 		ret = io_mkdirs(dir, 0755);
 	if (ret < 0)
 		return ret;
-	fd = io_open(path, O_RDWR | O_CREAT | O_EXCL | O_DIRECT, 0644);
+	fd = io_open(cpath, O_RDWR | O_CREAT | O_EXCL | O_DIRECT, 0644);
 	if (fd < 0)
 		return fd;
 	ret = FAULT("bs.fallocate") ? -ENOSPC : 0;
@@ -406,30 +422,98 @@ static int file_create(struct bs_store *bs, const uint8_t *id, uint32_t gen, uin
 		ret = -errno;
 	if (ret < 0) {
 		io_close(fd);
-		unlink(path);
+		unlink(cpath);
 		return ret;
 	}
 	return fd;
 }
 
+/* Reads the keep blocks of an existing replica file into buf (at their
+ * extent offsets): from the first of the n opened files that reads them in
+ * full; -EIO when none does. */
+static int keep_read(struct io_ctx *ctx, struct bs_fd **fds, unsigned n, uint64_t keep,
+		     uint8_t *buf)
+{
+	struct io_req reqs[VOL_BLOCKS];
+	for (unsigned i = 0; i < n; i++) {
+		unsigned nr = 0;
+		bool full = true;
+		if (!fds[i])
+			continue;
+		for (unsigned b = 0; b < VOL_BLOCKS;) {
+			unsigned e = b;
+			while (e < VOL_BLOCKS && (keep >> e & 1))
+				e++;
+			if (e > b)
+				reqs[nr++] =
+				    (struct io_req){.op = IO_READ,
+						    .fd = fds[i]->fd,
+						    .buf = buf + (size_t)b * VOL_BLOCK_SIZE,
+						    .len = (e - b) * VOL_BLOCK_SIZE,
+						    .off = (uint64_t)b * VOL_BLOCK_SIZE};
+			b = e + 1;
+		}
+		if (io_batch(ctx, reqs, nr) < 0)
+			full = false;
+		for (unsigned j = 0; j < nr; j++)
+			if (reqs[j].result != (long)reqs[j].len)
+				full = false;
+		if (full)
+			return 0;
+	}
+	return -EIO;
+}
+
+/* Fills a new file (under its temporary name) with the keep blocks of buf
+ * and makes them durable, before the file takes its real name. */
+static int keep_write(struct io_ctx *ctx, int fd, uint64_t keep, uint8_t *buf)
+{
+	struct io_req reqs[VOL_BLOCKS];
+	unsigned nr = 0;
+	for (unsigned b = 0; b < VOL_BLOCKS;) {
+		unsigned e = b;
+		while (e < VOL_BLOCKS && (keep >> e & 1))
+			e++;
+		if (e > b)
+			reqs[nr++] = (struct io_req){.op = IO_WRITE,
+						     .fd = fd,
+						     .buf = buf + (size_t)b * VOL_BLOCK_SIZE,
+						     .len = (e - b) * VOL_BLOCK_SIZE,
+						     .off = (uint64_t)b * VOL_BLOCK_SIZE};
+		b = e + 1;
+	}
+	int ret = FAULT("bs.keep_write") ? -EIO : io_batch(ctx, reqs, nr);
+	if (ret == 0)
+		ret = io_fdatasync(ctx, &fd, 1);
+	return ret;
+}
+
 /* Opens (pinned) the n replica files of (id, gen, index) on devs; with
  * create, makes the missing ones and syncs their folders, so the extent
  * map may name them afterwards. Without create, -ENOENT when one is
- * missing. On error nothing stays pinned and no new file stays. */
-int bs_open_replicas(struct bs_store *bs, struct bs_io_state *st, const uint8_t *id, uint32_t gen,
-		     uint64_t index, const uint32_t *devs, unsigned n, bool create,
-		     struct bs_fd **fds)
+ * missing. On error nothing stays pinned and no new file stays.
+ *
+ * keep: blocks the map already names in this generation. A file made anew
+ * for such a generation (its old copy was lost) gets those blocks copied
+ * from a replica that still has its file, and made durable, under a
+ * temporary name: a file under the real name never reads zeroes where the
+ * map names bytes, so reads (replica 0 first), resync and fsck --fix may
+ * take any copy present as their source. -EIO when no replica has them. */
+int bs_open_replicas(struct bs_store *bs, struct bs_io_state *st, struct io_ctx *ctx,
+		     const uint8_t *id, uint32_t gen, uint64_t index, const uint32_t *devs,
+		     unsigned n, bool create, uint64_t keep, struct bs_fd **fds)
 {
 	char paths[BS_REPL_MAX][PATH_MAX];
 	int newfd[BS_REPL_MAX];
-	unsigned nnew = 0;
+	unsigned nnew = 0, named = 0;
+	uint8_t *kbuf = NULL;
 	int ret = 0;
 	for (unsigned i = 0; i < n; i++) {
 		fds[i] = NULL;
 		ret = bs_fd_get(bs, st, id, gen, index, devs[i], &fds[i]);
 		if (ret == -ENOENT && create) {
-			ret =
-			    file_create(bs, id, gen, index, devs[i], paths[nnew], sizeof(paths[0]));
+			ret = file_create(bs, id, gen, index, devs[i], paths[nnew],
+					  sizeof(paths[0]), keep != 0);
 			if (ret >= 0) {
 				newfd[nnew++] = ret;
 				ret = 0;
@@ -437,6 +521,28 @@ int bs_open_replicas(struct bs_store *bs, struct bs_io_state *st, const uint8_t 
 		}
 		if (ret < 0)
 			goto out;
+	}
+	if (nnew && keep) {
+		kbuf = io_alloc(VOL_EXTENT_SIZE);
+		ret = kbuf ? keep_read(ctx, fds, n, keep, kbuf) : -ENOMEM;
+		for (unsigned j = 0; ret == 0 && j < nnew; j++)
+			ret = keep_write(ctx, newfd[j], keep, kbuf);
+		/* link, not rename: like O_EXCL, never replaces a file a
+		 * racing creator put there. */
+		for (; ret == 0 && named < nnew; named++) {
+			char *tmp = paths[named] + strlen(paths[named]) + 1;
+			if (link(tmp, paths[named]) < 0)
+				ret = -errno;
+			else
+				unlink(tmp);
+		}
+		if (ret < 0) {
+			log_err(BS_TAG, "extent %llu gen %u: restoring a lost replica file: %s",
+				(unsigned long long)index, gen, cairn_strerror(ret));
+			goto out;
+		}
+	} else {
+		named = nnew;
 	}
 	for (unsigned i = 0, j = 0; i < n && j < nnew; i++) {
 		if (fds[i])
@@ -464,13 +570,17 @@ out:
 		for (unsigned j = 0; j < nnew; j++)
 			if (newfd[j] >= 0) {
 				io_close(newfd[j]);
-				unlink(paths[j]);
+				if (j < named)
+					unlink(paths[j]);
+				if (keep) /* the temporary name */
+					unlink(paths[j] + strlen(paths[j]) + 1);
 			}
 		for (unsigned i = 0; i < n; i++) {
 			bs_fd_unpin(st, fds[i]);
 			fds[i] = NULL;
 		}
 	}
+	io_free(kbuf);
 	return ret;
 }
 
@@ -571,7 +681,35 @@ static int intent_hold_slow(struct bs_store *bs, struct bs_ext *e, const uint8_t
 		return 0;
 	}
 	e->istate = BS_INT_ARMING; /* a clear callback now leaves the record alone */
+	bool check = !e->ichecked;
 	pthread_mutex_unlock(&e->sl);
+	if (check) {
+		/* Start-up resync deleted every intent: a record found now was
+		 * left by an earlier open of this volume whose writes were not
+		 * all made durable (a failed last-close flush closed dirty
+		 * files) or whose replicas diverged. Ours would overwrite it and
+		 * a clear delete it: keep it for the next start's resync. */
+		uint8_t k[VOL_INTENT_KEY_LEN];
+		struct meta_txn *t = NULL;
+		const void *val;
+		size_t vl;
+		bs_intent_key(k, id, e->index);
+		ret = meta_txn_begin(bs->meta, false, &t);
+		if (ret == 0)
+			ret = meta_get(t, META_T_INTENTS, k, sizeof(k), &val, &vl);
+		meta_txn_abort(t);
+		pthread_mutex_lock(&e->sl);
+		if (ret == 0 && !e->ikeep) {
+			e->ikeep = true;
+			log_warn(BS_TAG,
+				 "extent %llu: an intent left by an earlier open stays "
+				 "until the next start resyncs it",
+				 (unsigned long long)e->index);
+		}
+		if (ret == 0 || ret == CAIRN_ENOTFOUND)
+			e->ichecked = true;
+		pthread_mutex_unlock(&e->sl);
+	}
 	ret = bs_commit(bs, intent_put_cb, &a);
 	pthread_mutex_lock(&e->sl);
 	if (ret == 0) {
@@ -586,9 +724,18 @@ static int intent_hold_slow(struct bs_store *bs, struct bs_ext *e, const uint8_t
 	return ret;
 }
 
-static void intent_release(struct bs_ext *e, uint64_t seq)
+/* failed: the write failed once its bytes could reach a replica (keep the
+ * intent, see ikeep). */
+static void intent_release(struct bs_ext *e, uint64_t seq, bool failed)
 {
 	pthread_mutex_lock(&e->sl);
+	if (failed && !e->ikeep) {
+		e->ikeep = true;
+		log_warn(BS_TAG,
+			 "extent %llu: a write failed, its replicas may differ: the "
+			 "intent stays until the next start resyncs them",
+			 (unsigned long long)e->index);
+	}
 	if (seq > e->last_seq)
 		e->last_seq = seq;
 	e->inflight--;
@@ -954,7 +1101,11 @@ static int data_write(struct bs_io_state *st, struct io_ctx *ctx, uint64_t index
 	for (unsigned i = 0; i < n; i++)
 		reqs[i] = (struct io_req){
 		    .op = IO_WRITE, .fd = fds[i]->fd, .buf = (void *)out, .len = b - a, .off = a};
-	ret = FAULT("bs.write") ? -EIO : io_batch(ctx, reqs, n);
+	/* Test point bs.write_partial: the last replica's write fails. */
+	bool partial = n > 1 && FAULT("bs.write_partial");
+	ret = FAULT("bs.write") ? -EIO : io_batch(ctx, reqs, partial ? n - 1 : n);
+	if (ret == 0 && partial)
+		ret = -EIO;
 out:
 	if (l2)
 		pthread_mutex_unlock(l2);
@@ -1036,7 +1187,8 @@ static int write_ext(struct wstate *ws, uint64_t index, uint32_t eoff, uint32_t 
 	pthread_mutex_unlock(&e->sl);
 	if (fast) {
 		held = true;
-		ret = bs_open_replicas(bs, st, v->id, v->gen, index, devs, n, false, fds);
+		ret =
+		    bs_open_replicas(bs, st, ws->ctx, v->id, v->gen, index, devs, n, false, 0, fds);
 		if (ret == 0)
 			ret = data_write(st, ws->ctx, index, fds, n, eoff, elen, src);
 		goto out;
@@ -1064,7 +1216,9 @@ static int write_ext(struct wstate *ws, uint64_t index, uint32_t eoff, uint32_t 
 		goto out;
 	held = true;
 	bool newblocks = (covered & ~hm) != 0;
-	ret = bs_open_replicas(bs, st, v->id, v->gen, index, devs, n, newblocks, fds);
+	/* A head file made anew while the map names blocks in it (its old
+	 * copy was lost) gets those blocks from another replica first. */
+	ret = bs_open_replicas(bs, st, ws->ctx, v->id, v->gen, index, devs, n, newblocks, hm, fds);
 	if (ret < 0)
 		goto out;
 	unsigned fb = eoff / VOL_BLOCK_SIZE, lb = (eoff + elen - 1) / VOL_BLOCK_SIZE;
@@ -1117,7 +1271,7 @@ out:
 		uint64_t seq = 0;
 		if (fds[0]) /* on failure too: bytes may have reached some replica */
 			seq = fd_mark_dirty(st, fds, n);
-		intent_release(e, seq);
+		intent_release(e, seq, ret < 0 && fds[0]);
 	}
 	if (ret == 0 && fds[0] && (ws->flags & BS_FUA) && ws->nheld + n > BS_ARRAY_LEN(ws->held)) {
 		int sfd[BS_REPL_MAX]; /* no room to hold them: durable now */
@@ -1346,6 +1500,25 @@ int bs_zero(struct bs_handle *h, struct io_ctx *ctx, uint64_t off, uint64_t len,
 		goto out;
 	ws = (struct wstate){.h = h, .ctx = ctx, .v = &h->vol->v, .flags = flags};
 	ws.key = (struct wkey){.gen = ws.v->gen, .epoch = h->epoch, .size = ws.v->size};
+	if (flags & BS_NO_HOLE) {
+		/* Provisioned: zero bytes through the write path, so the blocks
+		 * become present. Data writes are never fast. */
+		if (flags & (BS_FAST_ZERO | BS_TRIM)) {
+			ret = flags & BS_FAST_ZERO ? -ENOTSUP : CAIRN_EINVAL;
+			goto out;
+		}
+		for (uint64_t o = off; ret == 0 && o < end;) {
+			uint32_t eoff = (uint32_t)(o % VOL_EXTENT_SIZE);
+			uint64_t elen =
+			    VOL_EXTENT_SIZE - eoff < end - o ? VOL_EXTENT_SIZE - eoff : end - o;
+			ret = write_ext(&ws, o / VOL_EXTENT_SIZE, eoff, (uint32_t)elen, bs_zeros);
+			o += elen;
+		}
+		ret = ws_finish(&ws, ret);
+		if (ret == 0)
+			ret = dirty_bound(h->vol->io, ctx);
+		goto out;
+	}
 	ws_s = (off + VOL_BLOCK_SIZE - 1) & ~(uint64_t)(VOL_BLOCK_SIZE - 1);
 	ws_e = end & ~(uint64_t)(VOL_BLOCK_SIZE - 1);
 	if (ws_s > ws_e) /* inside one block: [off, end) is the head part */

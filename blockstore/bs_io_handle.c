@@ -32,7 +32,7 @@ static void clear_pick(struct bs_ext *e, void *arg)
 {
 	struct clear_list *c = arg;
 	pthread_mutex_lock(&e->sl);
-	if (e->istate == BS_INT_ARMED && !e->inflight && e->last_seq <= c->upto) {
+	if (e->istate == BS_INT_ARMED && !e->inflight && !e->ikeep && e->last_seq <= c->upto) {
 		if (c->n == c->cap) {
 			size_t cap = c->cap ? 2 * c->cap : 64;
 			struct bs_ext **ne = realloc(c->e, cap * sizeof(*ne));

@@ -58,6 +58,11 @@ struct bs_ext {
 	uint8_t istate; /* enum bs_intent_state */
 	uint32_t igen;
 	unsigned inflight; /* writes between intent check and dirty marking */
+	/* A write failed after its bytes may have reached some replicas: the
+	 * copies may differ, so the intent stays until the next start's
+	 * resync (never cleared while the volume is open). */
+	bool ikeep;
+	bool ichecked;	   /* the first arm looked for a record left behind */
 	uint64_t last_seq; /* sequence of the last such write */
 };
 
@@ -134,10 +139,13 @@ int bs_fd_get(struct bs_store *bs, struct bs_io_state *st, const uint8_t *id, ui
 	      uint64_t index, uint32_t dev, struct bs_fd **out) CAIRN_WUR;
 void bs_fd_unpin(struct bs_io_state *st, struct bs_fd *f);
 /* Pins the n replica files of (id, gen, index) on devs; with create, makes
- * missing ones (fallocated in full: ENOSPC here) and syncs their folders. */
-int bs_open_replicas(struct bs_store *bs, struct bs_io_state *st, const uint8_t *id, uint32_t gen,
-		     uint64_t index, const uint32_t *devs, unsigned n, bool create,
-		     struct bs_fd **fds) CAIRN_WUR;
+ * missing ones (fallocated in full: ENOSPC here) and syncs their folders.
+ * keep: blocks the map already names in gen; a file made anew gets them
+ * copied (durably, before it takes its name) from a replica that has its
+ * file, -EIO when none has. */
+int bs_open_replicas(struct bs_store *bs, struct bs_io_state *st, struct io_ctx *ctx,
+		     const uint8_t *id, uint32_t gen, uint64_t index, const uint32_t *devs,
+		     unsigned n, bool create, uint64_t keep, struct bs_fd **fds) CAIRN_WUR;
 /* Reads every piece from the first replica that answers; -EIO when none. */
 int bs_read_pieces(struct bs_store *bs, struct bs_io_state *st, struct io_ctx *ctx, struct piece *p,
 		   size_t n) CAIRN_WUR;

@@ -161,7 +161,9 @@ static int resync_one(struct bs_store *bs, struct bs_io_state *st, struct io_ctx
 			 v.name, (unsigned long long)it->index, it->gen);
 		return 0;
 	}
-	ret = bs_open_replicas(bs, st, it->id, it->gen, it->index, devs, n, true, fds);
+	/* A file made anew is filled whole before it takes its name: a crash
+	 * here must not leave an empty copy the next resync takes as source. */
+	ret = bs_open_replicas(bs, st, ctx, it->id, it->gen, it->index, devs, n, true, ~0ull, fds);
 	if (ret < 0)
 		return ret;
 	struct io_req reqs[BS_REPL_MAX];
@@ -281,7 +283,12 @@ int bs_io_copy_blocks(struct bs_store *bs, struct io_ctx *ctx, const uint8_t src
 	if (ret < 0)
 		goto out;
 	n = bs_devs(bs, dst_id, index, dst_replicas, devs);
-	ret = bs_open_replicas(bs, st, dst_id, dst_gen, index, devs, n, true, fds);
+	/* In place (fsck --fix): the mask's blocks are what the record names,
+	 * so a recreated file gets them before it takes its name; a crash
+	 * mid-copy leaves no partial copy for a later reader to prefer. */
+	bool same = src_gen == dst_gen && !memcmp(src_id, dst_id, VOL_ID_LEN);
+	ret = bs_open_replicas(bs, st, ctx, dst_id, dst_gen, index, devs, n, true, same ? mask : 0,
+			       fds);
 	if (ret < 0)
 		goto out;
 	for (size_t i = 0; i < np; i++)

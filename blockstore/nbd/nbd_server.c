@@ -776,8 +776,10 @@ static void nreq_run(struct nreq *q, struct io_ctx *ctx)
 			ret = bs_flush(c->h, ctx);
 		break;
 	case NBD_CMD_WRITE_ZEROES:
+		/* NO_HOLE: the range must stay provisioned (zero bytes written). */
 		ret = bs_zero(c->h, ctx, r->offset, r->length,
-			      fua | ((r->flags & NBD_CMD_FLAG_FAST_ZERO) ? BS_FAST_ZERO : 0));
+			      fua | ((r->flags & NBD_CMD_FLAG_FAST_ZERO) ? BS_FAST_ZERO : 0) |
+				  ((r->flags & NBD_CMD_FLAG_NO_HOLE) ? BS_NO_HOLE : 0));
 		break;
 	case NBD_CMD_BLOCK_STATUS:
 		ret = do_block_status(q);

@@ -548,6 +548,34 @@ static void test_zero_fast(void **state)
 	ref_free(&r);
 }
 
+/* Issue 6: WRITE_ZEROES with NO_HOLE leaves the range provisioned: zero
+ * bytes written, block status reports data; with FAST_ZERO it is refused. */
+static void test_zero_no_hole_issue6(void **state)
+{
+	(void)state;
+	struct ref r;
+	struct bs_handle *h = mkvol_open("nohole", 16 * MiB, 0, NULL);
+	ref_init(&r, 16 * MiB);
+	do_write(h, &r, 1 * MiB, 300 * KiB, 0, 41, 0);
+	/* Over written and unwritten blocks, across an extent boundary, with
+	 * unaligned ends. */
+	uint64_t off = 1 * MiB + 100 * KiB + 5, len = 4 * MiB + 77 * KiB;
+	assert_int_equal(bs_zero(h, g_ctx, off, len, BS_NO_HOLE | BS_FAST_ZERO), -ENOTSUP);
+	verify_all(h, &r); /* nothing changed */
+	assert_int_equal(bs_zero(h, g_ctx, off, len, BS_NO_HOLE), 0);
+	memset(r.data + off, 0, len);
+	for (uint64_t blk = off / VOL_BLOCK_SIZE; blk * VOL_BLOCK_SIZE < off + len; blk++)
+		r.alloc[blk] = 1;
+	verify_all(h, &r);
+	/* FUA too, over a block recorded zero before. */
+	do_zero(h, &r, 10 * MiB, 2 * VOL_BLOCK_SIZE, 0);
+	assert_int_equal(bs_zero(h, g_ctx, 10 * MiB, 2 * VOL_BLOCK_SIZE, BS_NO_HOLE | BS_FUA), 0);
+	r.alloc[10 * MiB / VOL_BLOCK_SIZE] = r.alloc[10 * MiB / VOL_BLOCK_SIZE + 1] = 1;
+	verify_all(h, &r);
+	bs_handle_close(h);
+	ref_free(&r);
+}
+
 static int put_intent_cb(struct cs_txn *t, void *arg)
 {
 	const struct vol *v = arg;
@@ -609,6 +637,147 @@ static void test_resync(void **state)
 	bs_handle_close(h);
 	free(f0);
 	free(f1);
+	ref_free(&r);
+}
+
+/* Issue 6: a replica file lost after its extent was written must not come
+ * back empty when a write adds a block: the blocks the map already names
+ * are copied in from a replica that still has the file. */
+static void test_lost_replica_refilled_issue6(void **state)
+{
+	(void)state;
+	struct ref r;
+	struct vol v;
+	struct bs_handle *h = mkvol_open("lost", 16 * MiB, 3, &v);
+	char path[PATH_MAX];
+	uint32_t devs[8];
+	uint8_t *f = malloc(VOL_EXTENT_SIZE);
+	ref_init(&r, 16 * MiB);
+	do_write(h, &r, 4 * MiB, 3 * VOL_BLOCK_SIZE + 1000, 0, 21, 0);
+	assert_int_equal(bs_flush(h, g_ctx), 0);
+	bs_handle_close(h); /* the last close drops the fd cache */
+	assert_int_equal(bs_extent_devs(g_bs, v.id, 1, 3, devs), 3);
+	assert_int_equal(bs_extent_path(g_bs, devs[0], v.id, v.gen, 1, path, sizeof(path)), 0);
+	assert_int_equal(unlink(path), 0);
+	h = hopen("lost");
+	do_write(h, &r, 4 * MiB + 10 * VOL_BLOCK_SIZE, 4096, 0, 22, 0);
+	verify_all(h, &r);
+	bs_handle_close(h);
+	/* Every replica file holds the old blocks (resync may copy any). */
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(bs_extent_path(g_bs, devs[i], v.id, v.gen, 1, path, sizeof(path)),
+				 0);
+		read_file(path, f, VOL_EXTENT_SIZE);
+		assert_memory_equal(f, r.data + 4 * MiB, 3 * VOL_BLOCK_SIZE + 1000);
+		assert_memory_equal(f + 10 * VOL_BLOCK_SIZE, r.data + 4 * MiB + 10 * VOL_BLOCK_SIZE,
+				    4096);
+	}
+	/* With no replica left to copy from, the write fails and adds nothing. */
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(bs_extent_path(g_bs, devs[i], v.id, v.gen, 1, path, sizeof(path)),
+				 0);
+		assert_int_equal(unlink(path), 0);
+	}
+	h = hopen("lost");
+	memset(g_buf, 7, 4096);
+	assert_int_equal(bs_write(h, g_ctx, g_buf, 4 * MiB + 20 * VOL_BLOCK_SIZE, 4096, 0), -EIO);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(bs_extent_path(g_bs, devs[i], v.id, v.gen, 1, path, sizeof(path)),
+				 0);
+		assert_int_equal(access(path, F_OK), -1);
+	}
+	bs_handle_close(h);
+	free(f);
+	ref_free(&r);
+}
+
+/* Issue 6: a write that failed on one replica leaves the copies different:
+ * its extent keeps its intent through flushes and the last close, so the
+ * next start resyncs it (then the intent goes). */
+static void test_failed_write_keeps_intent_issue6(void **state)
+{
+	(void)state;
+	struct ref r;
+	struct vol v;
+	struct bs_handle *h = mkvol_open("wfail", 16 * MiB, 3, &v);
+	char path[PATH_MAX];
+	uint32_t devs[8];
+	uint8_t *f0 = malloc(VOL_EXTENT_SIZE), *f1 = malloc(VOL_EXTENT_SIZE);
+	ref_init(&r, 16 * MiB);
+	do_write(h, &r, 4 * MiB, 2 * VOL_BLOCK_SIZE, 0, 31, 0);
+	do_write(h, &r, 8 * MiB, 4096, 0, 32, 0);
+	assert_int_equal(bs_flush(h, g_ctx), 0);
+	usleep(1100 * 1000);
+	assert_int_equal(bs_flush(h, g_ctx), 0);
+	assert_int_equal(count_intents(), 0);
+	/* Fast path (blocks already written): the last replica misses it. */
+	fault_arm("bs.write_partial", 1);
+	fill_random(g_buf, 8192, 33);
+	assert_int_equal(bs_write(h, g_ctx, g_buf, 4 * MiB + 4096, 8192, 0), -EIO);
+	fault_arm("bs.write_partial", 0);
+	memcpy(r.data + 4 * MiB + 4096, g_buf, 8192); /* replica 0 has it */
+	/* Another extent's write clears normally; the failed one stays. */
+	do_write(h, &r, 8 * MiB, 4096, 0, 34, 0);
+	assert_int_equal(count_intents(), 2);
+	/* Two passes: a pass spares extents written since the previous one. */
+	for (int i = 0; i < 2; i++) {
+		usleep(1100 * 1000);
+		assert_int_equal(bs_flush(h, g_ctx), 0);
+	}
+	assert_int_equal(count_intents(), 1);
+	bs_handle_close(h);
+	assert_int_equal(count_intents(), 1);
+	assert_int_equal(bs_extent_devs(g_bs, v.id, 1, 3, devs), 3);
+	assert_int_equal(bs_extent_path(g_bs, devs[0], v.id, v.gen, 1, path, sizeof(path)), 0);
+	read_file(path, f0, VOL_EXTENT_SIZE);
+	assert_int_equal(bs_extent_path(g_bs, devs[2], v.id, v.gen, 1, path, sizeof(path)), 0);
+	read_file(path, f1, VOL_EXTENT_SIZE);
+	assert_memory_not_equal(f0, f1, VOL_EXTENT_SIZE);
+	/* The next start makes the copies equal again. */
+	store_close();
+	store_open();
+	assert_int_equal(count_intents(), 0);
+	read_file(path, f1, VOL_EXTENT_SIZE);
+	assert_memory_equal(f0, f1, VOL_EXTENT_SIZE);
+	h = hopen("wfail");
+	verify_all(h, &r);
+	bs_handle_close(h);
+	free(f0);
+	free(f1);
+	ref_free(&r);
+}
+
+/* Issue 6: a last close whose flush failed closes dirty files; their
+ * extents' intents stay, and the next open must not clear them (only the
+ * next start's resync does). */
+static void test_failed_close_keeps_intent_issue6(void **state)
+{
+	(void)state;
+	struct ref r;
+	struct bs_handle *h = mkvol_open("fclose", 16 * MiB, 0, NULL);
+	ref_init(&r, 16 * MiB);
+	do_write(h, &r, 0, 200 * KiB, 0, 51, 0);
+	assert_int_equal(bs_flush(h, g_ctx), 0);
+	do_write(h, &r, 4096, 8192, 0, 52, 0); /* dirty, not durable */
+	fault_arm("io.fsync", 1);
+	bs_handle_close(h);
+	fault_arm("io.fsync", 0);
+	assert_int_equal(count_intents(), 1);
+	h = hopen("fclose");
+	do_write(h, &r, 100 * KiB, 4096, 0, 53, 0);
+	for (int i = 0; i < 3; i++) {
+		usleep(1100 * 1000);
+		assert_int_equal(bs_flush(h, g_ctx), 0);
+	}
+	assert_int_equal(count_intents(), 1);
+	bs_handle_close(h);
+	assert_int_equal(count_intents(), 1);
+	store_close();
+	store_open();
+	assert_int_equal(count_intents(), 0);
+	h = hopen("fclose");
+	verify_all(h, &r);
+	bs_handle_close(h);
 	ref_free(&r);
 }
 
@@ -1063,7 +1232,11 @@ int main(void)
 	    cmocka_unit_test(test_handle_access),
 	    cmocka_unit_test(test_random_snapshot_clone),
 	    cmocka_unit_test(test_zero_fast),
+	    cmocka_unit_test(test_zero_no_hole_issue6),
 	    cmocka_unit_test(test_resync),
+	    cmocka_unit_test(test_lost_replica_refilled_issue6),
+	    cmocka_unit_test(test_failed_write_keeps_intent_issue6),
+	    cmocka_unit_test(test_failed_close_keeps_intent_issue6),
 	    cmocka_unit_test(test_intents_cleared),
 	    cmocka_unit_test(test_enospc),
 	    cmocka_unit_test(test_copy_blocks),
