@@ -913,6 +913,29 @@ static int vol_del_fn(const struct vol_snap *s, void *arg)
 	return 0;
 }
 
+/* A clone lets go of its parent snapshot: the snapshot's clone count
+ * drops by one (a missing snapshot or a count of 0 is corruption). */
+static int snap_release_clone(struct meta_txn *t, const struct vol *v)
+{
+	uint8_t sk[VOL_SNAP_KEY_LEN];
+	struct vol_snap s;
+	const void *val;
+	size_t vl;
+	int rc;
+	vol_snap_key(sk, v->parent_id, v->parent_gen);
+	rc = meta_get(t, META_T_SNAPS, sk, sizeof(sk), &val, &vl);
+	if (rc == 0)
+		rc = vol_snap_decode(sk, sizeof(sk), val, vl, &s);
+	if (rc == CAIRN_ENOTFOUND)
+		rc = CAIRN_ECORRUPT;
+	if (rc < 0)
+		return rc;
+	if (s.nclones == 0)
+		return CAIRN_ECORRUPT;
+	s.nclones--;
+	return vol_snap_put(t, v->parent_id, &s);
+}
+
 int vol_delete(struct meta_txn *t, struct vol *v, bool force)
 {
 	struct vol_del_scan d = {0};
@@ -930,26 +953,11 @@ int vol_delete(struct meta_txn *t, struct vol *v, bool force)
 		return CAIRN_ENOTEMPTY;
 	if (v->has_parent) {
 		struct vol p;
-		struct vol_snap s;
-		uint8_t sk[VOL_SNAP_KEY_LEN];
-		const void *val;
-		size_t vl;
-
 		rc = vol_get_by_id(t, v->parent_id, &p);
-		if (rc == 0) {
-			vol_snap_key(sk, p.id, v->parent_gen);
-			rc = meta_get(t, META_T_SNAPS, sk, sizeof(sk), &val, &vl);
-		}
-		if (rc == 0)
-			rc = vol_snap_decode(sk, sizeof(sk), val, vl, &s);
 		if (rc == CAIRN_ENOTFOUND)
 			rc = CAIRN_ECORRUPT;
-		if (rc < 0)
-			return rc;
-		if (s.nclones == 0)
-			return CAIRN_ECORRUPT;
-		s.nclones--;
-		rc = vol_snap_put(t, p.id, &s);
+		if (rc == 0)
+			rc = snap_release_clone(t, v);
 		if (rc < 0)
 			return rc;
 	}
@@ -1195,27 +1203,12 @@ int vol_map_put_base(struct meta_txn *t, const struct vol *v, uint64_t index, ui
 
 int vol_unparent(struct meta_txn *t, struct vol *v)
 {
-	uint8_t sk[VOL_SNAP_KEY_LEN];
 	struct vol nv = *v;
-	struct vol_snap s;
-	const void *val;
-	size_t vl;
 	int rc;
 
 	if (!v->has_parent)
 		return CAIRN_EINVAL;
-	vol_snap_key(sk, v->parent_id, v->parent_gen);
-	rc = meta_get(t, META_T_SNAPS, sk, sizeof(sk), &val, &vl);
-	if (rc == 0)
-		rc = vol_snap_decode(sk, sizeof(sk), val, vl, &s);
-	if (rc == CAIRN_ENOTFOUND)
-		rc = CAIRN_ECORRUPT;
-	if (rc < 0)
-		return rc;
-	if (s.nclones == 0)
-		return CAIRN_ECORRUPT;
-	s.nclones--;
-	rc = vol_snap_put(t, v->parent_id, &s);
+	rc = snap_release_clone(t, v);
 	if (rc < 0)
 		return rc;
 	nv.has_parent = false;

@@ -604,32 +604,29 @@ out:
 	return rc;
 }
 
-int node_volume_main(int argc, char **argv)
+/* Parses argv against verbs and runs the chosen one with libcurl set up. */
+static int cli_main(int argc, char **argv, const struct verb *verbs,
+		    int (*run)(struct node_cli *c, const struct verb *v, char **args))
 {
 	struct node_cli c;
 	char *args[4] = {0};
 	int n = 0, code;
-	const struct verb *v = parse_verb(argc, argv, vol_verbs, &c, args, &n, &code);
+	const struct verb *v = parse_verb(argc, argv, verbs, &c, args, &n, &code);
 	if (!v)
 		return code;
 	curl_global_init(CURL_GLOBAL_DEFAULT);
-	code = volume_run(&c, v, args);
+	code = run(&c, v, args);
 	curl_global_cleanup();
 	memset(&c.creds, 0, sizeof(c.creds));
 	return code;
 }
 
+int node_volume_main(int argc, char **argv)
+{
+	return cli_main(argc, argv, vol_verbs, volume_run);
+}
+
 int node_snapshot_main(int argc, char **argv)
 {
-	struct node_cli c;
-	char *args[4] = {0};
-	int n = 0, code;
-	const struct verb *v = parse_verb(argc, argv, snap_verbs, &c, args, &n, &code);
-	if (!v)
-		return code;
-	curl_global_init(CURL_GLOBAL_DEFAULT);
-	code = snapshot_run(&c, v, args);
-	curl_global_cleanup();
-	memset(&c.creds, 0, sizeof(c.creds));
-	return code;
+	return cli_main(argc, argv, snap_verbs, snapshot_run);
 }
