@@ -1121,7 +1121,7 @@ int bs_attach(struct bs_store *bs, const char *vol, const char *host, uint32_t l
 	for (size_t i = 0; i < sizeof(raw); i++)
 		snprintf(hex + 2 * i, 3, "%02x", raw[i]);
 	OPENSSL_cleanse(raw, sizeof(raw));
-	SHA256((const unsigned char *)hex, BS_TOKEN_LEN, c.token_sha);
+	bs_token_hash(hex, BS_TOKEN_LEN, c.token_sha);
 	ret = bs_change(&c, NULL);
 	if (ret == 0) {
 		memcpy(token, hex, sizeof(hex));

@@ -258,14 +258,19 @@ static void print_diff(json_t *body)
 
 /* ---- commands ---- */
 
-/* Sends method path body (body: a jansson object, consumed; NULL: none).
- * Returns 0 with *resp for a 2xx answer, else the exit code (1). */
+/* Loads the credentials and sends method path body (body: a jansson object,
+ * consumed; NULL: none). Returns 0 with *resp for a 2xx answer, else the
+ * exit code (1) after printing why. */
 static int call(struct node_cli *c, const char *method, const char *path, json_t *body,
 		json_t **resp)
 {
 	long status = 0;
 	char *text = NULL;
 	*resp = NULL;
+	if (node_cli_creds(c) < 0) {
+		json_decref(body);
+		return 1;
+	}
 	if (body) {
 		text = json_dumps(body, JSON_COMPACT);
 		json_decref(body);
@@ -493,8 +498,6 @@ static int volume_run(struct node_cli *c, const struct verb *v, char **a)
 		snprintf(path, sizeof(path), "/admin/v1/volumes/%s/detach", e);
 	}
 
-	if (node_cli_creds(c) < 0)
-		goto out;
 	rc = call(c, method, path, body, &resp);
 	body = NULL;
 	if (rc)
@@ -576,8 +579,6 @@ static int snapshot_run(struct node_cli *c, const struct verb *v, char **a)
 		curl_free(f);
 		curl_free(t);
 	}
-	if (node_cli_creds(c) < 0)
-		goto out;
 	rc = call(c, method, path, body, &resp);
 	body = NULL;
 	if (rc)
