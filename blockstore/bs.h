@@ -77,6 +77,8 @@ struct bs_vol_info {
 	char host[VOL_HOST_MAX + 1];
 	uint64_t attached_ns, expires_ns;
 	uint32_t connections; /* open handles on this node */
+	bool has_base;	      /* VOL_RECF_IMAGE somewhere down the chain */
+	uint8_t base_mid[16]; /* that manifest */
 };
 
 /* name: 1..VOL_NAME_MAX bytes. size: a positive multiple of 512 (else
@@ -90,6 +92,17 @@ int bs_volume_create(struct bs_store *bs, const char *name, uint64_t size,
  * opts when non-NULL, else src's; the replica count is always src's). */
 int bs_volume_clone(struct bs_store *bs, const char *src, const char *snap, const char *new_name,
 		    const struct vol_opts *opts, struct bs_vol_info *out) CAIRN_WUR;
+/* A constant-time volume whose base is a chunk-store manifest (an image's
+ * raw bytes, VOL_RECF_IMAGE): one manifest reference is taken in the
+ * volume's creating commit and dropped when the volume record goes. Blocks
+ * never written read the manifest's bytes (cs_reader), zero past its end;
+ * the first write into such a block copies up only that 64 KiB block;
+ * block status reports the base's range as data. size 0: the manifest's
+ * size rounded up to 64 KiB; a size smaller than the manifest's is
+ * CAIRN_EINVAL. CAIRN_ENOTFOUND for an unknown or dead manifest. */
+int bs_volume_create_from_manifest(struct bs_store *bs, const char *name, uint64_t size,
+				   const uint8_t mid[16], const struct vol_opts *opts,
+				   struct bs_vol_info *out) CAIRN_WUR;
 int bs_volume_get(struct bs_store *bs, const char *name, struct bs_vol_info *out) CAIRN_WUR;
 /* Calls fn per volume in name order (within partition order); a non-zero
  * return stops and is returned. fn runs with no transaction open. */
@@ -157,6 +170,13 @@ void bs_handle_close(struct bs_handle *h);
 /* The volume's size now (it can grow while the handle is open). */
 uint64_t bs_handle_size(struct bs_handle *h);
 const char *bs_handle_volume(const struct bs_handle *h);
+/* A read-only handle on a snapshot's view (no attachment, no lease), for
+ * capturing a volume as an image: bs_read and bs_block_status work, writes
+ * answer -EROFS. The snapshot cannot be deleted while the handle is open
+ * (-EBUSY). Size: the snapshot's size. */
+int bs_snapshot_open(struct bs_store *bs, const char *vol, const char *snap,
+		     struct bs_handle **out) CAIRN_WUR;
+
 /* Current QoS limits (0: none); they can change while the handle is open. */
 void bs_handle_qos(struct bs_handle *h, uint64_t *iops_limit, uint64_t *bps_limit);
 /* True once the attachment was revoked (detach --force, delete): close. */

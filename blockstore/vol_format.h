@@ -50,6 +50,12 @@ enum vol_state {
 	VOL_DELETING = 2,
 };
 #define VOL_RECF_PARENT 0x1 /* parent_id/parent_gen name a clone's parent */
+/* parent_id is a chunk-store manifest id (an image's raw bytes) on which the
+ * volume holds one reference: blocks absent through the volume's own chain
+ * read the manifest's bytes at the same offset (zero past its end). Never
+ * with VOL_RECF_PARENT: a clone of such a volume reads the base through its
+ * parent, and a flattened clone takes the base (and a reference) over. */
+#define VOL_RECF_IMAGE 0x2
 struct vol_rec {
 	uint8_t version;
 	uint8_t state;	      /* enum vol_state */

@@ -207,6 +207,24 @@ struct cs_stats {
 };
 int cs_pool_stats(struct cs_pool *pool, struct cs_stats *out) CAIRN_WUR;
 
+/* What a set of manifests (an image: its bytes and its raw view) costs.
+ * A chunk is unique to the set when its refcount equals the number of
+ * entries of the set's manifests that name it (nothing else holds it), else
+ * shared. Zero chunks cost nothing and are counted in zero_bytes only;
+ * inline manifests count as unique (raw and stored). Reads the manifests
+ * and chunk records in short read transactions (no device I/O); memory: a
+ * hash map of the set's distinct chunks. O(entries). */
+struct cs_usage {
+	uint64_t logical_bytes; /* sum of the manifests' sizes */
+	uint64_t zero_bytes;	/* bytes in zero chunks */
+	uint64_t unique_bytes;	/* raw bytes of chunks only the set holds */
+	uint64_t unique_stored; /* their stored (compressed) bytes */
+	uint64_t shared_bytes;	/* raw bytes of chunks others hold too (each distinct chunk once) */
+	uint64_t chunks;	/* distinct non-zero chunks */
+};
+int cs_manifest_usage(struct cs_pool *pool, const struct cs_mid *mids, size_t n,
+		      struct cs_usage *out) CAIRN_WUR;
+
 /* ---- maintenance: long operations on an open pool, while it serves ----
  * Each reports progress through fn (may be NULL) from the calling thread:
  * phase names what it is doing, done/total count its unit of work (bytes

@@ -31,7 +31,8 @@ static const char *const meta_table_names[META_T_COUNT] = {
     [META_T_OBJECTS] = "objects", [META_T_USERS] = "users",	    [META_T_KEYS] = "keys",
     [META_T_UPLOADS] = "uploads", [META_T_UPARTS] = "uparts",	    [META_T_VOLUMES] = "volumes",
     [META_T_VOLIDS] = "volids",	  [META_T_EXTENTS] = "extents",	    [META_T_SNAPS] = "snaps",
-    [META_T_INTENTS] = "intents", [META_T_ATTACH] = "attach",
+    [META_T_INTENTS] = "intents", [META_T_ATTACH] = "attach",	    [META_T_IMAGES] = "images",
+    [META_T_TOKENS] = "tokens",
 };
 
 struct meta_env {

@@ -45,6 +45,8 @@ enum meta_table {
 	META_T_SNAPS,	  /* [volume id][gen be32] -> vol_snap_rec + name */
 	META_T_INTENTS,	  /* [volume id][index be64] -> vol_intent_rec */
 	META_T_ATTACH,	  /* [volume id] -> vol_attach_rec + host */
+	META_T_IMAGES,	  /* [part][image id] -> img_rec + JSON (registry/img_format.h) */
+	META_T_TOKENS,	  /* sha256(token) -> s3_token_rec + user (objstore/s3_format.h) */
 	META_T_COUNT
 };
 

@@ -107,4 +107,84 @@ long s3_key_list(struct cs_pool *pool, const char *user, struct s3_key *out, siz
 /* Looks up a key with its secret, for authentication. */
 int s3_key_lookup(struct cs_pool *pool, const char *key_id, struct s3_key *out) CAIRN_WUR;
 
+/* ---- bearer tokens (image registry X-Auth-Token, admin API Bearer) ---- */
+
+#define S3_TOKEN_HEX 64	  /* characters of a token: 32 random bytes in hex */
+#define S3_TOKEN_ID_HEX 8 /* a token's id: the first hex digits of its SHA-256 */
+
+struct s3_token {
+	char id[S3_TOKEN_ID_HEX + 1];
+	char user[S3_USER_MAX + 1];
+	uint64_t created_ns;
+	uint64_t expires_ns; /* 0: never */
+};
+
+/* Creates a random token for an existing user (CAIRN_ENOTFOUND otherwise),
+ * valid for ttl_sec seconds (0: never expires). token_out gets the token
+ * (S3_TOKEN_HEX + 1 bytes): it is shown once, only its SHA-256 is kept. */
+int s3_token_create(struct cs_pool *pool, const char *user, uint64_t ttl_sec,
+		    char token_out[S3_TOKEN_HEX + 1], struct s3_token *out) CAIRN_WUR;
+/* The user of a token: 0, CAIRN_ENOTFOUND (unknown), or -EKEYEXPIRED
+ * (expired; expired records are removed by s3_token_delete or the next
+ * s3_token_create). A deleted user's tokens are CAIRN_ENOTFOUND. */
+int s3_token_lookup(struct cs_pool *pool, const char *token, struct s3_token *out) CAIRN_WUR;
+/* Tokens of one user (NULL: all), sorted by id; returns the count. */
+long s3_token_list(struct cs_pool *pool, const char *user, struct s3_token *out,
+		   size_t max) CAIRN_WUR;
+/* By id (S3_TOKEN_ID_HEX digits, or a longer prefix of the hash). */
+int s3_token_delete(struct cs_pool *pool, const char *id) CAIRN_WUR;
+
+/* ---- the system bucket: every image, readable over S3 ----
+ * A bucket owned by the root user that the image registry fills: object
+ * <image id> holds the image's bytes (its own manifest reference). Over S3,
+ * GET and HEAD of an object are allowed to the root user and to the user
+ * named as the object's owner; listing to the root user only; every write
+ * (PUT, copy into it, multipart, DELETE, bucket deletion, ACL or policy
+ * changes) is AccessDenied for everyone. CreateBucket of this name by any
+ * user is refused (BucketAlreadyExists). */
+#define S3_SYSTEM_BUCKET "cairn-images"
+
+struct cs_txn;
+struct cs_mid;
+
+/* What an object link records: the object's bytes are the manifest's. */
+struct s3_link {
+	const struct cs_mid *mid; /* gains one reference */
+	uint64_t size;
+	uint8_t md5[16];	  /* the ETag (hex of it) */
+	const char *owner;	  /* S3_F_OWNER */
+	const char *content_type; /* NULL: application/octet-stream */
+	uint64_t mtime_ns;
+};
+/* Creates the system bucket if missing (at start; idempotent). */
+int s3_system_bucket_ensure(struct cs_pool *pool) CAIRN_WUR;
+/* Inside a cs_commit callback: makes (bucket, key) an object whose bytes are
+ * l->mid (one new manifest reference), replacing an object of that key (its
+ * reference dropped). The bucket must exist (CAIRN_ENOTFOUND). */
+int s3_object_link_txn(struct cs_txn *txn, struct cs_pool *pool, const char *bucket,
+		       const char *key, const struct s3_link *l) CAIRN_WUR;
+/* Inside a cs_commit callback: removes the object and drops its manifest
+ * reference; CAIRN_ENOTFOUND when absent. */
+int s3_object_unlink_txn(struct cs_txn *txn, struct cs_pool *pool, const char *bucket,
+			 const char *key) CAIRN_WUR;
+
+/* An object as the registry needs it to register it as an image. */
+struct s3_object_info {
+	uint8_t mid[16];
+	uint64_t size;
+	uint8_t md5[16];
+	uint32_t parts;			    /* multipart: the ETag is not the MD5 of the bytes */
+	char owner[S3_USER_MAX + 1];	    /* who wrote the object */
+	char bucket_owner[S3_USER_MAX + 1]; /* who owns the bucket */
+	char content_type[128];
+};
+/* Looks an object up in a read transaction of its own. CAIRN_ENOTFOUND for
+ * a missing bucket or key. Inline objects (no chunks) are returned with
+ * their manifest id too. Called again inside the commit (with txn) to check
+ * that the object still holds the same manifest. */
+int s3_object_resolve(struct cs_pool *pool, const char *bucket, const char *key,
+		      struct s3_object_info *out) CAIRN_WUR;
+int s3_object_resolve_txn(struct cs_txn *txn, struct cs_pool *pool, const char *bucket,
+			  const char *key, struct s3_object_info *out) CAIRN_WUR;
+
 #endif

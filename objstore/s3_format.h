@@ -14,6 +14,7 @@
  *   META_T_USERS   [user name]                         -> s3_user_rec
  *   META_T_USERS   [user name][0][bucket name]         -> s3_owned_rec (owner index)
  *   META_T_KEYS    [access key id]                     -> s3_key_rec + user + secret
+ *   META_T_TOKENS  [sha256(token)]                     -> s3_token_rec + user
  * part = cs_name_partition(pool, bucket name). Bucket names, user names and
  * key ids never contain a 0 byte, so [name][0] separates cleanly.
  *
@@ -189,5 +190,21 @@ struct s3_key_rec {
 	uint8_t reserved[16];
 };
 static_assert(sizeof(struct s3_key_rec) == 32, "s3_key_rec layout");
+
+/* ---- bearer token: META_T_TOKENS [sha256(token) 32] ----
+ * The token itself is never stored. Used by the image registry
+ * (X-Auth-Token) and the admin API (Authorization: Bearer). */
+#define S3_TOKEN_VERSION 1
+struct s3_token_rec {
+	uint8_t version;
+	uint8_t flags;	  /* none yet */
+	uint8_t user_len; /* user name bytes that follow */
+	uint8_t reserved0;
+	uint32_t reserved1;
+	uint64_t created_ns;
+	uint64_t expires_ns; /* unix nanoseconds; 0: never */
+	uint8_t reserved[16];
+};
+static_assert(sizeof(struct s3_token_rec) == 40, "s3_token_rec layout");
 
 #endif
