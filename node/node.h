@@ -91,6 +91,12 @@ struct admin_config {
 	struct bs_store *bs;
 	const char *nbd_host;
 	uint16_t nbd_port;
+	/* The image registry (/admin/v1/images, volume from image,
+	 * upload-image; node/admin_img.c); NULL: those routes answer 503. */
+	struct registry *reg;
+	/* The registry's admin token (Authorization: Bearer acts as root);
+	 * NULL or "": none. */
+	const char *admin_token;
 };
 
 /* Binds and starts serving. Errors: -EADDRINUSE etc. from bind (message
