@@ -522,6 +522,12 @@ int img_upload_commit(struct img_upload *u, img_commit_fn fn, void *arg)
 	return 0;
 }
 
+void img_upload_fail(struct img_upload *u, int err)
+{
+	if (!u->err)
+		u->err = err < 0 ? err : -EIO;
+}
+
 const char *img_upload_why(const struct img_upload *u)
 {
 	return u->err == CAIRN_EINVAL ? u->why : "";
