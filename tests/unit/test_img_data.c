@@ -28,7 +28,9 @@
 #include <stdbool.h>
 
 #include "cs_test.h"
+#include "blockstore/bs.h"
 #include "chunkstore/chunkstore.h"
+#include "core/io.h"
 #include "core/err.h"
 #include "meta/meta.h"
 #include "registry/img_data.h"
@@ -910,6 +912,85 @@ static void test_from_url(void **state)
 	free(data);
 }
 
+/* ---- from_snapshot ----
+ * Built when blockstore/ defines bs_snapshot_open (registry.cmake sets
+ * IMG_TEST_SNAPSHOT); skipped otherwise. */
+
+static void test_from_snapshot_reads_only_data(void **state)
+{
+	(void)state;
+#ifndef IMG_TEST_SNAPSHOT
+	skip();
+#else
+	char data[300];
+	snprintf(data, sizeof(data), "%s/pool", g_dir);
+	struct bs_opts bo = {.data_dir = data};
+	struct bs_store *bs;
+	assert_int_equal(bs_open(g_pool, &bo, &bs), 0);
+	uint64_t vsize = 64 * MIB;
+	assert_int_equal(bs_volume_create(bs, "v", vsize, NULL, NULL), 0);
+	uint8_t *want = calloc(1, vsize), *blk = io_alloc(1 * MIB);
+	assert_non_null(want);
+	assert_non_null(blk);
+	struct io_ctx *ctx;
+	assert_int_equal(io_ctx_create(16, &ctx), 0);
+
+	/* 1 MiB at 0 and 64 KiB at 40 MiB: the rest is never written */
+	char token[BS_TOKEN_LEN + 1], exp[128];
+	struct bs_handle *h;
+	assert_int_equal(bs_attach(bs, "v", "host1", 0, token, NULL), 0);
+	snprintf(exp, sizeof(exp), "v@%s", token);
+	assert_int_equal(bs_handle_open(bs, exp, &h), 0);
+	fill_random(blk, 1 * MIB, 41);
+	assert_int_equal(bs_write(h, ctx, blk, 0, 1 * MIB, 0), 0);
+	memcpy(want, blk, 1 * MIB);
+	assert_int_equal(bs_write(h, ctx, blk, 40 * MIB, 64 * KIB, 0), 0);
+	memcpy(want + 40 * MIB, blk, 64 * KIB);
+	assert_int_equal(bs_flush(h, ctx), 0);
+	assert_int_equal(bs_snapshot_create(bs, "v", "s1", NULL), 0);
+	/* the head changes after the snapshot: the image must not see it */
+	memset(blk, 0xee, 64 * KIB);
+	assert_int_equal(bs_write(h, ctx, blk, 0, 64 * KIB, 0), 0);
+	bs_handle_close(h);
+
+	struct img_data_opts o = opts_limit(0);
+	struct img_upload *u;
+	struct img_data_result res;
+	assert_int_equal(img_upload_open(g_pool, &o, "raw", &u), 0);
+	uint64_t rd0 = io_bytes_read();
+	assert_int_equal(img_upload_from_snapshot(u, bs, "v", "s1"), 0);
+	uint64_t rd = io_bytes_read() - rd0;
+	/* holes cost no device reads: far less than the 64 MiB volume */
+	printf("snapshot upload read %llu bytes of devices\n", (unsigned long long)rd);
+	assert_true(rd < 8 * MIB);
+	assert_int_equal(img_upload_finish(u, &res), 0);
+	assert_int_equal(res.size, vsize);
+	uint8_t md5[16];
+	digest("MD5", want, vsize, md5);
+	assert_memory_equal(res.md5, md5, 16);
+	struct rec r = {0};
+	assert_int_equal(img_upload_commit(u, rec_fn, &r), 0);
+	img_upload_free(u);
+	assert_mid_bytes(r.seen[0].mid, want, vsize);
+	assert_int_equal(unref(r.seen[0].mid), 0);
+
+	/* an unknown snapshot or volume */
+	assert_int_equal(img_upload_open(g_pool, &o, "raw", &u), 0);
+	assert_int_equal(img_upload_from_snapshot(u, bs, "v", "nope"), CAIRN_ENOTFOUND);
+	assert_int_not_equal(img_upload_finish(u, &res), 0);
+	img_upload_free(u);
+	assert_int_equal(img_upload_open(g_pool, &o, "raw", &u), 0);
+	assert_int_equal(img_upload_from_snapshot(u, bs, "nope", "s1"), CAIRN_ENOTFOUND);
+	img_upload_free(u);
+
+	assert_int_equal(bs_detach(bs, "v", true), 0);
+	io_ctx_free(ctx);
+	io_free(blk);
+	free(want);
+	bs_close(bs);
+#endif
+}
+
 /* ---- throughput (IMG_BENCH=file; skipped otherwise) ---- */
 
 static double cpu_s(void)
@@ -1022,6 +1103,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_from_manifest_refs_the_object, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_from_manifest_qcow2_and_limit, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_from_url, setup, teardown_srv),
+	    cmocka_unit_test_setup_teardown(test_from_snapshot_reads_only_data, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bench_upload_file, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
