@@ -102,7 +102,7 @@ static void *pipe_main(void *arg)
 		pthread_mutex_unlock(&p->mu);
 		int rc = EVP_DigestUpdate(p->sha512, data, len) == 1 ? 0 : -EIO;
 		if (rc == 0 && w)
-			rc = cs_writer_write(w, data, len);
+			rc = FAULT("img_pipe_write") ? -EIO : cs_writer_write(w, data, len);
 		pthread_mutex_lock(&p->mu);
 		if (rc < 0) {
 			p->err = rc;
@@ -219,6 +219,8 @@ static int pipe_finish(struct img_pipe *p)
 
 int img_scratch_open(const char *dir)
 {
+	if (FAULT("img_scratch"))
+		return -ENOSPC;
 	int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
 	if (fd >= 0)
 		return fd;

@@ -32,6 +32,7 @@
 #include "chunkstore/chunkstore.h"
 #include "core/io.h"
 #include "core/err.h"
+#include "core/fault.h"
 #include "meta/meta.h"
 #include "registry/img_data.h"
 
@@ -404,20 +405,33 @@ static void make_qcow2(const char *path)
 	    0);
 }
 
-/* Opens an upload, writes the file in pieces and finishes; returns the
+/* Opens an upload, writes the bytes in pieces and finishes; returns the
  * first error. *out stays open (free it). */
-static int upload_file(const char *path, const char *fmt, uint64_t max, struct img_upload **out,
-		       struct img_data_result *res)
+static int upload_bytes_max(const uint8_t *b, size_t len, const char *fmt, uint64_t max,
+			    struct img_upload **out, struct img_data_result *res)
 {
 	struct img_data_opts o = opts_limit(max);
-	size_t len;
-	uint8_t *b = read_file(path, &len);
 	assert_int_equal(img_upload_open(g_pool, &o, fmt, out), 0);
 	int rc = write_pieces(*out, b, len);
 	if (rc == 0)
 		assert_int_equal(scratch_entries(), 0); /* the spool has no name */
 	if (rc == 0)
 		rc = img_upload_finish(*out, res);
+	return rc;
+}
+
+static int upload_file_bytes(const uint8_t *b, size_t len, const char *fmt, struct img_upload **out,
+			     struct img_data_result *res)
+{
+	return upload_bytes_max(b, len, fmt, 0, out, res);
+}
+
+static int upload_file(const char *path, const char *fmt, uint64_t max, struct img_upload **out,
+		       struct img_data_result *res)
+{
+	size_t len;
+	uint8_t *b = read_file(path, &len);
+	int rc = upload_bytes_max(b, len, fmt, max, out, res);
 	free(b);
 	return rc;
 }
@@ -912,6 +926,63 @@ static void test_from_url(void **state)
 	free(data);
 }
 
+/* ---- fault points: every failure path leaves nothing behind ---- */
+
+static void assert_pool_empty(void)
+{
+	struct cs_stats st;
+	assert_int_equal(cs_pool_stats(g_pool, &st), 0);
+	assert_int_equal(st.manifests, 0);
+	assert_int_equal(scratch_entries(), 0);
+}
+
+static void test_faults_leave_nothing(void **state)
+{
+	(void)state;
+	struct img_upload *u;
+	struct img_data_result res;
+	struct rec r = {0};
+
+	/* the pipeline's writer fails part way: seen by a later write or finish */
+	size_t len = 10 * MIB;
+	uint8_t *data = malloc(len);
+	assert_non_null(data);
+	fill_random(data, len, 8);
+	fault_arm("img_pipe_write", 3);
+	int rc = upload_file_bytes(data, len, "raw", &u, &res);
+	fault_arm("img_pipe_write", 0);
+	assert_int_equal(rc, -EIO);
+	assert_int_equal(img_upload_commit(u, rec_fn, &r), -EIO);
+	img_upload_free(u);
+	assert_pool_empty();
+	free(data);
+	if (!have_qemu())
+		return;
+
+	const char *q = fpath("a.qcow2");
+	make_qcow2(q);
+	/* no scratch file: refused at the first write that decides qcow2 */
+	fault_arm("img_scratch", 1);
+	assert_int_equal(upload_file(q, "qcow2", 0, &u, &res), -ENOSPC);
+	fault_arm("img_scratch", 0);
+	img_upload_free(u);
+	assert_pool_empty();
+	/* qemu-img cannot run */
+	fault_arm("img_conv_exec", 1);
+	assert_int_equal(upload_file(q, "qcow2", 0, &u, &res), -EIO);
+	fault_arm("img_conv_exec", 0);
+	assert_int_equal(img_upload_commit(u, rec_fn, &r), -EIO);
+	assert_int_equal(r.calls, 0);
+	img_upload_free(u);
+	assert_pool_empty();
+	/* the second scratch file (the raw view) cannot be made */
+	fault_arm("img_scratch", 2);
+	assert_int_equal(upload_file(q, "qcow2", 0, &u, &res), -ENOSPC);
+	fault_arm("img_scratch", 0);
+	img_upload_free(u);
+	assert_pool_empty();
+}
+
 /* ---- from_snapshot ----
  * Built when blockstore/ defines bs_snapshot_open (registry.cmake sets
  * IMG_TEST_SNAPSHOT); skipped otherwise. */
@@ -1103,6 +1174,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_from_manifest_refs_the_object, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_from_manifest_qcow2_and_limit, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_from_url, setup, teardown_srv),
+	    cmocka_unit_test_setup_teardown(test_faults_leave_nothing, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_from_snapshot_reads_only_data, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bench_upload_file, setup, teardown),
 	};
