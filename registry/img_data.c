@@ -439,7 +439,9 @@ int img_upload_finish(struct img_upload *u, struct img_data_result *res)
 		return u->err;
 	if (u->finished)
 		return CAIRN_EINVAL;
-	if ((rc = pipe_finish(&u->p)) < 0)
+	rc = pipe_finish(&u->p);
+	pipe_stop(&u->p); /* the segments are not needed while commit waits */
+	if (rc < 0)
 		return refuse(u, rc, "%s", "");
 	if (u->w && (rc = cs_writer_finish(u->w)) < 0)
 		return refuse(u, rc, "%s", "");
@@ -466,6 +468,8 @@ int img_upload_finish(struct img_upload *u, struct img_data_result *res)
 		}
 		u->res.has_raw = true;
 	}
+	free(u->head); /* only the gate needed the first bytes */
+	u->head = NULL;
 	u->finished = true;
 	*res = u->res;
 	return 0;
