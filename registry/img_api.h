@@ -43,8 +43,8 @@ struct registry {
 	uint64_t max_size;
 	char *tmp_dir;
 	char *qemu_img;
-	char *web_allow; /* NULL: web-download off */
-	uint16_t own_ports[16];
+	char *web_allow;	   /* NULL: web-download off */
+	const uint16_t *own_ports; /* the caller's array (read at each import) */
 	/* background imports (web-download, s3-object): reg_close waits */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;

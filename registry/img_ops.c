@@ -44,8 +44,9 @@ int reg_open(struct cs_pool *pool, struct bs_store *bs, const struct reg_opts *o
 	reg->qemu_img = opts && opts->qemu_img ? strdup(opts->qemu_img) : NULL;
 	if (opts && opts->web_allow && opts->web_allow[0])
 		reg->web_allow = strdup(opts->web_allow);
-	for (size_t i = 0; opts && opts->own_ports && opts->own_ports[i] && i < 15; i++)
-		reg->own_ports[i] = opts->own_ports[i];
+	/* Kept by pointer: the caller fills in ports bound after reg_open. */
+	static const uint16_t no_ports[1] = {0};
+	reg->own_ports = opts && opts->own_ports ? opts->own_ports : no_ports;
 	pthread_mutex_init(&reg->lock, NULL);
 	pthread_cond_init(&reg->cond, NULL);
 	if (!reg->tmp_dir || (opts && opts->qemu_img && !reg->qemu_img) ||
