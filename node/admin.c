@@ -330,8 +330,8 @@ static int authenticate(struct MHD_Connection *conn, struct admin_req *r, const 
 		return reply_error(conn, r, MHD_HTTP_BAD_REQUEST, "RequestHeaderSectionTooLarge",
 				   "too many request headers");
 	const char *authz = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
-	if (authz && strncasecmp(authz, "Bearer ", 7) == 0)
-		return authenticate_bearer(conn, r, authz + 7);
+	if (authz && strncasecmp(authz, "Bearer", 6) == 0 && (authz[6] == ' ' || !authz[6]))
+		return authenticate_bearer(conn, r, authz + 6);
 	struct sigv4_request sreq = {
 	    .method = method, .target = r->raw_target, .headers = r->hdrs, .nheaders = r->nhdrs};
 	rc = sigv4_parse(&sreq, &auth);
