@@ -10,13 +10,11 @@
  * ADMIN_BODY_MAX; errors are {"error":{"code":..., "message":...}}.
  *
  * Block volumes (/admin/v1/volumes...) are matched here, authenticated the
- * same way and answered by admin_vol.c; images (/admin/v1/images...,
- * .../upload-image) by admin_img.c and bearer tokens (/admin/v1/tokens) by
- * admin_tok.c.
- *
- * Besides SigV4, `Authorization: Bearer TOKEN` authenticates a request when
- * TOKEN is a token of the root user (cairn token create) or the registry's
- * admin token: a wrong token is 401 InvalidToken, another user's 403.
+ * same way and answered by admin_vol.c; bearer tokens (/admin/v1/tokens...)
+ * likewise by admin_tok.c, images (/admin/v1/images..., and
+ * /admin/v1/volumes/NAME/upload-image) by admin_img.c. Instead of SigV4, a request may carry
+ * "Authorization: Bearer T" where T is the configured admin token or a
+ * token (cairn token create) of the root user.
  *
  * Maintenance jobs (POST/GET /admin/v1/pool/jobs) run on a thread of their
  * own (node/jobs.c): the POST answers 202 at once, one job at a time (409
@@ -68,11 +66,8 @@ struct admin_server {
 	struct bs_store *bs; /* block volumes (admin_vol.c); NULL: not served */
 	char nbd_host[256];
 	uint16_t nbd_port;
-	struct registry *reg; /* images (admin_img.c); NULL: not served */
-	/* The registry's admin token (Bearer acts as root), kept as its
-	 * SHA-256 only. */
-	bool has_admin_token;
-	uint8_t admin_token_hash[32];
+	char *admin_token;    /* Bearer token that acts as root; NULL: none */
+	struct registry *reg; /* images (admin_img.c); NULL: those routes answer 503 */
 };
 
 /* One request, created by the URI log callback (which sees the target as
@@ -267,52 +262,33 @@ static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const 
 	return MHD_YES;
 }
 
-/* Authorization: Bearer TOKEN: the registry's admin token, or a token
- * (s3_token_*) of the root user. The admin token is compared in constant
- * time (it is a secret held in memory; a token of a user is looked up by its
- * hash, which leaks nothing). Returns as authenticate(). */
-static int authenticate_bearer(struct MHD_Connection *conn, struct admin_req *r, const char *tok)
+/* Authorization: Bearer TOKEN: the configured admin token, or a token
+ * (cairn token create) of the root user. Returns as authenticate(). */
+static int bearer_auth(struct MHD_Connection *conn, struct admin_req *r, const char *tok)
 {
 	struct admin_server *srv = r->srv;
 	struct s3_token t;
+	size_t n;
+	int rc;
+
 	while (*tok == ' ')
 		tok++;
-	size_t tl = strcspn(tok, " \t");
-	if (tl == 0)
+	n = strcspn(tok, " ");
+	if (srv->admin_token && n == strlen(srv->admin_token) &&
+	    CRYPTO_memcmp(tok, srv->admin_token, n) == 0 && tok[n + strspn(tok + n, " ")] == '\0')
+		return -1;
+	rc = s3_token_lookup(srv->pool, tok, &t);
+	if (rc == CAIRN_ENOTFOUND)
 		return reply_error(conn, r, MHD_HTTP_UNAUTHORIZED, "InvalidToken",
-				   "the Authorization header names no bearer token");
-	if (srv->has_admin_token) {
-		/* SHA-256 of both sides, compared in constant time: neither the
-		 * token's bytes nor its length shows in the timing. */
-		uint8_t md[32];
-		unsigned mdlen = 0;
-		if (!EVP_Digest(tok, tl, md, &mdlen, EVP_sha256(), NULL))
-			return reply_code(conn, r, -ENOMEM, "", "digest");
-		bool same = CRYPTO_memcmp(md, srv->admin_token_hash, sizeof(md)) == 0;
-		OPENSSL_cleanse(md, sizeof(md));
-		if (same)
-			return -1;
-	}
-	char tokz[S3_TOKEN_HEX + 1];
-	int rc = CAIRN_ENOTFOUND;
-	if (tl <= S3_TOKEN_HEX) {
-		memcpy(tokz, tok, tl);
-		tokz[tl] = '\0';
-		rc = s3_token_lookup(srv->pool, tokz, &t);
-		OPENSSL_cleanse(tokz, sizeof(tokz));
-	}
-	if (rc == CAIRN_ENOTFOUND || rc == -EKEYEXPIRED)
-		return reply_error(conn, r, MHD_HTTP_UNAUTHORIZED, "InvalidToken",
-				   rc == -EKEYEXPIRED ? "the bearer token has expired"
-						      : "the bearer token is not known "
-							"(cairn token create USER)");
+				   "the bearer token is not known");
+	if (rc == -EKEYEXPIRED)
+		return reply_error(conn, r, MHD_HTTP_UNAUTHORIZED, "ExpiredToken",
+				   "the bearer token has expired");
 	if (rc < 0)
 		return reply_code(conn, r, rc, "InvalidToken", "token");
 	if (strcmp(t.user, srv->root_user) != 0)
 		return reply_error(conn, r, MHD_HTTP_FORBIDDEN, "AccessDenied",
-				   "only the root user may use the admin API (this token is "
-				   "user '%s')",
-				   t.user);
+				   "only the root user may use the admin API");
 	return -1;
 }
 
@@ -324,14 +300,14 @@ static int authenticate(struct MHD_Connection *conn, struct admin_req *r, const 
 	struct s3_key key;
 	int rc;
 
+	const char *authz = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
+	if (authz && strncasecmp(authz, "Bearer ", 7) == 0)
+		return bearer_auth(conn, r, authz + 7);
 	r->nhdrs = 0;
 	MHD_get_connection_values(conn, MHD_HEADER_KIND, collect_header, r);
 	if (r->hdrs_overflow)
 		return reply_error(conn, r, MHD_HTTP_BAD_REQUEST, "RequestHeaderSectionTooLarge",
 				   "too many request headers");
-	const char *authz = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
-	if (authz && strncasecmp(authz, "Bearer", 6) == 0 && (authz[6] == ' ' || !authz[6]))
-		return authenticate_bearer(conn, r, authz + 6);
 	struct sigv4_request sreq = {
 	    .method = method, .target = r->raw_target, .headers = r->hdrs, .nheaders = r->nhdrs};
 	rc = sigv4_parse(&sreq, &auth);
@@ -722,25 +698,28 @@ static enum MHD_Result do_volume(struct MHD_Connection *conn, struct admin_req *
 	return reply_json(conn, r, status, body);
 }
 
-/* /admin/v1/images*, .../upload-image and /admin/v1/tokens*: answered by
- * admin_img.c and admin_tok.c. */
-static enum MHD_Result do_image_or_token(struct MHD_Connection *conn, struct admin_req *r,
-					 const char *method)
+/* /admin/v1/images*, .../upload-image: parsed and answered by admin_img.c. */
+static enum MHD_Result do_image(struct MHD_Connection *conn, struct admin_req *r,
+				const char *method)
 {
-	const char *op, *allow;
+	struct admin_img_env env = {.reg = r->srv->reg, .pool = r->srv->pool};
 	json_t *body = NULL;
-	unsigned status;
-	if (admin_tok_match(method, r->raw_target, &op, &allow)) {
-		status = admin_tok_handle(r->srv->pool, method, r->raw_target, r->body, r->body_len,
-					  &body);
-	} else {
-		struct admin_img_env env = {.reg = r->srv->reg, .pool = r->srv->pool};
-		status = admin_img_handle(&env, method, r->raw_target, r->body, r->body_len, &body);
-	}
-	if (status == MHD_HTTP_NO_CONTENT) {
-		json_decref(body);
+	unsigned status =
+	    admin_img_handle(&env, method, r->raw_target, r->body, r->body_len, &body);
+	if (!body)
+		return MHD_NO; /* out of memory: drop the connection */
+	return reply_json(conn, r, status, body);
+}
+
+/* /admin/v1/tokens*: parsed and answered by admin_tok.c. */
+static enum MHD_Result do_token(struct MHD_Connection *conn, struct admin_req *r,
+				const char *method)
+{
+	json_t *body = NULL;
+	unsigned status =
+	    admin_tok_handle(r->srv->pool, method, r->raw_target, r->body, r->body_len, &body);
+	if (status == MHD_HTTP_NO_CONTENT)
 		return reply_buf(conn, r, status, NULL, 0, "application/json");
-	}
 	if (!body)
 		return MHD_NO; /* out of memory: drop the connection */
 	return reply_json(conn, r, status, body);
@@ -802,8 +781,7 @@ static enum MHD_Result route(struct MHD_Connection *conn, struct admin_req *r, c
 	const char *vop, *vallow;
 	/* Before the volume routes: .../volumes/NAME/upload-image is an image
 	 * route. */
-	if (admin_img_match(method, r->raw_target, &vop, &vallow) ||
-	    admin_tok_match(method, r->raw_target, &vop, &vallow)) {
+	if (admin_img_match(method, r->raw_target, &vop, &vallow)) {
 		r->op = vop ? vop : "Unknown";
 		if (!vallow)
 			return reply_error(conn, r, MHD_HTTP_NOT_FOUND, "NotFound",
@@ -811,7 +789,7 @@ static enum MHD_Result route(struct MHD_Connection *conn, struct admin_req *r, c
 		if (!vop)
 			return method_not_allowed(conn, r, vallow);
 		int a = authenticate(conn, r, method);
-		return a >= 0 ? (enum MHD_Result)a : do_image_or_token(conn, r, method);
+		return a >= 0 ? (enum MHD_Result)a : do_image(conn, r, method);
 	}
 	if (admin_vol_match(method, r->raw_target, &vop, &vallow)) {
 		r->op = vop ? vop : "Unknown";
@@ -822,6 +800,16 @@ static enum MHD_Result route(struct MHD_Connection *conn, struct admin_req *r, c
 			return method_not_allowed(conn, r, vallow);
 		int a = authenticate(conn, r, method);
 		return a >= 0 ? (enum MHD_Result)a : do_volume(conn, r, method);
+	}
+	if (admin_tok_match(method, r->raw_target, &vop, &vallow)) {
+		r->op = vop ? vop : "Unknown";
+		if (!vallow)
+			return reply_error(conn, r, MHD_HTTP_NOT_FOUND, "NotFound",
+					   "no such endpoint");
+		if (!vop)
+			return method_not_allowed(conn, r, vallow);
+		int a = authenticate(conn, r, method);
+		return a >= 0 ? (enum MHD_Result)a : do_token(conn, r, method);
 	}
 
 	/* Identify the operation first (for the metrics label), then
@@ -1001,18 +989,16 @@ int admin_start(const struct admin_config *cfg, struct cs_pool *pool, struct adm
 	srv->access_log = cfg->access_log;
 	srv->bs = cfg->bs;
 	snprintf(srv->nbd_host, sizeof(srv->nbd_host), "%s", cfg->nbd_host ? cfg->nbd_host : "");
-	srv->nbd_port = cfg->nbd_port;
-	srv->reg = cfg->reg;
 	if (cfg->admin_token && cfg->admin_token[0]) {
-		unsigned mdlen = 0;
-		if (!EVP_Digest(cfg->admin_token, strlen(cfg->admin_token), srv->admin_token_hash,
-				&mdlen, EVP_sha256(), NULL)) {
+		srv->admin_token = strdup(cfg->admin_token);
+		if (!srv->admin_token) {
 			ret = -ENOMEM;
-			snprintf(err, errlen, "cannot hash the admin token");
+			snprintf(err, errlen, "out of memory");
 			goto out;
 		}
-		srv->has_admin_token = true;
 	}
+	srv->nbd_port = cfg->nbd_port;
+	srv->reg = cfg->reg;
 	snprintf(srv->data_dir, sizeof(srv->data_dir), "%s", cfg->data_dir ? cfg->data_dir : ".");
 	ret = node_jobs_create(pool, &srv->jobs);
 	if (ret == 0)
@@ -1065,8 +1051,10 @@ int admin_start(const struct admin_config *cfg, struct cs_pool *pool, struct adm
 out:
 	if (fd >= 0)
 		close(fd);
-	if (srv)
+	if (srv) {
 		node_jobs_free(srv->jobs);
+		free(srv->admin_token);
+	}
 	free(srv);
 	return ret;
 }
@@ -1090,5 +1078,6 @@ void admin_stop(struct admin_server *srv)
 		MHD_stop_daemon(srv->mhd);
 	/* After the listener: no request can start another job now. */
 	node_jobs_free(srv->jobs);
+	free(srv->admin_token);
 	free(srv);
 }

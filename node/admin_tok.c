@@ -1,21 +1,20 @@
 /* node/admin_tok.c - the bearer token routes of the admin API:
- * POST/GET /admin/v1/tokens and DELETE /admin/v1/tokens/ID.
+ * POST /admin/v1/tokens, GET /admin/v1/tokens[?user=U],
+ * DELETE /admin/v1/tokens/ID.
  *
- * Tokens act as their user on the Glance API (X-Auth-Token) and, for the
- * root user, as root on the admin API (Authorization: Bearer). A token is
- * shown once, in the answer to its creation; only its SHA-256 is kept
- * (objstore s3_token_*), so listing shows ids, never tokens. Times are
- * ISO-8601 UTC like the volume API's; "expires" is null for a token that
- * never expires.
+ * admin.c matches the route (admin_tok_match), authenticates the root user
+ * and hands the raw target and body here; this file parses them, calls
+ * the s3_token_* functions and builds the JSON answer. The token itself is
+ * in the POST's answer only (the node keeps its hash) and is never logged.
+ * Times are unix seconds; "expires" is null for a token that never
+ * expires.
  *
  * Threads: the admin server's connection threads; no state of its own.
  */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <jansson.h>
 #include <openssl/crypto.h>
@@ -25,253 +24,266 @@
 #include "objstore/s3.h"
 
 #define TAG "api"
-#define TOK_TTL_DEFAULT 86400u
-#define TOK_TTL_MAX (100ull * 365 * 86400) /* seconds: longer is a typo; 0 means never */
+#define TOK_PREFIX "/admin/v1/tokens"
+#define TOK_LIST_MAX 4096
+/* A TTL longer than this is a typo (and would overflow nanoseconds). */
+#define TOK_TTL_MAX (100ull * 365 * 86400)
 
-static const char prefix[] = "/admin/v1/tokens";
-
-/* Route: 1 the collection, 2 one token (its id in id), 0 none. */
-static int parse_path(const char *target, char *id, size_t idcap, bool *bad, const char **query)
+static json_t *tok_error(unsigned *status, unsigned st, const char *code, const char *msg)
 {
-	size_t plen = strcspn(target, "?"), pl = sizeof(prefix) - 1;
+	*status = st;
+	return json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", msg);
+}
+
+static json_t *tok_json(const struct s3_token *t)
+{
+	json_t *o = json_pack("{s:s, s:s, s:I}", "id", t->id, "user", t->user, "created",
+			      (json_int_t)(t->created_ns / 1000000000u));
+	if (o)
+		json_object_set_new(o, "expires",
+				    t->expires_ns
+					? json_integer((json_int_t)(t->expires_ns / 1000000000u))
+					: json_null());
+	return o;
+}
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* Percent-decodes n bytes ('+' is a space in a query); false when bad or
+ * too long for cap. */
+static bool decode(const char *s, size_t n, bool query, char *out, size_t cap)
+{
+	size_t o = 0;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+		if (c == '%') {
+			if (i + 2 >= n || hexval(s[i + 1]) < 0 || hexval(s[i + 2]) < 0)
+				return false;
+			c = (char)(hexval(s[i + 1]) << 4 | hexval(s[i + 2]));
+			i += 2;
+		} else if (c == '+' && query) {
+			c = ' ';
+		}
+		if (c == '\0' || o + 1 >= cap)
+			return false;
+		out[o++] = c;
+	}
+	out[o] = '\0';
+	return true;
+}
+
+/* The value of one query parameter (decoded into out); 0 found, 1 absent,
+ * -1 malformed. */
+static int query_get(const char *query, const char *name, char *out, size_t cap)
+{
+	size_t nl = strlen(name);
+	while (*query) {
+		size_t l = strcspn(query, "&");
+		if (l > nl && strncmp(query, name, nl) == 0 && query[nl] == '=')
+			return decode(query + nl + 1, l - nl - 1, true, out, cap) ? 0 : -1;
+		if (l == nl && strncmp(query, name, nl) == 0) {
+			out[0] = '\0';
+			return 0;
+		}
+		query += l;
+		if (*query == '&')
+			query++;
+	}
+	return 1;
+}
+
+enum troute { TR_NONE, TR_COLL, TR_ONE };
+
+/* Splits the target: the route and, for TR_ONE, the id segment (raw). */
+static enum troute tok_route(const char *target, const char **seg, size_t *seglen,
+			     const char **query)
+{
+	size_t plen = strcspn(target, "?");
+	size_t pl = sizeof(TOK_PREFIX) - 1;
 	*query = target[plen] == '?' ? target + plen + 1 : "";
-	*bad = false;
-	if (plen < pl || strncmp(target, prefix, pl) != 0)
-		return 0;
+	if (plen < pl || strncmp(target, TOK_PREFIX, pl) != 0)
+		return TR_NONE;
 	if (plen == pl || (plen == pl + 1 && target[pl] == '/'))
-		return 1;
+		return TR_COLL;
 	if (target[pl] != '/')
-		return 0;
-	const char *s = target + pl + 1;
-	size_t n = plen - pl - 1;
-	if (memchr(s, '/', n))
-		return 0;
-	if (!admin_pct_decode(s, n, id, idcap))
-		*bad = true;
-	return 2;
+		return TR_NONE;
+	*seg = target + pl + 1;
+	*seglen = plen - pl - 1;
+	if (memchr(*seg, '/', *seglen))
+		return TR_NONE;
+	return TR_ONE;
 }
 
 bool admin_tok_match(const char *method, const char *target, const char **op, const char **allow)
 {
-	char id[S3_TOKEN_HEX + 1];
-	bool bad;
-	const char *q;
+	const char *seg = NULL, *query;
+	size_t seglen = 0;
+	size_t pl = sizeof(TOK_PREFIX) - 1;
 	bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
-	int r = parse_path(target, id, sizeof(id), &bad, &q);
+
+	if (strncmp(target, TOK_PREFIX, pl) != 0 ||
+	    (target[pl] != '/' && target[pl] != '?' && target[pl] != '\0'))
+		return false;
 	*op = NULL;
 	*allow = NULL;
-	if (r == 0)
-		return false;
-	if (r == 1) {
+	switch (tok_route(target, &seg, &seglen, &query)) {
+	case TR_COLL:
 		*allow = "GET, POST";
 		*op = get ? "ListTokens" : strcmp(method, "POST") == 0 ? "CreateToken" : NULL;
-	} else {
+		break;
+	case TR_ONE:
 		*allow = "DELETE";
 		*op = strcmp(method, "DELETE") == 0 ? "DeleteToken" : NULL;
+		break;
+	default:
+		break; /* *allow NULL: no such endpoint */
 	}
 	return true;
 }
 
-/* ---- answers ---- */
-
-static unsigned set_error(json_t **out, unsigned status, const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static unsigned set_error(json_t **out, unsigned status, const char *code, const char *fmt, ...)
+static json_t *tok_create(struct cs_pool *pool, const char *body, size_t body_len, unsigned *status)
 {
-	char msg[512];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	json_decref(*out);
-	*out = json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", msg);
-	return status;
-}
-
-static unsigned set_ok(json_t **out, unsigned status, json_t *body)
-{
-	json_decref(*out);
-	*out = body;
-	if (!body && status != 204)
-		return set_error(out, 503, "SlowDown", "out of memory; retry");
-	return status;
-}
-
-static unsigned tok_error(json_t **out, int err, const char *what)
-{
-	switch (err) {
-	case CAIRN_ENOTFOUND:
-		return set_error(out, 404, "NoSuchToken",
-				 "token %s does not exist (cairn token list)", what);
-	case CAIRN_EINVAL:
-		return set_error(out, 400, "InvalidArgument", "invalid token id '%s'", what);
-	case CAIRN_ENOSPACE:
-		return set_error(out, 507, "InsufficientStorage", "the metadata map is full");
-	case CAIRN_ESHUTDOWN:
-		return set_error(out, 503, "ServiceUnavailable", "cairn is shutting down");
-	case -ENOMEM:
-		return set_error(out, 503, "SlowDown", "out of memory; retry");
-	default:
-		log_err(TAG, "token %s: %s", what, cairn_strerror(err));
-		return set_error(out, 500, "InternalError", "token %s: %s", what,
-				 cairn_strerror(err));
-	}
-}
-
-static json_t *iso_json(uint64_t ns)
-{
-	char t[40];
-	time_t s = (time_t)(ns / 1000000000u);
-	struct tm tm;
-	if (!gmtime_r(&s, &tm) || !strftime(t, sizeof(t), "%Y-%m-%dT%H:%M:%SZ", &tm))
-		snprintf(t, sizeof(t), "1970-01-01T00:00:00Z");
-	return json_string(t);
-}
-
-static json_t *token_json(const struct s3_token *t)
-{
-	return json_pack("{s:s, s:s, s:o, s:o}", "id", t->id, "user", t->user, "created",
-			 iso_json(t->created_ns), "expires",
-			 t->expires_ns ? iso_json(t->expires_ns) : json_null());
-}
-
-/* ---- handlers ---- */
-
-static unsigned do_create(struct cs_pool *pool, const char *body, size_t len, json_t **out)
-{
-	static const char expect[] = "{\"user\": \"USER\", \"ttl\"?: SECONDS (0: never expires)}";
 	json_error_t jerr;
+	json_t *root = json_loadb(body ? body : "", body_len, 0, &jerr);
+	json_t *user = json_object_get(root, "user"), *ttl = json_object_get(root, "ttl");
+	json_t *out = NULL;
 	char token[S3_TOKEN_HEX + 1];
+	char msg[200];
 	struct s3_token t;
-	unsigned status;
-	json_t *o = json_loadb(body ? body : "", len, JSON_REJECT_DUPLICATES, &jerr);
-	json_t *user = json_object_get(o, "user"), *ttl = json_object_get(o, "ttl");
-	const char *k;
-	json_t *v;
-	uint64_t ttl_sec = TOK_TTL_DEFAULT;
+	uint64_t ttl_sec = 86400;
+	int rc;
 
-	if (!json_is_object(o)) {
-		status = set_error(out, 400, "InvalidArgument",
-				   "the body must be a JSON object: %s", expect);
+	if (!json_is_object(root) || !json_is_string(user) ||
+	    (ttl && !json_is_null(ttl) && !json_is_integer(ttl))) {
+		out = tok_error(status, 400, "MalformedJSON",
+				"expected a JSON body {\"user\": \"USER\", \"ttl\": SECONDS}");
 		goto out;
 	}
-	json_object_foreach(o, k, v)
-	{
-		if (strcmp(k, "user") != 0 && strcmp(k, "ttl") != 0) {
-			status = set_error(out, 400, "InvalidArgument",
-					   "unknown field \"%.64s\" (expected %s)", k, expect);
+	if (json_is_integer(ttl)) {
+		json_int_t v = json_integer_value(ttl);
+		if (v < 0 || (uint64_t)v > TOK_TTL_MAX) {
+			out = tok_error(status, 400, "InvalidArgument",
+					"ttl is in seconds, from 0 (never expires) to 100 years");
 			goto out;
 		}
+		ttl_sec = (uint64_t)v;
 	}
-	if (!json_is_string(user) || json_string_length(user) == 0 ||
-	    json_string_length(user) > S3_USER_MAX) {
-		status = set_error(out, 400, "InvalidArgument",
-				   "field \"user\" must name a user (1 to %d bytes): %s",
-				   S3_USER_MAX, expect);
-		goto out;
-	}
-	if (ttl) {
-		if (!json_is_integer(ttl) || json_integer_value(ttl) < 0 ||
-		    (uint64_t)json_integer_value(ttl) > TOK_TTL_MAX) {
-			status =
-			    set_error(out, 400, "InvalidArgument",
-				      "field \"ttl\" must be an integer number of seconds from "
-				      "0 (never expires) to %llu",
-				      (unsigned long long)TOK_TTL_MAX);
-			goto out;
-		}
-		ttl_sec = (uint64_t)json_integer_value(ttl);
-	}
-	const char *u = json_string_value(user);
-	int rc = s3_token_create(pool, u, ttl_sec, token, &t);
+	rc = s3_token_create(pool, json_string_value(user), ttl_sec, token, &t);
 	if (rc == CAIRN_ENOTFOUND) {
-		status = set_error(out, 404, "NoSuchUser",
-				   "user '%s' does not exist (cairn user list)", u);
+		snprintf(msg, sizeof(msg), "user '%.64s' does not exist", json_string_value(user));
+		out = tok_error(status, 404, "NoSuchUser", msg);
 		goto out;
 	}
 	if (rc < 0) {
-		status = tok_error(out, rc, "(new)");
+		log_err(TAG, "token create: %s", cairn_strerror(rc));
+		out = tok_error(status, rc == CAIRN_ENOSPACE ? 507 : 500,
+				rc == CAIRN_ENOSPACE ? "InsufficientStorage" : "InternalError",
+				cairn_strerror(rc));
 		goto out;
 	}
-	log_info(TAG, "created token %s for user '%s' (ttl %llu s)", t.id, t.user,
-		 (unsigned long long)ttl_sec);
-	json_t *a = token_json(&t);
-	if (a && json_object_set_new(a, "token", json_string(token)) != 0) {
-		json_decref(a);
-		a = NULL;
-	}
+	out = tok_json(&t);
+	if (out)
+		json_object_set_new(out, "token", json_string(token));
+	*status = 201;
 	OPENSSL_cleanse(token, sizeof(token));
-	status = set_ok(out, 201, a);
 out:
-	json_decref(o);
-	return status;
+	json_decref(root);
+	return out;
 }
 
-static unsigned do_list(struct cs_pool *pool, const char *query, json_t **out)
+static json_t *tok_list(struct cs_pool *pool, const char *query, unsigned *status)
 {
-	char user[S3_USER_MAX + 1];
-	int hu = admin_query_get(query, "user", user, sizeof(user));
+	char user[S3_USER_MAX + 2], msg[200];
 	struct s3_token *toks = NULL;
-	size_t max = 256;
+	json_t *arr, *out = NULL;
+	int q = query_get(query, "user", user, sizeof(user));
 	long n;
-	if (hu < 0 || (hu && !user[0]))
-		return set_error(out, 400, "InvalidArgument",
-				 "query parameter user must name a user (1 to %d bytes)",
-				 S3_USER_MAX);
-	for (;;) {
-		toks = calloc(max, sizeof(*toks));
-		if (!toks)
-			return tok_error(out, -ENOMEM, "list");
-		n = s3_token_list(pool, hu ? user : NULL, toks, max);
-		if (n < 0 || (size_t)n < max)
-			break;
-		free(toks);
-		max *= 4; /* a full page: there may be more */
-	}
-	if (n < 0) {
-		free(toks);
-		return tok_error(out, (int)n, "list");
-	}
-	json_t *arr = json_array();
-	for (long i = 0; arr && i < n; i++) {
-		if (json_array_append_new(arr, token_json(&toks[i])) != 0) {
-			json_decref(arr);
-			arr = NULL;
+
+	if (q < 0 || (q == 0 && !user[0]))
+		return tok_error(status, 400, "InvalidArgument", "user= needs a user name");
+	if (q == 0) {
+		int rc = s3_user_get(pool, user, NULL);
+		if (rc == CAIRN_ENOTFOUND) {
+			snprintf(msg, sizeof(msg), "user '%.64s' does not exist", user);
+			return tok_error(status, 404, "NoSuchUser", msg);
 		}
+		if (rc < 0)
+			return tok_error(status, 500, "InternalError", cairn_strerror(rc));
 	}
+	toks = calloc(TOK_LIST_MAX, sizeof(*toks));
+	if (!toks)
+		return NULL;
+	n = s3_token_list(pool, q == 0 ? user : NULL, toks, TOK_LIST_MAX);
+	if (n < 0) {
+		out = tok_error(status, 500, "InternalError", cairn_strerror((int)n));
+		goto out;
+	}
+	arr = json_array();
+	for (long i = 0; arr && i < n; i++)
+		json_array_append_new(arr, tok_json(&toks[i]));
+	out = arr ? json_pack("{s:o}", "tokens", arr) : NULL;
+	*status = 200;
+out:
 	free(toks);
-	if (!arr)
-		return tok_error(out, -ENOMEM, "list");
-	return set_ok(out, 200, json_pack("{s:o}", "tokens", arr));
+	return out;
 }
 
-static unsigned do_delete(struct cs_pool *pool, const char *id, json_t **out)
+static json_t *tok_delete(struct cs_pool *pool, const char *seg, size_t seglen, unsigned *status)
 {
-	int rc = s3_token_delete(pool, id);
+	char id[2 * 32 + 2], msg[200];
+	int rc;
+
+	if (!decode(seg, seglen, false, id, sizeof(id)))
+		return tok_error(status, 404, "NoSuchToken", "no token has this id");
+	rc = s3_token_delete(pool, id);
+	if (rc == CAIRN_ENOTFOUND) {
+		snprintf(msg, sizeof(msg), "token '%s' does not exist", id);
+		return tok_error(status, 404, "NoSuchToken", msg);
+	}
+	if (rc == CAIRN_EINVAL) {
+		snprintf(msg, sizeof(msg),
+			 "several tokens have ids starting with '%s': give more "
+			 "digits",
+			 id);
+		return tok_error(status, 400, "InvalidArgument", msg);
+	}
 	if (rc < 0)
-		return tok_error(out, rc, id);
+		return tok_error(status, 500, "InternalError", cairn_strerror(rc));
 	log_info(TAG, "deleted token %s", id);
-	return set_ok(out, 204, NULL);
+	*status = 204;
+	return NULL;
 }
 
 unsigned admin_tok_handle(struct cs_pool *pool, const char *method, const char *target,
 			  const char *body, size_t body_len, struct json_t **out)
 {
-	char id[S3_TOKEN_HEX + 1];
-	bool bad;
-	const char *q, *op, *allow;
+	const char *seg = NULL, *query;
+	size_t seglen = 0;
+	unsigned status = 500;
+
 	*out = NULL;
-	if (!admin_tok_match(method, target, &op, &allow))
-		return set_error(out, 404, "NotFound", "no such endpoint");
-	if (!op)
-		return set_error(out, 405, "MethodNotAllowed", "allowed: %s", allow);
-	int r = parse_path(target, id, sizeof(id), &bad, &q);
-	if (r == 1)
-		return strcmp(method, "POST") == 0 ? do_create(pool, body, body_len, out)
-						   : do_list(pool, q, out);
-	if (bad || !id[0])
-		return set_error(out, 400, "InvalidArgument",
-				 "a token id is %d to %d hex digits (cairn token list)",
-				 S3_TOKEN_ID_HEX, S3_TOKEN_HEX);
-	return do_delete(pool, id, out);
+	switch (tok_route(target, &seg, &seglen, &query)) {
+	case TR_COLL:
+		if (strcmp(method, "POST") == 0)
+			*out = tok_create(pool, body, body_len, &status);
+		else
+			*out = tok_list(pool, query, &status);
+		break;
+	case TR_ONE:
+		*out = tok_delete(pool, seg, seglen, &status);
+		break;
+	default:
+		*out = tok_error(&status, 404, "NotFound", "no such endpoint");
+		break;
+	}
+	return status;
 }

@@ -18,6 +18,8 @@ static int usage(FILE *f)
 		"                                    manage S3 users on a running node\n"
 		"  key create USER | list [USER] | delete ID\n"
 		"                                    manage access keys on a running node\n"
+		"  token create USER [--ttl T] | list [--user U] | delete ID\n"
+		"                                    manage bearer tokens (image registry)\n"
 		"  fsck [--fix]                      check (and fix) reference counts and\n"
 		"                                    pool counters against the manifests\n"
 		"  gc                                free unreferenced chunks and stripes\n"
@@ -29,7 +31,7 @@ static int usage(FILE *f)
 		"  snapshot create|list|delete|diff  manage volume snapshots\n"
 		"  image register|create|df          images: register an S3 object, capture a\n"
 		"                                    volume, space per image\n"
-		"  token create|list|delete          bearer tokens (Glance X-Auth-Token)\n"
+
 		"  ring BUILDER_FILE VERB ...        build and inspect placement rings\n"
 		"  powerloss-replay DATA             apply a power-loss test log (tests)\n"
 		"  version                           print the version\n"
@@ -56,6 +58,8 @@ int main(int argc, char **argv)
 		return node_user_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "key") == 0)
 		return node_key_main(argc - 1, argv + 1);
+	if (strcmp(cmd, "token") == 0)
+		return node_token_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "fsck") == 0 || strcmp(cmd, "gc") == 0 || strcmp(cmd, "scrub") == 0 ||
 	    strcmp(cmd, "repair") == 0)
 		return node_job_main(argc - 1, argv + 1);
@@ -65,8 +69,6 @@ int main(int argc, char **argv)
 		return node_snapshot_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "image") == 0)
 		return node_image_main(argc - 1, argv + 1);
-	if (strcmp(cmd, "token") == 0)
-		return node_token_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "df") == 0)
 		return node_df_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "powerloss-replay") == 0)

@@ -144,10 +144,10 @@ bool admin_pct_decode(const char *s, size_t n, char *out, size_t cap);
  * 1 found, 0 absent, -1 bad escape or too long. */
 int admin_query_get(const char *q, const char *key, char *out, size_t cap);
 
-/* ---- images and tokens on the admin API (node/admin_img.c, admin_tok.c) ----
+/* ---- images on the admin API (node/admin_img.c) ----
  * Same shape as the volume routes: admin.c matches and authenticates, these
  * parse and answer. Errors are {"error": {"code", "message"}}: NoSuchImage,
- * NoSuchObject, NoSuchVolume, NoSuchUser, NoSuchToken (404),
+ * NoSuchObject, NoSuchVolume, NoSuchUser (404),
  * InvalidArgument (400, the registry's reason as message), ImageNotActive
  * (409), AccessDenied (403), ServiceUnavailable (503: no registry). */
 struct registry;
@@ -175,8 +175,13 @@ enum admin_img_ctx {
 unsigned admin_img_error(int err, enum admin_img_ctx ctx, const char *name, const char *why,
 			 struct json_t **out);
 
-/* /admin/v1/tokens[/ID]. */
+/* ---- bearer tokens on the admin API (node/admin_tok.c) ----
+ * POST/GET /admin/v1/tokens, DELETE /admin/v1/tokens/ID, matched and
+ * answered as the volume routes are. */
+struct cs_pool;
 bool admin_tok_match(const char *method, const char *target, const char **op, const char **allow);
+/* Serves one authenticated token request: the HTTP status, and in *out a
+ * new JSON body (NULL for 204 and when out of memory). */
 unsigned admin_tok_handle(struct cs_pool *pool, const char *method, const char *target,
 			  const char *body, size_t body_len, struct json_t **out);
 
@@ -198,14 +203,12 @@ enum {
 	NODE_OPT_FROM = 1u << 10,
 	NODE_OPT_TO = 1u << 11,
 	NODE_OPT_FLATTEN = 1u << 12,
-	NODE_OPT_TTL = 1u << 13,
-	NODE_OPT_USER = 1u << 14,
-	NODE_OPT_NAME = 1u << 15,
-	NODE_OPT_DISK_FORMAT = 1u << 16,
-	NODE_OPT_CONTAINER_FORMAT = 1u << 17,
-	NODE_OPT_OWNER = 1u << 18,
-	NODE_OPT_FROM_VOLUME = 1u << 19,
-	NODE_OPT_VISIBILITY = 1u << 20,
+	NODE_OPT_NAME = 1u << 13,
+	NODE_OPT_DISK_FORMAT = 1u << 14,
+	NODE_OPT_CONTAINER_FORMAT = 1u << 15,
+	NODE_OPT_OWNER = 1u << 16,
+	NODE_OPT_FROM_VOLUME = 1u << 17,
+	NODE_OPT_VISIBILITY = 1u << 18,
 };
 
 struct node_cli {
@@ -218,8 +221,7 @@ struct node_cli {
 	bool force, flatten;
 	/* option values as given (NULL: absent); see NODE_OPT_* */
 	const char *replicas, *iops, *bps, *from_snapshot, *from_image, *host, *lease, *from, *to;
-	const char *ttl, *user, *name, *disk_format, *container_format, *owner, *from_volume,
-	    *visibility;
+	const char *name, *disk_format, *container_format, *owner, *from_volume, *visibility;
 	unsigned given; /* NODE_OPT_* bits of the options given */
 	struct node_creds creds;
 };
@@ -251,12 +253,14 @@ void node_fmt_bytes(double b, char *out, size_t len);
 void node_vol_usage(FILE *f, const char *what);
 int node_volume_main(int argc, char **argv);
 int node_snapshot_main(int argc, char **argv);
-/* `cairn image ...` (cli_img.c) and `cairn token ...` (cli_tok.c): their
- * usage texts and commands. */
-void node_img_usage(FILE *f);
-void node_tok_usage(FILE *f);
-int node_image_main(int argc, char **argv);
+/* `cairn token create|list|delete` (cli_tok.c). */
 int node_token_main(int argc, char **argv);
+void node_tok_usage(FILE *f);
+/* "3600", "90s", "15m", "12h", "7d" -> seconds; false when malformed. */
+bool node_ttl_parse(const char *s, uint64_t *out);
+/* `cairn image register|create|df` (cli_img.c). */
+int node_image_main(int argc, char **argv);
+void node_img_usage(FILE *f);
 
 /* ---- maintenance jobs (node/jobs.c) ----
  * One job at a time on a thread of its own; it outlives the request (and

@@ -124,11 +124,12 @@ j = cli_json("token", "create", root or "root", "--ttl", "0")
 root_tok, root_id = j.get("token", ""), j.get("id", "")
 t.check("token create --json: token, id, user, created; expires null for --ttl 0",
         re.fullmatch(r"[0-9a-f]{64}", root_tok) and re.fullmatch(r"[0-9a-f]{8}", root_id) and
-        j.get("user") == root and isinstance(j.get("created"), str) and
+        j.get("user") == root and isinstance(j.get("created"), int) and
         "expires" in j and j["expires"] is None, str(j))
 j = cli_json("token", "create", "bob", "--ttl", "7d")
 bob_tok, bob_id = j.get("token", ""), j.get("id", "")
-t.check("token create --ttl 7d: expires is set", isinstance(j.get("expires"), str), str(j))
+t.check("token create --ttl 7d: expires 7 days after created",
+        isinstance(j.get("expires"), int) and j["expires"] - j.get("created", 0) == 7 * 86400, str(j))
 cli("token", "create", "nosuch", want=1, desc="token create for an unknown user exits 1")
 cli("token", "create", "alice", "--ttl", "1y", want=2, desc="token create --ttl 1y exits 2 (usage)")
 cli("token", "create", want=2, desc="token create without a user exits 2")
