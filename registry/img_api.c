@@ -821,8 +821,10 @@ static bool has_tag(const struct img_entry *e, const char *t)
 static bool list_visible(const struct listq *q, const struct img_entry *e)
 {
 	const struct img_who *w = q->who;
-	bool own = e->owner && strcmp(e->owner, w->user) == 0;
 	unsigned vis = e->rec.visibility;
+	/* the owner test only where it decides something (a strcmp per image) */
+	bool own =
+	    (!w->admin || vis == IMG_VIS_COMMUNITY) && e->owner && strcmp(e->owner, w->user) == 0;
 	bool base;
 	if (w->admin) {
 		base = true;
@@ -848,7 +850,7 @@ static bool list_match(const struct listq *q, const struct img_entry *e)
 {
 	if (!list_visible(q, e))
 		return false;
-	if ((int)json_is_true(json_object_get(e->doc, "os_hidden")) != q->os_hidden)
+	if ((int)e->os_hidden != q->os_hidden)
 		return false;
 	if (q->protected_ >= 0 && (int)!!(e->rec.flags & IMG_F_PROTECTED) != q->protected_)
 		return false;
@@ -911,8 +913,7 @@ static bool list_match(const struct listq *q, const struct img_entry *e)
 		default:
 			if (strcmp(f->field, "visibility") == 0)
 				continue;
-			s = json_string_value(
-			    json_object_get(json_object_get(e->doc, "props"), f->field));
+			s = json_string_value(json_object_get(e->props, f->field));
 			if (!s) {
 				/* base attributes Glance compares as columns */
 				if (strcmp(f->field, "min_ram") == 0 ||

@@ -629,7 +629,7 @@ static const char *src_method(enum img_src s)
 	case IMG_SRC_STAGE:
 		return "glance-direct";
 	default:
-		return NULL;
+		return "upload";
 	}
 }
 

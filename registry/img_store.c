@@ -145,6 +145,8 @@ static struct img_entry *entry_new(const struct img_rec *r, json_t *doc)
 		e->owner = doc_str(doc, "owner");
 		e->disk_format = doc_str(doc, "disk_format");
 		e->container_format = doc_str(doc, "container_format");
+		e->os_hidden = json_is_true(json_object_get(doc, "os_hidden"));
+		e->props = json_object_get(doc, "props");
 	} else {
 		e->deleted = true;
 	}

@@ -45,6 +45,8 @@ struct img_entry {
 	char id[37];
 	/* borrowed from doc (NULL when absent or null) */
 	const char *name, *owner, *disk_format, *container_format;
+	bool os_hidden; /* from doc: listings test it for every image */
+	json_t *props;	/* doc's "props" (borrowed), NULL when absent */
 	/* cached usage (cairn_unique_bytes/shared_bytes) of rec's manifests;
 	 * usage_gen is the caller's generation when it was computed, usage_ns
 	 * the time (other data sharing the chunks changes the figures) */
