@@ -285,6 +285,52 @@ static void test_serve_args_flags_override_file(void **state)
 	node_config_free(&c);
 }
 
+/* Issue 7: [registry] keys and defaults, --registry-listen over the file, a
+ * Glance address that collides with another listener is refused. */
+static void test_serve_args_registry_issue7(void **state)
+{
+	(void)state;
+	struct node_config c;
+	struct node_serve_opts o;
+	char err[512] = "";
+	char *argv0[] = {"serve", NULL};
+	assert_int_equal(node_serve_args(1, argv0, &c, &o, err, sizeof(err)), 0);
+	assert_string_equal(c.reg_listen, "127.0.0.1:9292");
+	assert_string_equal(c.reg_admin_token, "");
+	assert_string_equal(c.reg_web_allow, "");
+	assert_int_equal(c.reg_max_image_size, 1ull << 40);
+	assert_int_equal(c.reg_max_connections, 512);
+	assert_int_equal(c.reg_timeout, 300);
+	node_config_free(&c);
+
+	const char *p = write_file("reg.ini", "[registry]\nlisten = 127.0.0.1:7292\n"
+					      "admin_token = t0k\nmax_image_size = 8M\n"
+					      "web_download_allow = 127.0.0.1, example.org:8080\n");
+	char *argv[] = {"serve", "--config", (char *)p, NULL};
+	assert_int_equal(node_serve_args(3, argv, &c, &o, err, sizeof(err)), 0);
+	assert_string_equal(c.reg_listen, "127.0.0.1:7292");
+	assert_string_equal(c.reg_admin_token, "t0k");
+	assert_int_equal(c.reg_max_image_size, 8ull << 20);
+	assert_string_equal(c.reg_web_allow, "127.0.0.1, example.org:8080");
+	node_config_free(&c);
+
+	char *argv2[] = {"serve", "--config", (char *)p, "--registry-listen", "127.0.0.1:0", NULL};
+	assert_int_equal(node_serve_args(5, argv2, &c, &o, err, sizeof(err)), 0);
+	assert_string_equal(c.reg_listen, "127.0.0.1:0"); /* flag beats file */
+	node_config_free(&c);
+
+	char *argv3[] = {"serve", "--registry-listen", "127.0.0.1:9100", NULL};
+	assert_int_equal(node_serve_args(3, argv3, &c, &o, err, sizeof(err)), CAIRN_EINVAL);
+	assert_non_null(strstr(err, "[registry] listen and [api] listen"));
+	node_config_free(&c);
+
+	p = write_file("regbad.ini", "[registry]\nmax_image_size = 0\n");
+	assert_int_equal(node_config_defaults(&c), 0);
+	assert_int_equal(node_config_load(&c, p, err, sizeof(err)), CAIRN_EINVAL);
+	assert_non_null(strstr(err, "max_image_size"));
+	node_config_free(&c);
+}
+
 /* Issue 6: [nbd] listen/workers, --nbd-listen over the file, and an NBD
  * address that collides with S3's or the API's is refused. */
 static void test_serve_args_nbd_issue6(void **state)
@@ -624,6 +670,7 @@ int main(void)
 	    cmocka_unit_test(test_config_validate_cross_field),
 	    cmocka_unit_test(test_serve_args_flags_override_file),
 	    cmocka_unit_test(test_serve_args_nbd_issue6),
+	    cmocka_unit_test(test_serve_args_registry_issue7),
 	    cmocka_unit_test(test_serve_args_errors),
 	    cmocka_unit_test(test_config_tls_both_or_neither_issue4),
 	    cmocka_unit_test(test_serve_help_lists_every_key_and_flag),
