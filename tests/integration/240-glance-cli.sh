@@ -34,7 +34,7 @@ out=$(gl "$ALICE" explain image 2>&1)
 expect_contains "glance explain image: disk_format" "$out" "disk_format"
 expect_contains "glance explain image: cairn_unique_bytes" "$out" "cairn_unique_bytes"
 [[ "$out" != *"stores"* ]] && echo "ok: explain image: no stores property" || fail "explain image shows 'stores': $out"
-out=$(gl "$ALICE" import-info 2>&1)
+out=$(gl "$ALICE" import-info 2>&1 | tr -d ' |\n')   # the table wraps long values
 expect_contains "glance import-info: glance-direct" "$out" "glance-direct"
 expect_contains "glance import-info: web-download" "$out" "web-download"
 expect_contains "glance import-info: s3-object" "$out" "s3-object"
@@ -206,10 +206,10 @@ out=$(gl "$ALICE" image-show "$(cat /proc/sys/kernel/random/uuid)" 2>&1)
 [ $? -ne 0 ] && [[ "$out" == *"No image with"* || "$out" == *404* ]] && echo "ok: image-show of an unknown id: not found" ||
 	fail "unknown id: $out"
 out=$(gl "0000000000000000000000000000000000000000000000000000000000000000" image-list 2>&1)
-[ $? -ne 0 ] && [[ "$out" == *401* || "$out" == *nauthorized* ]] && echo "ok: a bad token is refused (401)" || fail "bad token: $out"
+[ $? -ne 0 ] && [[ "$out" == *401* || "$out" == *nauthorized* || "$out" == *"Invalid OpenStack Identity credentials"* ]] && echo "ok: a bad token is refused (401)" || fail "bad token: $out"
 check "image-update --protected True" gl "$ALICE" image-update "$ID_C" --protected True
 out=$(gl "$ALICE" image-delete "$ID_C" 2>&1)
-[ $? -ne 0 ] && [[ "$out" == *403* || "$out" == *rotected* || "$out" == *orbidden* ]] && echo "ok: image-delete of a protected image: 403" ||
+[ $? -ne 0 ] && [[ "$out" == *403* || "$out" == *rotected* || "$out" == *orbidden* || "$out" == *"not permitted to delete"* ]] && echo "ok: image-delete of a protected image: 403" ||
 	fail "protected delete: $out"
 check "image-update --protected False" gl "$ALICE" image-update "$ID_C" --protected False
 

@@ -72,15 +72,19 @@ else
 	fail "openstack image create --import --file failed"
 fi
 names() { oj "$ALICE" image list --property suite=osc "$@" 2>&1 | jq -r '[.[].Name] | join(" ")' 2>/dev/null; }
-expect_eq "image list --property suite=osc --sort name:asc" "$(names --sort name:asc)" "osc-a osc-b osc-d"
-expect_eq "image list --sort name:desc" "$(names --sort name:desc)" "osc-d osc-b osc-a"
+# (the client filters --property and sorts --sort itself; the owner's own
+# community image is in her default list, as Glance lists every image one owns)
+expect_eq "image list --property suite=osc --sort name:asc" "$(names --sort name:asc)" "osc-a osc-b osc-c osc-d"
+expect_eq "image list --sort name:desc" "$(names --sort name:desc)" "osc-d osc-c osc-b osc-a"
 expect_eq "image list --name osc-b" "$(names --name osc-b)" "osc-b"
 expect_eq "image list --status queued --community" "$(names --status queued --community)" "osc-c"
 expect_eq "image list --private" "$(names --private)" "osc-b"
 expect_eq "image list --shared --sort name:asc" "$(names --shared --sort name:asc)" "osc-a osc-d"
 expect_eq "image list --tag t2" "$(names --tag t2)" "osc-a"
-expect_eq "image list --limit 1 --sort name:asc" "$(names --limit 1 --sort name:asc)" "osc-a"
-expect_eq "image list --marker osc-a --sort name:asc" "$(names --marker "$ID_A" --sort name:asc)" "osc-b osc-d"
+# --limit and --marker go to the server (newest first): the two newest, and
+# everything older than osc-c
+expect_eq "image list --limit 2 --sort name:asc" "$(names --limit 2 --sort name:asc)" "osc-c osc-d"
+expect_eq "image list --marker osc-c --sort name:asc" "$(names --marker "$ID_C" --sort name:asc)" "osc-a osc-b"
 j=$(oj "$ALICE" image list --long --property suite=osc --name osc-a 2>&1)
 expect_eq "image list --long: checksum column" "$(jq -r '.[0].Checksum' <<<"$j")" "$MD5A"
 expect_eq "bob's list has none of alice's images" "$(oj "$BOB" image list --property suite=osc 2>&1 | jq length)" 0
@@ -118,7 +122,7 @@ if [ $? -eq 0 ]; then
 	expect_contains "image member list" "$(osc "$ALICE" image member list "$ID_B" 2>&1)" bob
 	check "image remove project" osc "$ALICE" image remove project "$ID_B" bob
 	expect_eq "image member list is empty again" "$(oj "$ALICE" image member list "$ID_B" 2>&1 | jq length)" 0
-elif [[ "$out" == *ndpoint* || "$out" == *identity* || "$out" == *eystone* || "$out" == *atalog* ]]; then
+elif [[ "$out" == *ndpoint* || "$out" == *identity* || "$out" == *eystone* || "$out" == *atalog* || "$out" == *"No project with a name"* ]]; then
 	log "note: openstack image add project needs Keystone here (client side): $out"
 	gapi "$ALICE" POST "/v2/images/$ID_B/members" -H 'Content-Type: application/json' -d '{"member": "bob"}' >/dev/null
 	expect_contains "image member list (member added over the API)" "$(osc "$ALICE" image member list "$ID_B" 2>&1)" bob

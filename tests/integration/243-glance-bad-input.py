@@ -184,7 +184,7 @@ for desc, q in (("an unknown marker", f"marker={nid}"), ("a marker that is not a
                                                    "sort_key=name&sort_key=id&sort_dir=asc&sort_dir=asc&sort_dir=asc")):
     g.expect_error(f"list with {desc}", g.req("GET", "/v2/images?" + q, alice), 400)
 r = g.req("GET", f"/v2/images?marker={iid}", bob)
-g.expect_error("a marker bob cannot see", r, 400)
+g.expect_error("a marker bob cannot see (Glance: 403, 'not visible')", r, 403)
 alive("unknown ids and markers")
 
 # ---- space before the upload failures --------------------------------------------------------------------

@@ -5,8 +5,9 @@
 #   registry_start [ARGS...]   cairn_start --registry-listen 127.0.0.1:0 ARGS...;
 #                              sets GLANCE_PORT and GLANCE_URL from the ready line
 #   user_token USER            cairn user create (once) + cairn token create: the token
-#   gl TOKEN ARGS...           the glance CLI (API v2) against this server
+#   gl TOKEN ARGS...           the glance CLI (API v2) against this server (stdin closed)
 #   osc TOKEN ARGS...          openstack --os-auth-type admin_token --os-endpoint URL/v2
+#                              (stdin closed: both CLIs upload a non-tty stdin as data)
 #   gfield TEXT NAME           a field of a glance CLI "| Property | Value |" table
 #   gapi TOKEN METHOD PATH [curl args]   curl to the Glance port; prints the body,
 #                              the status code on the last line
@@ -20,6 +21,7 @@ mkdir -p "$HOME"
 unset OS_AUTH_URL OS_USERNAME OS_PASSWORD OS_PROJECT_NAME OS_CLOUD OS_TOKEN OS_IMAGE_URL OS_AUTH_TOKEN
 
 requires_registry() {
+	[ -n "${REGLIB_REF_URL:-}" ] && return 0
 	if ! "$CAIRN_BIN" serve --help 2>&1 | grep -q -- --registry-listen; then
 		echo "SKIP: $CAIRN_TEST_NAME: this cairn has no --registry-listen (no image registry)"
 		exit 77
@@ -27,6 +29,12 @@ requires_registry() {
 }
 
 registry_start() {
+	if [ -n "${REGLIB_REF_URL:-}" ]; then # test-of-the-tests: a reference glance-api
+		GLANCE_URL=$REGLIB_REF_URL
+		GLANCE_PORT=${GLANCE_URL##*:}
+		export GLANCE_PORT GLANCE_URL
+		return 0
+	fi
 	cairn_start --registry-listen 127.0.0.1:0 "$@" || return 1
 	GLANCE_PORT=$(grep -m1 -oE 'Glance http://[^ ,]+:[0-9]+' "$CAIRN_LOG" | sed 's/.*://')
 	if [ -z "$GLANCE_PORT" ]; then
@@ -41,6 +49,10 @@ registry_start() {
 declare -A _REG_USERS=()
 user_token() {
 	local out
+	if [ -n "${REGLIB_REF_URL:-}" ]; then
+		echo "tok-$1"
+		return 0
+	fi
 	if [ "$1" != root ] && [ -z "${_REG_USERS[$1]:-}" ]; then
 		cairn_cli user create "$1" >/dev/null 2>&1 || { fail "cairn user create $1"; return 1; }
 		_REG_USERS[$1]=1
@@ -52,17 +64,24 @@ user_token() {
 gl() {
 	local tok=$1
 	shift
-	/usr/bin/glance --os-image-api-version 2 --os-image-url "$GLANCE_URL" --os-auth-token "$tok" "$@"
+	# stdin closed: the CLI takes a stdin that is not a terminal as image data
+	/usr/bin/glance --os-image-api-version 2 --os-image-url "$GLANCE_URL" --os-auth-token "$tok" "$@" <&-
 }
 
 osc() {
 	local tok=$1
 	shift
-	/usr/bin/openstack --os-auth-type admin_token --os-endpoint "$GLANCE_URL/v2" --os-token "$tok" "$@"
+	/usr/bin/openstack --os-auth-type admin_token --os-endpoint "$GLANCE_URL/v2" --os-token "$tok" "$@" <&-
 }
 
-gfield() {
-	awk -F'|' -v k="$2" '{ n = $2; gsub(/^ +| +$/, "", n); if (n == k) { v = $3; gsub(/^ +| +$/, "", v); print v; exit } }' <<<"$1"
+gfield() { # long values wrap onto rows with an empty first column: joined back
+	awk -F'|' -v k="$2" '
+		NF < 3 { if (f) exit; next }
+		{ n = $2; v = $3; gsub(/^ +| +$/, "", n); gsub(/^ +| +$/, "", v) }
+		f && n == "" { out = out v; next }
+		f { exit }
+		n == k { f = 1; out = v }
+		END { if (f) print out }' <<<"$1"
 }
 
 gapi() {
