@@ -1009,16 +1009,11 @@ static void test_faults_leave_nothing(void **state)
 	assert_pool_empty();
 }
 
-/* ---- from_snapshot ----
- * Built when blockstore/ defines bs_snapshot_open (registry.cmake sets
- * IMG_TEST_SNAPSHOT); skipped otherwise. */
+/* ---- from_snapshot ---- */
 
 static void test_from_snapshot_reads_only_data(void **state)
 {
 	(void)state;
-#ifndef IMG_TEST_SNAPSHOT
-	skip();
-#else
 	char data[300];
 	snprintf(data, sizeof(data), "%s/pool", g_dir);
 	struct bs_opts bo = {.data_dir = data};
@@ -1085,7 +1080,6 @@ static void test_from_snapshot_reads_only_data(void **state)
 	io_free(blk);
 	free(want);
 	bs_close(bs);
-#endif
 }
 
 /* ---- throughput (IMG_BENCH=file; skipped otherwise) ---- */
