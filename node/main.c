@@ -18,6 +18,8 @@ static int usage(FILE *f)
 		"                                    manage S3 users on a running node\n"
 		"  key create USER | list [USER] | delete ID\n"
 		"                                    manage access keys on a running node\n"
+		"  token create USER [--ttl T] | list [--user U] | delete ID\n"
+		"                                    manage bearer tokens (image registry)\n"
 		"  fsck [--fix]                      check (and fix) reference counts and\n"
 		"                                    pool counters against the manifests\n"
 		"  gc                                free unreferenced chunks and stripes\n"
@@ -27,6 +29,9 @@ static int usage(FILE *f)
 		"  volume create|clone|list|show|resize|qos|delete|rollback|attach|detach\n"
 		"                                    manage block volumes (served over NBD)\n"
 		"  snapshot create|list|delete|diff  manage volume snapshots\n"
+		"  image register|create|df          images: register an S3 object, capture a\n"
+		"                                    volume, space per image\n"
+
 		"  ring BUILDER_FILE VERB ...        build and inspect placement rings\n"
 		"  powerloss-replay DATA             apply a power-loss test log (tests)\n"
 		"  version                           print the version\n"
@@ -53,6 +58,8 @@ int main(int argc, char **argv)
 		return node_user_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "key") == 0)
 		return node_key_main(argc - 1, argv + 1);
+	if (strcmp(cmd, "token") == 0)
+		return node_token_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "fsck") == 0 || strcmp(cmd, "gc") == 0 || strcmp(cmd, "scrub") == 0 ||
 	    strcmp(cmd, "repair") == 0)
 		return node_job_main(argc - 1, argv + 1);
@@ -60,6 +67,8 @@ int main(int argc, char **argv)
 		return node_volume_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "snapshot") == 0)
 		return node_snapshot_main(argc - 1, argv + 1);
+	if (strcmp(cmd, "image") == 0)
+		return node_image_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "df") == 0)
 		return node_df_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "powerloss-replay") == 0)
