@@ -60,7 +60,7 @@ vol_attach vq hv1 || finish
 UQ=$ATTACH_URL
 check "qemu-img compare: volume vr == r.raw" qemu-img compare -f raw -F raw "$F/r.raw" "$UR"
 check "qemu-img compare: volume vq == qemu-img convert -O raw of q.qcow2" qemu-img compare -f raw -F raw "$F/q.raw" "$UQ"
-out=$(qemu-io -f raw -c 'read -P 0xa1 0 1M' -c 'read -P 0xc3 3000 5000' -c 'read -P 0 2M 1M' "$UR" 2>&1)
+out=$(qemu-io -f raw -c 'read -P 0xa1 0 3000' -c 'read -P 0xa1 8000 1040576' -c 'read -P 0xc3 3000 5000' -c 'read -P 0 2M 1M' "$UR" 2>&1)
 [[ "$out" != *"verification failed"* ]] && [ -n "$out" ] && echo "ok: qemu-io reads the raw image's patterns and a hole" ||
 	fail "qemu-io patterns on vr: $out"
 out=$(qemu-io -f raw -c 'read -P 0x5a 0 64k' "$UR" 2>&1)

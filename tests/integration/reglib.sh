@@ -22,7 +22,9 @@ unset OS_AUTH_URL OS_USERNAME OS_PASSWORD OS_PROJECT_NAME OS_CLOUD OS_TOKEN OS_I
 
 requires_registry() {
 	[ -n "${REGLIB_REF_URL:-}" ] && return 0
-	if ! "$CAIRN_BIN" serve --help 2>&1 | grep -q -- --registry-listen; then
+	local help
+	help=$("$CAIRN_BIN" serve --help 2>&1)
+	if [[ "$help" != *--registry-listen* ]]; then
 		echo "SKIP: $CAIRN_TEST_NAME: this cairn has no --registry-listen (no image registry)"
 		exit 77
 	fi
