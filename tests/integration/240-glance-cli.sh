@@ -154,22 +154,14 @@ check "image-stage" gl "$ALICE" image-stage "$ID_S" --file "$F/s.raw"
 expect_eq "staged: uploading" "$(gfield "$(gl "$ALICE" image-show "$ID_S")" status)" uploading
 check "image-import --import-method glance-direct" gl "$ALICE" image-import "$ID_S" --import-method glance-direct
 st=
-for _ in $(seq 100); do
-	st=$(gfield "$(gl "$ALICE" image-show "$ID_S" 2>/dev/null)" status)
-	[ "$st" = active ] && break
-	sleep 0.3
-done
+st=$(wait_active "$ALICE" "$ID_S")
 expect_eq "glance-direct: active" "$st" active
 expect_eq "glance-direct: checksum" "$(gfield "$(gl "$ALICE" image-show "$ID_S")" checksum)" "$MD5S"
 out=$(gl "$ALICE" image-create-via-import --name via-import --disk-format raw --container-format bare --file "$F/s.raw" 2>&1)
 rc=$?
 ID_V=$(gfield "$out" id)
 [ $rc -eq 0 ] && [ -n "$ID_V" ] && echo "ok: image-create-via-import --file" || fail "image-create-via-import (exit $rc): $out"
-for _ in $(seq 100); do
-	st=$(gfield "$(gl "$ALICE" image-show "$ID_V" 2>/dev/null)" status)
-	[ "$st" = active ] && break
-	sleep 0.3
-done
+st=$(wait_active "$ALICE" "$ID_V")
 expect_eq "via-import: active" "$st" active
 expect_eq "via-import: checksum" "$(gfield "$(gl "$ALICE" image-show "$ID_V")" checksum)" "$MD5S"
 head -c $((1048576 + 5)) /dev/urandom >"$WEBDIR/w.img"
@@ -187,11 +179,7 @@ rc=$?
 ID_W=$(gfield "$out" id)
 [ $rc -eq 0 ] && [ -n "$ID_W" ] && echo "ok: image-create-via-import --import-method web-download" ||
 	fail "web-download via import (exit $rc): $out"
-for _ in $(seq 100); do
-	st=$(gfield "$(gl "$ALICE" image-show "$ID_W" 2>/dev/null)" status)
-	[ "$st" = active ] && break
-	sleep 0.3
-done
+st=$(wait_active "$ALICE" "$ID_W")
 expect_eq "web-download: active" "$st" active
 expect_eq "web-download: checksum" "$(gfield "$(gl "$ALICE" image-show "$ID_W")" checksum)" "$(md5sum <"$WEBDIR/w.img" | cut -d' ' -f1)"
 ID_X=$(gfield "$(gl "$ALICE" image-create --name web-x --disk-format raw --container-format bare 2>&1)" id)

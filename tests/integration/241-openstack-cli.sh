@@ -61,11 +61,7 @@ ID_D=$(oj "$ALICE" image create --disk-format raw --container-format bare --impo
 [ -n "$ID_B" ] && [ "$ID_B" != null ] && [ -n "$ID_C" ] && [ "$ID_C" != null ] && echo "ok: created osc-b, osc-c" ||
 	fail "create osc-b/osc-c: '$ID_B' '$ID_C'"
 if [ -n "$ID_D" ] && [ "$ID_D" != null ]; then
-	for _ in $(seq 100); do
-		st=$(oj "$ALICE" image show "$ID_D" 2>/dev/null | jq -r .status)
-		[ "$st" = active ] && break
-		sleep 0.3
-	done
+	st=$(wait_active "$ALICE" "$ID_D")
 	expect_eq "image create --import (stage + glance-direct): active" "$st" active
 	expect_eq "image create --import: checksum" "$(oj "$ALICE" image show "$ID_D" | jq -r .checksum)" "$(md5sum <"$F/b.raw" | cut -d' ' -f1)"
 else

@@ -9,6 +9,8 @@
 #   osc TOKEN ARGS...          openstack --os-auth-type admin_token --os-endpoint URL/v2
 #                              (stdin closed: both CLIs upload a non-tty stdin as data)
 #   gfield TEXT NAME           a field of a glance CLI "| Property | Value |" table
+#   wait_active TOKEN ID       polls (curl, up to 60 s) until the image is active;
+#                              prints the last status
 #   gapi TOKEN METHOD PATH [curl args]   curl to the Glance port; prints the body,
 #                              the status code on the last line
 #
@@ -90,4 +92,15 @@ gapi() {
 	local tok=$1 method=$2 path=$3
 	shift 3
 	curl -sS -X "$method" -H "X-Auth-Token: $tok" -w '\n%{http_code}' "$@" "$GLANCE_URL$path"
+}
+
+wait_active() {
+	local st= n
+	[ -n "$2" ] || return 0
+	for ((n = 0; n < 300; n++)); do
+		st=$(curl -s -H "X-Auth-Token: $1" "$GLANCE_URL/v2/images/$2" | jq -r '.status // empty' 2>/dev/null)
+		[ "$st" = active ] && break
+		sleep 0.2
+	done
+	echo "$st"
 }
