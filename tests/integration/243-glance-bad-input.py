@@ -5,7 +5,8 @@
 (issue 7), each answered with Glance's status and a JSON error body
 {"message", "code", "title"}, the server serving on, and no space leaked.
 
-Malformed JSON (create, members, import), bodies of the wrong shape, wrong
+Malformed JSON (create, members, import), bodies of the wrong shape, bad
+Range headers (416; several ranges 400), wrong
 content types (PATCH without the json-patch type: 415 with Accept-Patch;
 data as application/json: 415), malformed patches (not a list, no op,
 unknown op, bad path, missing value, values the schema refuses), unknown
@@ -217,6 +218,15 @@ t.check("a full upload to the image whose upload was cut short -> 204", r.status
 img = g.show(c2, alice)
 t.check("... and it is active with the right checksum", img and img["status"] == "active" and
         img["checksum"] == reglib.md5(good), img)
+
+# ---- bad Range headers (as Glance 25 answers them, checked against glance-api)
+for rg, want in (("bytes=5-2", 416), ("bytes=abc", 416), ("items=0-1", 416), ("bytes=0-1,3-4", 400),
+                 (f"bytes={len(good) + 10}-{len(good) + 20}", 416)):
+    g.expect_error(f"GET file with Range: {rg}", g.req("GET", f"/v2/images/{c2}/file", alice,
+                                                       headers={"Range": rg}), want)
+r = g.req("GET", f"/v2/images/{c2}/file", alice, headers={"Range": "bytes=-3"})
+t.check("Range bytes=-3 (a suffix) -> 206, the last 3 bytes", r.status_code == 206 and r.content == good[-3:],
+        f"{r.status_code} {r.headers.get('Content-Range')}")
 
 # ---- over max_image_size (8M) --------------------------------------------------------------------------
 big = [os.urandom(MIB) for _ in range(9)]

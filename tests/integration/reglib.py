@@ -191,7 +191,7 @@ class Glance:
         """r (a requests.Response) must have this status and a Glance-style
         JSON error body {"message", "code": "NNN Title", "title"}."""
         ok = self.t.check(f"{desc} -> {status}", r.status_code == status,
-                          f"got {r.status_code} {r.text[:300]!r}")
+                          f"got {r.status_code} {r.content[:200]!r}")
         if not ok:
             return False
         try:
@@ -220,14 +220,14 @@ class Glance:
             self.t.log(f"note: {desc}: 202 then failure (Glance would refuse at once)")
             return "later" if ok else None
         ok = self.t.check(f"{desc} -> one of {statuses}", r.status_code in statuses,
-                          f"got {r.status_code} {r.text[:300]!r}")
+                          f"got {r.status_code} {r.content[:200]!r}")
         if ok:
             self.expect_error(desc, r, r.status_code)
         return "now" if ok else None
 
     def expect_status(self, desc, r, status):
         return self.t.check(f"{desc} -> {status}", r.status_code == status,
-                            f"got {r.status_code} {r.text[:300]!r}")
+                            f"got {r.status_code} {r.content[:200]!r}")
 
     # ---- pool space (no leak checks) ----
     def pool(self):
