@@ -162,7 +162,7 @@ upload() {
 	st=$(field "$tmp/gcli.out" status)
 	sum=$(field "$tmp/gcli.out" checksum)
 	if [ $rc != 0 ] || [ "$st" != active ]; then
-		fail "$t" "$test" "glance image-create: exit $rc, status '$st': $(tail -c 300 "$tmp/gcli.err" | tr '\n"' ' _')"
+		fail "$t" "$test" "glance image-create: exit $rc, status '$st': $(tail -c 300 "$tmp/gcli.err" | tr '\n' ' ')"
 		return 1
 	fi
 	record "$t" "$test" "$(jq -cn --argjson b "$sz" --argjson ms "$ms" --arg id "$id" \
@@ -264,7 +264,8 @@ start_cairn_node() {
 	cairn_usable || return 1
 	local base extra=() code
 	base=$(free_ports 4) || { say "cairn: no free ports"; return 1; }
-	if "$cairn_bin" serve --help 2>&1 | grep -q -- --registry-listen; then
+	# (not `| grep -q`: with pipefail, grep's early exit kills the writer with SIGPIPE)
+	if [[ $("$cairn_bin" serve --help 2>&1) == *--registry-listen* ]]; then
 		registry=1
 		extra=(--registry-listen "127.0.0.1:$((base + 3))")
 	else
@@ -311,17 +312,17 @@ step_upload() {
 
 # vol_timed TAG BODY: POST /admin/v1/volumes timed, recorded as "cairn TAG"
 vol_timed() {
-	local r code l
+	local tag=$1 r code l
 	l=$(load1)
 	r=$(admin POST /admin/v1/volumes "$2")
 	code=${r%% *}
 	say "  cairn $1: POST /admin/v1/volumes $2 -> $r (HTTP, total ms, server ms)"
 	case $code in
 	201) ;;
-	*) fail cairn "$1" "HTTP $code: $(head -c 200 "$tmp/admin.out" | tr '\n"' ' _')"; return 1 ;;
+	*) fail cairn "$1" "HTTP $code: $(head -c 200 "$tmp/admin.out" | tr '\n' ' ')"; return 1 ;;
 	esac
 	set -- $r
-	record cairn "$1" "{\"total_ms\":$2,\"server_ms\":$3,\"load\":$l}"
+	record cairn "$tag" "{\"total_ms\":$2,\"server_ms\":$3,\"load\":$l}"
 }
 
 # from_image SIZE-TAG FILE: cairn's volume-from-image timings on the uploaded image, and the
@@ -331,21 +332,24 @@ from_image() {
 	[ -n "$id" ] || { fail cairn "vol-$s" "no image uploaded"; return 1; }
 	record cairn "image-$s" "{\"bytes\":$(stat -c %s "$f"),\"id\":\"$id\"}"
 	settle_on cairn
+	local made=0
 	for i in $(seq "$vol_reps"); do
-		vol_timed "vol-$s" "{\"name\":\"img-$s-$i\",\"image\":\"$id\"}"
+		vol_timed "vol-$s" "{\"name\":\"img-$s-$i\",\"image\":\"$id\"}" && made=$((made + 1))
 	done
 	t0=$(now_ns)
 	if cli volume create "img-$s-cli" --from-image "$id" >/dev/null 2>"$tmp/cli.err"; then
 		record cairn "cli-vol-$s" "{\"total_ms\":$(ms_since "$t0"),\"load\":$(load1)}"
 	else
-		fail cairn "cli-vol-$s" "cairn volume create --from-image: $(head -c 200 "$tmp/cli.err" | tr '\n"' ' _')"
+		fail cairn "cli-vol-$s" "cairn volume create --from-image: $(head -c 200 "$tmp/cli.err" | tr '\n' ' ')"
 	fi
-	if u=$(attach_url "img-$s-1"); then
+	if [ $made = 0 ]; then
+		: # nothing to read back
+	elif u=$(attach_url "img-$s-1"); then
 		t0=$(now_ns)
 		if qemu-img compare -q -f raw -F raw "$f" "$u" 2>"$tmp/cmp.err"; then
 			record cairn "compare-$s" "{\"secs\":$(awk -v m="$(ms_since "$t0")" 'BEGIN { printf "%.1f", m / 1000 }')}"
 		else
-			fail cairn "compare-$s" "qemu-img compare: $(head -c 200 "$tmp/cmp.err" | tr '\n"' ' _')"
+			fail cairn "compare-$s" "qemu-img compare: $(head -c 200 "$tmp/cmp.err" | tr '\n' ' ')"
 		fi
 		cli volume detach "img-$s-1" --force >/dev/null 2>&1
 	else
@@ -364,7 +368,7 @@ cinder() {
 	say "$t cinder-$s: glance image-download, then qemu-img convert into a cairn volume"
 	t0=$(now_ns)
 	if ! gcli "$t" image-download --file "$dl" "$id" 2>"$tmp/gcli.err"; then
-		fail "$t" "cinder-$s" "image-download: $(tail -c 200 "$tmp/gcli.err" | tr '\n"' ' _')"
+		fail "$t" "cinder-$s" "image-download: $(tail -c 200 "$tmp/gcli.err" | tr '\n' ' ')"
 		rm -f "$dl"
 		return 1
 	fi
@@ -380,7 +384,7 @@ cinder() {
 			j="$j,\"write_s\":$(awk -v a="$t2" -v b="$t3" 'BEGIN { printf "%.2f", (b - a) / 1e9 }')"
 			j="$j,\"total_s\":$(awk -v a="$t0" -v b="$t1" -v c="$t2" -v d="$t3" 'BEGIN { printf "%.2f", (b - a + d - c) / 1e9 }')"
 		else
-			j="$j,\"error\":\"qemu-img convert: $(head -c 200 "$tmp/conv.err" | tr '\n"' ' _')\""
+			j="$j,\"error\":\"qemu-img convert: $(head -c 200 "$tmp/conv.err" | tr '\n"\\' ' _/')\""
 		fi
 		cli volume detach "$v" --force >/dev/null 2>&1
 		cli volume delete "$v" --force >/dev/null 2>&1
@@ -431,7 +435,7 @@ step_list() {
 			settle_on "$t"
 			say "$t: walk $i (limit=$page)"
 			r=$($py "$report" --walk "${url[$t]}" "${tok[$t]}" "$page" 2>"$tmp/walk.err") ||
-				r="{\"error\":\"the client failed: $(tail -c 150 "$tmp/walk.err" | tr '\n"' ' _')\"}"
+				r="{\"error\":\"the client failed: $(tail -c 150 "$tmp/walk.err" | tr '\n"\\' ' _/')\"}"
 			record "$t" walk "${r%\}},\"load\":$(load1)}"
 		done
 	done

@@ -318,7 +318,9 @@ def goals(res):
     if all(ok(r) for r in g + c):
         x = (sum(r["bytes"] for r in g) / sum(r["secs"] for r in c)) / \
             (sum(r["bytes"] for r in g) / sum(r["secs"] for r in g))
-        out.append("upload throughput ≥ 2x Glance: %.2fx%s" % (x, mark(x >= 2)))
+        same = all(a.get("checksum") == b.get("checksum") for a, b in zip(g, c))
+        out.append("upload throughput ≥ 2x Glance: %.2fx%s%s" % (
+            x, mark(x >= 2), "" if same else " (**the MD5 checksums differ**)"))
     else:
         out.append("upload throughput ≥ 2x Glance: not measured (a side is missing)")
     pg, pc = one(res, "glance", "phys-raw"), one(res, "cairn", "phys-raw")
@@ -327,14 +329,20 @@ def goals(res):
         out.append("physical bytes ≤ 15%% of Glance's: %.1f%%%s" % (100 * x, mark(x <= 0.15)))
     else:
         out.append("physical bytes ≤ 15% of Glance's: not measured")
-    v = {s: [r for r in res.get("cairn", {}).get("vol-" + s, []) if ok(r)] for s in ("1g", "big")}
+    allv = {s: res.get("cairn", {}).get("vol-" + s, []) for s in ("1g", "big")}
+    v = {s: [r for r in allv[s] if ok(r)] for s in allv}
+    failed = sum(len(allv[s]) - len(v[s]) for s in allv)
+    cmp_bad = [s for s in allv if one(res, "cairn", "compare-" + s) is not None and
+               not ok(one(res, "cairn", "compare-" + s))]
     if v["1g"] and v["big"]:
         mx = max(r["total_ms"] for s in v for r in v[s])
         m1 = statistics.median(r["server_ms"] for r in v["1g"])
         mb = statistics.median(r["server_ms"] for r in v["big"])
-        good = mx < 50 and abs(mb - m1) <= max(5.0, 0.2 * m1)
+        good = mx < 50 and abs(mb - m1) <= max(5.0, 0.2 * m1) and not failed and not cmp_bad
         out.append("volume from image < 50 ms, size-independent: max %.1f ms, medians %.2f / "
-                   "%.2f ms%s" % (mx, m1, mb, mark(good)))
+                   "%.2f ms (1 GiB / big)%s%s%s" % (
+                       mx, m1, mb, mark(good), ", %d calls failed" % failed if failed else "",
+                       ", **read back differs: %s**" % " ".join(cmp_bad) if cmp_bad else ""))
     else:
         out.append("volume from image < 50 ms: not measured")
     wg = [r["pages_per_s"] for r in res.get("glance", {}).get("walk", []) if ok(r)]
