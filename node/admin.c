@@ -10,7 +10,10 @@
  * ADMIN_BODY_MAX; errors are {"error":{"code":..., "message":...}}.
  *
  * Block volumes (/admin/v1/volumes...) are matched here, authenticated the
- * same way and answered by admin_vol.c.
+ * same way and answered by admin_vol.c; bearer tokens (/admin/v1/tokens...)
+ * likewise by admin_tok.c. Instead of SigV4, a request may carry
+ * "Authorization: Bearer T" where T is the configured admin token or a
+ * token (cairn token create) of the root user.
  *
  * Maintenance jobs (POST/GET /admin/v1/pool/jobs) run on a thread of their
  * own (node/jobs.c): the POST answers 202 at once, one job at a time (409
@@ -24,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -61,6 +65,7 @@ struct admin_server {
 	struct bs_store *bs; /* block volumes (admin_vol.c); NULL: not served */
 	char nbd_host[256];
 	uint16_t nbd_port;
+	char *admin_token; /* Bearer token that acts as root; NULL: none */
 };
 
 /* One request, created by the URI log callback (which sees the target as
@@ -255,6 +260,36 @@ static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const 
 	return MHD_YES;
 }
 
+/* Authorization: Bearer TOKEN: the configured admin token, or a token
+ * (cairn token create) of the root user. Returns as authenticate(). */
+static int bearer_auth(struct MHD_Connection *conn, struct admin_req *r, const char *tok)
+{
+	struct admin_server *srv = r->srv;
+	struct s3_token t;
+	size_t n;
+	int rc;
+
+	while (*tok == ' ')
+		tok++;
+	n = strcspn(tok, " ");
+	if (srv->admin_token && n == strlen(srv->admin_token) &&
+	    CRYPTO_memcmp(tok, srv->admin_token, n) == 0 && tok[n + strspn(tok + n, " ")] == '\0')
+		return -1;
+	rc = s3_token_lookup(srv->pool, tok, &t);
+	if (rc == CAIRN_ENOTFOUND)
+		return reply_error(conn, r, MHD_HTTP_UNAUTHORIZED, "InvalidToken",
+				   "the bearer token is not known");
+	if (rc == -EKEYEXPIRED)
+		return reply_error(conn, r, MHD_HTTP_UNAUTHORIZED, "ExpiredToken",
+				   "the bearer token has expired");
+	if (rc < 0)
+		return reply_code(conn, r, rc, "InvalidToken", "token");
+	if (strcmp(t.user, srv->root_user) != 0)
+		return reply_error(conn, r, MHD_HTTP_FORBIDDEN, "AccessDenied",
+				   "only the root user may use the admin API");
+	return -1;
+}
+
 /* Returns MHD_YES/NO when it answered (denied), or -1 to go on. */
 static int authenticate(struct MHD_Connection *conn, struct admin_req *r, const char *method)
 {
@@ -263,6 +298,9 @@ static int authenticate(struct MHD_Connection *conn, struct admin_req *r, const 
 	struct s3_key key;
 	int rc;
 
+	const char *authz = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
+	if (authz && strncasecmp(authz, "Bearer ", 7) == 0)
+		return bearer_auth(conn, r, authz + 7);
 	r->nhdrs = 0;
 	MHD_get_connection_values(conn, MHD_HEADER_KIND, collect_header, r);
 	if (r->hdrs_overflow)
@@ -657,6 +695,20 @@ static enum MHD_Result do_volume(struct MHD_Connection *conn, struct admin_req *
 	return reply_json(conn, r, status, body);
 }
 
+/* /admin/v1/tokens*: parsed and answered by admin_tok.c. */
+static enum MHD_Result do_token(struct MHD_Connection *conn, struct admin_req *r,
+				const char *method)
+{
+	json_t *body = NULL;
+	unsigned status =
+	    admin_tok_handle(r->srv->pool, method, r->raw_target, r->body, r->body_len, &body);
+	if (status == MHD_HTTP_NO_CONTENT)
+		return reply_buf(conn, r, status, NULL, 0, "application/json");
+	if (!body)
+		return MHD_NO; /* out of memory: drop the connection */
+	return reply_json(conn, r, status, body);
+}
+
 static enum MHD_Result method_not_allowed(struct MHD_Connection *conn, struct admin_req *r,
 					  const char *allow)
 {
@@ -720,6 +772,16 @@ static enum MHD_Result route(struct MHD_Connection *conn, struct admin_req *r, c
 			return method_not_allowed(conn, r, vallow);
 		int a = authenticate(conn, r, method);
 		return a >= 0 ? (enum MHD_Result)a : do_volume(conn, r, method);
+	}
+	if (admin_tok_match(method, r->raw_target, &vop, &vallow)) {
+		r->op = vop ? vop : "Unknown";
+		if (!vallow)
+			return reply_error(conn, r, MHD_HTTP_NOT_FOUND, "NotFound",
+					   "no such endpoint");
+		if (!vop)
+			return method_not_allowed(conn, r, vallow);
+		int a = authenticate(conn, r, method);
+		return a >= 0 ? (enum MHD_Result)a : do_token(conn, r, method);
 	}
 
 	/* Identify the operation first (for the metrics label), then
@@ -899,6 +961,14 @@ int admin_start(const struct admin_config *cfg, struct cs_pool *pool, struct adm
 	srv->access_log = cfg->access_log;
 	srv->bs = cfg->bs;
 	snprintf(srv->nbd_host, sizeof(srv->nbd_host), "%s", cfg->nbd_host ? cfg->nbd_host : "");
+	if (cfg->admin_token && cfg->admin_token[0]) {
+		srv->admin_token = strdup(cfg->admin_token);
+		if (!srv->admin_token) {
+			ret = -ENOMEM;
+			snprintf(err, errlen, "out of memory");
+			goto out;
+		}
+	}
 	srv->nbd_port = cfg->nbd_port;
 	snprintf(srv->data_dir, sizeof(srv->data_dir), "%s", cfg->data_dir ? cfg->data_dir : ".");
 	ret = node_jobs_create(pool, &srv->jobs);
@@ -952,8 +1022,10 @@ int admin_start(const struct admin_config *cfg, struct cs_pool *pool, struct adm
 out:
 	if (fd >= 0)
 		close(fd);
-	if (srv)
+	if (srv) {
 		node_jobs_free(srv->jobs);
+		free(srv->admin_token);
+	}
 	free(srv);
 	return ret;
 }
@@ -977,5 +1049,6 @@ void admin_stop(struct admin_server *srv)
 		MHD_stop_daemon(srv->mhd);
 	/* After the listener: no request can start another job now. */
 	node_jobs_free(srv->jobs);
+	free(srv->admin_token);
 	free(srv);
 }

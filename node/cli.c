@@ -233,6 +233,10 @@ static void cli_usage(FILE *f, const char *what)
 		node_vol_usage(f, what); /* cli_vol.c: its own option list */
 		return;
 	}
+	if (strcmp(what, "token") == 0) {
+		node_tok_usage(f); /* cli_tok.c */
+		return;
+	}
 	if (strcmp(what, "user") == 0)
 		fprintf(f, "usage: cairn user create NAME | list | delete NAME [OPTIONS]\n\n"
 			   "Manages S3 users on a running node, through its admin API.\n");

@@ -18,6 +18,8 @@ static int usage(FILE *f)
 		"                                    manage S3 users on a running node\n"
 		"  key create USER | list [USER] | delete ID\n"
 		"                                    manage access keys on a running node\n"
+		"  token create USER [--ttl T] | list [--user U] | delete ID\n"
+		"                                    manage bearer tokens (image registry)\n"
 		"  fsck [--fix]                      check (and fix) reference counts and\n"
 		"                                    pool counters against the manifests\n"
 		"  gc                                free unreferenced chunks and stripes\n"
@@ -53,6 +55,8 @@ int main(int argc, char **argv)
 		return node_user_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "key") == 0)
 		return node_key_main(argc - 1, argv + 1);
+	if (strcmp(cmd, "token") == 0)
+		return node_token_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "fsck") == 0 || strcmp(cmd, "gc") == 0 || strcmp(cmd, "scrub") == 0 ||
 	    strcmp(cmd, "repair") == 0)
 		return node_job_main(argc - 1, argv + 1);

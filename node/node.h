@@ -134,6 +134,16 @@ bool admin_vol_match(const char *method, const char *target, const char **op, co
 unsigned admin_vol_handle(const struct admin_vol_env *env, const char *method, const char *target,
 			  const char *body, size_t body_len, struct json_t **out);
 
+/* ---- bearer tokens on the admin API (node/admin_tok.c) ----
+ * POST/GET /admin/v1/tokens, DELETE /admin/v1/tokens/ID, matched and
+ * answered as the volume routes are. */
+struct cs_pool;
+bool admin_tok_match(const char *method, const char *target, const char **op, const char **allow);
+/* Serves one authenticated token request: the HTTP status, and in *out a
+ * new JSON body (NULL for 204 and when out of memory). */
+unsigned admin_tok_handle(struct cs_pool *pool, const char *method, const char *target,
+			  const char *body, size_t body_len, struct json_t **out);
+
 /* ---- CLI helpers shared by node/cli.c and node/cli_vol.c ---- */
 #define NODE_DEFAULT_ENDPOINT "http://127.0.0.1:9100" /* [api] listen's default */
 /* Options a command may take besides the common ones (--endpoint,
@@ -190,6 +200,11 @@ void node_fmt_bytes(double b, char *out, size_t len);
 void node_vol_usage(FILE *f, const char *what);
 int node_volume_main(int argc, char **argv);
 int node_snapshot_main(int argc, char **argv);
+/* `cairn token create|list|delete` (cli_tok.c). */
+int node_token_main(int argc, char **argv);
+void node_tok_usage(FILE *f);
+/* "3600", "90s", "15m", "12h", "7d" -> seconds; false when malformed. */
+bool node_ttl_parse(const char *s, uint64_t *out);
 
 /* ---- maintenance jobs (node/jobs.c) ----
  * One job at a time on a thread of its own; it outlives the request (and

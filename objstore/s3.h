@@ -94,7 +94,7 @@ int s3_users_bootstrap(struct cs_pool *pool, const char *root_key_id,
 int s3_user_create(struct cs_pool *pool, const char *name) CAIRN_WUR;
 /* One user; CAIRN_ENOTFOUND when absent. out may be NULL (existence check). */
 int s3_user_get(struct cs_pool *pool, const char *name, struct s3_user *out) CAIRN_WUR;
-/* Deletes a user and its keys; CAIRN_ENOTEMPTY while it owns buckets,
+/* Deletes a user, its keys and its tokens; CAIRN_ENOTEMPTY while it owns buckets,
  * CAIRN_EDENIED for the root user, CAIRN_ENOTFOUND when absent. */
 int s3_user_delete(struct cs_pool *pool, const char *name) CAIRN_WUR;
 /* Fills up to max users sorted by name; returns the count or a negative code. */

@@ -268,6 +268,34 @@ ok:;
 	s3_reply_response(r, 200, resp);
 }
 
+/* The system bucket: made once, owned by the root user, region "" (each
+ * server answers its own region for it). A bucket of that name owned by
+ * someone else (made before this version reserved the name) is refused:
+ * the registry must never write images into a user's bucket. */
+int s3_system_bucket_ensure(struct cs_pool *pool)
+{
+	struct create_arg a = {
+	    .part = cs_name_partition(pool, S3_SYSTEM_BUCKET, strlen(S3_SYSTEM_BUCKET)),
+	    .name = S3_SYSTEM_BUCKET,
+	    .owner = S3_ROOT_USER,
+	    .region = "",
+	};
+	int rc = cs_commit(pool, NULL, create_fn, &a);
+
+	if (rc == CAIRN_EEXISTS && a.owned_by_caller)
+		return 0;
+	if (rc == CAIRN_EEXISTS) {
+		log_err(TAG,
+			"bucket %s exists and is not the root user's: rename it, the image "
+			"registry reserves the name",
+			S3_SYSTEM_BUCKET);
+		return rc;
+	}
+	if (rc == 0)
+		log_info(TAG, "system bucket %s created", S3_SYSTEM_BUCKET);
+	return rc;
+}
+
 void s3_op_create_bucket_start(struct s3_req *r)
 {
 	if (r->has_cl && r->content_length > S3_CREATE_BUCKET_BODY_MAX) {
@@ -309,6 +337,9 @@ void s3_op_get_bucket_location(struct s3_req *r)
 		return;
 	s3_xml_init(&x);
 	s3_xml_open(&x, "LocationConstraint", S3_XMLNS);
+	/* The system bucket has no region of its own: this server's. */
+	if (!b.region[0])
+		snprintf(b.region, sizeof(b.region), "%s", r->srv->region);
 	/* AWS answers an empty constraint for us-east-1. */
 	if (strcmp(b.region, "us-east-1") != 0)
 		s3_xml_text(&x, b.region, strlen(b.region));

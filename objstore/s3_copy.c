@@ -130,20 +130,26 @@ int s3_copy_src_read(struct meta_txn *t, const struct s3_copy_src *src, const ch
 	}
 	if (rc < 0)
 		return rc;
-	if (strcmp(b.owner, user) != 0) {
+	/* A system bucket object may also be copied out by its owner. */
+	bool sys_reader = s3_is_system_bucket(src->bucket) && strcmp(b.owner, user) != 0;
+	if (strcmp(b.owner, user) != 0 && !sys_reader) {
 		*why = S3E_ACCESS_DENIED;
 		return CAIRN_EDENIED;
 	}
 	rc = s3_idx_get(t, src->part, src->bucket, src->key, src->key_len, v, vl);
 	if (rc == CAIRN_ENOTFOUND) {
-		*why = S3E_NO_SUCH_KEY;
-		return rc;
+		*why = sys_reader ? S3E_ACCESS_DENIED : S3E_NO_SUCH_KEY;
+		return sys_reader ? CAIRN_EDENIED : rc;
 	}
 	if (rc < 0)
 		return rc;
 	rc = s3_obj_parse(*v, *vl, &o);
 	if (rc < 0)
 		return rc;
+	if (sys_reader && !s3_sysbucket_reader(&o, user)) {
+		*why = S3E_ACCESS_DENIED;
+		return CAIRN_EDENIED;
+	}
 	s3_obj_etag(&o.rec, etag);
 	/* GET's evaluation, but a copy has no 304: every failure is a 412. */
 	rc = s3_cond_eval(&src->cond, etag, (time_t)(o.rec.mtime_ns / 1000000000u));

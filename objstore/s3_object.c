@@ -629,10 +629,18 @@ void s3_op_get_object(struct s3_req *r)
 			return;
 		}
 	}
-	if (s3_bucket_check(r, &b))
+	/* The system bucket is root's, but an image's owner may read it too. */
+	bool sys_reader = s3_is_system_bucket(r->addr.bucket) && !r->caller_root;
+	if (!sys_reader && s3_bucket_check(r, &b))
 		return;
 again:
 	rc = s3_obj_load(r, &copy, &o);
+	if (sys_reader &&
+	    (rc == CAIRN_ENOTFOUND || (rc == 0 && !s3_sysbucket_reader(&o, r->key.user)))) {
+		/* Whether another user's image exists is not this caller's to learn. */
+		s3_reply_error(r, S3E_ACCESS_DENIED, NULL);
+		goto out;
+	}
 	if (rc < 0) {
 		if (rc == CAIRN_ENOTFOUND && !head) {
 			struct s3_err_extra ex = {"Key", r->addr.key};

@@ -1,5 +1,6 @@
 /* objstore/s3_parse.c - S3 request parsing (targets, names, ranges, dates). */
 #include "objstore/s3_parse.h"
+#include "objstore/s3.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -333,7 +334,9 @@ int s3_bucket_name_check(const char *name)
 	    ends_with(name, len, ".mrap") || ends_with(name, len, "--x-s3") ||
 	    ends_with(name, len, "--table-s3"))
 		return CAIRN_EINVAL;
-	if (s3_bucket_name_reserved(name))
+	/* Reserved, except the one reserved bucket that exists: the system
+	 * bucket is named in requests (its own rules answer them). */
+	if (s3_bucket_name_reserved(name) && strcmp(name, S3_SYSTEM_BUCKET) != 0)
 		return CAIRN_EINVAL;
 	return 0;
 }

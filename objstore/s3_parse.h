@@ -136,7 +136,9 @@ int s3_addr_parse(const char *path, size_t path_len, const char *host, const cha
 /* S3 bucket rules: 3..63 bytes of [a-z0-9.-], starting and ending with a
  * letter or digit, no "..", not an IPv4 address, not "xn--*", "sthree-*",
  * "*-s3alias" or "*--ol-s3"; plus cairn's reserved names ("cairn-*",
- * ".cairn*"). Returns 0 or CAIRN_EINVAL (-> InvalidBucketName). */
+ * ".cairn*"), but for S3_SYSTEM_BUCKET, which is valid (its requests are
+ * answered by its own rules). Returns 0 or CAIRN_EINVAL (->
+ * InvalidBucketName). */
 int s3_bucket_name_check(const char *name) CAIRN_WUR;
 /* True for names cairn keeps for itself ("cairn-*", ".cairn*"). */
 bool s3_bucket_name_reserved(const char *name);

@@ -1031,6 +1031,8 @@ static void request_start(struct s3_req *r)
 	fn = route(r);
 	if (authenticate(r))
 		return;
+	if (s3_sysbucket_gate(r))
+		return;
 	if (fn == op_not_implemented || fn == op_method_not_allowed) {
 		fn(r);
 		return;
@@ -1581,6 +1583,11 @@ int s3_server_start(const struct s3_config *cfg, struct cs_pool *pool, struct s3
 		/* No request struct to number it: a fixed id. */
 		MHD_add_response_header(resp_oom, "x-amz-request-id", "0000000000000000");
 	}
+	/* Any node serves the registry's images over S3: the bucket must be
+	 * there before the first request (the root user is bootstrapped). */
+	rc = s3_system_bucket_ensure(pool);
+	if (rc < 0)
+		goto fail;
 	rc = s3_server_tls_setup(srv, cfg);
 	if (rc < 0)
 		goto fail;

@@ -394,6 +394,23 @@ int s3_part_runs_next(struct s3_runs_iter *it, uint64_t *size, uint32_t *count) 
 bool s3_user_name_valid(const char *name);
 int s3_user_decode(const void *v, size_t vl, struct s3_user_rec *rec) CAIRN_WUR;
 
+/* ---- the system bucket (s3_sysbucket.c) ---- */
+
+bool s3_is_system_bucket(const char *bucket);
+/* After authentication, on the op route() named: answers what the system
+ * bucket refuses (AccessDenied, BucketAlreadyExists) and returns non-zero;
+ * 0 for other buckets and for what it allows. */
+int s3_sysbucket_gate(struct s3_req *r);
+/* True when user is the object's S3_F_OWNER: GET, HEAD and copy-from of a
+ * system bucket object are allowed to that user besides root. */
+struct s3_objinfo;
+bool s3_sysbucket_reader(const struct s3_objinfo *o, const char *user);
+
+/* ---- tokens (s3_tokens.c) ---- */
+
+/* In s3_user_delete's transaction: removes every token of user. O(tokens). */
+int s3_tokens_drop_user(struct meta_txn *t, const char *user) CAIRN_WUR;
+
 /* ---- small helpers ---- */
 uint64_t s3_now_ns(void);
 /* Base64 (standard alphabet, padded). Returns the output length. */

@@ -283,7 +283,10 @@ static int user_delete_fn(struct cs_txn *txn, void *arg)
 	rc = meta_del(t, META_T_USERS, name, n);
 	if (rc < 0)
 		return rc;
-	return keys_delete(t, name, NULL);
+	rc = keys_delete(t, name, NULL);
+	if (rc < 0)
+		return rc;
+	return s3_tokens_drop_user(t, name);
 }
 
 int s3_user_delete(struct cs_pool *pool, const char *name)

@@ -15,3 +15,7 @@ cairn_unit_test(test_seal SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_seal.c
 # Not a test: sealing, degraded GET and repair rates (see the file's header).
 add_executable(seal_bench ${CMAKE_SOURCE_DIR}/bench/chunkstore/seal_bench.c)
 target_link_libraries(seal_bench PRIVATE cairn_chunkstore)
+# What a set of manifests costs, unique against shared (cs_manifest_usage,
+# chunkstore/cs_usage.c; issue 7).
+cairn_unit_test(test_cs_usage SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_cs_usage.c
+                LIBS cairn_chunkstore LABELS quick registry TIMEOUT 120)

@@ -14,3 +14,10 @@ if(TARGET cairn_objstore)
                   ${S3T_UTIL} LIBS cairn_objstore PkgConfig::CURL PkgConfig::SSL
                   LABELS s3 TIMEOUT 120)
 endif()
+# What the object store gives the image registry (issue 7): bearer tokens,
+# object links and lookups, and the system bucket's S3 rules.
+if(TARGET cairn_objstore)
+  cairn_unit_test(test_s3_tokens SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_s3_tokens.c
+                  ${S3T_UTIL} LIBS cairn_objstore PkgConfig::CURL PkgConfig::SSL
+                  LABELS quick s3 registry TIMEOUT 120)
+endif()
