@@ -27,6 +27,9 @@
  * thread; many threads may do I/O on the same handle at once. Management
  * calls wait for I/O in flight on the volume when they change its view
  * (snapshot, rollback, resize, detach --force), and block on a group commit.
+ * bs_open starts one sweeper thread (stopped by bs_close) that frees the
+ * base-manifest readers volumes cache once idle or old: an open cs_reader
+ * holds a chunk-store grace epoch that GC and compaction wait for.
  *
  * Errors: CAIRN_ENOTFOUND (volume, snapshot), CAIRN_EEXISTS (names),
  * CAIRN_EINVAL (arguments), CAIRN_ENOTEMPTY (volume has snapshots), -EBUSY
@@ -99,7 +102,11 @@ int bs_volume_clone(struct bs_store *bs, const char *src, const char *snap, cons
  * the first write into such a block copies up only that 64 KiB block;
  * block status reports the base's range as data. size 0: the manifest's
  * size rounded up to 64 KiB; a size smaller than the manifest's is
- * CAIRN_EINVAL. CAIRN_ENOTFOUND for an unknown or dead manifest. */
+ * CAIRN_EINVAL, any other is rounded up to 64 KiB (it need not be a
+ * multiple of 512). CAIRN_ENOTFOUND for an unknown or dead manifest.
+ * Cost: one manifest header read and put in one commit, whatever the size.
+ * Clones of its snapshots read the base through it; flattening such a
+ * clone gives the clone the base and a reference of its own. */
 int bs_volume_create_from_manifest(struct bs_store *bs, const char *name, uint64_t size,
 				   const uint8_t mid[16], const struct vol_opts *opts,
 				   struct bs_vol_info *out) CAIRN_WUR;
@@ -109,9 +116,10 @@ int bs_volume_get(struct bs_store *bs, const char *name, struct bs_vol_info *out
 int bs_volume_list(struct bs_store *bs, int (*fn)(const struct bs_vol_info *vi, void *arg),
 		   void *arg) CAIRN_WUR;
 /* Refused while attached (-EBUSY), while it has snapshots unless force
- * (CAIRN_ENOTEMPTY), while a clone depends on one of its snapshots
- * (-EBUSY). Removes the records, then the extent files (whole
- * extents/<id hex> folders on every device). */
+ * (CAIRN_ENOTEMPTY), while a clone depends on one of its snapshots or a
+ * snapshot handle is open on it (-EBUSY). Removes the records (and drops
+ * the base manifest's reference in the same commit), then the extent files
+ * (whole extents/<id hex> folders on every device). */
 int bs_volume_delete(struct bs_store *bs, const char *name, bool force) CAIRN_WUR;
 /* Grows online (attached or not; open handles see the new size, NBD
  * clients on their next connection). Shrinks only with force (CAIRN_EINVAL
@@ -132,7 +140,9 @@ int bs_snapshot_list(struct bs_store *bs, const char *vol,
 		     int (*fn)(const struct vol_snap *s, void *arg), void *arg) CAIRN_WUR;
 /* Refused with -EBUSY while a clone depends on it, unless flatten: then
  * every dependent clone first gets its own copy of the blocks it reads
- * through the snapshot (data copied), and loses its parent. */
+ * through the snapshot (data copied; blocks read from a base manifest are
+ * not: the clone takes the base over), and loses its parent. Refused with
+ * -EBUSY while a snapshot handle (bs_snapshot_open) is open on it. */
 int bs_snapshot_delete(struct bs_store *bs, const char *vol, const char *snap,
 		       bool flatten) CAIRN_WUR;
 /* Changed byte ranges between snapshots from (NULL: empty volume) and to
@@ -172,8 +182,10 @@ uint64_t bs_handle_size(struct bs_handle *h);
 const char *bs_handle_volume(const struct bs_handle *h);
 /* A read-only handle on a snapshot's view (no attachment, no lease), for
  * capturing a volume as an image: bs_read and bs_block_status work, writes
- * answer -EROFS. The snapshot cannot be deleted while the handle is open
- * (-EBUSY). Size: the snapshot's size. */
+ * answer -EROFS (bs_flush: 0). The snapshot cannot be deleted while the
+ * handle is open (-EBUSY), nor the volume. Size: the snapshot's size. Never
+ * revoked (detach --force does not touch it). CAIRN_ENOTFOUND for no such
+ * volume or snapshot. Close with bs_handle_close. */
 int bs_snapshot_open(struct bs_store *bs, const char *vol, const char *snap,
 		     struct bs_handle **out) CAIRN_WUR;
 
@@ -209,7 +221,9 @@ int bs_flush(struct bs_handle *h, struct io_ctx *ctx) CAIRN_WUR;
 /* Calls fn for consecutive ranges covering [off, off+len) (or less: it may
  * stop early after at least one range, at an extent boundary past 64 MiB)
  * with flags: written blocks 0, recorded-zero blocks HOLE|ZERO, unwritten
- * blocks (absent through the whole chain) HOLE|ZERO. Adjacent ranges of
+ * blocks (absent through the whole chain) HOLE|ZERO, or, when the chain
+ * has a base manifest, 0 for those starting inside the manifest's size and
+ * HOLE|ZERO past it. Adjacent ranges of
  * the same flags are merged. A non-zero return of fn stops and is
  * returned. */
 int bs_block_status(struct bs_handle *h, uint64_t off, uint64_t len,
@@ -226,8 +240,8 @@ struct bs_check_report {
 	uint64_t intents;	/* write intents outstanding */
 	uint64_t fixed;		/* with fix: problems repaired */
 };
-/* Checks every volume's records (decodable, parents and snapshots exist,
- * clone counts right) and that every extent generation with written
+/* Checks every volume's records (decodable, base manifests, parents and
+ * snapshots exist, clone counts right) and that every extent generation with written
  * blocks has its replica files; with fix, copies missing replicas from a
  * readable one (not for volumes with open connections: logged, left for a
  * later run) and removes orphan folders. Returns 0 (see the report) or

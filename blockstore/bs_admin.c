@@ -188,6 +188,15 @@ static int bs_fill_info(struct bs_store *bs, struct meta_txn *t, const struct vo
 		if (ret < 0)
 			return ret;
 	}
+	/* The base the views read: v's own or its chain root's (a chain with a
+	 * parent gone has none to show; fsck reports it). */
+	ret = vol_chain_base(t, v, &out->has_base, out->base_mid);
+	if (ret == CAIRN_ECORRUPT) {
+		out->has_base = false;
+		ret = 0;
+	}
+	if (ret < 0)
+		return ret;
 	ret = bs_attach_load(t, v->id, &ar, out->host);
 	if (ret == 0) {
 		out->attached = true;
@@ -320,6 +329,7 @@ struct bs_change {
 	const char *name;
 	uint8_t id[VOL_ID_LEN];
 	struct bs_vol *vol;
+	struct cs_txn *txn; /* the commit op runs in */
 	int (*op)(struct meta_txn *t, struct bs_change *c);
 	struct vol nv; /* the record, changed by op */
 	bool gone;     /* op deleted the volume */
@@ -340,6 +350,7 @@ static int bs_change_cb(struct cs_txn *txn, void *arg)
 	struct bs_change *c = arg;
 	struct meta_txn *t = cs_txn_meta(txn);
 	int ret = bs_reget(t, c->bs, c->name, c->id, &c->nv);
+	c->txn = txn;
 	if (ret == 0)
 		ret = c->op(t, c);
 	return ret;
@@ -390,6 +401,10 @@ struct bs_create {
 	const char *src, *snap;
 	uint32_t src_part;
 	const struct vol_opts *qos;
+	/* from a manifest */
+	struct bs_store *bs;
+	struct cs_mid mid;
+	uint64_t req_size; /* 0: the manifest's */
 };
 
 static int bs_create_cb(struct cs_txn *txn, void *arg)
@@ -418,6 +433,58 @@ int bs_volume_create(struct bs_store *bs, const char *name, uint64_t size,
 		return ret;
 	log_info(BS_TAG, "created volume %s (%llu bytes, %u replicas)", name,
 		 (unsigned long long)c.size, c.o.replicas);
+	return bs_info_by_id(bs, c.v.id, out);
+}
+
+/* The manifest must be live (its reference taken here, in the commit that
+ * creates the record that stands for it); the size is checked against it
+ * inside the commit too. O(1): a manifest header read and put. */
+static int bs_create_base_cb(struct cs_txn *txn, void *arg)
+{
+	struct bs_create *c = arg;
+	struct meta_txn *t = cs_txn_meta(txn);
+	uint64_t msize, size = c->req_size;
+	int ret = cs_manifest_size(t, c->bs->pool, &c->mid, &msize);
+	if (ret < 0)
+		return ret;
+	if (size == 0)
+		size = msize ? msize : 1;
+	else if (size < msize)
+		return CAIRN_EINVAL;
+	c->size = (size + VOL_BLOCK_SIZE - 1) / VOL_BLOCK_SIZE * VOL_BLOCK_SIZE;
+	ret = cs_manifest_ref(txn, &c->mid);
+	if (ret == 0)
+		ret = vol_create(t, c->part, c->name, c->size, &c->o, &c->v);
+	if (ret == 0)
+		ret = vol_set_base(t, &c->v, c->mid.b);
+	return ret;
+}
+
+int bs_volume_create_from_manifest(struct bs_store *bs, const char *name, uint64_t size,
+				   const uint8_t mid[16], const struct vol_opts *opts,
+				   struct bs_vol_info *out)
+{
+	struct bs_create c = {.name = name, .bs = bs, .req_size = size};
+	unsigned max = ring_replicas(bs->ring);
+	char hex[2 * CS_MID_LEN + 1];
+	int ret;
+	if (bs_check_name(name, VOL_NAME_MAX) < 0 || !mid || size > UINT64_MAX - VOL_BLOCK_SIZE)
+		return CAIRN_EINVAL;
+	memcpy(c.mid.b, mid, CS_MID_LEN);
+	if (opts)
+		c.o = *opts;
+	if (c.o.replicas == 0)
+		c.o.replicas = max < 3 ? max : 3;
+	if (c.o.replicas > max)
+		return CAIRN_EINVAL;
+	c.part = bs_part(bs, name);
+	ret = bs_commit(bs, bs_create_base_cb, &c);
+	if (ret < 0)
+		return ret;
+	for (unsigned i = 0; i < CS_MID_LEN; i++)
+		snprintf(hex + 2 * i, 3, "%02x", mid[i]);
+	log_info(BS_TAG, "created volume %s (%llu bytes, %u replicas) on manifest %s", name,
+		 (unsigned long long)c.size, c.o.replicas, hex);
 	return bs_info_by_id(bs, c.v.id, out);
 }
 
@@ -487,9 +554,23 @@ static int bs_delete_op(struct meta_txn *t, struct bs_change *c)
 		return ret < 0 ? ret : -EBUSY;
 	if (ret < 0)
 		return ret;
+	if (bs_snap_refs(c->vol, 0)) /* a snapshot handle reads it */
+		return -EBUSY;
 	ret = vol_delete(t, &c->nv, c->force);
 	if (ret == 0)
 		ret = bs_del_intents(t, c->nv.id);
+	if (ret == 0 && c->nv.has_base) {
+		/* The record's manifest reference goes with it. */
+		struct cs_mid m;
+		memcpy(m.b, c->nv.base_mid, CS_MID_LEN);
+		ret = cs_manifest_unref(c->txn, &m);
+		if (ret == CAIRN_ENOTFOUND) {
+			/* Lost already (fsck reports such volumes): the
+			 * volume must still go. */
+			log_warn(BS_TAG, "volume %s: its base manifest was gone", c->nv.name);
+			ret = 0;
+		}
+	}
 	if (ret == 0) {
 		c->gone = true;
 		c->bump_epoch = true;
@@ -646,6 +727,13 @@ int bs_snapshot_list(struct bs_store *bs, const char *vol,
 
 static int bs_snap_delete_op(struct meta_txn *t, struct bs_change *c)
 {
+	struct vol_snap s;
+	int ret = vol_snapshot_get(t, &c->nv, c->snap, &s);
+	if (ret < 0)
+		return ret;
+	/* Quiesced: no snapshot handle opens or closes meanwhile. */
+	if (bs_snap_refs(c->vol, s.gen))
+		return -EBUSY;
 	return vol_snapshot_delete(t, &c->nv, c->snap);
 }
 
@@ -658,7 +746,12 @@ struct bs_base_batch {
 	size_t n;
 	uint64_t index[BS_FLATTEN_BATCH];
 	uint64_t mask[BS_FLATTEN_BATCH];
+	uint64_t zero[BS_FLATTEN_BATCH];
 	bool unparent;
+	/* The chain's base manifest, which the clone takes over (with a
+	 * reference of its own) when it loses its parent. */
+	bool has_base;
+	struct cs_mid base;
 	uint64_t size; /* the clone's, when quiesced for the commit */
 	struct vol nv;
 };
@@ -669,9 +762,14 @@ static int bs_base_cb(struct cs_txn *txn, void *arg)
 	struct meta_txn *t = cs_txn_meta(txn);
 	int ret = bs_reget(t, b->bs, b->name, b->id, &b->nv);
 	for (size_t i = 0; i < b->n && ret == 0; i++)
-		ret = vol_map_put_base(t, &b->nv, b->index[i], b->mask[i]);
+		ret = vol_map_put_base_zero(t, &b->nv, b->index[i], b->mask[i], b->zero[i]);
 	if (ret == 0 && b->unparent)
 		ret = vol_unparent(t, &b->nv);
+	if (ret == 0 && b->unparent && b->has_base) {
+		ret = cs_manifest_ref(txn, &b->base);
+		if (ret == 0)
+			ret = vol_set_base(t, &b->nv, b->base.b);
+	}
 	return ret;
 }
 
@@ -822,7 +920,7 @@ void *bs_flatten_test_arg;
 
 /* The copied extents of one flatten, committed once the copy is done. */
 struct bs_copied {
-	uint64_t *index, *mask;
+	uint64_t *index, *mask, *zero;
 	size_t n, cap;
 };
 
@@ -841,8 +939,15 @@ struct bs_copied {
  * Data before records: a crash before the commit leaves unnamed gen-0
  * bytes that a retry copies again. Costs a scan of the ancestors' extent
  * records, a resolve per extent they touch and a copy of every block the
- * parent shows. out gets the committed record (out->has_parent false), or
- * cvol's own when it was flattened meanwhile. */
+ * parent shows.
+ *
+ * A chain whose root has a base manifest (VOL_RECF_IMAGE): blocks the
+ * parent's view reads from the base are not copied; the clone takes the
+ * base over instead (VOL_RECF_IMAGE with its own manifest reference, in the
+ * unparenting commit), and the blocks the parent's view reads as zero get
+ * zero records at generation 0 so the base never shows through them.
+ * out gets the committed record (out->has_parent false), or cvol's own
+ * when it was flattened meanwhile. */
 static int bs_flatten_clone(struct bs_store *bs, struct io_ctx *ctx, struct bs_vol *cvol,
 			    const uint8_t parent_id[VOL_ID_LEN], uint32_t parent_gen,
 			    struct vol *out)
@@ -874,17 +979,20 @@ static int bs_flatten_clone(struct bs_store *bs, struct io_ctx *ctx, struct bs_v
 	ret = meta_txn_begin(bs->meta, false, &t);
 	if (ret == 0)
 		ret = bs_chain_indexes(t, &cv, next, &idx, &nidx);
+	if (ret == 0)
+		ret = vol_chain_base(t, &cv, &b->has_base, b->base.b);
 	meta_txn_abort(t);
 	for (size_t i = 0; i < nidx && ret == 0; i++) {
-		uint64_t mask = 0;
+		uint64_t mask = 0, zmask;
 		unsigned nsrc = 0;
 		ret = bs_parent_blocks(bs, &cv, idx[i], r, src, &nsrc);
+		zmask = ret == 0 && b->has_base ? r->zero : 0;
 		for (unsigned j = 0; j < nsrc && ret == 0; j++) {
 			ret = bs_io_copy_blocks(bs, ctx, src[j].id, src[j].gen, src[j].replicas,
 						cv.id, 0, cv.replicas, idx[i], src[j].mask);
 			mask |= src[j].mask;
 		}
-		if (ret < 0 || !mask)
+		if (ret < 0 || !(mask | zmask))
 			continue;
 		if (cp.n == cp.cap) {
 			size_t nc = cp.cap ? 2 * cp.cap : 256;
@@ -892,14 +1000,18 @@ static int bs_flatten_clone(struct bs_store *bs, struct io_ctx *ctx, struct bs_v
 			if (ni)
 				cp.index = ni;
 			uint64_t *nm = ni ? realloc(cp.mask, nc * sizeof(*nm)) : NULL;
-			if (!nm) {
+			if (nm)
+				cp.mask = nm;
+			uint64_t *nz = nm ? realloc(cp.zero, nc * sizeof(*nz)) : NULL;
+			if (!nz) {
 				ret = -ENOMEM;
 				break;
 			}
-			cp.mask = nm;
+			cp.zero = nz;
 			cp.cap = nc;
 		}
 		cp.index[cp.n] = idx[i];
+		cp.zero[cp.n] = zmask;
 		cp.mask[cp.n++] = mask;
 		copied += (uint64_t)__builtin_popcountll(mask);
 	}
@@ -929,15 +1041,18 @@ static int bs_flatten_clone(struct bs_store *bs, struct io_ctx *ctx, struct bs_v
 				break;
 		}
 		uint64_t m = cp.mask[i] & bs_size_mask(b->size, cp.index[i]);
-		if (m) {
+		uint64_t z = cp.zero[i] & bs_size_mask(b->size, cp.index[i]);
+		if (m | z) {
 			b->index[b->n] = cp.index[i];
+			b->zero[b->n] = z;
 			b->mask[b->n++] = m;
 		}
 	}
 	if (ret == 0) {
 		*out = b->nv;
-		log_info(BS_TAG, "flattened clone %s: %llu blocks copied from its parent", cv.name,
-			 (unsigned long long)copied);
+		log_info(BS_TAG, "flattened clone %s: %llu blocks copied from its parent%s",
+			 cv.name, (unsigned long long)copied,
+			 b->has_base ? ", its base manifest taken over" : "");
 	}
 out:
 	if (quiesced)
@@ -945,6 +1060,7 @@ out:
 	free(idx);
 	free(cp.index);
 	free(cp.mask);
+	free(cp.zero);
 	free(b);
 	free(r);
 	free(src);

@@ -3,8 +3,9 @@
  *
  * Three passes, so no read transaction spans file I/O (meta.h): (1) one
  * read transaction walks the volume tables (records decode, ids map back,
- * parents and their snapshots exist, clone counts match, attachments and
- * states agree) and lists every extent record with written blocks; (2)
+ * base manifests exist, parents and their snapshots exist, clone counts
+ * match, attachments and states agree) and lists every extent record with
+ * written blocks; (2)
  * each such record's replica files are checked (present, VOL_EXTENT_SIZE
  * bytes), and with fix re-copied from a readable replica while the volume
  * is quiesced; (3) extents/<id> folders on the devices whose id names no
@@ -144,6 +145,20 @@ static int fsck_volumes(struct fsck *f, struct meta_txn *t)
 		if (v.replicas == 0 || v.gen < VOL_GEN_FIRST || v.size % VOL_BLOCK_SIZE ||
 		    v.state > VOL_DELETING)
 			fsck_bad(f, "volume record breaks an invariant", name);
+		if (v.has_base) {
+			/* Its reference keeps the manifest alive: gone means
+			 * the base's bytes are lost (reads fail). */
+			struct cs_mid m;
+			uint64_t msize;
+			memcpy(m.b, v.base_mid, CS_MID_LEN);
+			rc = cs_manifest_size(t, f->bs->pool, &m, &msize);
+			if (rc == -ENOMEM) {
+				ret = rc;
+				break;
+			}
+			if (rc < 0)
+				fsck_bad(f, "volume's base manifest is gone", name);
+		}
 		ret = fsck_grow((void **)&f->vols, &f->capvols, f->nvols, sizeof(*f->vols));
 		if (ret < 0)
 			break;

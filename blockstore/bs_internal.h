@@ -44,7 +44,44 @@ struct bs_vol {
 	 * epoch are revoked (their calls fail with -ESHUTDOWN). */
 	atomic_uint epoch;
 	struct bs_io_state *io; /* owned by bs_io.c (bs_io_vol_init/free) */
+	/* Readers of the chain's base manifest that I/O threads borrow (a
+	 * cs_reader is single-thread and owns an io_uring): made on demand,
+	 * kept up to BS_BASE_READERS, freed with the volume (bs_io.c). An open
+	 * reader holds a chunk-store grace epoch (GC and compaction wait for
+	 * it), so none lives past BS_BASE_READER_AGE_NS nor stays cached idle
+	 * past BS_BASE_READER_IDLE_NS: the store's sweeper frees those. */
+	pthread_mutex_t base_mu;
+	struct bs_base_rd *base_free;
+	unsigned base_nfree;
+	/* Open snapshot handles per snapshot generation (bs_snapshot_open):
+	 * such a snapshot cannot be deleted. Changed with the gate held
+	 * shared, checked with it exclusive, so a check and an open never
+	 * interleave. */
+	pthread_mutex_t snap_mu;
+	struct bs_snap_ref *snap_refs;
+	size_t nsnap_refs;
 };
+
+#define BS_BASE_READERS 8
+#define BS_BASE_READER_AGE_NS 2000000000ull  /* a reader is replaced after 2 s */
+#define BS_BASE_READER_IDLE_NS 1000000000ull /* and freed after 1 s unused */
+#define BS_SWEEP_MS 500			     /* the sweeper's period */
+
+struct bs_base_rd {
+	struct bs_base_rd *next;
+	uint8_t mid[VOL_ID_LEN];
+	struct cs_reader *r;
+	uint64_t born_ns, used_ns; /* CLOCK_MONOTONIC */
+};
+
+struct bs_snap_ref {
+	uint32_t gen;
+	unsigned n;
+};
+
+/* Open snapshot handles of vol on the snapshot at gen (all of them when
+ * gen is 0). Call with the gate held exclusive. */
+unsigned bs_snap_refs(struct bs_vol *vol, uint32_t gen);
 
 struct bs_store {
 	struct cs_pool *pool;
@@ -54,6 +91,12 @@ struct bs_store {
 	uint32_t lease_seconds;
 	pthread_mutex_t lock; /* vols */
 	struct bs_vol *vols;
+	/* The sweeper thread: frees base readers past their age or idle
+	 * (bs_io_sweep_readers), so no grace epoch stays held. */
+	pthread_t sweeper;
+	bool sweeper_running, sweeper_stop;
+	pthread_mutex_t sweep_mu;
+	pthread_cond_t sweep_cv;
 };
 
 /* ---- bs_store.c ---- */
@@ -111,6 +154,10 @@ void bs_token_hash(const char *token, size_t len, uint8_t out[32]);
 int bs_io_vol_init(struct bs_vol *vol) CAIRN_WUR;
 /* Closes cached fds; the volume has no handle and no I/O left. */
 void bs_io_vol_free(struct bs_vol *vol);
+/* Frees the cached base readers of every open volume that are past
+ * BS_BASE_READER_AGE_NS or idle past BS_BASE_READER_IDLE_NS (all of them
+ * with all). Takes bs->lock. */
+void bs_io_sweep_readers(struct bs_store *bs, bool all);
 /* Resyncs every extent with a write intent, then clears the intents. */
 int bs_io_resync(struct bs_store *bs) CAIRN_WUR;
 /* Makes every dirty replica file of vol durable (what bs_flush does), for

@@ -27,6 +27,8 @@
  * across I/O and commits) > block lock stripes (RMW of a 4 KiB device
  * block) > st->lock (fd cache, dirty list, seq) and ext->sl (brief, never
  * across I/O; commit callbacks take it on the committer thread).
+ * bs->lock > vol->base_mu (the cached base readers; brief, never across a
+ * read: a borrowed reader is the borrower's alone until returned).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -81,15 +83,175 @@ struct bs_io_state *bs_io_state_new(void)
 int bs_io_vol_init(struct bs_vol *vol)
 {
 	vol->io = bs_io_state_new();
-	return vol->io ? 0 : -ENOMEM;
+	if (!vol->io)
+		return -ENOMEM;
+	pthread_mutex_init(&vol->base_mu, NULL);
+	pthread_mutex_init(&vol->snap_mu, NULL);
+	return 0;
 }
 
 void bs_io_vol_free(struct bs_vol *vol)
 {
-	if (!vol)
+	if (!vol || !vol->io)
 		return;
 	bs_io_state_free(vol->io, vol->v.name);
 	vol->io = NULL;
+	for (struct bs_base_rd *b = vol->base_free, *nx; b; b = nx) {
+		nx = b->next;
+		cs_reader_free(b->r);
+		free(b);
+	}
+	vol->base_free = NULL;
+	free(vol->snap_refs);
+	vol->snap_refs = NULL;
+	pthread_mutex_destroy(&vol->base_mu);
+	pthread_mutex_destroy(&vol->snap_mu);
+}
+
+unsigned bs_snap_refs(struct bs_vol *vol, uint32_t gen)
+{
+	unsigned n = 0;
+	pthread_mutex_lock(&vol->snap_mu);
+	for (size_t i = 0; i < vol->nsnap_refs; i++)
+		if (gen == 0 || vol->snap_refs[i].gen == gen)
+			n += vol->snap_refs[i].n;
+	pthread_mutex_unlock(&vol->snap_mu);
+	return n;
+}
+
+/* ---- the base manifest (VOL_RECF_IMAGE) ---- */
+
+/* A reader of mid from the volume's cache, or a new one. Give it back
+ * with base_return. */
+static int base_borrow(struct bs_store *bs, struct bs_vol *vol, const uint8_t *mid,
+		       struct bs_base_rd **out)
+{
+	struct bs_base_rd *b, **pp;
+	struct cs_mid m;
+	int ret;
+	pthread_mutex_lock(&vol->base_mu);
+	for (pp = &vol->base_free; *pp && memcmp((*pp)->mid, mid, VOL_ID_LEN); pp = &(*pp)->next)
+		;
+	b = *pp;
+	if (b) {
+		*pp = b->next;
+		vol->base_nfree--;
+	}
+	pthread_mutex_unlock(&vol->base_mu);
+	if (b && bs_mono_ns() - b->born_ns < BS_BASE_READER_AGE_NS) {
+		*out = b;
+		return 0;
+	}
+	if (b) { /* too old: its grace epoch must end */
+		cs_reader_free(b->r);
+		free(b);
+	}
+	b = calloc(1, sizeof(*b));
+	if (!b)
+		return -ENOMEM;
+	memcpy(b->mid, mid, VOL_ID_LEN);
+	memcpy(m.b, mid, VOL_ID_LEN);
+	ret = FAULT("bs.base_open") ? -EIO : cs_reader_open(bs->pool, &m, &b->r);
+	if (ret < 0) {
+		log_err(BS_TAG, "volume %s: opening its base manifest: %s", vol->v.name,
+			cairn_strerror(ret));
+		free(b);
+		return ret;
+	}
+	b->born_ns = bs_mono_ns();
+	*out = b;
+	return 0;
+}
+
+static void base_return(struct bs_vol *vol, struct bs_base_rd *b)
+{
+	if (!b)
+		return;
+	b->used_ns = bs_mono_ns();
+	pthread_mutex_lock(&vol->base_mu);
+	if (vol->base_nfree < BS_BASE_READERS && b->used_ns - b->born_ns < BS_BASE_READER_AGE_NS) {
+		b->next = vol->base_free;
+		vol->base_free = b;
+		vol->base_nfree++;
+		b = NULL;
+	}
+	pthread_mutex_unlock(&vol->base_mu);
+	if (b) {
+		cs_reader_free(b->r);
+		free(b);
+	}
+}
+
+void bs_io_sweep_readers(struct bs_store *bs, bool all)
+{
+	struct bs_base_rd *dead = NULL;
+	uint64_t now = bs_mono_ns();
+	pthread_mutex_lock(&bs->lock); /* no volume is freed meanwhile */
+	for (struct bs_vol *vol = bs->vols; vol; vol = vol->next) {
+		if (!vol->io)
+			continue;
+		pthread_mutex_lock(&vol->base_mu);
+		for (struct bs_base_rd **pp = &vol->base_free; *pp;) {
+			struct bs_base_rd *b = *pp;
+			if (all || now - b->born_ns >= BS_BASE_READER_AGE_NS ||
+			    now - b->used_ns >= BS_BASE_READER_IDLE_NS) {
+				*pp = b->next;
+				vol->base_nfree--;
+				b->next = dead;
+				dead = b;
+			} else {
+				pp = &b->next;
+			}
+		}
+		pthread_mutex_unlock(&vol->base_mu);
+	}
+	pthread_mutex_unlock(&bs->lock);
+	/* Outside the locks: a free tears an io_uring down. */
+	for (struct bs_base_rd *nx; dead; dead = nx) {
+		nx = dead->next;
+		cs_reader_free(dead->r);
+		free(dead);
+	}
+}
+
+/* A run of a view's bytes that reads the base manifest at its own offset. */
+struct base_piece {
+	uint64_t off;
+	uint64_t len;
+	uint8_t *dst;
+};
+
+/* Reads the pieces of mid with one borrowed reader, one cs_reader_read
+ * per piece; bytes past the manifest's end read zero. */
+static int base_read(struct bs_store *bs, struct bs_vol *vol, const uint8_t *mid,
+		     struct base_piece *p, size_t n)
+{
+	struct bs_base_rd *b = NULL;
+	int ret;
+	if (!n)
+		return 0;
+	ret = base_borrow(bs, vol, mid, &b);
+	for (size_t i = 0; ret == 0 && i < n; i++) {
+		long got = FAULT("bs.base_read")
+			       ? -EIO
+			       : cs_reader_read(b->r, p[i].off, p[i].dst, p[i].len);
+		if (got < 0) {
+			ret = (int)got;
+			log_err(BS_TAG, "volume %s: reading its base manifest at %llu: %s",
+				vol->v.name, (unsigned long long)p[i].off, cairn_strerror(ret));
+			break;
+		}
+		if ((uint64_t)got < p[i].len)
+			memset(p[i].dst + got, 0, p[i].len - (uint64_t)got);
+	}
+	/* A reader that failed may hold a broken state: not cached. */
+	if (ret < 0 && b) {
+		cs_reader_free(b->r);
+		free(b);
+		b = NULL;
+	}
+	base_return(vol, b);
+	return ret;
 }
 
 void bs_io_state_free(struct bs_io_state *st, const char *name)
@@ -760,7 +922,8 @@ static int io_enter(struct bs_handle *h, uint64_t off, uint64_t len, uint64_t ma
 		pthread_rwlock_unlock(&h->vol->gate);
 		return -ESHUTDOWN;
 	}
-	if (len > max || off > h->vol->v.size || len > h->vol->v.size - off) {
+	uint64_t size = h->snap ? h->snap_size : h->vol->v.size;
+	if (len > max || off > size || len > size - off) {
 		pthread_rwlock_unlock(&h->vol->gate);
 		return CAIRN_EINVAL;
 	}
@@ -880,35 +1043,74 @@ out:
 	return ret;
 }
 
-/* Reads [off, off+len) (IO_ALIGN-aligned, dst too) of the head view. */
+/* Blocks b and b2 of r read from the same source (one piece): the same
+ * generation file, the base, or zeroes. */
+static bool same_run(const struct vol_resolved *r, unsigned b, unsigned b2)
+{
+	const struct vol_blk *k = &r->blk[b], *k2 = &r->blk[b2];
+	if (k->kind == VOL_BLK_WRITTEN)
+		return k2->kind == VOL_BLK_WRITTEN && k2->depth == k->depth && k2->gen == k->gen;
+	if (k->kind == VOL_BLK_BASE)
+		return k2->kind == VOL_BLK_BASE;
+	return k2->kind != VOL_BLK_WRITTEN && k2->kind != VOL_BLK_BASE;
+}
+
+/* The view a handle reads under the gate: the head, or its snapshot's
+ * generation with the snapshot's size (blocks a later shrink cut off still
+ * belong to the snapshot). */
+static const struct vol *handle_view(struct bs_handle *h, struct vol *tmp, uint32_t *gen)
+{
+	if (!h->snap) {
+		*gen = h->vol->v.gen;
+		return &h->vol->v;
+	}
+	*tmp = h->vol->v;
+	tmp->size = h->snap_size;
+	*gen = h->snap_gen;
+	return tmp;
+}
+
+/* Reads [off, off+len) (IO_ALIGN-aligned, dst too) of the handle's view. */
 static int read_aligned(struct bs_handle *h, struct io_ctx *ctx, uint8_t *dst, uint64_t off,
 			uint64_t len)
 {
 	struct bs_vol *vol = h->vol;
-	const struct vol *v = &vol->v;
+	struct vol *tmp = h->snap ? malloc(sizeof(*tmp)) : NULL;
+	uint32_t view = 0;
+	const struct vol *v = h->snap && !tmp ? NULL : handle_view(h, tmp, &view);
 	struct bs_io_state *st = vol->io;
-	struct wkey key = {.gen = v->gen, .epoch = h->epoch, .size = v->size};
+	struct wkey key = {.gen = view, .epoch = h->epoch, .size = v ? v->size : 0};
 	struct meta_txn *t = NULL;
 	struct vol_resolved *res = NULL;
+	struct base_piece *bp = NULL;
+	size_t nbp = 0, capbp = 0;
+	uint8_t base_mid[VOL_ID_LEN];
 	struct pieces ps;
 	int ret = 0;
 	pieces_init(&ps);
+	if (!v) {
+		ret = -ENOMEM;
+		goto out;
+	}
 	while (len) {
 		uint64_t index = off / VOL_EXTENT_SIZE;
 		uint32_t eoff = (uint32_t)(off % VOL_EXTENT_SIZE);
 		uint32_t elen =
 		    (uint32_t)(len < VOL_EXTENT_SIZE - eoff ? len : VOL_EXTENT_SIZE - eoff);
-		uint64_t covered = blocks_mask(eoff, elen), ver0;
-		struct bs_ext *e;
+		uint64_t covered = blocks_mask(eoff, elen), ver0 = 0;
+		struct bs_ext *e = NULL;
 		struct piece *p;
-		bool hit;
-		ret = ext_get(st, index, &e);
-		if (ret < 0)
-			goto out;
-		pthread_mutex_lock(&e->sl);
-		hit = wkey_ok(e, &key) && (e->wmask & covered) == covered;
-		ver0 = e->wver;
-		pthread_mutex_unlock(&e->sl);
+		bool hit = false;
+		/* The written-block cache knows the head only. */
+		if (!h->snap) {
+			ret = ext_get(st, index, &e);
+			if (ret < 0)
+				goto out;
+			pthread_mutex_lock(&e->sl);
+			hit = wkey_ok(e, &key) && (e->wmask & covered) == covered;
+			ver0 = e->wver;
+			pthread_mutex_unlock(&e->sl);
+		}
 		if (hit) {
 			if (!(p = pieces_add(&ps))) {
 				ret = -ENOMEM;
@@ -929,24 +1131,46 @@ static int read_aligned(struct bs_handle *h, struct io_ctx *ctx, uint8_t *dst, u
 		}
 		if (!t && (ret = meta_txn_begin(h->bs->meta, false, &t)) < 0)
 			goto out;
-		ret = vol_map_resolve(t, v, v->gen, index, res);
+		ret = vol_map_resolve(t, v, view, index, res);
 		if (ret < 0)
 			goto out;
-		ext_learn(e, &key, ver0, head_mask(res, v->gen));
+		if (e)
+			ext_learn(e, &key, ver0, head_mask(res, v->gen));
 		for (unsigned b = eoff / VOL_BLOCK_SIZE; b <= (eoff + elen - 1) / VOL_BLOCK_SIZE;) {
 			const struct vol_blk *k = &res->blk[b];
 			unsigned b2 = b + 1;
 			while (b2 < VOL_BLOCKS && b2 <= (eoff + elen - 1) / VOL_BLOCK_SIZE &&
-			       (k->kind == VOL_BLK_WRITTEN ? res->blk[b2].kind == VOL_BLK_WRITTEN &&
-								 res->blk[b2].depth == k->depth &&
-								 res->blk[b2].gen == k->gen
-							   : res->blk[b2].kind != VOL_BLK_WRITTEN))
+			       same_run(res, b, b2))
 				b2++;
 			uint32_t s = b * VOL_BLOCK_SIZE > eoff ? b * VOL_BLOCK_SIZE : eoff;
 			uint32_t en =
 			    b2 * VOL_BLOCK_SIZE < eoff + elen ? b2 * VOL_BLOCK_SIZE : eoff + elen;
 			uint8_t *d = dst + (s - eoff);
-			if (k->kind != VOL_BLK_WRITTEN) {
+			if (k->kind == VOL_BLK_BASE) {
+				uint64_t vo = index * VOL_EXTENT_SIZE + s;
+				/* One manifest per chain; runs that continue the
+				 * previous one (across extents too) are merged, so a
+				 * cold read is one cs_reader_read. */
+				if (nbp && bp[nbp - 1].off + bp[nbp - 1].len == vo &&
+				    bp[nbp - 1].dst + bp[nbp - 1].len == d) {
+					bp[nbp - 1].len += en - s;
+				} else {
+					if (nbp == capbp) {
+						size_t nc = capbp ? 2 * capbp : 8;
+						struct base_piece *nb =
+						    realloc(bp, nc * sizeof(*nb));
+						if (!nb) {
+							ret = -ENOMEM;
+							goto out;
+						}
+						bp = nb;
+						capbp = nc;
+					}
+					bp[nbp++] =
+					    (struct base_piece){.off = vo, .len = en - s, .dst = d};
+				}
+				memcpy(base_mid, res->base_mid, VOL_ID_LEN);
+			} else if (k->kind != VOL_BLK_WRITTEN) {
 				memset(d, 0, en - s);
 			} else {
 				if (!(p = pieces_add(&ps))) {
@@ -971,9 +1195,13 @@ static int read_aligned(struct bs_handle *h, struct io_ctx *ctx, uint8_t *dst, u
 	meta_txn_abort(t);
 	t = NULL;
 	ret = bs_read_pieces(h->bs, st, ctx, ps.p, ps.n);
+	if (ret == 0)
+		ret = base_read(h->bs, vol, base_mid, bp, nbp);
 out:
 	meta_txn_abort(t);
 	free(res);
+	free(bp);
+	free(tmp);
 	pieces_free(&ps);
 	return ret;
 }
@@ -996,8 +1224,9 @@ int bs_read(struct bs_handle *h, struct io_ctx *ctx, void *buf, uint64_t off, ui
 	/* Unaligned: read the aligned envelope into a bounce buffer. */
 	uint64_t a = off & ~(uint64_t)(IO_ALIGN - 1);
 	uint64_t b = (off + len + IO_ALIGN - 1) & ~(uint64_t)(IO_ALIGN - 1);
-	if (b > h->vol->v.size) /* sizes are 64 KiB multiples: cannot happen */
-		b = h->vol->v.size;
+	uint64_t vsize = h->snap ? h->snap_size : h->vol->v.size;
+	if (b > vsize) /* sizes are 64 KiB multiples: cannot happen */
+		b = vsize;
 	bounce = io_alloc(b - a);
 	if (!bounce) {
 		ret = -ENOMEM;
@@ -1136,7 +1365,14 @@ static int build_block(struct wstate *ws, struct bs_io_state *st, uint64_t index
 				  .dst = buf};
 		memcpy(p.id, prior->ids[k->depth], VOL_ID_LEN);
 		ret = bs_read_pieces(ws->h->bs, st, ws->ctx, &p, 1);
-	}
+	} else if (k->kind == VOL_BLK_BASE) {
+		/* Copy-up from the base manifest: this block only. */
+		struct base_piece p = {.off =
+					   index * VOL_EXTENT_SIZE + (uint64_t)b * VOL_BLOCK_SIZE,
+				       .len = VOL_BLOCK_SIZE,
+				       .dst = buf};
+		ret = base_read(ws->h->bs, ws->h->vol, prior->base_mid, &p, 1);
+	} /* else zeroes: io_alloc zeroes */
 	if (ret == 0) {
 		memcpy(buf + (s - b * VOL_BLOCK_SIZE), src, en - s);
 		ret =
@@ -1342,6 +1578,8 @@ int bs_write(struct bs_handle *h, struct io_ctx *ctx, const void *buf, uint64_t 
 	int ret;
 	if (!h || !ctx || (!buf && len))
 		return CAIRN_EINVAL;
+	if (h->snap)
+		return -EROFS;
 	ret = io_enter(h, off, len, BS_IO_MAX);
 	if (ret < 0)
 		return ret;
@@ -1376,7 +1614,7 @@ static int zero_partial(struct wstate *ws, uint64_t off, uint64_t len, bool fast
 	if (ret == 0)
 		ret = vol_map_resolve(t, ws->v, ws->v->gen, index, r);
 	meta_txn_abort(t);
-	if (ret == 0 && r->blk[b].kind == VOL_BLK_WRITTEN)
+	if (ret == 0 && (r->blk[b].kind == VOL_BLK_WRITTEN || r->blk[b].kind == VOL_BLK_BASE))
 		ret = fast_only ? -ENOTSUP : 1;
 	free(r);
 	if (ret == 1 && !fast_only)
@@ -1437,7 +1675,8 @@ static int zero_whole(struct wstate *ws, uint64_t off, uint64_t end)
 		ret = vol_map_resolve(t, ws->v, ws->v->gen, index, r);
 		if (ret < 0)
 			break;
-		if (!(r->written &
+		/* Base blocks are recorded zero too (metadata only). */
+		if (!((r->written | r->base) &
 		      blocks_mask((uint32_t)(s % VOL_EXTENT_SIZE), (uint32_t)(en - s))))
 			continue;
 		if (a.n == cap) {
@@ -1493,6 +1732,8 @@ int bs_zero(struct bs_handle *h, struct io_ctx *ctx, uint64_t off, uint64_t len,
 	int ret;
 	if (!h || !ctx)
 		return CAIRN_EINVAL;
+	if (h->snap)
+		return -EROFS;
 	ret = io_enter(h, off, len, UINT64_MAX);
 	if (ret < 0)
 		return ret;
@@ -1550,6 +1791,8 @@ int bs_flush(struct bs_handle *h, struct io_ctx *ctx)
 	int ret;
 	if (!h || !ctx)
 		return CAIRN_EINVAL;
+	if (h->snap) /* nothing to make durable: a snapshot never changes */
+		return 0;
 	ret = io_enter(h, 0, 0, 0);
 	if (ret < 0)
 		return ret;
@@ -1579,6 +1822,7 @@ int bs_block_status(struct bs_handle *h, uint64_t off, uint64_t len,
 {
 	struct meta_txn *t = NULL;
 	struct vol_resolved *r = NULL;
+	struct vol *tmp = NULL;
 	struct run *runs = NULL;
 	size_t n = 0, cap = 0;
 	uint64_t start = off;
@@ -1588,12 +1832,16 @@ int bs_block_status(struct bs_handle *h, uint64_t off, uint64_t len,
 	ret = io_enter(h, off, len, UINT64_MAX);
 	if (ret < 0)
 		return ret;
-	const struct vol *v = &h->vol->v;
+	uint32_t view;
+	uint64_t msize = 0;
+	bool have_msize = false;
+	tmp = h->snap ? malloc(sizeof(*tmp)) : NULL;
 	r = malloc(sizeof(*r));
-	if (!r) {
+	if (!r || (h->snap && !tmp)) {
 		ret = -ENOMEM;
 		goto out;
 	}
+	const struct vol *v = handle_view(h, tmp, &view);
 	ret = meta_txn_begin(h->bs->meta, false, &t);
 	/* Collected under the read transaction, reported after it ended (fn
 	 * may do network I/O). */
@@ -1604,15 +1852,27 @@ int bs_block_status(struct bs_handle *h, uint64_t off, uint64_t len,
 		    (uint32_t)(len < VOL_EXTENT_SIZE - eoff ? len : VOL_EXTENT_SIZE - eoff);
 		if (n && off - start >= BS_STATUS_MAX)
 			break;
-		ret = vol_map_resolve(t, v, v->gen, index, r);
+		ret = vol_map_resolve(t, v, view, index, r);
+		if (ret == 0 && r->base && !have_msize) {
+			struct cs_mid m;
+			memcpy(m.b, r->base_mid, VOL_ID_LEN);
+			ret = cs_manifest_size(t, h->bs->pool, &m, &msize);
+			have_msize = ret == 0;
+		}
 		for (uint32_t p = eoff; ret == 0 && p < eoff + elen;) {
 			unsigned b = p / VOL_BLOCK_SIZE;
 			uint32_t be = (b + 1) * VOL_BLOCK_SIZE;
 			if (be > eoff + elen)
 				be = eoff + elen;
-			unsigned fl =
-			    r->blk[b].kind == VOL_BLK_WRITTEN ? 0 : BS_STATE_HOLE | BS_STATE_ZERO;
 			uint64_t vo = index * VOL_EXTENT_SIZE + p;
+			/* Base blocks: data where the manifest has bytes (a block
+			 * holding its end included), holes past it. */
+			unsigned fl =
+			    r->blk[b].kind == VOL_BLK_WRITTEN ||
+				    (r->blk[b].kind == VOL_BLK_BASE &&
+				     index * VOL_EXTENT_SIZE + (uint64_t)b * VOL_BLOCK_SIZE < msize)
+				? 0
+				: BS_STATE_HOLE | BS_STATE_ZERO;
 			if (n && runs[n - 1].flags == fl &&
 			    runs[n - 1].off + runs[n - 1].len == vo) {
 				runs[n - 1].len += be - p;
@@ -1641,10 +1901,12 @@ int bs_block_status(struct bs_handle *h, uint64_t off, uint64_t len,
 	for (size_t i = 0; ret == 0 && i < n; i++)
 		ret = fn(runs[i].off, runs[i].len, runs[i].flags, arg);
 	free(r);
+	free(tmp);
 	free(runs);
 	return ret;
 out:
 	io_leave(h);
 	free(r);
+	free(tmp);
 	return ret;
 }

@@ -2,6 +2,7 @@
  * token, close with the last-close duties) and the lazy clearing of write
  * intents once a flush made their writes durable. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -197,12 +198,115 @@ out:
 	return ret;
 }
 
+/* Counts (delta +1/-1) an open snapshot handle of vol on gen. */
+static int snap_ref(struct bs_vol *vol, uint32_t gen, int delta)
+{
+	size_t i;
+	int ret = 0;
+	pthread_mutex_lock(&vol->snap_mu);
+	for (i = 0; i < vol->nsnap_refs && vol->snap_refs[i].gen != gen; i++)
+		;
+	if (delta > 0) {
+		if (i == vol->nsnap_refs) {
+			struct bs_snap_ref *nr =
+			    realloc(vol->snap_refs, (i + 1) * sizeof(*vol->snap_refs));
+			if (!nr) {
+				ret = -ENOMEM;
+				goto out;
+			}
+			vol->snap_refs = nr;
+			vol->snap_refs[i] = (struct bs_snap_ref){.gen = gen};
+			vol->nsnap_refs++;
+		}
+		vol->snap_refs[i].n++;
+	} else if (i < vol->nsnap_refs && --vol->snap_refs[i].n == 0) {
+		vol->snap_refs[i] = vol->snap_refs[--vol->nsnap_refs];
+	}
+out:
+	pthread_mutex_unlock(&vol->snap_mu);
+	return ret;
+}
+
+int bs_snapshot_open(struct bs_store *bs, const char *vname, const char *snap,
+		     struct bs_handle **out)
+{
+	struct meta_txn *t = NULL;
+	struct bs_handle *h = NULL;
+	struct bs_vol *vol = NULL, *gate = NULL;
+	struct vol_snap s;
+	struct vol v;
+	int ret;
+	if (out)
+		*out = NULL;
+	if (!bs || !vname || !snap || !out || !*vname || strlen(vname) > VOL_NAME_MAX)
+		return CAIRN_EINVAL;
+	ret = meta_txn_begin(bs->meta, false, &t);
+	if (ret == 0)
+		ret = vol_get(t, bs_part(bs, vname), vname, &v);
+	meta_txn_abort(t);
+	t = NULL;
+	if (ret == 0 && v.state == VOL_DELETING)
+		ret = CAIRN_ENOTFOUND;
+	if (ret == 0)
+		ret = bs_vol_get(bs, v.id, &vol);
+	if (ret < 0)
+		return ret;
+	/* Under the shared gate, a snapshot delete (which checks the count
+	 * under the exclusive gate around its commit) either committed before
+	 * our lookup or sees our count. */
+	pthread_rwlock_rdlock(&vol->gate);
+	gate = vol;
+	ret = meta_txn_begin(bs->meta, false, &t);
+	if (ret == 0)
+		ret = vol_get_by_id(t, v.id, &v);
+	if (ret == CAIRN_ECORRUPT) /* the id's volume went meanwhile */
+		ret = CAIRN_ENOTFOUND;
+	if (ret == 0)
+		ret = vol_snapshot_get(t, &v, snap, &s);
+	meta_txn_abort(t);
+	if (ret < 0)
+		goto out;
+	h = calloc(1, sizeof(*h));
+	if (!h) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	ret = snap_ref(vol, s.gen, +1);
+	if (ret < 0)
+		goto out;
+	h->bs = bs;
+	h->vol = vol;
+	h->epoch = atomic_load(&vol->epoch);
+	snprintf(h->name, sizeof(h->name), "%s", vname);
+	h->snap = true;
+	h->snap_gen = s.gen;
+	h->snap_size = s.size;
+	*out = h;
+	h = NULL;
+	vol = NULL;
+out:
+	if (gate)
+		pthread_rwlock_unlock(&gate->gate);
+	free(h);
+	bs_vol_put(bs, vol);
+	return ret;
+}
+
 void bs_handle_close(struct bs_handle *h)
 {
 	struct io_ctx *ctx = NULL;
 	int ret;
 	if (!h)
 		return;
+	if (h->snap) {
+		/* No attachment, no writes: only the snapshot's pin. */
+		pthread_rwlock_rdlock(&h->vol->gate);
+		(void)snap_ref(h->vol, h->snap_gen, -1);
+		pthread_rwlock_unlock(&h->vol->gate);
+		bs_vol_put(h->bs, h->vol);
+		free(h);
+		return;
+	}
 	if (atomic_fetch_sub(&h->vol->nhandles, 1) == 1) {
 		/* Last one: everything durable, every intent gone, lease renewed
 		 * from now. */
@@ -233,6 +337,8 @@ void bs_handle_close(struct bs_handle *h)
 
 uint64_t bs_handle_size(struct bs_handle *h)
 {
+	if (h->snap)
+		return h->snap_size;
 	pthread_rwlock_rdlock(&h->vol->gate);
 	uint64_t size = h->vol->v.size;
 	pthread_rwlock_unlock(&h->vol->gate);
@@ -254,5 +360,9 @@ void bs_handle_qos(struct bs_handle *h, uint64_t *iops_limit, uint64_t *bps_limi
 
 bool bs_handle_revoked(struct bs_handle *h)
 {
+	/* A snapshot handle holds no attachment to revoke (a volume delete
+	 * waits until it is closed). */
+	if (h->snap)
+		return false;
 	return atomic_load(&h->vol->epoch) != h->epoch;
 }

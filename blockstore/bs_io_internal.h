@@ -96,6 +96,11 @@ struct bs_handle {
 	struct bs_vol *vol;
 	unsigned epoch; /* vol->epoch when opened: another one means revoked */
 	char name[VOL_NAME_MAX + 1];
+	/* bs_snapshot_open: a read-only view of the snapshot at snap_gen,
+	 * snap_size bytes (no attachment; never revoked). */
+	bool snap;
+	uint32_t snap_gen;
+	uint64_t snap_size;
 };
 
 /* A byte range of one replica file to read. */

@@ -15,6 +15,29 @@
 #include "meta/meta.h"
 #include "ring/ring.h"
 
+/* Frees base readers past their age or idle every BS_SWEEP_MS: a cached
+ * reader holds a chunk-store grace epoch that GC and compaction wait on. */
+static void *bs_sweeper_main(void *arg)
+{
+	struct bs_store *bs = arg;
+	pthread_mutex_lock(&bs->sweep_mu);
+	while (!bs->sweeper_stop) {
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_nsec += BS_SWEEP_MS * 1000000l;
+		ts.tv_sec += ts.tv_nsec / 1000000000l;
+		ts.tv_nsec %= 1000000000l;
+		pthread_cond_timedwait(&bs->sweep_cv, &bs->sweep_mu, &ts);
+		if (bs->sweeper_stop)
+			break;
+		pthread_mutex_unlock(&bs->sweep_mu);
+		bs_io_sweep_readers(bs, false);
+		pthread_mutex_lock(&bs->sweep_mu);
+	}
+	pthread_mutex_unlock(&bs->sweep_mu);
+	return NULL;
+}
+
 int bs_open(struct cs_pool *pool, const struct bs_opts *opts, struct bs_store **out)
 {
 	struct bs_store *bs;
@@ -31,12 +54,24 @@ int bs_open(struct cs_pool *pool, const struct bs_opts *opts, struct bs_store **
 	snprintf(bs->data_dir, sizeof(bs->data_dir), "%s", opts->data_dir);
 	bs->lease_seconds = opts->lease_seconds ? opts->lease_seconds : BS_LEASE_DEFAULT;
 	pthread_mutex_init(&bs->lock, NULL);
+	pthread_mutex_init(&bs->sweep_mu, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&bs->sweep_cv, &ca);
+	pthread_condattr_destroy(&ca);
 	ret = bs_io_resync(bs);
 	if (ret < 0) {
 		log_err(BS_TAG, "resyncing volume replicas: %s", cairn_strerror(ret));
 		bs_close(bs);
 		return ret;
 	}
+	ret = -pthread_create(&bs->sweeper, NULL, bs_sweeper_main, bs);
+	if (ret < 0) {
+		bs_close(bs);
+		return ret;
+	}
+	bs->sweeper_running = true;
 	*out = bs;
 	return 0;
 }
@@ -45,6 +80,13 @@ void bs_close(struct bs_store *bs)
 {
 	if (!bs)
 		return;
+	if (bs->sweeper_running) {
+		pthread_mutex_lock(&bs->sweep_mu);
+		bs->sweeper_stop = true;
+		pthread_cond_signal(&bs->sweep_cv);
+		pthread_mutex_unlock(&bs->sweep_mu);
+		pthread_join(bs->sweeper, NULL);
+	}
 	while (bs->vols) {
 		struct bs_vol *vol = bs->vols;
 		bs->vols = vol->next;
@@ -55,6 +97,8 @@ void bs_close(struct bs_store *bs)
 		free(vol);
 	}
 	pthread_mutex_destroy(&bs->lock);
+	pthread_mutex_destroy(&bs->sweep_mu);
+	pthread_cond_destroy(&bs->sweep_cv);
 	free(bs);
 }
 

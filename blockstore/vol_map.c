@@ -88,8 +88,11 @@ static int vol_decode(const void *val, size_t vlen, uint32_t part, const char *n
 	out->gen = r.gen;
 	out->state = r.state;
 	out->replicas = r.replicas;
+	if ((r.flags & VOL_RECF_PARENT) && (r.flags & VOL_RECF_IMAGE))
+		return CAIRN_ECORRUPT; /* vol_format.h: never both */
 	out->has_parent = (r.flags & VOL_RECF_PARENT) != 0;
-	memcpy(out->parent_id, r.parent_id, VOL_ID_LEN);
+	out->has_base = (r.flags & VOL_RECF_IMAGE) != 0;
+	memcpy(out->has_base ? out->base_mid : out->parent_id, r.parent_id, VOL_ID_LEN);
 	out->parent_gen = r.parent_gen;
 	out->created_ns = r.created_ns;
 	out->iops_limit = r.iops_limit;
@@ -123,7 +126,7 @@ static int vol_put(struct meta_txn *t, const struct vol *v, bool with_id, unsign
 	r.njumps = (uint8_t)v->njumps;
 	r.extent_size = v->extent_size;
 	memcpy(r.id, v->id, VOL_ID_LEN);
-	memcpy(r.parent_id, v->parent_id, VOL_ID_LEN);
+	memcpy(r.parent_id, v->has_base ? v->base_mid : v->parent_id, VOL_ID_LEN);
 	r.size = v->size;
 	r.created_ns = v->created_ns;
 	r.iops_limit = v->iops_limit;
@@ -131,6 +134,8 @@ static int vol_put(struct meta_txn *t, const struct vol *v, bool with_id, unsign
 	r.gen = v->gen;
 	r.parent_gen = v->parent_gen;
 	r.flags = v->has_parent ? VOL_RECF_PARENT : 0;
+	if (v->has_base)
+		r.flags |= VOL_RECF_IMAGE;
 	memcpy(val, &r, sizeof(r));
 	for (unsigned i = 0; i < v->njumps; i++) {
 		struct vol_jump_rec j = {.gen = v->jumps[i].gen, .prev = v->jumps[i].prev};
@@ -204,6 +209,41 @@ int vol_create(struct meta_txn *t, uint32_t part, const char *name, uint64_t siz
 	if (rc == 0 && out)
 		*out = v;
 	return rc;
+}
+
+int vol_set_base(struct meta_txn *t, struct vol *v, const uint8_t mid[VOL_ID_LEN])
+{
+	struct vol nv = *v;
+	int rc;
+
+	if (v->has_parent || v->has_base)
+		return CAIRN_EINVAL;
+	nv.has_base = true;
+	memcpy(nv.base_mid, mid, VOL_ID_LEN);
+	rc = vol_put(t, &nv, false, 0);
+	if (rc == 0)
+		*v = nv;
+	return rc;
+}
+
+int vol_chain_base(struct meta_txn *t, const struct vol *v, bool *has, uint8_t mid[VOL_ID_LEN])
+{
+	struct vol p = *v;
+	int rc = 0;
+
+	for (unsigned d = 0; p.has_parent; d++) {
+		if (d >= VOL_DEPTH_MAX)
+			return CAIRN_ETOOBIG;
+		rc = vol_get_by_id(t, p.parent_id, &p);
+		if (rc == CAIRN_ENOTFOUND)
+			rc = CAIRN_ECORRUPT; /* a clone outlived its parent */
+		if (rc < 0)
+			return rc;
+	}
+	*has = p.has_base;
+	if (p.has_base)
+		memcpy(mid, p.base_mid, VOL_ID_LEN);
+	return 0;
 }
 
 /* ---- views ---- */
@@ -329,10 +369,11 @@ int vol_map_resolve(struct meta_txn *t, const struct vol *v, uint32_t view_gen, 
 	const struct vol *cur = v;
 	uint64_t undecided = vol_size_mask(v->size, index);
 	uint32_t view = view_gen;
+	uint8_t depth;
 	int rc = 0;
 
 	memset(out, 0, sizeof(*out));
-	for (uint8_t depth = 0;; depth++) {
+	for (depth = 0;; depth++) {
 		unsigned nr = vol_view_ranges(cur, view, r);
 
 		memcpy(out->ids[depth], cur->id, VOL_ID_LEN);
@@ -354,6 +395,18 @@ int vol_map_resolve(struct meta_txn *t, const struct vol *v, uint32_t view_gen, 
 		if (rc < 0)
 			break;
 		cur = p;
+	}
+	/* What no record of the chain decides reads its root's base. */
+	if (rc == 0 && undecided && cur->has_base) {
+		for (uint64_t m = undecided; m; m &= m - 1) {
+			unsigned b = (unsigned)__builtin_ctzll(m);
+
+			out->blk[b].kind = VOL_BLK_BASE;
+			out->blk[b].depth = depth;
+			out->blk[b].gen = 0;
+		}
+		out->base = undecided;
+		memcpy(out->base_mid, cur->base_mid, VOL_ID_LEN);
 	}
 	free(p);
 	return rc;
@@ -401,7 +454,8 @@ static int vol_write_ext(struct meta_txn *t, const struct vol *v, uint64_t index
 		unsigned b = (unsigned)__builtin_ctzll(m);
 		const struct vol_blk *pb = &out->prior.blk[b];
 
-		if (pb->kind == VOL_BLK_WRITTEN && !(pb->depth == 0 && pb->gen == v->gen))
+		if ((pb->kind == VOL_BLK_WRITTEN && !(pb->depth == 0 && pb->gen == v->gen)) ||
+		    pb->kind == VOL_BLK_BASE)
 			out->copyup |= 1ull << b;
 		else if (pb->kind != VOL_BLK_WRITTEN)
 			out->fill |= 1ull << b;
@@ -409,7 +463,7 @@ static int vol_write_ext(struct meta_txn *t, const struct vol *v, uint64_t index
 	if (kind == VOL_ZERO) {
 		/* Nothing to record when the blocks read zero already and the
 		 * head has no record that could say otherwise. */
-		if (!partial && !have && !(out->prior.written & whole))
+		if (!partial && !have && !((out->prior.written | out->prior.base) & whole))
 			return 0;
 		e.zero |= whole;
 		e.present &= ~whole;
@@ -1058,6 +1112,9 @@ static bool vol_blk_same(const struct vol_resolved *a, const struct vol_resolved
 {
 	const struct vol_blk *x = &a->blk[i], *y = &b->blk[i];
 
+	/* Base blocks of two views of one volume read the same manifest. */
+	if (x->kind == VOL_BLK_BASE || y->kind == VOL_BLK_BASE)
+		return x->kind == y->kind;
 	if (x->kind != VOL_BLK_WRITTEN || y->kind != VOL_BLK_WRITTEN)
 		return x->kind != VOL_BLK_WRITTEN && y->kind != VOL_BLK_WRITTEN;
 	return x->gen == y->gen && memcmp(a->ids[x->depth], b->ids[y->depth], VOL_ID_LEN) == 0;
@@ -1097,8 +1154,8 @@ int vol_snapshot_diff(struct meta_txn *t, const struct vol *v, const char *from,
 		rc = -ENOMEM;
 		goto out;
 	}
-	if (!from && v->has_parent) {
-		/* The parent's blocks differ from an empty volume too. */
+	if (!from && (v->has_parent || v->has_base)) {
+		/* The parent's (or base's) blocks differ from an empty volume too. */
 		nidx = (v->size + VOL_EXTENT_SIZE - 1) / VOL_EXTENT_SIZE;
 		idx = malloc((nidx ? nidx : 1) * sizeof(*idx));
 		if (!idx) {
@@ -1158,7 +1215,8 @@ int vol_snapshot_diff(struct meta_txn *t, const struct vol *v, const char *from,
 				continue;
 			rc = vol_diff_emit(
 			    &d, idx[i] * VOL_EXTENT_SIZE + (uint64_t)blk * VOL_BLOCK_SIZE,
-			    b->blk[blk].kind != VOL_BLK_WRITTEN);
+			    b->blk[blk].kind == VOL_BLK_ZERO ||
+				b->blk[blk].kind == VOL_BLK_UNWRITTEN);
 			if (rc != 0)
 				goto out;
 		}
@@ -1176,13 +1234,22 @@ out:
 /* ---- flatten ---- */
 int vol_map_put_base(struct meta_txn *t, const struct vol *v, uint64_t index, uint64_t present)
 {
+	if (!present)
+		return CAIRN_EINVAL;
+	return vol_map_put_base_zero(t, v, index, present, 0);
+}
+
+int vol_map_put_base_zero(struct meta_txn *t, const struct vol *v, uint64_t index, uint64_t present,
+			  uint64_t zero)
+{
 	uint8_t key[VOL_EXT_KEY_LEN];
 	struct vol_ext_rec e;
 	const void *val;
 	size_t vl;
 	int rc;
 
-	if (!present || (present & ~vol_size_mask(v->size, index)))
+	if (!(present | zero) || (present & zero) ||
+	    ((present | zero) & ~vol_size_mask(v->size, index)))
 		return CAIRN_EINVAL;
 	vol_ext_key(key, v->id, index, 0);
 	rc = meta_get(t, META_T_EXTENTS, key, sizeof(key), &val, &vl);
@@ -1198,6 +1265,7 @@ int vol_map_put_base(struct meta_txn *t, const struct vol *v, uint64_t index, ui
 		return rc;
 	e.present |= present;
 	e.zero &= ~present;
+	e.zero |= zero & ~e.present;
 	return meta_put(t, META_T_EXTENTS, key, sizeof(key), &e, sizeof(e), 0);
 }
 

@@ -47,6 +47,11 @@ struct vol {
 	bool has_parent;
 	uint8_t parent_id[VOL_ID_LEN];
 	uint32_t parent_gen;
+	/* VOL_RECF_IMAGE: blocks absent through v's own views read this
+	 * chunk-store manifest (never with has_parent; stored in the record's
+	 * parent_id). A clone reads its root's base through its parent. */
+	bool has_base;
+	uint8_t base_mid[VOL_ID_LEN];
 	uint64_t created_ns;
 	uint64_t iops_limit;
 	uint64_t bps_limit;
@@ -73,13 +78,24 @@ struct vol_snap {
  * random id. Names: 1..VOL_NAME_MAX bytes, no 0 byte. */
 int vol_create(struct meta_txn *t, uint32_t part, const char *name, uint64_t size,
 	       const struct vol_opts *opts, struct vol *out) CAIRN_WUR;
+/* Gives v (a volume without parent or base) the base manifest mid
+ * (VOL_RECF_IMAGE) and writes the record. The caller holds the manifest
+ * reference the record stands for (cs_manifest_ref in the same commit).
+ * O(1). CAIRN_EINVAL when v has a parent or a base already. */
+int vol_set_base(struct meta_txn *t, struct vol *v, const uint8_t mid[VOL_ID_LEN]) CAIRN_WUR;
+/* The base manifest v's views read through: v's own, else its clone
+ * chain's root's (*has false when none). O(depth) record reads. */
+int vol_chain_base(struct meta_txn *t, const struct vol *v, bool *has,
+		   uint8_t mid[VOL_ID_LEN]) CAIRN_WUR;
 int vol_get(struct meta_txn *t, uint32_t part, const char *name, struct vol *out) CAIRN_WUR;
 int vol_get_by_id(struct meta_txn *t, const uint8_t id[VOL_ID_LEN], struct vol *out) CAIRN_WUR;
 /* Deletes the volume record, its snapshots and extent records (O(records);
  * the extent files are the I/O layer's). Refused with CAIRN_ENOTEMPTY while
  * snapshots exist unless force, with -EBUSY while attached or while a clone's
  * parent is one of its snapshots (force or not). A deleted clone releases
- * its parent snapshot. */
+ * its parent snapshot. A volume with a base: the caller drops the
+ * manifest's reference in the same transaction (vol_map knows no chunk
+ * store). */
 int vol_delete(struct meta_txn *t, struct vol *v, bool force) CAIRN_WUR;
 /* Grows (O(1)); shrinks only with force (CAIRN_EINVAL otherwise): the
  * blocks cut off are recorded zero at the head, so growing again never
@@ -97,6 +113,10 @@ enum vol_blk_kind {
 	VOL_BLK_UNWRITTEN = 0, /* absent everywhere: reads zeroes */
 	VOL_BLK_ZERO = 1,      /* recorded zero: reads zeroes */
 	VOL_BLK_WRITTEN = 2,   /* bytes in generation gen of volume ids[depth] */
+	/* absent through the whole chain, whose last volume (ids[depth]) has a
+	 * base manifest (base_mid): reads the manifest's bytes at the block's
+	 * volume offset, zeroes past the manifest's end */
+	VOL_BLK_BASE = 3,
 };
 struct vol_blk {
 	uint8_t kind;  /* enum vol_blk_kind */
@@ -108,12 +128,16 @@ struct vol_resolved {
 	uint8_t ids[VOL_DEPTH_MAX + 1][VOL_ID_LEN]; /* ids[0] = the volume */
 	uint64_t written;			    /* mask of WRITTEN blocks */
 	uint64_t zero;				    /* mask of ZERO blocks */
+	uint64_t base;				    /* mask of BASE blocks */
+	uint8_t base_mid[VOL_ID_LEN];		    /* when base != 0 */
 };
 /* Resolves every block of extent index at view_gen (the head, a snapshot's
  * generation, or any generation on the volume's history): walks the view's
  * chain newest first, one cursor seek per contiguous generation range, then
  * the parent's view at the clone's snapshot, up to VOL_DEPTH_MAX deep.
- * Blocks at or past the volume's size resolve as UNWRITTEN. */
+ * Blocks no record decides are BASE when the chain's last volume has a
+ * base manifest, else UNWRITTEN. Blocks at or past the volume's size
+ * resolve as UNWRITTEN. */
 int vol_map_resolve(struct meta_txn *t, const struct vol *v, uint32_t view_gen, uint64_t index,
 		    struct vol_resolved *out) CAIRN_WUR;
 
@@ -183,9 +207,16 @@ int vol_snapshot_diff(struct meta_txn *t, const struct vol *v, const char *from,
  * or blocks past the volume's size. */
 int vol_map_put_base(struct meta_txn *t, const struct vol *v, uint64_t index,
 		     uint64_t present) CAIRN_WUR;
+/* The same with zero: blocks in zero (disjoint from present) are recorded
+ * zero at generation 0, for a clone that takes its chain's base manifest
+ * over, so blocks its parent's view read as zero never show the base. A
+ * mask may be empty, not both. */
+int vol_map_put_base_zero(struct meta_txn *t, const struct vol *v, uint64_t index, uint64_t present,
+			  uint64_t zero) CAIRN_WUR;
 /* Cuts a clone loose: its parent snapshot's clone count drops by one and
  * v's record (and the caller's copy) forgets the parent, so blocks no
- * record of v decides read zeroes from then on. Call after
+ * record of v decides read zeroes from then on (or the chain's base, once
+ * the caller gives v that base with vol_set_base in the same transaction). Call after
  * vol_map_put_base covered every block the parent's view shows written.
  * O(1). CAIRN_EINVAL when v has no parent; CAIRN_ECORRUPT when the parent
  * or its snapshot is gone. */

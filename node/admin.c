@@ -11,7 +11,8 @@
  *
  * Block volumes (/admin/v1/volumes...) are matched here, authenticated the
  * same way and answered by admin_vol.c; bearer tokens (/admin/v1/tokens...)
- * likewise by admin_tok.c. Instead of SigV4, a request may carry
+ * likewise by admin_tok.c, images (/admin/v1/images..., and
+ * /admin/v1/volumes/NAME/upload-image) by admin_img.c. Instead of SigV4, a request may carry
  * "Authorization: Bearer T" where T is the configured admin token or a
  * token (cairn token create) of the root user.
  *
@@ -65,7 +66,8 @@ struct admin_server {
 	struct bs_store *bs; /* block volumes (admin_vol.c); NULL: not served */
 	char nbd_host[256];
 	uint16_t nbd_port;
-	char *admin_token; /* Bearer token that acts as root; NULL: none */
+	char *admin_token;    /* Bearer token that acts as root; NULL: none */
+	struct registry *reg; /* images (admin_img.c); NULL: those routes answer 503 */
 };
 
 /* One request, created by the URI log callback (which sees the target as
@@ -684,12 +686,26 @@ static enum MHD_Result do_volume(struct MHD_Connection *conn, struct admin_req *
 	struct admin_vol_env env = {.bs = r->srv->bs,
 				    .nbd_host = r->srv->nbd_host,
 				    .nbd_port = r->srv->nbd_port,
-				    .peer = peer};
+				    .peer = peer,
+				    .reg = r->srv->reg};
 	json_t *body = NULL;
 	unsigned status =
 	    admin_vol_handle(&env, method, r->raw_target, r->body, r->body_len, &body);
 	if (status == MHD_HTTP_NO_CONTENT)
 		return reply_buf(conn, r, status, NULL, 0, "application/json");
+	if (!body)
+		return MHD_NO; /* out of memory: drop the connection */
+	return reply_json(conn, r, status, body);
+}
+
+/* /admin/v1/images*, .../upload-image: parsed and answered by admin_img.c. */
+static enum MHD_Result do_image(struct MHD_Connection *conn, struct admin_req *r,
+				const char *method)
+{
+	struct admin_img_env env = {.reg = r->srv->reg, .pool = r->srv->pool};
+	json_t *body = NULL;
+	unsigned status =
+	    admin_img_handle(&env, method, r->raw_target, r->body, r->body_len, &body);
 	if (!body)
 		return MHD_NO; /* out of memory: drop the connection */
 	return reply_json(conn, r, status, body);
@@ -763,6 +779,18 @@ static enum MHD_Result route(struct MHD_Connection *conn, struct admin_req *r, c
 		return reply_error(conn, r, MHD_HTTP_NOT_FOUND, "NotFound",
 				   "no such endpoint: try /metrics, /health or /admin/v1/");
 	const char *vop, *vallow;
+	/* Before the volume routes: .../volumes/NAME/upload-image is an image
+	 * route. */
+	if (admin_img_match(method, r->raw_target, &vop, &vallow)) {
+		r->op = vop ? vop : "Unknown";
+		if (!vallow)
+			return reply_error(conn, r, MHD_HTTP_NOT_FOUND, "NotFound",
+					   "no such endpoint");
+		if (!vop)
+			return method_not_allowed(conn, r, vallow);
+		int a = authenticate(conn, r, method);
+		return a >= 0 ? (enum MHD_Result)a : do_image(conn, r, method);
+	}
 	if (admin_vol_match(method, r->raw_target, &vop, &vallow)) {
 		r->op = vop ? vop : "Unknown";
 		if (!vallow)
@@ -970,6 +998,7 @@ int admin_start(const struct admin_config *cfg, struct cs_pool *pool, struct adm
 		}
 	}
 	srv->nbd_port = cfg->nbd_port;
+	srv->reg = cfg->reg;
 	snprintf(srv->data_dir, sizeof(srv->data_dir), "%s", cfg->data_dir ? cfg->data_dir : ".");
 	ret = node_jobs_create(pool, &srv->jobs);
 	if (ret == 0)

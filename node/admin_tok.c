@@ -164,7 +164,7 @@ static json_t *tok_create(struct cs_pool *pool, const char *body, size_t body_le
 
 	if (!json_is_object(root) || !json_is_string(user) ||
 	    (ttl && !json_is_null(ttl) && !json_is_integer(ttl))) {
-		out = tok_error(status, 400, "MalformedJSON",
+		out = tok_error(status, 400, "InvalidArgument",
 				"expected a JSON body {\"user\": \"USER\", \"ttl\": SECONDS}");
 		goto out;
 	}

@@ -23,6 +23,7 @@
 #include "blockstore/bs.h"
 #include "core/log.h"
 #include "node/node.h"
+#include "registry/registry.h"
 
 #define TAG "api"
 #define LEASE_MAX (10u * 365 * 86400) /* seconds: a lease longer than that is a typo */
@@ -290,6 +291,13 @@ static json_t *volume_json(const struct bs_vol_info *vi)
 						  json_pack("{s:s, s:s}", "volume", vi->parent_name,
 							    "snapshot", vi->parent_snap)) != 0)
 		goto fail;
+	if (vi->has_base) {
+		char mid[33];
+		for (unsigned i = 0; i < 16; i++)
+			snprintf(mid + 2 * i, 3, "%02x", vi->base_mid[i]);
+		if (json_object_set_new(o, "base", json_pack("{s:s}", "manifest", mid)) != 0)
+			goto fail;
+	}
 	if (vi->attached &&
 	    json_object_set_new(o, "attachment",
 				json_pack("{s:s, s:o, s:o, s:I}", "host", vi->host, "attached",
@@ -732,14 +740,16 @@ static void do_list(struct reply *rep, struct vctx *c)
 	set_ok(rep, 200, json_pack("{s:o}", "volumes", a.arr));
 }
 
-static void do_create(struct reply *rep, struct vctx *c, const char *body, size_t len)
+static void do_create(struct reply *rep, struct vctx *c, struct registry *reg, const char *body,
+		      size_t len)
 {
 	static const char *const keys[] = {"name",	"size",		 "replicas", "iops_limit",
-					   "bps_limit", "from_snapshot", NULL};
+					   "bps_limit", "from_snapshot", "image",    NULL};
 	static const char expect[] =
 	    "{\"name\": \"VOL\", \"size\": BYTES, \"replicas\"?: N, \"iops_limit\"?: N, "
 	    "\"bps_limit\"?: N} or {\"name\": \"VOL\", \"from_snapshot\": {\"volume\": \"V\", "
-	    "\"snapshot\": \"S\"}}";
+	    "\"snapshot\": \"S\"}} or {\"name\": \"VOL\", \"image\": \"ID\", \"size\"?: BYTES, "
+	    "...}";
 	json_t *o = load_body(rep, body, len, true, expect);
 	const char *name = NULL, *src = NULL, *snap = NULL;
 	uint64_t size = 0, replicas = 0, iops = 0, bps = 0;
@@ -763,7 +773,46 @@ static void do_create(struct reply *rep, struct vctx *c, const char *body, size_
 		goto out;
 	json_t *from = json_object_get(o, "from_snapshot");
 	c->new_name = name;
-	if (from) {
+	if (json_object_get(o, "image")) {
+		const char *image = NULL;
+		char why[512] = "";
+		if (from) {
+			set_error(rep, 400, "InvalidArgument",
+				  "fields \"image\" and \"from_snapshot\" exclude each other");
+			goto out;
+		}
+		if (get_str(rep, o, "image", 64, &image) <= 0)
+			goto out;
+		if ((has_size && (size == 0 || size % VOL_SECTOR)) || (has_rep && replicas == 0)) {
+			set_error(rep, 400, "InvalidArgument", "field \"%s\" must be %s",
+				  has_rep && replicas == 0 ? "replicas" : "size",
+				  has_rep && replicas == 0 ? "at least 1"
+							   : "a positive multiple of 512 bytes");
+			goto out;
+		}
+		if (!reg) {
+			set_error(rep, 503, "ServiceUnavailable",
+				  "the image registry is not served by this node");
+			goto out;
+		}
+		struct vol_opts opts = {
+		    .replicas = (unsigned)replicas, .iops_limit = iops, .bps_limit = bps};
+		rc = reg_volume_from_image(reg, NULL, image, name, has_size ? size : 0, &opts, &vi,
+					   why, sizeof(why));
+		if (rc < 0) {
+			json_t *err = NULL;
+			unsigned st = admin_img_error(
+			    rc, ADMIN_IMG_VOLUME, rc == CAIRN_EEXISTS ? name : image, why, &err);
+			json_decref(rep->body);
+			rep->status = st;
+			rep->body = err;
+			if (!err)
+				set_error(rep, 503, "SlowDown", "out of memory; retry");
+			goto out;
+		}
+		log_info(TAG, "created volume %s from image %s (%llu bytes)", name, image,
+			 (unsigned long long)vi.v.size);
+	} else if (from) {
 		static const char *const fkeys[] = {"volume", "snapshot", NULL};
 		if (!json_is_object(from)) {
 			set_error(rep, 400, "InvalidArgument",
@@ -1189,7 +1238,7 @@ unsigned admin_vol_handle(const struct admin_vol_env *env, const char *method, c
 		if (get)
 			do_list(&rep, &c);
 		else
-			do_create(&rep, &c, body, body_len);
+			do_create(&rep, &c, env->reg, body, body_len);
 		break;
 	case VR_VOL:
 		if (get) {
@@ -1232,4 +1281,16 @@ unsigned admin_vol_handle(const struct admin_vol_env *env, const char *method, c
 out:
 	*out = rep.body;
 	return rep.status;
+}
+
+/* ---- shared with admin_img.c and admin_tok.c ---- */
+
+bool admin_pct_decode(const char *s, size_t n, char *out, size_t cap)
+{
+	return pct_decode(s, n, out, cap);
+}
+
+int admin_query_get(const char *q, const char *key, char *out, size_t cap)
+{
+	return query_get(q, key, out, cap);
 }

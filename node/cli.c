@@ -233,6 +233,10 @@ static void cli_usage(FILE *f, const char *what)
 		node_vol_usage(f, what); /* cli_vol.c: its own option list */
 		return;
 	}
+	if (strcmp(what, "image") == 0) {
+		node_img_usage(f); /* cli_img.c */
+		return;
+	}
 	if (strcmp(what, "token") == 0) {
 		node_tok_usage(f); /* cli_tok.c */
 		return;
@@ -330,6 +334,12 @@ int node_cli_parse(int argc, char **argv, struct node_cli *c, char **args, int m
 	    {{"from", required_argument, NULL, O + 10}, NODE_OPT_FROM},
 	    {{"to", required_argument, NULL, O + 11}, NODE_OPT_TO},
 	    {{"flatten", no_argument, NULL, O + 12}, NODE_OPT_FLATTEN},
+	    {{"name", required_argument, NULL, O + 13}, NODE_OPT_NAME},
+	    {{"disk-format", required_argument, NULL, O + 14}, NODE_OPT_DISK_FORMAT},
+	    {{"container-format", required_argument, NULL, O + 15}, NODE_OPT_CONTAINER_FORMAT},
+	    {{"owner", required_argument, NULL, O + 16}, NODE_OPT_OWNER},
+	    {{"from-volume", required_argument, NULL, O + 17}, NODE_OPT_FROM_VOLUME},
+	    {{"visibility", required_argument, NULL, O + 18}, NODE_OPT_VISIBILITY},
 	};
 	enum { NOPTS = sizeof(opts) / sizeof(opts[0]) };
 	struct option lo[NOPTS + 1];
@@ -407,6 +417,24 @@ int node_cli_parse(int argc, char **argv, struct node_cli *c, char **args, int m
 			break;
 		case O + 12:
 			c->flatten = true;
+			break;
+		case O + 13:
+			c->name = optarg;
+			break;
+		case O + 14:
+			c->disk_format = optarg;
+			break;
+		case O + 15:
+			c->container_format = optarg;
+			break;
+		case O + 16:
+			c->owner = optarg;
+			break;
+		case O + 17:
+			c->from_volume = optarg;
+			break;
+		case O + 18:
+			c->visibility = optarg;
 			break;
 		case 'h':
 			cli_usage(stdout, argv[0]);

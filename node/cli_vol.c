@@ -29,6 +29,7 @@ static const char snap_synopsis[] = "usage: cairn snapshot create VOL SNAP\n"
 				    "       cairn snapshot diff VOL [--from SNAP1] [--to SNAP2]\n";
 static const char vol_synopsis[] =
     "usage: cairn volume create NAME SIZE [--replicas N] [--iops N] [--bps N]\n"
+    "       cairn volume create NAME [SIZE] --from-image ID [--replicas N] [--iops N] [--bps N]\n"
     "       cairn volume clone NAME --from-snapshot VOL@SNAP [--iops N] [--bps N]\n"
     "       cairn volume list | show NAME\n"
     "       cairn volume resize NAME SIZE [--force]\n"
@@ -66,8 +67,10 @@ void node_vol_usage(FILE *f, const char *what)
 		    "--force also deletes the volume's snapshots. attach gives HOST (default:\n"
 		    "this machine's name) the volume and prints the NBD export and URL, e.g.\n"
 		    "  qemu-img info nbd://127.0.0.1:10809/NAME@TOKEN\n"
-		    "detach --force cuts open NBD connections. --from-image is not available\n"
-		    "yet (no image registry).\n");
+		    "detach --force cuts open NBD connections. create --from-image makes a\n"
+		    "volume of an active image in constant time (a copy-on-write view of the\n"
+		    "image's raw bytes; SIZE defaults to the image's virtual size and may be\n"
+		    "larger); clone --from-image ID does the same.\n");
 	fprintf(f,
 		"\noptions:\n"
 		"  --endpoint URL       admin API of the node (default %s,\n"
@@ -299,7 +302,7 @@ struct verb {
 };
 
 static const struct verb vol_verbs[] = {
-    {"create", 2, 2, NODE_OPT_REPLICAS | NODE_OPT_IOPS | NODE_OPT_BPS},
+    {"create", 1, 2, NODE_OPT_REPLICAS | NODE_OPT_IOPS | NODE_OPT_BPS | NODE_OPT_FROM_IMAGE},
     {"clone", 1, 1, NODE_OPT_FROM_SNAPSHOT | NODE_OPT_FROM_IMAGE | NODE_OPT_IOPS | NODE_OPT_BPS},
     {"list", 0, 0, 0},
     {"show", 1, 1, 0},
@@ -398,12 +401,32 @@ static int volume_run(struct node_cli *c, const struct verb *v, char **a)
 		snprintf(path, sizeof(path), "/admin/v1/volumes");
 	} else if (strcmp(verb, "show") == 0) {
 		snprintf(path, sizeof(path), "/admin/v1/volumes/%s", e);
-	} else if (strcmp(verb, "create") == 0) {
-		if (!num_arg("volume create", "SIZE", a[2], true, 1, &n)) {
+	} else if (strcmp(verb, "create") == 0 || (strcmp(verb, "clone") == 0 && c->from_image)) {
+		if (c->from_image && c->from_snapshot) {
+			fprintf(stderr,
+				"cairn volume %s: --from-image and --from-snapshot exclude "
+				"each other\n",
+				verb);
+			node_vol_usage(stderr, "volume");
 			rc = 2;
 			goto out;
 		}
-		body = json_pack("{s:s, s:I}", "name", a[1], "size", (json_int_t)n);
+		if (!a[2] && !c->from_image) {
+			fprintf(stderr, "cairn volume create: SIZE is needed (it is optional only "
+					"with --from-image ID)\n");
+			node_vol_usage(stderr, "volume");
+			rc = 2;
+			goto out;
+		}
+		if (a[2] && !num_arg("volume create", "SIZE", a[2], true, 1, &n)) {
+			rc = 2;
+			goto out;
+		}
+		body = json_pack("{s:s}", "name", a[1]);
+		if (a[2])
+			json_object_set_new(body, "size", json_integer((json_int_t)n));
+		if (c->from_image)
+			json_object_set_new(body, "image", json_string(c->from_image));
 		if (c->replicas) {
 			uint64_t r;
 			if (!num_arg("volume create", "--replicas", c->replicas, false, 1, &r) ||
@@ -420,12 +443,6 @@ static int volume_run(struct node_cli *c, const struct verb *v, char **a)
 		method = "POST";
 		snprintf(path, sizeof(path), "/admin/v1/volumes");
 	} else if (strcmp(verb, "clone") == 0) {
-		if (c->from_image) {
-			fprintf(stderr,
-				"cairn volume clone: --from-image is not available yet (the "
-				"image registry is not built); use --from-snapshot VOL@SNAP\n");
-			goto out;
-		}
 		const char *at = c->from_snapshot ? strrchr(c->from_snapshot, '@') : NULL;
 		if (!at || at == c->from_snapshot || !at[1]) {
 			fprintf(stderr, "cairn volume clone: --from-snapshot VOL@SNAP is needed\n");
@@ -512,6 +529,11 @@ static int volume_run(struct node_cli *c, const struct verb *v, char **a)
 		print_volumes(resp);
 	} else if (strcmp(verb, "show") == 0) {
 		print_volume(resp);
+	} else if (c->from_image) {
+		fmt_b(ju(resp, "size"), sz, sizeof(sz));
+		printf("created volume %s from image %s: %s, %llu replica%s\n", js(resp, "name"),
+		       c->from_image, sz, (unsigned long long)ju(resp, "replicas"),
+		       ju(resp, "replicas") == 1 ? "" : "s");
 	} else if (strcmp(verb, "create") == 0) {
 		fmt_b(ju(resp, "size"), sz, sizeof(sz));
 		printf("created volume %s: %s, %llu replica%s\n", js(resp, "name"), sz,
@@ -630,4 +652,11 @@ int node_volume_main(int argc, char **argv)
 int node_snapshot_main(int argc, char **argv)
 {
 	return cli_main(argc, argv, snap_verbs, snapshot_run);
+}
+
+/* For cli_img.c and cli_tok.c: the same runner. */
+int node_api_request(struct node_cli *c, const char *method, const char *path, json_t *body,
+		     json_t **resp)
+{
+	return call(c, method, path, body, resp);
 }

@@ -68,6 +68,20 @@ static const struct cfg_key keys[] = {
      "NBD server address HOST:PORT for block volumes (port 0: any free port)"},
     {"nbd", "workers", CFG_UINT, F(nbd_workers), "16", 1, 256,
      "NBD I/O worker threads (requests in flight across all connections)"},
+    {"registry", "listen", CFG_LISTEN, F(reg_listen), "127.0.0.1:9292", 0, 0,
+     "Glance v2 image API address HOST:PORT (port 0: any free port)"},
+    {"registry", "admin_token", CFG_OPTSTR, F(reg_admin_token), "", 0, 0,
+     "X-Auth-Token that acts as the root user (empty: none; CAIRN_ADMIN_TOKEN wins)"},
+    {"registry", "max_image_size", CFG_SIZE, F(reg_max_image_size), "1T", 1, 64 * TIB,
+     "largest image upload in bytes; more is refused (413)"},
+    {"registry", "web_download_allow", CFG_OPTSTR, F(reg_web_allow), "", 0, 0,
+     "hosts (host or host:port, comma-separated) web-download may fetch; empty: off"},
+    {"registry", "public_url", CFG_OPTSTR, F(reg_public_url), "", 0, 0,
+     "base URL of the Glance API in version links; empty: from the Host header"},
+    {"registry", "max_connections", CFG_UINT, F(reg_max_connections), "512", 1, 65536,
+     "Glance API connections served at once; more are refused"},
+    {"registry", "timeout", CFG_UINT, F(reg_timeout), "300", 1, 86400,
+     "seconds an idle or stalled Glance API connection is kept"},
     {"pool", "devices", CFG_UINT, F(devices), "6", 1, 256,
      "(creation) device folders under DATA/devices"},
     {"pool", "k", CFG_UINT, F(k), "4", 1, 32, "(creation) erasure code data units per stripe"},
@@ -320,10 +334,10 @@ int node_config_set(struct node_config *c, const char *section, const char *key,
 		if (!*section)
 			node_seterr(err, errlen, "key '%s' outside any [section]", key);
 		else if (!known_section(section))
-			node_seterr(
-			    err, errlen,
-			    "unknown section [%s] (known: [node], [s3], [api], [nbd], [pool])",
-			    section);
+			node_seterr(err, errlen,
+				    "unknown section [%s] (known: [node], [s3], [api], [nbd], "
+				    "[registry], [pool])",
+				    section);
 		else
 			node_seterr(err, errlen, "unknown key '%s' in section [%s]", key, section);
 		return CAIRN_EINVAL;
@@ -493,6 +507,16 @@ int node_config_validate(const struct node_config *c, char *err, size_t errlen)
 			    c->nbd_listen);
 		return CAIRN_EINVAL;
 	}
+	other = strcmp(c->reg_listen, c->s3_listen) == 0    ? "[s3]"
+		: strcmp(c->reg_listen, c->api_listen) == 0 ? "[api]"
+		: strcmp(c->reg_listen, c->nbd_listen) == 0 ? "[nbd]"
+							    : NULL;
+	if (other && node_split_listen(c->reg_listen, host, sizeof(host), &port) == 0 &&
+	    port != 0) {
+		node_seterr(err, errlen, "[registry] listen and %s listen are both %s", other,
+			    c->reg_listen);
+		return CAIRN_EINVAL;
+	}
 	return 0;
 }
 
@@ -502,6 +526,7 @@ enum {
 	OPT_S3_LISTEN,
 	OPT_API_LISTEN,
 	OPT_NBD_LISTEN,
+	OPT_REG_LISTEN,
 	OPT_DEVICES,
 	OPT_LOG_LEVEL,
 	OPT_TLS_CERT,
@@ -516,6 +541,7 @@ static const struct option serve_opts[] = {
     {"s3-listen", required_argument, NULL, OPT_S3_LISTEN},
     {"api-listen", required_argument, NULL, OPT_API_LISTEN},
     {"nbd-listen", required_argument, NULL, OPT_NBD_LISTEN},
+    {"registry-listen", required_argument, NULL, OPT_REG_LISTEN},
     {"devices", required_argument, NULL, OPT_DEVICES},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
@@ -534,6 +560,7 @@ static const struct {
     {OPT_S3_LISTEN, "s3", "listen", "--s3-listen"},
     {OPT_API_LISTEN, "api", "listen", "--api-listen"},
     {OPT_NBD_LISTEN, "nbd", "listen", "--nbd-listen"},
+    {OPT_REG_LISTEN, "registry", "listen", "--registry-listen"},
     {OPT_DEVICES, "pool", "devices", "--devices"},
     {OPT_LOG_LEVEL, "node", "log_level", "--log-level"},
     {OPT_TLS_CERT, "s3", "tls_cert", "--tls-cert"},
@@ -616,10 +643,10 @@ void node_serve_help(FILE *f)
 	    f,
 	    "usage: cairn serve [OPTIONS]\n"
 	    "\n"
-	    "Runs a cairn node: the S3 API, block volumes over NBD and the admin API\n"
-	    "(/metrics, /health, users, keys, volumes). Settings come from the built-in\n"
-	    "defaults (one node, six device folders under ./data), then --config FILE,\n"
-	    "then the flags below.\n"
+	    "Runs a cairn node: the S3 API, block volumes over NBD, the Glance v2 image\n"
+	    "API and the admin API (/metrics, /health, users, keys, volumes). Settings\n"
+	    "come from the built-in defaults (one node, six device folders under\n"
+	    "./data), then --config FILE, then the flags below.\n"
 	    "\n"
 	    "options:\n"
 	    "  --config FILE          read settings from an INI file (examples in conf/)\n"
@@ -630,6 +657,9 @@ void node_serve_help(FILE *f)
 	    "127.0.0.1:9100)\n"
 	    "  --nbd-listen HOST:PORT NBD server address      ([nbd] listen, default "
 	    "0.0.0.0:10809)\n"
+	    "  --registry-listen HOST:PORT\n"
+	    "                         Glance v2 image API     ([registry] listen, default "
+	    "127.0.0.1:9292)\n"
 	    "  --devices N            device folders at pool creation ([pool] devices, default 6)\n"
 	    "  --log-level LEVEL      error|warn|info|debug   ([node] log_level, default info)\n"
 	    "  --tls-cert FILE        PEM certificate (chain) ([s3] tls_cert; with --tls-key the\n"
@@ -645,6 +675,8 @@ void node_serve_help(FILE *f)
 	    "                         root access key and secret (password: 8+ characters).\n"
 	    "                         Unset: generated once at first start, printed then, and\n"
 	    "                         kept in DATA/root-credentials (mode 0600).\n"
+	    "  CAIRN_ADMIN_TOKEN      the Glance API's admin token (acts as root); overrides\n"
+	    "                         [registry] admin_token.\n"
 	    "\n"
 	    "config keys (INI; unknown keys are errors; (creation) keys apply only when\n"
 	    "the pool is first created, later starts keep the pool's own values):\n");

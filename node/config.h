@@ -40,6 +40,11 @@ struct node_config {
 	char *api_listen;
 	/* [nbd] (the string here, the number at the end: see [pool]) */
 	char *nbd_listen;
+	/* [registry] (the Glance v2 API; its numbers at the end) */
+	char *reg_listen;
+	char *reg_admin_token; /* "" = none; CAIRN_ADMIN_TOKEN overrides it */
+	char *reg_web_allow;   /* "" = web-download off */
+	char *reg_public_url;  /* "" = from the Host header */
 	/* [pool] (strings first: tests compare the numbers as one block) */
 	char *chunking;	    /* "fastcdc" or "fixed" */
 	char *compression;  /* "zstd" or "none" */
@@ -59,6 +64,10 @@ struct node_config {
 	uint64_t workers;
 	/* [nbd] */
 	uint64_t nbd_workers;
+	/* [registry] numbers (its strings are before [pool]) */
+	uint64_t reg_max_image_size;
+	uint64_t reg_max_connections;
+	uint64_t reg_timeout;
 };
 
 /* What `cairn serve` was asked, besides the config itself. */

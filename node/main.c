@@ -29,6 +29,9 @@ static int usage(FILE *f)
 		"  volume create|clone|list|show|resize|qos|delete|rollback|attach|detach\n"
 		"                                    manage block volumes (served over NBD)\n"
 		"  snapshot create|list|delete|diff  manage volume snapshots\n"
+		"  image register|create|df          images: register an S3 object, capture a\n"
+		"                                    volume, space per image\n"
+
 		"  ring BUILDER_FILE VERB ...        build and inspect placement rings\n"
 		"  powerloss-replay DATA             apply a power-loss test log (tests)\n"
 		"  version                           print the version\n"
@@ -64,6 +67,8 @@ int main(int argc, char **argv)
 		return node_volume_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "snapshot") == 0)
 		return node_snapshot_main(argc - 1, argv + 1);
+	if (strcmp(cmd, "image") == 0)
+		return node_image_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "df") == 0)
 		return node_df_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "powerloss-replay") == 0)

@@ -122,6 +122,9 @@ struct admin_vol_env {
 	const char *nbd_host; /* host part of nbd:// URLs */
 	uint16_t nbd_port;
 	const char *peer; /* the client's address: attach's default host */
+	/* The image registry, for {"image": ID} in POST /admin/v1/volumes
+	 * (NULL: that form answers 503). */
+	struct registry *reg;
 };
 
 /* Whether target (the raw request target, percent-encoded, query allowed)
@@ -133,6 +136,44 @@ bool admin_vol_match(const char *method, const char *target, const char **op, co
  * drops the connection then). */
 unsigned admin_vol_handle(const struct admin_vol_env *env, const char *method, const char *target,
 			  const char *body, size_t body_len, struct json_t **out);
+
+/* Percent-decodes n bytes of s into out (cap bytes with the NUL): false on
+ * a bad escape, a NUL byte, or too long. */
+bool admin_pct_decode(const char *s, size_t n, char *out, size_t cap);
+/* Query parameter key of q (the part after '?'), percent-decoded into out:
+ * 1 found, 0 absent, -1 bad escape or too long. */
+int admin_query_get(const char *q, const char *key, char *out, size_t cap);
+
+/* ---- images on the admin API (node/admin_img.c) ----
+ * Same shape as the volume routes: admin.c matches and authenticates, these
+ * parse and answer. Errors are {"error": {"code", "message"}}: NoSuchImage,
+ * NoSuchObject, NoSuchVolume, NoSuchUser (404),
+ * InvalidArgument (400, the registry's reason as message), ImageNotActive
+ * (409), AccessDenied (403), ServiceUnavailable (503: no registry). */
+struct registry;
+
+struct admin_img_env {
+	struct registry *reg; /* NULL: 503 ServiceUnavailable */
+	struct cs_pool *pool;
+};
+
+/* /admin/v1/images/register, /admin/v1/images/df and
+ * /admin/v1/volumes/NAME/upload-image (checked before the volume routes). */
+bool admin_img_match(const char *method, const char *target, const char **op, const char **allow);
+unsigned admin_img_handle(const struct admin_img_env *env, const char *method, const char *target,
+			  const char *body, size_t body_len, struct json_t **out);
+/* What a registry call was doing, for its error's code. */
+enum admin_img_ctx {
+	ADMIN_IMG_REGISTER,    /* an S3 object becomes an image: NoSuchObject */
+	ADMIN_IMG_FROM_VOLUME, /* a volume becomes an image: NoSuchVolume, VolumeBusy */
+	ADMIN_IMG_VOLUME,      /* a volume from an image: NoSuchImage, ImageNotActive,
+				* VolumeExists */
+};
+/* The one table mapping registry codes to admin API errors. name: what the
+ * request named (for the message); why: the registry's reason ("" or NULL:
+ * none). Returns the status, *out the error body (NULL: out of memory). */
+unsigned admin_img_error(int err, enum admin_img_ctx ctx, const char *name, const char *why,
+			 struct json_t **out);
 
 /* ---- bearer tokens on the admin API (node/admin_tok.c) ----
  * POST/GET /admin/v1/tokens, DELETE /admin/v1/tokens/ID, matched and
@@ -162,6 +203,12 @@ enum {
 	NODE_OPT_FROM = 1u << 10,
 	NODE_OPT_TO = 1u << 11,
 	NODE_OPT_FLATTEN = 1u << 12,
+	NODE_OPT_NAME = 1u << 13,
+	NODE_OPT_DISK_FORMAT = 1u << 14,
+	NODE_OPT_CONTAINER_FORMAT = 1u << 15,
+	NODE_OPT_OWNER = 1u << 16,
+	NODE_OPT_FROM_VOLUME = 1u << 17,
+	NODE_OPT_VISIBILITY = 1u << 18,
 };
 
 struct node_cli {
@@ -174,6 +221,7 @@ struct node_cli {
 	bool force, flatten;
 	/* option values as given (NULL: absent); see NODE_OPT_* */
 	const char *replicas, *iops, *bps, *from_snapshot, *from_image, *host, *lease, *from, *to;
+	const char *name, *disk_format, *container_format, *owner, *from_volume, *visibility;
 	unsigned given; /* NODE_OPT_* bits of the options given */
 	struct node_creds creds;
 };
@@ -191,6 +239,11 @@ int node_cli_creds(struct node_cli *c);
  * NULL), or -1 after printing why it could not be made. */
 int node_api_call(struct node_cli *c, const char *method, const char *path, const char *body,
 		  long *status, struct json_t **out);
+/* Loads the credentials, sends body (a JSON object, consumed; NULL: none)
+ * and parses the answer: 0 with *resp (may be NULL) for a 2xx answer, else
+ * 1 after printing the API's error or why the call failed (cli_vol.c). */
+int node_api_request(struct node_cli *c, const char *method, const char *path, struct json_t *body,
+		     struct json_t **resp);
 /* Prints the API's error to stderr; returns the exit code 1. */
 int node_api_error(long status, struct json_t *body);
 void node_print_json(struct json_t *j);
@@ -205,6 +258,9 @@ int node_token_main(int argc, char **argv);
 void node_tok_usage(FILE *f);
 /* "3600", "90s", "15m", "12h", "7d" -> seconds; false when malformed. */
 bool node_ttl_parse(const char *s, uint64_t *out);
+/* `cairn image register|create|df` (cli_img.c). */
+int node_image_main(int argc, char **argv);
+void node_img_usage(FILE *f);
 
 /* ---- maintenance jobs (node/jobs.c) ----
  * One job at a time on a thread of its own; it outlives the request (and

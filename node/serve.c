@@ -4,8 +4,9 @@
  * anything opens a device file; the pool opens before the users table is
  * touched; the block store opens on the pool (resyncing replicas that a
  * crash left with write intents) before the NBD server serves it; the
- * listeners come last (NBD, S3, admin), so no request meets a half-open
- * node. Stopping goes the other way.
+ * image registry opens on both (recovering uploads a stop interrupted); the
+ * listeners come last (NBD, S3 with its system bucket, Glance, admin), so
+ * no request meets a half-open node. Stopping goes the other way.
  * SIGINT and SIGTERM are blocked in every thread and taken by sigwait() on
  * the main thread, which then stops the listeners (finishing requests in
  * flight) before it closes the pool.
@@ -36,6 +37,7 @@
 #include "node/config.h"
 #include "node/node.h"
 #include "objstore/s3.h"
+#include "registry/registry.h"
 
 #define TAG "node"
 
@@ -291,6 +293,12 @@ int node_serve_main(int argc, char **argv)
 	struct s3_server *s3 = NULL;
 	struct admin_server *admin = NULL;
 	struct bs_store *bs = NULL;
+	struct registry *reg = NULL;
+	struct reg_server *glance = NULL;
+	/* the ports web-download must never fetch: filled in as they bind */
+	uint16_t own_ports[5] = {0};
+	char tmp_dir[4096];
+	const char *admin_token = NULL;
 #ifdef CAIRN_HAVE_NBD
 	struct nbd_server *nbd = NULL;
 #endif
@@ -401,6 +409,17 @@ int node_serve_main(int argc, char **argv)
 			cfg.data_dir, cairn_strerror(ret));
 		goto out;
 	}
+	snprintf(tmp_dir, sizeof(tmp_dir), "%s/tmp", cfg.data_dir);
+	struct reg_opts ropts = {.max_image_size = cfg.reg_max_image_size,
+				 .tmp_dir = tmp_dir,
+				 .web_allow = cfg.reg_web_allow,
+				 .own_ports = own_ports};
+	ret = reg_open(pool, bs, &ropts, &reg);
+	if (ret < 0) {
+		fprintf(stderr, "cairn: cannot open the image registry in %s: %s\n", cfg.data_dir,
+			cairn_strerror(ret));
+		goto out;
+	}
 	nbd_url_host(cfg.nbd_listen, nbd_host, sizeof(nbd_host));
 #ifdef CAIRN_HAVE_NBD
 	struct nbd_server_config ncfg = {.listen = cfg.nbd_listen,
@@ -417,6 +436,7 @@ int node_serve_main(int argc, char **argv)
 		goto out;
 	}
 	nbd_port = nbd_server_port(nbd);
+	own_ports[0] = nbd_port;
 #else
 	log_warn(TAG, "this build has no NBD server: volumes are managed but not served");
 #endif
@@ -455,6 +475,39 @@ int node_serve_main(int argc, char **argv)
 				cfg.s3_listen, cairn_strerror(ret));
 		goto out;
 	}
+	own_ports[1] = s3_server_port(s3);
+	ret = s3_system_bucket_ensure(pool);
+	if (ret < 0) {
+		fprintf(stderr, "cairn: cannot create the system bucket %s: %s\n", S3_SYSTEM_BUCKET,
+			cairn_strerror(ret));
+		goto out;
+	}
+
+	/* The environment wins over the file: tests and operators keep the
+	 * token out of config files. */
+	admin_token = getenv("CAIRN_ADMIN_TOKEN");
+	if (!admin_token || !admin_token[0])
+		admin_token = cfg.reg_admin_token[0] ? cfg.reg_admin_token : NULL;
+	struct reg_config rcfg = {.listen = cfg.reg_listen,
+				  .admin_token = admin_token,
+				  .public_url = cfg.reg_public_url[0] ? cfg.reg_public_url : NULL,
+				  .max_connections = (unsigned)cfg.reg_max_connections,
+				  .timeout_sec = (unsigned)cfg.reg_timeout,
+				  .access_log = cfg.access_log};
+	ret = reg_server_start(reg, &rcfg, &glance);
+	if (ret < 0) {
+		if (ret == -EADDRINUSE)
+			fprintf(stderr,
+				"cairn: cannot listen on %s for the Glance API: the address is "
+				"already in use (another cairn or glance-api? use "
+				"--registry-listen)\n",
+				cfg.reg_listen);
+		else
+			fprintf(stderr, "cairn: cannot start the Glance API on %s: %s\n",
+				cfg.reg_listen, cairn_strerror(ret));
+		goto out;
+	}
+	own_ports[2] = reg_server_port(glance);
 
 	struct admin_config acfg = {.listen = cfg.api_listen,
 				    .data_dir = cfg.data_dir,
@@ -463,7 +516,9 @@ int node_serve_main(int argc, char **argv)
 				    .scrub_interval = cfg.scrub_interval,
 				    .bs = bs,
 				    .nbd_host = nbd_host,
-				    .nbd_port = nbd_port};
+				    .nbd_port = nbd_port,
+				    .reg = reg,
+				    .admin_token = admin_token};
 	ret = admin_start(&acfg, pool, &admin, err, sizeof(err));
 	if (ret < 0) {
 		if (ret == -EADDRINUSE)
@@ -475,6 +530,7 @@ int node_serve_main(int argc, char **argv)
 			fprintf(stderr, "cairn: %s\n", err);
 		goto out;
 	}
+	own_ports[3] = admin_port(admin);
 	register_gauges(pool);
 
 	if (first) {
@@ -496,13 +552,14 @@ int node_serve_main(int argc, char **argv)
 		printf("cairn: root credentials from CAIRN_ROOT_USER/CAIRN_ROOT_PASSWORD\n");
 	else
 		printf("cairn: root credentials in %s\n", credpath);
-	char s3url[300], apiurl[300];
+	char s3url[300], apiurl[300], glanceurl[300];
 	url_of(s3_server_tls(s3) ? "https" : "http", cfg.s3_listen, s3_server_port(s3), s3url,
 	       sizeof(s3url));
 	url_of("http", cfg.api_listen, admin_port(admin), apiurl, sizeof(apiurl));
-	printf("cairn ready: S3 %s, API %s, NBD %s%s%s:%u\n", s3url, apiurl,
+	url_of("http", cfg.reg_listen, reg_server_port(glance), glanceurl, sizeof(glanceurl));
+	printf("cairn ready: S3 %s, API %s, NBD %s%s%s:%u, Glance %s\n", s3url, apiurl,
 	       strchr(nbd_host, ':') ? "nbd://[" : "nbd://", nbd_host,
-	       strchr(nbd_host, ':') ? "]" : "", nbd_port);
+	       strchr(nbd_host, ':') ? "]" : "", nbd_port, glanceurl);
 	fflush(stdout);
 	OPENSSL_cleanse(creds.password, sizeof(creds.password));
 
@@ -519,11 +576,13 @@ out:
 	/* /health turns 503 while S3 drains its requests in flight; the admin
 	 * API goes last but one, the pool last. */
 	admin_set_stopping(admin);
+	reg_server_stop(glance); /* finishes uploads in flight (or puts them back to queued) */
 	s3_server_stop(s3);
 	admin_stop(admin); /* waits for a running job: fsck uses the block store */
 #ifdef CAIRN_HAVE_NBD
 	nbd_server_stop(nbd); /* closes every handle before the block store goes */
 #endif
+	reg_close(reg); /* waits for background imports */
 	bs_close(bs);
 	unregister_pool();
 	cs_pool_close(pool);

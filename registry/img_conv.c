@@ -22,6 +22,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "chunkstore/chunkstore.h"
@@ -36,6 +37,13 @@
 #define CONV_OUT_MAX 512 /* bytes of the tool's output kept for the reason */
 
 static const uint8_t conv_zero[CONV_BUF];
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
 
 /* Finds prog on PATH (as execvp would) before fork, so the child only
  * calls async-signal-safe functions. */
@@ -91,8 +99,10 @@ static int run_tool(const char *path, char *const argv[], int fd_a, int fd_b, ui
 			_exit(126);
 		if ((a >= 0 && dup2(a, 3) < 0) || (b >= 0 && dup2(b, 4) < 0))
 			_exit(126);
-		for (int fd = 5; fd < 1024; fd++)
-			close(fd);
+		/* every other fd of the node (LMDB, devices, sockets) */
+		if (close_range(5, ~0U, 0) < 0)
+			for (int fd = 5; fd < 65536; fd++)
+				close(fd);
 		struct rlimit cpu = {CONV_CPU_SEC, CONV_CPU_SEC + 1};
 		struct rlimit as = {CONV_AS_BYTES, CONV_AS_BYTES};
 		struct rlimit fs = {fsize, fsize};
@@ -222,6 +232,7 @@ int img_conv_raw(struct cs_pool *pool, const struct img_data_opts *opts, int spo
 		rc = -errno;
 		goto out;
 	}
+	double t0 = now_s();
 	char *const check[] = {path, "check", "-f", "qcow2", "/proc/self/fd/3", NULL};
 	rc = run_tool(path, check, spool_fd, -1, 0, msg, sizeof(msg));
 	if (rc < 0 || rc == 126 || rc == 127 || FAULT("img_conv_exec")) {
@@ -280,7 +291,11 @@ int img_conv_raw(struct cs_pool *pool, const struct img_data_opts *opts, int spo
 		rc = CAIRN_EINVAL;
 		goto out;
 	}
+	double t1 = now_s();
 	rc = conv_stream(pool, raw, virtual_size, out);
+	if (rc == 0)
+		log_info("img", "qcow2 raw view of %llu bytes: qemu-img %.1f s, stored in %.1f s",
+			 (unsigned long long)virtual_size, t1 - t0, now_s() - t1);
 out:
 	if (raw >= 0)
 		close(raw);

@@ -102,7 +102,7 @@ static void *pipe_main(void *arg)
 		pthread_mutex_unlock(&p->mu);
 		int rc = EVP_DigestUpdate(p->sha512, data, len) == 1 ? 0 : -EIO;
 		if (rc == 0 && w)
-			rc = cs_writer_write(w, data, len);
+			rc = FAULT("img_pipe_write") ? -EIO : cs_writer_write(w, data, len);
 		pthread_mutex_lock(&p->mu);
 		if (rc < 0) {
 			p->err = rc;
@@ -219,6 +219,8 @@ static int pipe_finish(struct img_pipe *p)
 
 int img_scratch_open(const char *dir)
 {
+	if (FAULT("img_scratch"))
+		return -ENOSPC;
 	int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
 	if (fd >= 0)
 		return fd;
@@ -437,7 +439,9 @@ int img_upload_finish(struct img_upload *u, struct img_data_result *res)
 		return u->err;
 	if (u->finished)
 		return CAIRN_EINVAL;
-	if ((rc = pipe_finish(&u->p)) < 0)
+	rc = pipe_finish(&u->p);
+	pipe_stop(&u->p); /* the segments are not needed while commit waits */
+	if (rc < 0)
 		return refuse(u, rc, "%s", "");
 	if (u->w && (rc = cs_writer_finish(u->w)) < 0)
 		return refuse(u, rc, "%s", "");
@@ -464,6 +468,8 @@ int img_upload_finish(struct img_upload *u, struct img_data_result *res)
 		}
 		u->res.has_raw = true;
 	}
+	free(u->head); /* only the gate needed the first bytes */
+	u->head = NULL;
 	u->finished = true;
 	*res = u->res;
 	return 0;
@@ -520,6 +526,12 @@ int img_upload_commit(struct img_upload *u, img_commit_fn fn, void *arg)
 		return rc;
 	u->committed = true;
 	return 0;
+}
+
+void img_upload_fail(struct img_upload *u, int err)
+{
+	if (!u->err)
+		u->err = err < 0 ? err : -EIO;
 }
 
 const char *img_upload_why(const struct img_upload *u)

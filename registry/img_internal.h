@@ -17,6 +17,12 @@ struct img_data_opts;
 
 #define IMG_HEAD_MAX (1u << 20) /* qcow2_probe gets at most this many first bytes */
 
+struct img_upload;
+
+/* Kills the upload (a source failed part way: what was written must never
+ * be committed); later calls return err. */
+void img_upload_fail(struct img_upload *u, int err);
+
 /* An anonymous scratch file in dir (O_TMPFILE, else mkstemp + unlink at
  * once): it has no name, so no path leaks it. Returns the fd or -errno. */
 int img_scratch_open(const char *dir) CAIRN_WUR;

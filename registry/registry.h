@@ -48,7 +48,10 @@ struct reg_opts {
 	 * disabled (not advertised in /v2/info/import). The node's own ports
 	 * are refused even when allowed. */
 	const char *web_allow;
-	const uint16_t *own_ports; /* the node's listening ports, 0-terminated */
+	/* the node's listening ports, 0-terminated; kept by pointer (not
+	 * copied) and read at each web-download, so the caller may fill in ports
+	 * bound after reg_open; it must outlive the registry */
+	const uint16_t *own_ports;
 };
 
 int reg_open(struct cs_pool *pool, struct bs_store *bs, const struct reg_opts *opts,

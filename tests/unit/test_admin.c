@@ -640,6 +640,28 @@ static void test_admin_volumes_issue6(void **state)
 	json_decref(j);
 }
 
+static void test_admin_image_routes_without_registry_issue7(void **state)
+{
+	(void)state;
+	json_t *j;
+	/* No registry in this server: the image routes answer 503, their
+	 * neighbours 404/405 as usual. */
+	json_decref(vcall("GET", "/admin/v1/images/df", NULL, 503, "ServiceUnavailable"));
+	json_decref(vcall("POST", "/admin/v1/images/register", "{\"uri\":\"s3://b/k\"}", 503,
+			  "ServiceUnavailable"));
+	json_decref(
+	    vcall("POST", "/admin/v1/volumes/v/upload-image", NULL, 503, "ServiceUnavailable"));
+	json_decref(vcall("POST", "/admin/v1/volumes", "{\"name\":\"vi\",\"image\":\"x\"}", 503,
+			  "ServiceUnavailable"));
+	json_decref(vcall("GET", "/admin/v1/images/nope", NULL, 404, "NotFound"));
+	json_decref(vcall("GET", "/admin/v1/images/register", NULL, 405, "MethodNotAllowed"));
+	struct resp r;
+	j = call("GET", "/admin/v1/images/df", NULL, NULL, NULL, NULL, &r);
+	assert_int_equal(r.status, 403); /* unsigned */
+	json_decref(j);
+	free(r.body);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -654,6 +676,7 @@ int main(void)
 	    cmocka_unit_test(test_admin_pool_stats_lists_devices),
 	    cmocka_unit_test(test_admin_jobs_bad_input_400),
 	    cmocka_unit_test(test_admin_job_runs_reports_and_409_while_busy),
+	    cmocka_unit_test(test_admin_image_routes_without_registry_issue7),
 	    cmocka_unit_test(test_admin_health_503_when_stopping),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

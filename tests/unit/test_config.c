@@ -512,6 +512,10 @@ static void test_config_examples_load_and_cairn_ini_is_default(void **state)
 			assert_int_equal(c.s3_max_connections, d.s3_max_connections);
 			assert_int_equal(c.s3_timeout, d.s3_timeout);
 			assert_string_equal(c.api_listen, d.api_listen);
+			assert_string_equal(c.reg_listen, d.reg_listen);
+			assert_string_equal(c.reg_admin_token, d.reg_admin_token);
+			assert_string_equal(c.reg_web_allow, d.reg_web_allow);
+			assert_string_equal(c.reg_public_url, d.reg_public_url);
 			assert_string_equal(c.chunking, d.chunking);
 			assert_string_equal(c.compression, d.compression);
 			assert_string_equal(c.dedup_domain, d.dedup_domain);

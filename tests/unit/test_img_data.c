@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <dirent.h>
 #include <time.h>
@@ -27,8 +28,11 @@
 #include <stdbool.h>
 
 #include "cs_test.h"
+#include "blockstore/bs.h"
 #include "chunkstore/chunkstore.h"
+#include "core/io.h"
 #include "core/err.h"
+#include "core/fault.h"
 #include "meta/meta.h"
 #include "registry/img_data.h"
 
@@ -401,20 +405,33 @@ static void make_qcow2(const char *path)
 	    0);
 }
 
-/* Opens an upload, writes the file in pieces and finishes; returns the
+/* Opens an upload, writes the bytes in pieces and finishes; returns the
  * first error. *out stays open (free it). */
-static int upload_file(const char *path, const char *fmt, uint64_t max, struct img_upload **out,
-		       struct img_data_result *res)
+static int upload_bytes_max(const uint8_t *b, size_t len, const char *fmt, uint64_t max,
+			    struct img_upload **out, struct img_data_result *res)
 {
 	struct img_data_opts o = opts_limit(max);
-	size_t len;
-	uint8_t *b = read_file(path, &len);
 	assert_int_equal(img_upload_open(g_pool, &o, fmt, out), 0);
 	int rc = write_pieces(*out, b, len);
 	if (rc == 0)
 		assert_int_equal(scratch_entries(), 0); /* the spool has no name */
 	if (rc == 0)
 		rc = img_upload_finish(*out, res);
+	return rc;
+}
+
+static int upload_file_bytes(const uint8_t *b, size_t len, const char *fmt, struct img_upload **out,
+			     struct img_data_result *res)
+{
+	return upload_bytes_max(b, len, fmt, 0, out, res);
+}
+
+static int upload_file(const char *path, const char *fmt, uint64_t max, struct img_upload **out,
+		       struct img_data_result *res)
+{
+	size_t len;
+	uint8_t *b = read_file(path, &len);
+	int rc = upload_bytes_max(b, len, fmt, max, out, res);
 	free(b);
 	return rc;
 }
@@ -727,6 +744,344 @@ static void test_from_manifest_qcow2_and_limit(void **state)
 	free(rb);
 }
 
+/* ---- web-download against a local python3 http.server ---- */
+
+static const char srv_py[] = "import http.server, os, sys, urllib.parse\n"
+			     "class H(http.server.SimpleHTTPRequestHandler):\n"
+			     "    def do_GET(self):\n"
+			     "        if self.path.startswith('/redirect?'):\n"
+			     "            to = urllib.parse.unquote(self.path.split('?', 1)[1])\n"
+			     "            self.send_response(302)\n"
+			     "            self.send_header('Location', to)\n"
+			     "            self.send_header('Content-Length', '0')\n"
+			     "            self.end_headers()\n"
+			     "            return\n"
+			     "        return super().do_GET()\n"
+			     "    def log_message(self, *a):\n"
+			     "        pass\n"
+			     "os.chdir(sys.argv[1])\n"
+			     "s = http.server.ThreadingHTTPServer(('127.0.0.1', 0), H)\n"
+			     "print(s.server_address[1], flush=True)\n"
+			     "s.serve_forever()\n";
+
+static pid_t g_srv = -1;
+static unsigned g_port;
+
+/* Starts the server on a free port, serving g_dir/www. */
+static void srv_start(void)
+{
+	const char *py = "/usr/bin/python3";
+	if (access(py, X_OK) != 0)
+		skip();
+	char www[512];
+	snprintf(www, sizeof(www), "%s/www", g_dir);
+	assert_int_equal(mkdir(www, 0700), 0);
+	FILE *f = fopen(fpath("srv.py"), "w");
+	assert_non_null(f);
+	fputs(srv_py, f);
+	fclose(f);
+	int pfd[2];
+	assert_int_equal(pipe(pfd), 0);
+	const char *script = fpath("srv.py");
+	g_srv = fork();
+	assert_true(g_srv >= 0);
+	if (g_srv == 0) {
+		dup2(pfd[1], 1);
+		close(pfd[0]);
+		execl(py, py, "-u", script, www, (char *)NULL);
+		_exit(127);
+	}
+	close(pfd[1]);
+	/* the whole line: python writes the number and the newline apart */
+	char line[32] = "";
+	size_t got = 0;
+	while (got < sizeof(line) - 1 && !strchr(line, '\n')) {
+		ssize_t n = read(pfd[0], line + got, sizeof(line) - 1 - got);
+		assert_true(n > 0);
+		got += (size_t)n;
+		line[got] = '\0';
+	}
+	close(pfd[0]);
+	g_port = (unsigned)atoi(line);
+	assert_true(g_port > 0);
+}
+
+static int teardown_srv(void **state)
+{
+	if (g_srv > 0) {
+		kill(g_srv, SIGTERM);
+		waitpid(g_srv, NULL, 0);
+		g_srv = -1;
+	}
+	return teardown(state);
+}
+
+/* from_url into a fresh upload; returns its result, fills res when it
+ * finished. */
+static uint64_t g_fetch_max;	/* max_size of fetch()'s uploads */
+static uint8_t g_fetch_raw[16]; /* the last fetch's raw view (qcow2) */
+
+static int fetch(const char *url, const char *allow, const uint16_t *own, char *why,
+		 struct img_data_result *res, uint8_t out_mid[16])
+{
+	struct img_data_opts o = opts_limit(g_fetch_max);
+	struct img_upload *u;
+	assert_int_equal(img_upload_open(g_pool, &o, NULL, &u), 0);
+	int rc = img_upload_from_url(u, url, allow, own, why, 256);
+	printf("fetch %s (allow %s): %d %s\n", url, allow, rc, why);
+	if (rc == 0) {
+		assert_string_equal(why, "");
+		assert_int_equal(img_upload_finish(u, res), 0);
+		struct rec r = {0};
+		assert_int_equal(img_upload_commit(u, rec_fn, &r), 0);
+		memcpy(out_mid, r.seen[r.calls - 1].mid, 16);
+		memcpy(g_fetch_raw, r.seen[r.calls - 1].raw_mid, 16);
+	} else {
+		assert_true(why[0] != '\0');
+		/* the upload is dead: nothing fetched can be committed */
+		assert_int_not_equal(img_upload_finish(u, res), 0);
+	}
+	img_upload_free(u);
+	return rc;
+}
+
+static void test_from_url(void **state)
+{
+	(void)state;
+	srv_start();
+	size_t len = 5 * MIB + 3;
+	uint8_t *data = malloc(len);
+	assert_non_null(data);
+	fill_random(data, len, 99);
+	char path[512];
+	snprintf(path, sizeof(path), "%s/www/img.raw", g_dir);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	assert_int_equal(fwrite(data, 1, len, f), len);
+	fclose(f);
+	uint8_t md5[16];
+	digest("MD5", data, len, md5);
+
+	char url[256], url2[512], allow[64], why[256];
+	struct img_data_result res;
+	uint8_t mid[16];
+	uint16_t own[] = {(uint16_t)g_port, 0};
+	uint16_t other[] = {1, 2, 0};
+	snprintf(url, sizeof(url), "http://127.0.0.1:%u/img.raw", g_port);
+	snprintf(allow, sizeof(allow), "example.org, 127.0.0.1:%u", g_port);
+
+	/* allowed by host:port and by host */
+	assert_int_equal(fetch(url, allow, other, why, &res, mid), 0);
+	assert_int_equal(res.size, len);
+	assert_memory_equal(res.md5, md5, 16);
+	assert_mid_bytes(mid, data, len);
+	assert_int_equal(unref(mid), 0);
+	assert_int_equal(fetch(url, "127.0.0.1", NULL, why, &res, mid), 0);
+	assert_int_equal(unref(mid), 0);
+
+	/* not allowed: another host, another port, nothing allowed, scheme */
+	assert_int_equal(fetch(url, "example.org", NULL, why, &res, mid), CAIRN_EDENIED);
+	assert_non_null(strstr(why, "allow-list"));
+	assert_int_equal(fetch(url, "127.0.0.1:1", NULL, why, &res, mid), CAIRN_EDENIED);
+	assert_int_equal(fetch(url, "", NULL, why, &res, mid), CAIRN_EDENIED);
+	assert_int_equal(fetch("file:///etc/passwd", "127.0.0.1", NULL, why, &res, mid),
+			 CAIRN_EDENIED);
+	snprintf(url2, sizeof(url2), "ftp://127.0.0.1:%u/img.raw", g_port);
+	assert_int_equal(fetch(url2, "127.0.0.1", NULL, why, &res, mid), CAIRN_EDENIED);
+
+	/* the node's own port on a local address, by IP and by name */
+	assert_int_equal(fetch(url, allow, own, why, &res, mid), CAIRN_EDENIED);
+	assert_non_null(strstr(why, "own service"));
+	snprintf(url2, sizeof(url2), "http://localhost:%u/img.raw", g_port);
+	assert_int_equal(fetch(url2, "localhost", own, why, &res, mid), CAIRN_EDENIED);
+	assert_non_null(strstr(why, "own service"));
+
+	/* redirects: to an allowed host followed, to another refused */
+	snprintf(url2, sizeof(url2), "http://127.0.0.1:%u/redirect?http://127.0.0.1:%u/img.raw",
+		 g_port, g_port);
+	assert_int_equal(fetch(url2, allow, NULL, why, &res, mid), 0);
+	assert_memory_equal(res.md5, md5, 16);
+	assert_int_equal(unref(mid), 0);
+	snprintf(url2, sizeof(url2), "http://127.0.0.1:%u/redirect?http://localhost:%u/img.raw",
+		 g_port, g_port);
+	assert_int_equal(fetch(url2, allow, NULL, why, &res, mid), CAIRN_EDENIED);
+	assert_non_null(strstr(why, "localhost"));
+	/* a redirect loop ends */
+	snprintf(url2, sizeof(url2), "http://127.0.0.1:%u/redirect?/redirect%%3F/img.raw", g_port);
+	assert_int_equal(fetch(url2, allow, NULL, why, &res, mid), 0); /* 2 hops */
+	assert_int_equal(unref(mid), 0);
+	snprintf(url2, sizeof(url2), "http://127.0.0.1:%u/redirect?", g_port);
+	for (int i = 0; i < 6; i++)
+		strcat(url2, "/redirect%3F");
+	strcat(url2, "/img.raw");
+	assert_int_equal(fetch(url2, allow, NULL, why, &res, mid), -EIO);
+	assert_non_null(strstr(why, "redirects"));
+
+	/* 404, and nothing listening */
+	snprintf(url2, sizeof(url2), "http://127.0.0.1:%u/missing", g_port);
+	assert_int_equal(fetch(url2, allow, NULL, why, &res, mid), -EIO);
+	assert_non_null(strstr(why, "404"));
+	assert_int_equal(fetch("http://127.0.0.1:1/x", "127.0.0.1", NULL, why, &res, mid), -EIO);
+
+	/* the body goes through the same gate as a PUT: the size limit, and a
+	 * qcow2 that names a backing file */
+	g_fetch_max = 1 * MIB;
+	assert_int_equal(fetch(url, allow, NULL, why, &res, mid), -EFBIG);
+	g_fetch_max = 0;
+	if (have_qemu()) {
+		char base[600], top[600];
+		snprintf(base, sizeof(base), "%s/www/base.qcow2", g_dir);
+		snprintf(top, sizeof(top), "%s/www/top.qcow2", g_dir);
+		make_qcow2(base);
+		assert_int_equal(sh("qemu-img create -q -f qcow2 -b '%s' -F qcow2 '%s'", base, top),
+				 0);
+		snprintf(url2, sizeof(url2), "http://127.0.0.1:%u/top.qcow2", g_port);
+		assert_int_equal(fetch(url2, allow, NULL, why, &res, mid), CAIRN_EINVAL);
+		assert_non_null(strstr(why, "backing"));
+		snprintf(url2, sizeof(url2), "http://127.0.0.1:%u/base.qcow2", g_port);
+		assert_int_equal(fetch(url2, allow, NULL, why, &res, mid), 0);
+		assert_true(res.qcow2 && res.has_raw);
+		assert_int_equal(unref(mid), 0);
+		assert_int_equal(unref(g_fetch_raw), 0);
+	}
+
+	struct cs_stats st;
+	assert_int_equal(cs_pool_stats(g_pool, &st), 0);
+	assert_int_equal(st.manifests, 0);
+	assert_int_equal(scratch_entries(), 0);
+	free(data);
+}
+
+/* ---- fault points: every failure path leaves nothing behind ---- */
+
+static void assert_pool_empty(void)
+{
+	struct cs_stats st;
+	assert_int_equal(cs_pool_stats(g_pool, &st), 0);
+	assert_int_equal(st.manifests, 0);
+	assert_int_equal(scratch_entries(), 0);
+}
+
+static void test_faults_leave_nothing(void **state)
+{
+	(void)state;
+	struct img_upload *u;
+	struct img_data_result res;
+	struct rec r = {0};
+
+	/* the pipeline's writer fails part way: seen by a later write or finish */
+	size_t len = 10 * MIB;
+	uint8_t *data = malloc(len);
+	assert_non_null(data);
+	fill_random(data, len, 8);
+	fault_arm("img_pipe_write", 3);
+	int rc = upload_file_bytes(data, len, "raw", &u, &res);
+	fault_arm("img_pipe_write", 0);
+	assert_int_equal(rc, -EIO);
+	assert_int_equal(img_upload_commit(u, rec_fn, &r), -EIO);
+	img_upload_free(u);
+	assert_pool_empty();
+	free(data);
+	if (!have_qemu())
+		return;
+
+	const char *q = fpath("a.qcow2");
+	make_qcow2(q);
+	/* no scratch file: refused at the first write that decides qcow2 */
+	fault_arm("img_scratch", 1);
+	assert_int_equal(upload_file(q, "qcow2", 0, &u, &res), -ENOSPC);
+	fault_arm("img_scratch", 0);
+	img_upload_free(u);
+	assert_pool_empty();
+	/* qemu-img cannot run */
+	fault_arm("img_conv_exec", 1);
+	assert_int_equal(upload_file(q, "qcow2", 0, &u, &res), -EIO);
+	fault_arm("img_conv_exec", 0);
+	assert_int_equal(img_upload_commit(u, rec_fn, &r), -EIO);
+	assert_int_equal(r.calls, 0);
+	img_upload_free(u);
+	assert_pool_empty();
+	/* the second scratch file (the raw view) cannot be made */
+	fault_arm("img_scratch", 2);
+	assert_int_equal(upload_file(q, "qcow2", 0, &u, &res), -ENOSPC);
+	fault_arm("img_scratch", 0);
+	img_upload_free(u);
+	assert_pool_empty();
+}
+
+/* ---- from_snapshot ---- */
+
+static void test_from_snapshot_reads_only_data(void **state)
+{
+	(void)state;
+	char data[300];
+	snprintf(data, sizeof(data), "%s/pool", g_dir);
+	struct bs_opts bo = {.data_dir = data};
+	struct bs_store *bs;
+	assert_int_equal(bs_open(g_pool, &bo, &bs), 0);
+	uint64_t vsize = 64 * MIB;
+	assert_int_equal(bs_volume_create(bs, "v", vsize, NULL, NULL), 0);
+	uint8_t *want = calloc(1, vsize), *blk = io_alloc(1 * MIB);
+	assert_non_null(want);
+	assert_non_null(blk);
+	struct io_ctx *ctx;
+	assert_int_equal(io_ctx_create(16, &ctx), 0);
+
+	/* 1 MiB at 0 and 64 KiB at 40 MiB: the rest is never written */
+	char token[BS_TOKEN_LEN + 1], exp[128];
+	struct bs_handle *h;
+	assert_int_equal(bs_attach(bs, "v", "host1", 0, token, NULL), 0);
+	snprintf(exp, sizeof(exp), "v@%s", token);
+	assert_int_equal(bs_handle_open(bs, exp, &h), 0);
+	fill_random(blk, 1 * MIB, 41);
+	assert_int_equal(bs_write(h, ctx, blk, 0, 1 * MIB, 0), 0);
+	memcpy(want, blk, 1 * MIB);
+	assert_int_equal(bs_write(h, ctx, blk, 40 * MIB, 64 * KIB, 0), 0);
+	memcpy(want + 40 * MIB, blk, 64 * KIB);
+	assert_int_equal(bs_flush(h, ctx), 0);
+	assert_int_equal(bs_snapshot_create(bs, "v", "s1", NULL), 0);
+	/* the head changes after the snapshot: the image must not see it */
+	memset(blk, 0xee, 64 * KIB);
+	assert_int_equal(bs_write(h, ctx, blk, 0, 64 * KIB, 0), 0);
+	bs_handle_close(h);
+
+	struct img_data_opts o = opts_limit(0);
+	struct img_upload *u;
+	struct img_data_result res;
+	assert_int_equal(img_upload_open(g_pool, &o, "raw", &u), 0);
+	uint64_t rd0 = io_bytes_read();
+	assert_int_equal(img_upload_from_snapshot(u, bs, "v", "s1"), 0);
+	uint64_t rd = io_bytes_read() - rd0;
+	/* holes cost no device reads: far less than the 64 MiB volume */
+	printf("snapshot upload read %llu bytes of devices\n", (unsigned long long)rd);
+	assert_true(rd < 8 * MIB);
+	assert_int_equal(img_upload_finish(u, &res), 0);
+	assert_int_equal(res.size, vsize);
+	uint8_t md5[16];
+	digest("MD5", want, vsize, md5);
+	assert_memory_equal(res.md5, md5, 16);
+	struct rec r = {0};
+	assert_int_equal(img_upload_commit(u, rec_fn, &r), 0);
+	img_upload_free(u);
+	assert_mid_bytes(r.seen[0].mid, want, vsize);
+	assert_int_equal(unref(r.seen[0].mid), 0);
+
+	/* an unknown snapshot or volume */
+	assert_int_equal(img_upload_open(g_pool, &o, "raw", &u), 0);
+	assert_int_equal(img_upload_from_snapshot(u, bs, "v", "nope"), CAIRN_ENOTFOUND);
+	assert_int_not_equal(img_upload_finish(u, &res), 0);
+	img_upload_free(u);
+	assert_int_equal(img_upload_open(g_pool, &o, "raw", &u), 0);
+	assert_int_equal(img_upload_from_snapshot(u, bs, "nope", "s1"), CAIRN_ENOTFOUND);
+	img_upload_free(u);
+
+	assert_int_equal(bs_detach(bs, "v", true), 0);
+	io_ctx_free(ctx);
+	io_free(blk);
+	free(want);
+	bs_close(bs);
+}
+
 /* ---- throughput (IMG_BENCH=file; skipped otherwise) ---- */
 
 static double cpu_s(void)
@@ -838,6 +1193,9 @@ int main(void)
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_from_manifest_refs_the_object, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_from_manifest_qcow2_and_limit, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_from_url, setup, teardown_srv),
+	    cmocka_unit_test_setup_teardown(test_faults_leave_nothing, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_from_snapshot_reads_only_data, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bench_upload_file, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1018,6 +1018,86 @@ static void test_vol_model_random(void **state)
 		run_model(f, s * 7919u, 500);
 }
 
+/* VOL_RECF_IMAGE (issue 7): blocks no record decides read the base; a
+ * clone reads it through its parent; partial writes copy up from it and
+ * zeroes over it are recorded; both flags at once do not decode. */
+static void test_vol_base_manifest_issue7(void **state)
+{
+	struct fixture *f = *state;
+	struct meta_txn *t = wtxn(f);
+	struct vol_write_out wo;
+	struct vol_resolved r;
+	struct vol v, c, g;
+	uint8_t mid[VOL_ID_LEN];
+	bool has;
+
+	memset(mid, 0xab, sizeof(mid));
+	assert_int_equal(vol_create(t, 1, "img", 8 * MB, NULL, &v), 0);
+	assert_int_equal(vol_set_base(t, &v, mid), 0);
+	assert_int_equal(vol_set_base(t, &v, mid), CAIRN_EINVAL); /* has one */
+	assert_int_equal(vol_get(t, 1, "img", &g), 0);
+	assert_true(g.has_base);
+	assert_false(g.has_parent);
+	assert_memory_equal(g.base_mid, mid, VOL_ID_LEN);
+	assert_int_equal(vol_map_resolve(t, &v, v.gen, 1, &r), 0);
+	assert_int_equal(r.base, UINT64_MAX);
+	assert_int_equal(r.blk[7].kind, VOL_BLK_BASE);
+	assert_memory_equal(r.base_mid, mid, VOL_ID_LEN);
+	assert_int_equal(vol_map_resolve(t, &v, v.gen, 2, &r), 0); /* past the size */
+	assert_int_equal(r.base, 0);
+	assert_int_equal(r.blk[0].kind, VOL_BLK_UNWRITTEN);
+
+	/* A partial write copies up; a whole-block zero is recorded. */
+	assert_int_equal(vol_map_write(t, &v, 0, 100, 1000, VOL_WRITE, &wo), 0);
+	assert_int_equal(wo.copyup, 1);
+	assert_int_equal(wo.fill, 0);
+	assert_int_equal(vol_map_write(t, &v, 1, 0, 2 * VOL_BLOCK_SIZE, VOL_ZERO, &wo), 0);
+	assert_true(wo.record);
+	assert_int_equal(vol_map_resolve(t, &v, v.gen, 1, &r), 0);
+	assert_int_equal(r.zero, 3);
+	assert_int_equal(r.base, UINT64_MAX & ~3ull);
+
+	/* A clone reads the base through its parent, holds none itself. */
+	assert_int_equal(vol_snapshot_create(t, &v, "s", NULL), 0);
+	assert_int_equal(vol_clone(t, &v, "s", 2, "vm", &c), 0);
+	assert_false(c.has_base);
+	assert_int_equal(vol_chain_base(t, &c, &has, mid), 0);
+	assert_true(has);
+	assert_int_equal(vol_map_resolve(t, &c, c.gen, 1, &r), 0);
+	assert_int_equal(r.blk[5].kind, VOL_BLK_BASE);
+	assert_int_equal(r.blk[5].depth, 1);
+	assert_int_equal(r.blk[0].kind, VOL_BLK_ZERO);
+	assert_int_equal(vol_set_base(t, &c, mid), CAIRN_EINVAL); /* has a parent */
+
+	/* Flatten as bs_admin does it: zero blocks kept, base taken over. */
+	assert_int_equal(vol_map_put_base_zero(t, &c, 1, 0, 3), 0);
+	assert_int_equal(vol_map_put_base_zero(t, &c, 1, 1, 1), CAIRN_EINVAL);
+	assert_int_equal(vol_unparent(t, &c), 0);
+	assert_int_equal(vol_set_base(t, &c, mid), 0);
+	assert_int_equal(vol_map_resolve(t, &c, c.gen, 1, &r), 0);
+	assert_int_equal(r.zero, 3);
+	assert_int_equal(r.blk[5].kind, VOL_BLK_BASE);
+	assert_int_equal(r.blk[5].depth, 0);
+
+	/* Both flags: corrupt. */
+	{
+		uint8_t k[4 + 3], val[sizeof(struct vol_rec)];
+		const void *cv;
+		size_t vl;
+		struct vol_rec rec;
+		meta_be32(k, 1);
+		memcpy(k + 4, "img", 3);
+		assert_int_equal(meta_get(t, META_T_VOLUMES, k, sizeof(k), &cv, &vl), 0);
+		assert_int_equal(vl, sizeof(rec));
+		memcpy(&rec, cv, sizeof(rec));
+		rec.flags |= VOL_RECF_PARENT;
+		memcpy(val, &rec, sizeof(rec));
+		assert_int_equal(meta_put(t, META_T_VOLUMES, k, sizeof(k), val, sizeof(val), 0), 0);
+		assert_int_equal(vol_get(t, 1, "img", &g), CAIRN_ECORRUPT);
+	}
+	commit(t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1038,6 +1118,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_vol_clone_depth_limit, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_vol_newer_format_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_vol_model_random, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_vol_base_manifest_issue7, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

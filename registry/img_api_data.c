@@ -1,0 +1,526 @@
+/* registry/img_api_data.c - image data: PUT .../file and .../stage
+ * (streamed), GET .../file, POST .../import and /v2/info/import.
+ *
+ * An upload claims the image first (queued -> saving, or uploading for a
+ * stage) in a commit of its own, so a second upload racing it gets 409
+ * before any byte flows; the body then streams into img_upload_write as
+ * libmicrohttpd hands it over. Any failure (a refused qcow2: 400, over the
+ * size limit: 413, a pool error, the client going away) puts the image back
+ * to queued and releases whatever manifest the upload had committed, as
+ * Glance does with a failed upload.
+ *
+ * Imports that read a source (web-download, s3-object) run on a thread of
+ * their own and answer 202 at once, with the image "importing"; failure
+ * records the reason in the doc's "import" and goes back to queued.
+ * glance-direct takes the staged manifest over in one commit: the stage
+ * already hashed and checked the bytes.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chunkstore/chunkstore.h"
+#include "core/hash.h"
+#include "core/log.h"
+#include "objstore/s3.h"
+#include "registry/img_api.h"
+#include "registry/img_data.h"
+
+#define TAG "glance"
+
+/* ---- uploads ---- */
+
+static void upload_error(struct img_req *rq, struct img_resp *rs, int err, const char *why)
+{
+	char sid[37];
+	img_id_fmt(rq->up_id, sid);
+	switch (err) {
+	case -EFBIG:
+	case CAIRN_ETOOBIG:
+		img_err(rs, 413, "The incoming image is too large: the limit is %" PRIu64 " bytes",
+			rq->reg->max_size);
+		break;
+	case CAIRN_EINVAL:
+		img_err(rs, 400, "%s", why && why[0] ? why : "The image data was refused.");
+		break;
+	case CAIRN_ENOTFOUND:
+		img_err(rs, 404,
+			"Image %s could not be found after upload. The image may have "
+			"been deleted during the upload.",
+			sid);
+		break;
+	case CAIRN_ENOSPACE:
+	case -ENOSPC:
+		img_err(rs, 413, "Image storage media is full: %s", why && why[0] ? why : "");
+		break;
+	case -EBUSY:
+		img_err(rs, 409, "%s",
+			why && why[0] ? why : "The image changed during the upload.");
+		break;
+	default:
+		img_err_code(rs, err, why && why[0] ? why : "upload");
+	}
+}
+
+int img_upload_begin(struct img_req *rq, struct img_resp *rs)
+{
+	struct registry *reg = rq->reg;
+	struct img_entry *e = NULL;
+	char why[512] = "";
+	int ret;
+	rq->up_stage = strcmp(rq->segs[3], "stage") == 0;
+	if (img_id_parse(rq->segs[2], rq->up_id) < 0 ||
+	    img_lookup(reg, &rq->who, rq->up_id, &e) < 0) {
+		img_err(rs, 404, "No image found with ID %s", rq->segs[2]);
+		return -1;
+	}
+	bool ok = img_can_write(&rq->who, e);
+	img_entry_put(e);
+	if (!ok) {
+		img_err(rs, 403,
+			"Insufficient permissions on image storage media: not allowed to "
+			"upload image data for image %s",
+			rq->segs[2]);
+		return -1;
+	}
+	if (!rq->content_type || strncmp(rq->content_type, "application/octet-stream", 24) != 0) {
+		img_err(rs, 415, "The request media type %s is not supported by this server.",
+			rq->content_type ? rq->content_type : "(none)");
+		return -1;
+	}
+	ret = img_claim(reg, rq->up_id, rq->up_stage ? IMG_UPLOADING : IMG_SAVING, !rq->up_stage,
+			why, sizeof(why));
+	if (ret < 0) {
+		if (ret == CAIRN_EINVAL)
+			img_err(rs, 400, "%s", why);
+		else
+			upload_error(rq, rs, ret, why);
+		return -1;
+	}
+	rq->up_started = true;
+	e = img_store_get(reg->st, rq->up_id);
+	struct img_data_opts o = {
+	    .max_size = reg->max_size, .tmp_dir = reg->tmp_dir, .qemu_img = reg->qemu_img};
+	ret = img_upload_open(reg->pool, &o, e ? e->disk_format : NULL, &rq->up);
+	img_entry_put(e);
+	if (ret < 0) {
+		rq->up_err = ret;
+		upload_error(rq, rs, ret, "cannot start the upload");
+		img_upload_abort(rq);
+		return -1;
+	}
+	return 0;
+}
+
+void img_upload_feed(struct img_req *rq, const void *buf, size_t len)
+{
+	if (rq->up_err || !rq->up)
+		return; /* drained: the error goes out at the end */
+	rq->up_bytes += len;
+	int ret = img_upload_write(rq->up, buf, len);
+	if (ret < 0)
+		rq->up_err = ret;
+}
+
+void img_upload_abort(struct img_req *rq)
+{
+	if (!rq->up_started)
+		return;
+	rq->up_started = false;
+	img_upload_free(rq->up);
+	rq->up = NULL;
+	if (img_revert_queued(rq->reg, rq->up_id, NULL, NULL) < 0)
+		log_err(TAG, "cannot put an image back to queued after a failed upload");
+}
+
+void img_upload_end(struct img_req *rq, struct img_resp *rs)
+{
+	struct img_data_result res;
+	char why[512] = "";
+	int ret = rq->up_err;
+	if (!rq->up_started)
+		return;
+	if (ret == 0)
+		ret = img_upload_finish(rq->up, &res);
+	if (ret == 0) {
+		struct img_finish f = {.src = rq->up_stage ? IMG_SRC_STAGE : IMG_SRC_BODY};
+		ret = img_commit_upload(rq->reg, rq->up_id, rq->up, &f, why, sizeof(why));
+	}
+	if (ret < 0) {
+		if (!why[0] && rq->up)
+			snprintf(why, sizeof(why), "%s", img_upload_why(rq->up));
+		upload_error(rq, rs, ret, why);
+		log_info(TAG, "upload to %s failed after %" PRIu64 " bytes: %s", rq->segs[2],
+			 rq->up_bytes, why[0] ? why : cairn_strerror(ret));
+		img_upload_abort(rq);
+		return;
+	}
+	img_upload_free(rq->up);
+	rq->up = NULL;
+	rq->up_started = false;
+	rs->status = 204;
+}
+
+/* ---- download ---- */
+
+/* "bytes=a-b", "bytes=a-", "bytes=-n": 0 and [off, off+len), 1 when not a
+ * range we take (serve it all), CAIRN_ERANGE when unsatisfiable. */
+static int parse_range(const char *h, uint64_t size, uint64_t *off, uint64_t *len)
+{
+	unsigned long long a, b;
+	char c;
+	if (strncmp(h, "bytes=", 6) != 0 || strchr(h, ','))
+		return 1;
+	h += 6;
+	if (sscanf(h, "-%llu%c", &a, &c) == 1) {
+		if (a == 0 || size == 0)
+			return CAIRN_ERANGE;
+		if (a > size)
+			a = size;
+		*off = size - a;
+		*len = a;
+		return 0;
+	}
+	int n = sscanf(h, "%llu-%llu%c", &a, &b, &c);
+	if (n == 2) {
+		if (b < a)
+			return 1;
+		if (a >= size)
+			return CAIRN_ERANGE;
+		if (b >= size)
+			b = size - 1;
+		*off = a;
+		*len = b - a + 1;
+		return 0;
+	}
+	if (sscanf(h, "%llu-%c", &a, &c) == 1 && h[strlen(h) - 1] == '-') {
+		if (a >= size)
+			return CAIRN_ERANGE;
+		*off = a;
+		*len = size - a;
+		return 0;
+	}
+	return 1;
+}
+
+void img_api_download(struct img_req *rq, struct img_resp *rs, const uint8_t id[IMG_ID_LEN])
+{
+	struct img_entry *e = NULL;
+	if (img_lookup(rq->reg, &rq->who, id, &e) < 0) {
+		char s[37];
+		img_id_fmt(id, s);
+		img_err(rs, 404, "No image found with ID %s", s);
+		return;
+	}
+	if (e->rec.status == IMG_DEACTIVATED && !rq->who.admin) {
+		img_err(rs, 403,
+			"The requested image has been deactivated. Image data download is "
+			"forbidden.");
+		goto out;
+	}
+	if (!(e->rec.flags & IMG_F_DATA)) {
+		rs->status = 204;
+		goto out;
+	}
+	uint64_t size = e->rec.size, off = 0, len = size;
+	if (rq->range) {
+		int r = parse_range(rq->range, size, &off, &len);
+		if (r == CAIRN_ERANGE) {
+			img_err(rs, 416, "Requested range not satisfiable");
+			rs->hdr_name = "Content-Range";
+			snprintf(rs->hdr_val, sizeof(rs->hdr_val), "bytes */%" PRIu64, size);
+			goto out;
+		}
+		rs->partial = r == 0;
+		if (r != 0)
+			off = 0, len = size;
+	}
+	int ret = cs_reader_open(rq->reg->pool, (const struct cs_mid *)e->rec.mid, &rs->rd);
+	if (ret < 0) {
+		img_err_code(rs, ret, "cannot read the image data");
+		goto out;
+	}
+	rs->off = off;
+	rs->len = len;
+	rs->total = size;
+	hash_hex(e->rec.md5, 16, rs->md5_hex);
+	rs->status = rs->partial ? 206 : 200;
+out:
+	img_entry_put(e);
+}
+
+/* ---- import ---- */
+
+void img_api_info_import(struct img_req *rq, struct img_resp *rs)
+{
+	json_t *v = json_pack("[s]", "glance-direct");
+	if (rq->reg->web_allow)
+		json_array_append_new(v, json_string("web-download"));
+	json_array_append_new(v, json_string("s3-object"));
+	rs->status = 200;
+	rs->json = json_pack("{s:{s:s, s:s, s:o}}", "import-methods", "description",
+			     "Import methods available.", "type", "array", "value", v);
+}
+
+struct import_job {
+	struct registry *reg;
+	uint8_t id[IMG_ID_LEN];
+	enum img_src src;
+	char *url;
+	char bucket[64];
+	char *key;
+	uint8_t mid[16];
+};
+
+static void *import_main(void *arg)
+{
+	struct import_job *j = arg;
+	char why[512];
+	if (img_import_run(j->reg, j->id, j->src, j->url,
+			   j->src == IMG_SRC_MANIFEST ? j->bucket : NULL, j->key, j->mid, why,
+			   sizeof(why)) == 0) {
+		char s[37];
+		img_id_fmt(j->id, s);
+		log_info(TAG, "import of %s done", s);
+	}
+	struct registry *reg = j->reg;
+	free(j->url);
+	free(j->key);
+	free(j);
+	pthread_mutex_lock(&reg->lock);
+	reg->imports--;
+	pthread_cond_broadcast(&reg->cond);
+	pthread_mutex_unlock(&reg->lock);
+	return NULL;
+}
+
+static int import_spawn(struct import_job *j)
+{
+	pthread_t t;
+	pthread_attr_t attr;
+	struct registry *reg = j->reg;
+	pthread_mutex_lock(&reg->lock);
+	if (reg->closing) {
+		pthread_mutex_unlock(&reg->lock);
+		return CAIRN_ESHUTDOWN;
+	}
+	reg->imports++;
+	pthread_mutex_unlock(&reg->lock);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	int rc = pthread_create(&t, &attr, import_main, j);
+	pthread_attr_destroy(&attr);
+	if (rc != 0) {
+		pthread_mutex_lock(&reg->lock);
+		reg->imports--;
+		pthread_cond_broadcast(&reg->cond);
+		pthread_mutex_unlock(&reg->lock);
+		return -rc;
+	}
+	return 0;
+}
+
+struct direct_arg {
+	struct registry *reg;
+	unsigned status;
+};
+
+/* glance-direct: the staged manifest becomes the image's data; its
+ * reference moves from stage_mid to mid (no ref/unref), and the system
+ * bucket object takes one of its own. */
+static int direct_fn(struct cs_txn *txn, struct img_mut *m)
+{
+	struct direct_arg *da = m->arg;
+	struct img_rec *r = &m->rec;
+	char s[37];
+	if (r->status == IMG_ACTIVE) {
+		da->status = 409;
+		snprintf(m->why, sizeof(m->why),
+			 "Image with status active cannot be target for "
+			 "import");
+		return -EBUSY;
+	}
+	if (r->status != IMG_UPLOADING || !(r->flags & IMG_F_STAGE)) {
+		da->status = 409;
+		snprintf(m->why, sizeof(m->why),
+			 "Image needs to be staged before 'glance-direct' method can be used");
+		return -EBUSY;
+	}
+	memcpy(r->mid, r->stage_mid, 16);
+	memset(r->stage_mid, 0, 16);
+	r->flags = (r->flags & ~(uint32_t)IMG_F_STAGE) | IMG_F_DATA;
+	r->status = IMG_ACTIVE;
+	json_object_set_new(m->doc, "import", json_pack("{s:s}", "method", "glance-direct"));
+	img_id_fmt(m->id, s);
+	struct s3_link l = {.mid = (const struct cs_mid *)r->mid,
+			    .size = r->size,
+			    .owner = json_string_value(json_object_get(m->doc, "owner")),
+			    .mtime_ns = (uint64_t)img_now_ns()};
+	memcpy(l.md5, r->md5, 16);
+	if (!l.owner)
+		l.owner = S3_ROOT_USER;
+	return s3_object_link_txn(txn, da->reg->pool, S3_SYSTEM_BUCKET, s, &l);
+}
+
+void img_api_import(struct img_req *rq, struct img_resp *rs, const uint8_t id[IMG_ID_LEN])
+{
+	struct registry *reg = rq->reg;
+	struct img_entry *e = NULL;
+	json_t *body = NULL;
+	json_error_t jerr;
+	char why[512] = "", s[37];
+	struct import_job *j = NULL;
+	int ret;
+	img_id_fmt(id, s);
+	if (!rq->body_len) {
+		img_err(rs, 400, "Body expected in request.");
+		return;
+	}
+	body = json_loadb(rq->body, rq->body_len, JSON_DECODE_ANY, &jerr);
+	if (!body) {
+		img_err(rs, 400, "Malformed JSON in request body.");
+		return;
+	}
+	json_t *method = json_object_get(body, "method");
+	if (!method) {
+		img_err(rs, 400, "Import request requires a 'method' field.");
+		goto out;
+	}
+	const char *name = json_string_value(json_object_get(method, "name"));
+	if (!json_object_get(method, "name")) {
+		img_err(rs, 400, "Import request requires a 'name' field.");
+		goto out;
+	}
+	if (!name || (strcmp(name, "glance-direct") && strcmp(name, "s3-object") &&
+		      (strcmp(name, "web-download") || !reg->web_allow))) {
+		img_err(rs, 400, "Unknown import method name '%s'.", name ? name : "?");
+		goto out;
+	}
+	json_t *asm_ = json_object_get(body, "all_stores_must_succeed");
+	if (asm_ && !json_is_boolean(asm_)) {
+		img_err(rs, 400, "'all_stores_must_succeed' must be boolean value only");
+		goto out;
+	}
+	if (img_lookup(reg, &rq->who, id, &e) < 0) {
+		img_err(rs, 404, "No image found with ID %s", s);
+		goto out;
+	}
+	if (!img_can_write(&rq->who, e)) {
+		img_err(rs, 403, "You are not authorized to complete import_image action.");
+		goto out;
+	}
+	if (e->rec.status == IMG_ACTIVE) {
+		img_err(rs, 409, "Image with status active cannot be target for import");
+		goto out;
+	}
+	if (!e->container_format) {
+		img_err(rs, 409, "'container_format' needs to be set before import");
+		goto out;
+	}
+	if (!e->disk_format) {
+		img_err(rs, 409, "'disk_format' needs to be set before import");
+		goto out;
+	}
+	if (strcmp(name, "glance-direct") == 0) {
+		struct direct_arg da = {reg, 0};
+		struct img_mut m = {.fn = direct_fn, .arg = &da};
+		memcpy(m.id, id, IMG_ID_LEN);
+		ret = img_store_write(reg->st, &m);
+		if (ret < 0) {
+			if (da.status)
+				img_err(rs, da.status, "%s", m.why);
+			else
+				img_err_code(rs, ret, "import");
+		} else {
+			rs->status = 202;
+			struct img_entry *ne = img_store_get(reg->st, id);
+			if (ne) {
+				struct cs_usage u;
+				if (img_usage(reg, ne, &u) < 0)
+					log_debug(TAG, "usage not computed");
+				img_entry_put(ne);
+			}
+		}
+		img_mut_clear(&m);
+		goto out;
+	}
+	const char *uri = json_string_value(json_object_get(method, "uri"));
+	if (e->rec.status != IMG_QUEUED) {
+		img_err(rs, 409, "Image needs to be in 'queued' state to use '%s' method", name);
+		goto out;
+	}
+	j = calloc(1, sizeof(*j));
+	if (!j) {
+		img_err_code(rs, -ENOMEM, "import");
+		goto out;
+	}
+	j->reg = reg;
+	memcpy(j->id, id, IMG_ID_LEN);
+	if (strcmp(name, "web-download") == 0) {
+		if (!uri || (strncmp(uri, "http://", 7) && strncmp(uri, "https://", 8))) {
+			img_err(rs, 400, "URI for web-download does not pass filtering: %s",
+				uri ? uri : "(none)");
+			goto out;
+		}
+		j->src = IMG_SRC_URL;
+		j->url = strdup(uri);
+		if (!j->url) {
+			img_err_code(rs, -ENOMEM, "import");
+			goto out;
+		}
+	} else {
+		const char *b = uri && strncmp(uri, "s3://", 5) == 0 ? uri + 5 : NULL;
+		const char *slash = b ? strchr(b, '/') : NULL;
+		if (!slash || slash == b || !slash[1] || (size_t)(slash - b) >= sizeof(j->bucket)) {
+			img_err(rs, 400, "The s3-object method needs a uri s3://BUCKET/KEY");
+			goto out;
+		}
+		memcpy(j->bucket, b, (size_t)(slash - b));
+		j->key = strdup(slash + 1);
+		if (!j->key) {
+			img_err_code(rs, -ENOMEM, "import");
+			goto out;
+		}
+		struct s3_object_info oi;
+		ret = s3_object_resolve(reg->pool, j->bucket, j->key, &oi);
+		if (ret == CAIRN_ENOTFOUND) {
+			img_err(rs, 404, "No object %s", uri);
+			goto out;
+		}
+		if (ret < 0) {
+			img_err_code(rs, ret, "import");
+			goto out;
+		}
+		if (!rq->who.admin && strcmp(oi.bucket_owner, rq->who.user) != 0) {
+			img_err(rs, 403, "The bucket %s belongs to another user.", j->bucket);
+			goto out;
+		}
+		j->src = IMG_SRC_MANIFEST;
+		memcpy(j->mid, oi.mid, 16);
+	}
+	ret = img_claim(reg, id, IMG_IMPORTING, true, why, sizeof(why));
+	if (ret < 0) {
+		img_err(rs, ret == CAIRN_EINVAL || ret == -EBUSY ? 409 : 500, "%s",
+			why[0] ? why : cairn_strerror(ret));
+		goto out;
+	}
+	ret = import_spawn(j);
+	if (ret < 0) {
+		if (img_revert_queued(reg, id, name, "the import could not start") < 0)
+			log_err(TAG, "cannot put an image back to queued");
+		img_err_code(rs, ret, "import");
+		goto out;
+	}
+	j = NULL; /* the thread owns it */
+	rs->status = 202;
+out:
+	if (j) {
+		free(j->url);
+		free(j->key);
+		free(j);
+	}
+	img_entry_put(e);
+	json_decref(body);
+}
