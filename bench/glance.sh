@@ -3,7 +3,7 @@
 # with Debian's Glance 25 (glance-api, sqlite, file store, no Keystone), both up in the same run,
 # their data in the same folder (one filesystem).
 #
-#   bash bench/glance.sh           # from the repository root, cairn built optimised; ~15 minutes
+#   bash bench/glance.sh           # from the repository root, cairn built optimised; ~7-13 minutes
 #   BENCH_STEPS=issue7 bash bench/run.sh      # the same, through run.sh
 #
 # Steps (BENCH_STEPS, any subset of "upload qcow2 volume list"; all by default):

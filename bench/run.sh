@@ -31,7 +31,7 @@
 # Issue 6: the step "nbd" (alias "issue6"; not in the default list, ~10 minutes on its own) runs
 # bench/nbd.sh: cairn's NBD volumes beside fio io_uring O_DIRECT and nbdkit's file plugin
 # (its knobs, NBD_*, are in that script; its tables go to bench/out/nbd-report.md).
-# Issue 7: the step "glance" (alias "issue7"; not in the default list, ~15 minutes on its own)
+# Issue 7: the step "glance" (alias "issue7"; not in the default list, ~7-13 minutes on its own)
 # runs bench/glance.sh: the image registry beside Debian's Glance 25 (knobs GLANCE_*, tables in
 # bench/out/glance-report.md).
 #
