@@ -672,14 +672,12 @@ static int listq_parse(struct img_req *rq, struct listq *q, size_t *limit, const
 					"value.");
 				return -1;
 			}
-			if (k[5] == 'i') {
+			if (strcmp(k, "size_min") == 0) {
 				q->has_size_min = true;
 				q->size_min = n < 0 ? 0 : (uint64_t)n;
 			} else {
 				q->has_size_max = true;
 				q->size_max = n < 0 ? 0 : (uint64_t)n;
-				if (n < 0)
-					q->has_size_max = true, q->size_max = 0;
 			}
 		} else if (strcmp(k, "created_at") == 0 || strcmp(k, "updated_at") == 0) {
 			static const char *const ops[] = {"eq", "neq", "gt", "gte", "lt", "lte"};
@@ -1116,11 +1114,20 @@ void img_api_list(struct img_req *rq, struct img_resp *rs)
 		goto out;
 	if (marker_s) {
 		uint8_t mid[IMG_ID_LEN];
-		if (img_id_parse(marker_s, mid) < 0 ||
-		    img_lookup(rq->reg, &rq->who, mid, &marker) < 0) {
+		struct img_entry *e = NULL;
+		if (img_id_parse(marker_s, mid) == 0)
+			e = img_store_get(rq->reg->st, mid);
+		if (!e) {
 			img_err(rs, 400, "No image found with ID %s", marker_s);
 			goto out;
 		}
+		/* Glance tells an invisible marker from a missing one. */
+		if (!img_can_read(&rq->who, e)) {
+			img_entry_put(e);
+			img_err(rs, 403, "Forbidding request, image %s not visible", marker_s);
+			goto out;
+		}
+		marker = e;
 	}
 	h.q = &q;
 	h.cap = limit;
@@ -1690,8 +1697,8 @@ static void do_show(struct img_req *rq, struct img_resp *rs, const uint8_t id[IM
 		return;
 	}
 	/* The usage figures are cached; a single-image GET refreshes them
-	 * when the manifests changed since. */
-	if ((e->rec.flags & IMG_F_DATA) && !atomic_load(&e->usage_valid)) {
+	 * when they may have changed (img_usage_stale). */
+	if ((e->rec.flags & IMG_F_DATA) && img_usage_stale(rq->reg, e)) {
 		struct cs_usage u;
 		if (img_usage(rq->reg, e, &u) == 0) {
 			img_entry_put(e);

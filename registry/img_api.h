@@ -50,6 +50,9 @@ struct registry {
 	pthread_cond_t cond;
 	unsigned imports;
 	bool closing;
+	/* bumped whenever an image's data appears or goes: cached usage
+	 * figures of other images may have changed */
+	_Atomic uint64_t data_gen;
 };
 
 /* ---- acting users and access ---- */
@@ -73,6 +76,11 @@ const char *img_vis_name(unsigned v);
 int img_vis_parse(const char *s);
 /* Computes and caches cairn_unique_bytes/shared_bytes of an entry. */
 int img_usage(struct registry *reg, const struct img_entry *e, struct cs_usage *out) CAIRN_WUR;
+/* Whether a single-image GET should recompute them: never computed, an
+ * image's data appeared or went since, or older than IMG_USAGE_MAX_AGE_NS
+ * (objects and volumes sharing chunks change the figures unseen). */
+#define IMG_USAGE_MAX_AGE_NS (10ll * 1000000000)
+bool img_usage_stale(struct registry *reg, const struct img_entry *e);
 
 /* ---- requests and responses ---- */
 struct img_qparam {

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "chunkstore/chunkstore.h"
 #include "core/hash.h"
@@ -264,6 +265,84 @@ void img_api_info_import(struct img_req *rq, struct img_resp *rs)
 			     "Import methods available.", "type", "array", "value", v);
 }
 
+/* A quick check of a web-download URI before answering 202, as Glance
+ * filters URIs at the API: its host (or host:port) must be in the allow
+ * list, and a local address must not name one of the node's own ports.
+ * img_upload_from_url checks again where it matters (the address it
+ * connects to, every redirect). */
+static bool uri_passes(const struct registry *reg, const char *uri)
+{
+	bool https = strncmp(uri, "https://", 8) == 0;
+	if (!https && strncmp(uri, "http://", 7) != 0)
+		return false;
+	const char *a = uri + (https ? 8 : 7);
+	size_t alen = strcspn(a, "/?#");
+	const char *at = memchr(a, '@', alen);
+	while (at) { /* userinfo: the host starts after the last '@' */
+		alen -= (size_t)(at + 1 - a);
+		a = at + 1;
+		at = memchr(a, '@', alen);
+	}
+	char host[256];
+	unsigned port = https ? 443 : 80;
+	size_t hl;
+	const char *rest;
+	if (alen && a[0] == '[') {
+		const char *rb = memchr(a, ']', alen);
+		if (!rb)
+			return false;
+		hl = (size_t)(rb - a - 1);
+		if (hl >= sizeof(host))
+			return false;
+		memcpy(host, a + 1, hl);
+		rest = rb + 1;
+	} else {
+		const char *c = memchr(a, ':', alen);
+		hl = c ? (size_t)(c - a) : alen;
+		if (hl >= sizeof(host))
+			return false;
+		memcpy(host, a, hl);
+		rest = a + hl;
+	}
+	host[hl] = '\0';
+	if (!hl)
+		return false;
+	if (rest < a + alen) {
+		if (*rest != ':')
+			return false;
+		char *end;
+		unsigned long p = strtoul(rest + 1, &end, 10);
+		if (end != a + alen || p == 0 || p > 65535)
+			return false;
+		port = (unsigned)p;
+	}
+	bool local = strcasecmp(host, "localhost") == 0 || strncmp(host, "127.", 4) == 0 ||
+		     strcmp(host, "::1") == 0 || strcmp(host, "0.0.0.0") == 0 ||
+		     strcmp(host, "::") == 0;
+	for (const uint16_t *p = reg->own_ports; local && p && *p; p++)
+		if (*p == port)
+			return false;
+	char hp[300];
+	snprintf(hp, sizeof(hp), strchr(host, ':') ? "[%s]:%u" : "%s:%u", host, port);
+	const char *s = reg->web_allow ? reg->web_allow : "";
+	while (*s) {
+		size_t n = strcspn(s, ",");
+		const char *e = s;
+		size_t en = n;
+		while (en && (*e == ' ' || *e == '\t'))
+			e++, en--;
+		while (en && (e[en - 1] == ' ' || e[en - 1] == '\t'))
+			en--;
+		if ((en == hl && strncasecmp(e, host, hl) == 0) ||
+		    (en == strlen(hp) && strncasecmp(e, hp, en) == 0))
+			return true;
+		s += n;
+		if (*s == ',')
+			s++;
+	}
+	return false;
+}
+
 struct import_job {
 	struct registry *reg;
 	uint8_t id[IMG_ID_LEN];
@@ -435,6 +514,7 @@ void img_api_import(struct img_req *rq, struct img_resp *rs, const uint8_t id[IM
 				img_err_code(rs, ret, "import");
 		} else {
 			rs->status = 202;
+			atomic_fetch_add(&reg->data_gen, 1);
 			struct img_entry *ne = img_store_get(reg->st, id);
 			if (ne) {
 				struct cs_usage u;
@@ -459,7 +539,7 @@ void img_api_import(struct img_req *rq, struct img_resp *rs, const uint8_t id[IM
 	j->reg = reg;
 	memcpy(j->id, id, IMG_ID_LEN);
 	if (strcmp(name, "web-download") == 0) {
-		if (!uri || (strncmp(uri, "http://", 7) && strncmp(uri, "https://", 8))) {
+		if (!uri || !uri_passes(reg, uri)) {
 			img_err(rs, 400, "URI for web-download does not pass filtering: %s",
 				uri ? uri : "(none)");
 			goto out;

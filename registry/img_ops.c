@@ -118,14 +118,23 @@ int img_usage(struct registry *reg, const struct img_entry *e, struct cs_usage *
 {
 	struct cs_mid mids[2];
 	size_t n = entry_mids(e, mids);
+	uint64_t gen = atomic_load(&reg->data_gen);
 	memset(out, 0, sizeof(*out));
 	if (!n)
 		return 0;
 	int ret = cs_manifest_usage(reg->pool, mids, n, out);
 	if (ret == 0)
-		img_store_set_usage(reg->st, e->rec.id, e->rec.seq, out->unique_bytes,
+		img_store_set_usage(reg->st, e->rec.id, e->rec.seq, gen, out->unique_bytes,
 				    out->shared_bytes);
 	return ret;
+}
+
+bool img_usage_stale(struct registry *reg, const struct img_entry *e)
+{
+	struct img_entry *m = (struct img_entry *)e; /* the cache fields are atomics */
+	return !atomic_load(&m->usage_valid) ||
+	       atomic_load(&m->usage_gen) != atomic_load(&reg->data_gen) ||
+	       img_now_ns() - atomic_load(&m->usage_ns) > IMG_USAGE_MAX_AGE_NS;
 }
 
 /* ---- create ---- */
@@ -344,6 +353,8 @@ int img_delete(struct registry *reg, const uint8_t id[IMG_ID_LEN])
 	memcpy(m.id, id, IMG_ID_LEN);
 	int ret = img_store_write(reg->st, &m);
 	img_mut_clear(&m);
+	if (ret == 0)
+		atomic_fetch_add(&reg->data_gen, 1);
 	return ret;
 }
 
@@ -582,6 +593,7 @@ int img_commit_upload(struct registry *reg, const uint8_t id[IMG_ID_LEN], struct
 	img_store_write_end(reg->st);
 	img_mut_clear(&ca.m);
 	if (ret == 0) {
+		atomic_fetch_add(&reg->data_gen, 1);
 		e = img_store_get(reg->st, id);
 		if (e) {
 			struct cs_usage us;
@@ -674,7 +686,7 @@ int reg_image_show(struct registry *reg, const char *user, const char *id, json_
 	int ret = img_lookup(reg, &w, bid, &e);
 	if (ret < 0)
 		return ret;
-	if ((e->rec.flags & IMG_F_DATA) && !atomic_load(&e->usage_valid)) {
+	if ((e->rec.flags & IMG_F_DATA) && img_usage_stale(reg, e)) {
 		struct cs_usage u;
 		if (img_usage(reg, e, &u) == 0) {
 			img_entry_put(e);

@@ -364,7 +364,7 @@ static enum MHD_Result send_resp(struct conn_state *cs, struct MHD_Connection *c
 		free(text);
 		return MHD_NO;
 	}
-	if (len || status != 204)
+	if (len) /* an empty 202/204 has none: glanceclient parses JSON bodies */
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
 	if (rs->location[0]) {
 		char loc[600];

@@ -258,7 +258,7 @@ struct img_entry *img_store_at(struct img_store *st, size_t i)
 }
 
 void img_store_set_usage(struct img_store *st, const uint8_t id[IMG_ID_LEN], uint64_t seq,
-			 uint64_t unique_bytes, uint64_t shared_bytes)
+			 uint64_t gen, uint64_t unique_bytes, uint64_t shared_bytes)
 {
 	bool found;
 	pthread_rwlock_rdlock(&st->lock);
@@ -267,6 +267,8 @@ void img_store_set_usage(struct img_store *st, const uint8_t id[IMG_ID_LEN], uin
 		struct img_entry *e = st->v[pos];
 		atomic_store(&e->unique_bytes, unique_bytes);
 		atomic_store(&e->shared_bytes, shared_bytes);
+		atomic_store(&e->usage_gen, gen);
+		atomic_store(&e->usage_ns, img_now_ns());
 		atomic_store(&e->usage_valid, true);
 	}
 	pthread_rwlock_unlock(&st->lock);
@@ -296,6 +298,8 @@ static void publish_locked(struct img_store *st, const struct img_rec *r, json_t
 	    memcmp(old->rec.raw_mid, r->raw_mid, 16) == 0) {
 		atomic_store(&e->unique_bytes, atomic_load(&old->unique_bytes));
 		atomic_store(&e->shared_bytes, atomic_load(&old->shared_bytes));
+		atomic_store(&e->usage_gen, atomic_load(&old->usage_gen));
+		atomic_store(&e->usage_ns, atomic_load(&old->usage_ns));
 		atomic_store(&e->usage_valid, true);
 	}
 	if (index_put(st, e) < 0) {

@@ -45,10 +45,13 @@ struct img_entry {
 	char id[37];
 	/* borrowed from doc (NULL when absent or null) */
 	const char *name, *owner, *disk_format, *container_format;
-	/* cached usage (cairn_unique_bytes/shared_bytes): valid when usage_seq
-	 * equals rec.seq's manifests; written under the index write lock */
+	/* cached usage (cairn_unique_bytes/shared_bytes) of rec's manifests;
+	 * usage_gen is the caller's generation when it was computed, usage_ns
+	 * the time (other data sharing the chunks changes the figures) */
 	_Atomic uint64_t unique_bytes, shared_bytes;
 	atomic_bool usage_valid;
+	_Atomic uint64_t usage_gen;
+	_Atomic int64_t usage_ns;
 };
 
 struct img_store;
@@ -90,9 +93,9 @@ size_t img_store_count(struct img_store *st);
 struct img_entry *img_store_at(struct img_store *st, size_t i);
 
 /* Updates the usage cache of the entry currently indexed for id if its seq
- * is still seq. */
+ * is still seq, stamped with gen and the time. */
 void img_store_set_usage(struct img_store *st, const uint8_t id[IMG_ID_LEN], uint64_t seq,
-			 uint64_t unique_bytes, uint64_t shared_bytes);
+			 uint64_t gen, uint64_t unique_bytes, uint64_t shared_bytes);
 
 /* ---- writes ---- */
 

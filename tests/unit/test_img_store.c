@@ -421,7 +421,7 @@ static void test_usage_cache_follows_seq(void **state)
 	create(f, 7, "u");
 	make_id(id, 7);
 	struct img_entry *e = img_store_get(f->st, id);
-	img_store_set_usage(f->st, id, e->rec.seq, 100, 200);
+	img_store_set_usage(f->st, id, e->rec.seq, 1, 100, 200);
 	img_entry_put(e);
 	e = img_store_get(f->st, id);
 	assert_true(atomic_load(&e->usage_valid));
@@ -438,7 +438,7 @@ static void test_usage_cache_follows_seq(void **state)
 	assert_int_equal(atomic_load(&e->shared_bytes), 200);
 	img_entry_put(e);
 	/* a stale seq does not set it */
-	img_store_set_usage(f->st, id, old, 1, 1);
+	img_store_set_usage(f->st, id, old, 1, 1, 1);
 	e = img_store_get(f->st, id);
 	assert_int_equal(atomic_load(&e->unique_bytes), 100);
 	img_entry_put(e);
