@@ -31,6 +31,9 @@
 # Issue 6: the step "nbd" (alias "issue6"; not in the default list, ~10 minutes on its own) runs
 # bench/nbd.sh: cairn's NBD volumes beside fio io_uring O_DIRECT and nbdkit's file plugin
 # (its knobs, NBD_*, are in that script; its tables go to bench/out/nbd-report.md).
+# Issue 7: the step "glance" (alias "issue7"; not in the default list, ~7-13 minutes on its own)
+# runs bench/glance.sh: the image registry beside Debian's Glance 25 (knobs GLANCE_*, tables in
+# bench/out/glance-report.md).
 #
 # Every 1 GiB PUT of an S3 target starts on a quiet server (settle: up to 30 s until the
 # server's processes use < 10% of a core), so one upload does not pay for the background work
@@ -53,12 +56,20 @@ all_steps="kernels put-big get-big put-big-signed chunked-put chunked-put-signed
 steps=${BENCH_STEPS:-$all_steps}
 steps=" ${steps//issue4/put-big chunked-put chunked-put-signed mp-put} "
 steps=${steps//issue6/nbd}
+steps=${steps//issue7/glance}
 case $steps in *" get-big "*) steps="$steps put-big " ;; esac
 case $steps in *" get-small "*) steps="$steps put-small " ;; esac
 steps=" $(printf '%s\n' $steps | awk '!seen[$0]++' | tr '\n' ' ')"
 for s in $steps; do
-	case " $all_steps nbd " in *" $s "*) ;; *) echo "bench/run.sh: unknown step '$s' (steps: $all_steps, issue4; nbd = issue6)" >&2; exit 2 ;; esac
+	case " $all_steps nbd glance " in *" $s "*) ;; *) echo "bench/run.sh: unknown step '$s' (steps: $all_steps, issue4; nbd = issue6; glance = issue7)" >&2; exit 2 ;; esac
 done
+# issue 7's registry benchmark is its own script too
+glance_step=0
+if [[ $steps == *" glance "* ]]; then
+	glance_step=1
+	steps=${steps/ glance / }
+	[ -z "${steps// /}" ] && exec env BENCH_STEPS="upload qcow2 volume list" bash "$here/glance.sh"
+fi
 # issue 6's volume benchmark is its own script; alone, it is all this run does
 nbd_step=0
 if [[ $steps == *" nbd "* ]]; then
@@ -268,4 +279,8 @@ cp "$results" "$out/results.txt"
 if [ $nbd_step = 1 ]; then
 	echo
 	BENCH_STEPS="io first meta qos" bash "$here/nbd.sh"
+fi
+if [ $glance_step = 1 ]; then
+	echo
+	BENCH_STEPS="upload qcow2 volume list" bash "$here/glance.sh"
 fi

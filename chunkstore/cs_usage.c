@@ -95,7 +95,7 @@ static int usage_manifest(struct cs_pool *pool, const struct cs_mid *mid, struct
 			  struct cs_usage *u)
 {
 	struct meta_txn *txn = NULL;
-	struct cs_mhdr_rec h;
+	struct cs_mhdr_rec h = {0};
 	uint8_t key[4 + CS_MID_LEN];
 	uint32_t part = cs_mid_part(pool, mid);
 	const void *v;

@@ -139,8 +139,8 @@ unsigned admin_img_error(int err, enum admin_img_ctx ctx, const char *name, cons
 		if (ctx == ADMIN_IMG_FROM_VOLUME)
 			return set_error(out, 404, "NoSuchVolume",
 					 "volume %s does not exist (cairn volume list)", name);
-		return set_error(out, 404, "NoSuchImage", "image %s does not exist%s%s", name,
-				 have_why ? ": " : "", have_why ? why : "");
+		return set_error(out, 404, "NoSuchImage",
+				 "image %s does not exist (glance image-list)", name);
 	case -EBUSY:
 		if (ctx == ADMIN_IMG_FROM_VOLUME)
 			return set_error(out, 409, "VolumeBusy", "volume %s is busy%s%s; retry",

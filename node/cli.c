@@ -104,7 +104,7 @@ int node_api_call(struct node_cli *c, const char *method, const char *path, cons
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, write_cb);
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, &resp);
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 5L);
-	curl_easy_setopt(h, CURLOPT_TIMEOUT, 60L);
+	curl_easy_setopt(h, CURLOPT_TIMEOUT, c->timeout_sec > 0 ? c->timeout_sec : 60L);
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	hdrs = curl_slist_append(hdrs, "Accept: application/json");
 	/* S3-style signing: the body's SHA-256 goes in x-amz-content-sha256,

@@ -185,6 +185,10 @@ static int run(struct node_cli *c, char **a, int n)
 			 e ? e : "");
 		curl_free(e);
 	}
+	/* register and create read the whole image once on the node before
+	 * they answer: minutes for tens of GiB. */
+	if (strcmp(verb, "df") != 0)
+		c->timeout_sec = 6 * 3600;
 	rc = node_api_request(c, method, path, body, &resp);
 	if (rc)
 		goto out;

@@ -208,6 +208,9 @@ static void print_volume(json_t *v)
 	printf("snapshots:   %llu\n", (unsigned long long)ju(v, "snapshots"));
 	if (par)
 		printf("parent:      %s@%s\n", js(par, "volume"), js(par, "snapshot"));
+	if (json_object_get(v, "base"))
+		printf("base:        image manifest %s\n",
+		       js(json_object_get(v, "base"), "manifest"));
 	if (att)
 		printf("attached:    to %s since %s, lease until %s, %llu connection%s\n",
 		       js(att, "host"), js(att, "attached"), js(att, "expires"),

@@ -222,7 +222,8 @@ struct node_cli {
 	/* option values as given (NULL: absent); see NODE_OPT_* */
 	const char *replicas, *iops, *bps, *from_snapshot, *from_image, *host, *lease, *from, *to;
 	const char *name, *disk_format, *container_format, *owner, *from_volume, *visibility;
-	unsigned given; /* NODE_OPT_* bits of the options given */
+	unsigned given;	  /* NODE_OPT_* bits of the options given */
+	long timeout_sec; /* whole request; 0: 60 s (image captures take longer) */
 	struct node_creds creds;
 };
 

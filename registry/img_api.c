@@ -1115,11 +1115,20 @@ void img_api_list(struct img_req *rq, struct img_resp *rs)
 		goto out;
 	if (marker_s) {
 		uint8_t mid[IMG_ID_LEN];
-		if (img_id_parse(marker_s, mid) < 0 ||
-		    img_lookup(rq->reg, &rq->who, mid, &marker) < 0) {
+		struct img_entry *e = NULL;
+		if (img_id_parse(marker_s, mid) == 0)
+			e = img_store_get(rq->reg->st, mid);
+		if (!e) {
 			img_err(rs, 400, "No image found with ID %s", marker_s);
 			goto out;
 		}
+		/* Glance tells an invisible marker from a missing one. */
+		if (!img_can_read(&rq->who, e)) {
+			img_entry_put(e);
+			img_err(rs, 403, "Forbidding request, image %s not visible", marker_s);
+			goto out;
+		}
+		marker = e;
 	}
 	h.q = &q;
 	h.cap = limit;

@@ -166,14 +166,17 @@ void img_upload_end(struct img_req *rq, struct img_resp *rs)
 
 /* ---- download ---- */
 
-/* "bytes=a-b", "bytes=a-", "bytes=-n": 0 and [off, off+len), 1 when not a
- * range we take (serve it all), CAIRN_ERANGE when unsatisfiable. */
+/* "bytes=a-b", "bytes=a-", "bytes=-n": 0 and [off, off+len). As Glance
+ * (webob): several ranges are CAIRN_EINVAL (400); a header that does not
+ * parse or starts past the end is CAIRN_ERANGE (416). */
 static int parse_range(const char *h, uint64_t size, uint64_t *off, uint64_t *len)
 {
 	unsigned long long a, b;
 	char c;
-	if (strncmp(h, "bytes=", 6) != 0 || strchr(h, ','))
-		return 1;
+	if (strchr(h, ','))
+		return CAIRN_EINVAL;
+	if (strncmp(h, "bytes=", 6) != 0)
+		return CAIRN_ERANGE;
 	h += 6;
 	if (sscanf(h, "-%llu%c", &a, &c) == 1) {
 		if (a == 0 || size == 0)
@@ -187,7 +190,7 @@ static int parse_range(const char *h, uint64_t size, uint64_t *off, uint64_t *le
 	int n = sscanf(h, "%llu-%llu%c", &a, &b, &c);
 	if (n == 2) {
 		if (b < a)
-			return 1;
+			return CAIRN_ERANGE;
 		if (a >= size)
 			return CAIRN_ERANGE;
 		if (b >= size)
@@ -203,7 +206,7 @@ static int parse_range(const char *h, uint64_t size, uint64_t *off, uint64_t *le
 		*len = size - a;
 		return 0;
 	}
-	return 1;
+	return CAIRN_ERANGE;
 }
 
 void img_api_download(struct img_req *rq, struct img_resp *rs, const uint8_t id[IMG_ID_LEN])
@@ -228,15 +231,20 @@ void img_api_download(struct img_req *rq, struct img_resp *rs, const uint8_t id[
 	uint64_t size = e->rec.size, off = 0, len = size;
 	if (rq->range) {
 		int r = parse_range(rq->range, size, &off, &len);
+		if (r == CAIRN_EINVAL) {
+			img_err(
+			    rs, 400,
+			    "Requests with multiple ranges are not supported in Glance. You may "
+			    "make multiple single-range requests instead.");
+			goto out;
+		}
 		if (r == CAIRN_ERANGE) {
 			img_err(rs, 416, "Requested range not satisfiable");
 			rs->hdr_name = "Content-Range";
 			snprintf(rs->hdr_val, sizeof(rs->hdr_val), "bytes */%" PRIu64, size);
 			goto out;
 		}
-		rs->partial = r == 0;
-		if (r != 0)
-			off = 0, len = size;
+		rs->partial = true;
 	}
 	int ret = cs_reader_open(rq->reg->pool, (const struct cs_mid *)e->rec.mid, &rs->rd);
 	if (ret < 0) {

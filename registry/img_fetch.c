@@ -300,6 +300,11 @@ int img_upload_from_url(struct img_upload *u, const char *url, const char *allow
 			rc = f.write_err;
 			if (rc == CAIRN_EINVAL)
 				snprintf(why, whylen, "%s", img_upload_why(u));
+			else if (rc == -EFBIG)
+				snprintf(why, whylen, "the image is larger than the size limit");
+			else
+				snprintf(why, whylen, "storing the image failed: %s",
+					 cairn_strerror(rc));
 			goto out;
 		}
 		if (f.denied) {

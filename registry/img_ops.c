@@ -665,7 +665,8 @@ out:
 	if (ret < 0) {
 		if (!why[0])
 			snprintf(why, whylen, "%s", cairn_strerror(ret));
-		log_warn(TAG, "import (%s) failed: %s", src_method(src), why);
+		log_warn(TAG, "import (%s) failed: %s",
+			 src_method(src) ? src_method(src) : "upload", why);
 		if (img_revert_queued(reg, id, src_method(src), why) < 0)
 			log_err(TAG, "cannot put a failed import back to queued");
 	}

@@ -24,6 +24,7 @@ TEST_DEPS=(
 	awscli python3 python3-boto3 python3-requests s3cmd rclone curl lmdb-utils
 	clang-format procps fio bc restic nodejs npm openssl
 	qemu-utils nbdkit libnbd-bin python3-libnbd jq
+	python3-glanceclient python3-openstackclient
 )
 
 want_test=0

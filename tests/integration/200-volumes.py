@@ -290,8 +290,8 @@ cli("volume", "clone", "cx", "--from-snapshot", "v1", want=2, desc="clone --from
 api("POST", V, {"name": "cx", "from_snapshot": {"volume": "v1", "snapshot": "nosuch"}}, want=404,
     code="NoSuchSnapshot")
 rc, out, err = srv.cli3("volume", "clone", "cx", "--from-image", "img")
-t.check("clone --from-image: not available yet (exit 1 or 2)", rc in (1, 2) and "not available" in (out + err),
-        f"{rc} {out} {err}")
+t.check("clone --from-image of an unknown image: exit 1, NoSuchImage (issue 7 made it create --from-image)",
+        rc == 1 and "NoSuchImage" in err, f"{rc} {out} {err}")
 st, j = api("POST", V, {"name": "c2", "from_snapshot": {"volume": "v1", "snapshot": "s2"}, "iops_limit": 9},
             want=201)
 t.check("REST clone with QoS", j and j.get("iops_limit") == 9 and

@@ -262,6 +262,9 @@ t.expect_eq("volume from image: size = the image's, in whole 64 KiB blocks", j.g
 t.check("volume from image: the JSON names its base manifest",
         re.fullmatch(r"[0-9a-f]{32}", str(j.get("base", {}).get("manifest", ""))), str(j))
 t.expect_eq("volume from image: nothing written yet", j.get("written_bytes"), 0)
+rc, out, err = cli("volume", "show", "fromimg")
+t.check("volume show (text) names the base manifest", re.search(r"base:\s+image manifest [0-9a-f]{32}", out),
+        out)
 att = srv.attach("fromimg")
 r = subprocess.run(["qemu-img", "compare", "-f", "raw", "-F", "raw", disk, att["url"]],
                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)

@@ -176,10 +176,10 @@ static void test_create_shapes(void **state)
 
 	/* bad bodies and users */
 	expect("POST", "/admin/v1/tokens", "{\"user\": \"nobody\"}", true, NULL, 404, "NoSuchUser");
-	expect("POST", "/admin/v1/tokens", "{\"ttl\": 5}", true, NULL, 400, "MalformedJSON");
-	expect("POST", "/admin/v1/tokens", "not json", true, NULL, 400, "MalformedJSON");
+	expect("POST", "/admin/v1/tokens", "{\"ttl\": 5}", true, NULL, 400, "InvalidArgument");
+	expect("POST", "/admin/v1/tokens", "not json", true, NULL, 400, "InvalidArgument");
 	expect("POST", "/admin/v1/tokens", "{\"user\": \"alice\", \"ttl\": \"1h\"}", true, NULL,
-	       400, "MalformedJSON");
+	       400, "InvalidArgument");
 	expect("POST", "/admin/v1/tokens", "{\"user\": \"alice\", \"ttl\": -1}", true, NULL, 400,
 	       "InvalidArgument");
 	expect("PUT", "/admin/v1/tokens", "{}", true, NULL, 405, NULL);

@@ -818,10 +818,13 @@ static int teardown_srv(void **state)
 
 /* from_url into a fresh upload; returns its result, fills res when it
  * finished. */
+static uint64_t g_fetch_max;	/* max_size of fetch()'s uploads */
+static uint8_t g_fetch_raw[16]; /* the last fetch's raw view (qcow2) */
+
 static int fetch(const char *url, const char *allow, const uint16_t *own, char *why,
 		 struct img_data_result *res, uint8_t out_mid[16])
 {
-	struct img_data_opts o = opts_limit(0);
+	struct img_data_opts o = opts_limit(g_fetch_max);
 	struct img_upload *u;
 	assert_int_equal(img_upload_open(g_pool, &o, NULL, &u), 0);
 	int rc = img_upload_from_url(u, url, allow, own, why, 256);
@@ -831,7 +834,8 @@ static int fetch(const char *url, const char *allow, const uint16_t *own, char *
 		assert_int_equal(img_upload_finish(u, res), 0);
 		struct rec r = {0};
 		assert_int_equal(img_upload_commit(u, rec_fn, &r), 0);
-		memcpy(out_mid, r.seen[0].mid, 16);
+		memcpy(out_mid, r.seen[r.calls - 1].mid, 16);
+		memcpy(g_fetch_raw, r.seen[r.calls - 1].raw_mid, 16);
 	} else {
 		assert_true(why[0] != '\0');
 		/* the upload is dead: nothing fetched can be committed */
@@ -919,6 +923,28 @@ static void test_from_url(void **state)
 	assert_non_null(strstr(why, "404"));
 	assert_int_equal(fetch("http://127.0.0.1:1/x", "127.0.0.1", NULL, why, &res, mid), -EIO);
 
+	/* the body goes through the same gate as a PUT: the size limit, and a
+	 * qcow2 that names a backing file */
+	g_fetch_max = 1 * MIB;
+	assert_int_equal(fetch(url, allow, NULL, why, &res, mid), -EFBIG);
+	g_fetch_max = 0;
+	if (have_qemu()) {
+		char base[600], top[600];
+		snprintf(base, sizeof(base), "%s/www/base.qcow2", g_dir);
+		snprintf(top, sizeof(top), "%s/www/top.qcow2", g_dir);
+		make_qcow2(base);
+		assert_int_equal(sh("qemu-img create -q -f qcow2 -b '%s' -F qcow2 '%s'", base, top),
+				 0);
+		snprintf(url2, sizeof(url2), "http://127.0.0.1:%u/top.qcow2", g_port);
+		assert_int_equal(fetch(url2, allow, NULL, why, &res, mid), CAIRN_EINVAL);
+		assert_non_null(strstr(why, "backing"));
+		snprintf(url2, sizeof(url2), "http://127.0.0.1:%u/base.qcow2", g_port);
+		assert_int_equal(fetch(url2, allow, NULL, why, &res, mid), 0);
+		assert_true(res.qcow2 && res.has_raw);
+		assert_int_equal(unref(mid), 0);
+		assert_int_equal(unref(g_fetch_raw), 0);
+	}
+
 	struct cs_stats st;
 	assert_int_equal(cs_pool_stats(g_pool, &st), 0);
 	assert_int_equal(st.manifests, 0);
@@ -983,16 +1009,11 @@ static void test_faults_leave_nothing(void **state)
 	assert_pool_empty();
 }
 
-/* ---- from_snapshot ----
- * Built when blockstore/ defines bs_snapshot_open (registry.cmake sets
- * IMG_TEST_SNAPSHOT); skipped otherwise. */
+/* ---- from_snapshot ---- */
 
 static void test_from_snapshot_reads_only_data(void **state)
 {
 	(void)state;
-#ifndef IMG_TEST_SNAPSHOT
-	skip();
-#else
 	char data[300];
 	snprintf(data, sizeof(data), "%s/pool", g_dir);
 	struct bs_opts bo = {.data_dir = data};
@@ -1059,7 +1080,6 @@ static void test_from_snapshot_reads_only_data(void **state)
 	io_free(blk);
 	free(want);
 	bs_close(bs);
-#endif
 }
 
 /* ---- throughput (IMG_BENCH=file; skipped otherwise) ---- */
