@@ -63,6 +63,18 @@ NBD_READY_RE = re.compile(r"NBD nbd://(\[[^\]]*\]|[^\s:/,]+):(\d+)")
 _serve_has_nbd = None
 
 
+_serve_help = None
+
+
+def serve_has_flag(flag):
+    """True when this cairn's `serve --help` names flag."""
+    global _serve_help
+    if _serve_help is None:
+        r = subprocess.run([cairn_bin(), "serve", "--help"], capture_output=True)
+        _serve_help = r.stdout + r.stderr
+    return flag.encode() in _serve_help
+
+
 def serve_has_nbd():
     """True when this cairn's `serve` knows --nbd-listen (issue 6 on)."""
     global _serve_has_nbd
@@ -241,6 +253,9 @@ class Cairn:
         args = self.extra + list(extra or [])
         if serve_has_nbd() and "--nbd-listen" not in args:
             args += ["--nbd-listen", "127.0.0.1:0"]
+        # The Glance port too (default 9292 would collide), unless the test picks one.
+        if "--registry-listen" not in args and serve_has_flag("--registry-listen"):
+            args += ["--registry-listen", "127.0.0.1:0"]
         for _ in range(3):
             self.s3_port, self.api_port = free_port(), free_port()
             lp = os.path.join(self.t.dir, f"cairn.{len(self.logs) + 1}.log")

@@ -153,6 +153,10 @@ cairn_start() {
 		# NBD on any free port (the ready line names it): tests run side by side.
 		local nbdargs=()
 		_serve_has_nbd && nbdargs=(--nbd-listen 127.0.0.1:0)
+		# The Glance port too (default 9292 would collide), unless the test picks one.
+		if [[ "$*" != *--registry-listen* ]] && [[ "$("$CAIRN_BIN" serve --help 2>&1)" == *--registry-listen* ]]; then
+			nbdargs+=(--registry-listen 127.0.0.1:0)
+		fi
 		"$CAIRN_BIN" serve --data "$DATA" \
 			--s3-listen "127.0.0.1:$S3_PORT" --api-listen "127.0.0.1:$API_PORT" \
 			"${nbdargs[@]}" "$@" >"$CAIRN_LOG" 2>&1 &
