@@ -295,8 +295,10 @@ int node_serve_main(int argc, char **argv)
 	struct bs_store *bs = NULL;
 	struct registry *reg = NULL;
 	struct reg_server *glance = NULL;
-	/* the ports web-download must never fetch: filled in as they bind */
+	/* the ports web-download must never fetch: filled in as they bind,
+	 * without gaps (the list ends at its first 0) */
 	uint16_t own_ports[5] = {0};
+	size_t n_own = 0;
 	char tmp_dir[4096];
 	const char *admin_token = NULL;
 #ifdef CAIRN_HAVE_NBD
@@ -436,7 +438,8 @@ int node_serve_main(int argc, char **argv)
 		goto out;
 	}
 	nbd_port = nbd_server_port(nbd);
-	own_ports[0] = nbd_port;
+	if (nbd_port)
+		own_ports[n_own++] = nbd_port;
 #else
 	log_warn(TAG, "this build has no NBD server: volumes are managed but not served");
 #endif
@@ -475,7 +478,7 @@ int node_serve_main(int argc, char **argv)
 				cfg.s3_listen, cairn_strerror(ret));
 		goto out;
 	}
-	own_ports[1] = s3_server_port(s3);
+	own_ports[n_own++] = s3_server_port(s3);
 	ret = s3_system_bucket_ensure(pool);
 	if (ret < 0) {
 		fprintf(stderr, "cairn: cannot create the system bucket %s: %s\n", S3_SYSTEM_BUCKET,
@@ -507,7 +510,7 @@ int node_serve_main(int argc, char **argv)
 				cfg.reg_listen, cairn_strerror(ret));
 		goto out;
 	}
-	own_ports[2] = reg_server_port(glance);
+	own_ports[n_own++] = reg_server_port(glance);
 
 	struct admin_config acfg = {.listen = cfg.api_listen,
 				    .data_dir = cfg.data_dir,
@@ -530,7 +533,7 @@ int node_serve_main(int argc, char **argv)
 			fprintf(stderr, "cairn: %s\n", err);
 		goto out;
 	}
-	own_ports[3] = admin_port(admin);
+	own_ports[n_own++] = admin_port(admin);
 	register_gauges(pool);
 
 	if (first) {

@@ -17,6 +17,9 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <ctype.h>
+#include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -166,47 +169,57 @@ void img_upload_end(struct img_req *rq, struct img_resp *rs)
 
 /* ---- download ---- */
 
+/* Digits only (sscanf's %llu would take a sign); *p moves past them. */
+static bool range_num(const char **p, unsigned long long *v)
+{
+	const char *s = *p;
+	char *e;
+	if (!isdigit((unsigned char)*s))
+		return false;
+	errno = 0;
+	*v = strtoull(s, &e, 10);
+	if (errno == ERANGE)
+		*v = ULLONG_MAX; /* saturate: clamped to the size below */
+	*p = e;
+	return true;
+}
+
 /* "bytes=a-b", "bytes=a-", "bytes=-n": 0 and [off, off+len). As Glance
  * (webob): several ranges are CAIRN_EINVAL (400); a header that does not
- * parse or starts past the end is CAIRN_ERANGE (416). */
+ * parse or starts past the end is CAIRN_ERANGE (416); "bytes=-0" is "0-". */
 static int parse_range(const char *h, uint64_t size, uint64_t *off, uint64_t *len)
 {
-	unsigned long long a, b;
-	char c;
+	unsigned long long a = 0, b = 0;
+	bool has_a, has_b;
 	if (strchr(h, ','))
 		return CAIRN_EINVAL;
 	if (strncmp(h, "bytes=", 6) != 0)
 		return CAIRN_ERANGE;
 	h += 6;
-	if (sscanf(h, "-%llu%c", &a, &c) == 1) {
-		if (a == 0 || size == 0)
+	has_a = range_num(&h, &a);
+	if (*h++ != '-')
+		return CAIRN_ERANGE;
+	has_b = range_num(&h, &b);
+	if (*h != '\0' || (!has_a && !has_b))
+		return CAIRN_ERANGE;
+	if (!has_a) { /* suffix: the last b bytes */
+		if (b == 0)
+			b = size; /* webob reads "-0" as the whole entity */
+		if (size == 0)
 			return CAIRN_ERANGE;
-		if (a > size)
-			a = size;
-		*off = size - a;
-		*len = a;
+		if (b > size)
+			b = size;
+		*off = size - b;
+		*len = b;
 		return 0;
 	}
-	int n = sscanf(h, "%llu-%llu%c", &a, &b, &c);
-	if (n == 2) {
-		if (b < a)
-			return CAIRN_ERANGE;
-		if (a >= size)
-			return CAIRN_ERANGE;
-		if (b >= size)
-			b = size - 1;
-		*off = a;
-		*len = b - a + 1;
-		return 0;
-	}
-	if (sscanf(h, "%llu-%c", &a, &c) == 1 && h[strlen(h) - 1] == '-') {
-		if (a >= size)
-			return CAIRN_ERANGE;
-		*off = a;
-		*len = size - a;
-		return 0;
-	}
-	return CAIRN_ERANGE;
+	if (a >= size || (has_b && b < a))
+		return CAIRN_ERANGE;
+	if (!has_b || b >= size)
+		b = size - 1;
+	*off = a;
+	*len = b - a + 1;
+	return 0;
 }
 
 void img_api_download(struct img_req *rq, struct img_resp *rs, const uint8_t id[IMG_ID_LEN])

@@ -221,11 +221,18 @@ t.check("... and it is active with the right checksum", img and img["status"] ==
 
 # ---- bad Range headers (as Glance 25 answers them, checked against glance-api)
 for rg, want in (("bytes=5-2", 416), ("bytes=abc", 416), ("items=0-1", 416), ("bytes=0-1,3-4", 400),
+                 ("bytes=0--1", 416), ("bytes=+1-2", 416), ("bytes=1-2x", 416),
                  (f"bytes={len(good) + 10}-{len(good) + 20}", 416)):
     g.expect_error(f"GET file with Range: {rg}", g.req("GET", f"/v2/images/{c2}/file", alice,
                                                        headers={"Range": rg}), want)
 r = g.req("GET", f"/v2/images/{c2}/file", alice, headers={"Range": "bytes=-3"})
 t.check("Range bytes=-3 (a suffix) -> 206, the last 3 bytes", r.status_code == 206 and r.content == good[-3:],
+        f"{r.status_code} {r.headers.get('Content-Range')}")
+r = g.req("GET", f"/v2/images/{c2}/file", alice, headers={"Range": "bytes=-0"})
+t.check("Range bytes=-0 -> 206 with every byte (webob reads it as 0-)",
+        r.status_code == 206 and r.content == good, f"{r.status_code} {r.headers.get('Content-Range')}")
+r = g.req("GET", f"/v2/images/{c2}/file", alice, headers={"Range": "bytes=2-"})
+t.check("Range bytes=2- -> 206 from byte 2", r.status_code == 206 and r.content == good[2:],
         f"{r.status_code} {r.headers.get('Content-Range')}")
 
 # ---- over max_image_size (8M) --------------------------------------------------------------------------
