@@ -169,7 +169,7 @@ void img_upload_end(struct img_req *rq, struct img_resp *rs)
 /* "bytes=a-b", "bytes=a-", "bytes=-n": 0 and [off, off+len). As Glance
  * (webob): several ranges are CAIRN_EINVAL (400); a header that does not
  * parse or starts past the end is CAIRN_ERANGE (416). */
-static int parse_range(const char *h, uint64_t size, uint64_t *off, uint64_t *len)
+int img_parse_range(const char *h, uint64_t size, uint64_t *off, uint64_t *len)
 {
 	unsigned long long a, b;
 	char c;
@@ -230,7 +230,7 @@ void img_api_download(struct img_req *rq, struct img_resp *rs, const uint8_t id[
 	}
 	uint64_t size = e->rec.size, off = 0, len = size;
 	if (rq->range) {
-		int r = parse_range(rq->range, size, &off, &len);
+		int r = img_parse_range(rq->range, size, &off, &len);
 		if (r == CAIRN_EINVAL) {
 			img_err(
 			    rs, 400,
