@@ -166,6 +166,10 @@ static char *decode(const char *s, size_t n, bool plus_space)
 
 int img_parse_target(const char *t, char **path_buf, struct img_req *rq)
 {
+	/* %00 would decode to a NUL that silently cuts a segment or a value
+	 * short ("/v2/images/ID%00x" naming ID): malformed instead. */
+	if (strstr(t, "%00"))
+		return CAIRN_EINVAL;
 	size_t plen = strcspn(t, "?");
 	char *path = malloc(plen + 1);
 	if (!path)
