@@ -175,6 +175,17 @@ int img_list_query_check(const struct img_req *rq, struct img_resp *rs) CAIRN_WU
  * write): 0, or -1 with status and message in rs. */
 int img_patch_try(const struct img_who *w, const char *content_type, const char *body, size_t len,
 		  struct img_rec *rec, json_t *doc, struct img_resp *rs) CAIRN_WUR;
+/* A member request (method POST, PUT or DELETE; member: the path's member
+ * or NULL) as img_api_members runs it, on rec/doc instead of the store
+ * (changed in place): 0 with status and the member in rs (rs->json owned
+ * by the caller), or -1 with status and message in rs. */
+int img_member_try(const struct img_who *w, const char *method, const char *member,
+		   const char *body, size_t len, struct img_rec *rec, json_t *doc,
+		   struct img_resp *rs) CAIRN_WUR;
+/* The checks of an import body that need no image (method name, flags):
+ * 0, or -1 with the 400 in rs. */
+int img_import_body_check(const char *body, size_t len, bool web_allow,
+			  struct img_resp *rs) CAIRN_WUR;
 /* A Range header against an image of size bytes: 0 and [off, off + len),
  * CAIRN_EINVAL (several ranges: 400) or CAIRN_ERANGE (416). */
 int img_parse_range(const char *h, uint64_t size, uint64_t *off, uint64_t *len) CAIRN_WUR;

@@ -2,7 +2,7 @@
  * (registry/img_api*.c, img_server.c, img_ops.c, img_store.c, img_schema.c),
  * run as pure functions: no pool, no server.
  *
- * Input: byte 0 picks the parser (mod 7); for the record-changing ones byte 1
+ * Input: byte 0 picks the parser (mod 9); for the record-changing ones byte 1
  * is a control byte; the rest is the parser's input:
  *   0  a request target ("/v2/images/ID/members?..."): img_parse_target, then
  *      the list query rules on what it split off;
@@ -13,7 +13,11 @@
  *      bits 4-7: status);
  *   4  a Range header (the first 8 bytes: the image size, little-endian);
  *   5  a stored record: img_rec_decode, and encode/decode round trips;
- *   6  one property against the image schema: "name\nJSON".
+ *   6  one property against the image schema: "name\nJSON";
+ *   7  a member request: ctl bits 0-1 the method (POST, PUT, DELETE), bit 2
+ *      admin, bit 3 the acting user is the member "bob", bit 4 a member in
+ *      the path; "member\nBODY" (POST: BODY only);
+ *   8  an import body (ctl bit 0: web-download allowed).
  * Properties checked, not just "no crash": answers are from the documented
  * set with a status and a message; a range lies inside the image; a created
  * or patched doc has the fields Glance shows, a valid visibility, and round
@@ -255,16 +259,80 @@ static void fuzz_schema(const uint8_t *p, size_t n)
 	free(prop);
 }
 
+static void fuzz_member(uint8_t ctl, const uint8_t *p, size_t n)
+{
+	static const char *const methods[] = {"POST", "PUT", "DELETE", "DELETE"};
+	struct img_who w;
+	struct img_resp rs;
+	struct img_rec r;
+	memset(&rs, 0, sizeof(rs));
+	memset(&r, 0, sizeof(r));
+	img_who_set(&w, (ctl & 4) ? NULL : (ctl & 8) ? "bob" : "alice");
+	r.version = IMG_REC_VERSION;
+	r.visibility = IMG_VIS_SHARED;
+	json_t *doc = img_doc_new();
+	CHECK(doc);
+	json_object_set_new(doc, "owner", json_string("alice"));
+	json_object_set_new(json_object_get(doc, "members"), "bob",
+			    json_pack("{s:s, s:I, s:I}", "status", "pending", "created_at",
+				      (json_int_t)1, "updated_at", (json_int_t)2));
+	char *member = NULL;
+	const uint8_t *body = p;
+	size_t blen = n;
+	if (ctl & 16) {
+		const uint8_t *nl = memchr(p, '\n', n);
+		if (!nl)
+			goto out;
+		member = dup_str(p, (size_t)(nl - p));
+		CHECK(member);
+		body = nl + 1;
+		blen = n - (size_t)(nl - p) - 1;
+	}
+	char *text = dup_str(body, blen);
+	CHECK(text);
+	int ret = img_member_try(&w, methods[ctl & 3], member, text, blen, &r, doc, &rs);
+	if (ret < 0) {
+		CHECK(rs.status >= 400 && rs.status < 500);
+		CHECK(rs.msg[0] != '\0' && rs.json == NULL);
+	} else {
+		CHECK(ret == 0);
+		CHECK(rs.status == 200 || rs.status == 204);
+		CHECK((rs.status == 200) == (rs.json != NULL));
+		CHECK(json_object_size(json_object_get(doc, "members")) <= 128);
+		check_doc(doc);
+		check_roundtrip(&r, doc);
+	}
+	json_decref(rs.json);
+	free(text);
+out:
+	free(member);
+	json_decref(doc);
+}
+
+static void fuzz_import(uint8_t ctl, const uint8_t *p, size_t n)
+{
+	struct img_resp rs;
+	memset(&rs, 0, sizeof(rs));
+	char *text = dup_str(p, n);
+	CHECK(text);
+	int ret = img_import_body_check(text, n, ctl & 1, &rs);
+	if (ret < 0)
+		check_err(&rs);
+	else
+		CHECK(ret == 0 && rs.status == 0);
+	free(text);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 1)
 		return 0;
 	const uint8_t *p = data + 1;
 	size_t n = size - 1;
-	switch (data[0] % 7) {
+	switch (data[0] % 9) {
 	case 0:
 	case 1: {
-		const char *pre = data[0] % 7 ? "/v2/images?" : "";
+		const char *pre = data[0] % 9 ? "/v2/images?" : "";
 		size_t pl = strlen(pre);
 		char *t = malloc(pl + n + 1);
 		CHECK(t);
@@ -291,6 +359,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		break;
 	case 6:
 		fuzz_schema(p, n);
+		break;
+	case 7:
+		if (n)
+			fuzz_member(p[0], p + 1, n - 1);
+		break;
+	case 8:
+		if (n)
+			fuzz_import(p[0], p + 1, n - 1);
 		break;
 	}
 	return 0;
