@@ -538,7 +538,12 @@ static int parse_iso(const char *s, uint64_t *ns)
 	time_t t = timegm(&tm) - off;
 	if (t < 0)
 		return CAIRN_EINVAL;
-	*ns = (uint64_t)t * 1000000000u + frac;
+	/* After 2554 nanoseconds overflow 64 bits: such a bound lies after
+	 * every timestamp we store (not wrapped round to the 1970s). */
+	if ((uint64_t)t >= UINT64_MAX / 1000000000u)
+		*ns = UINT64_MAX;
+	else
+		*ns = (uint64_t)t * 1000000000u + frac;
 	return 0;
 }
 
