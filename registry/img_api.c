@@ -538,12 +538,17 @@ static int parse_iso(const char *s, uint64_t *ns)
 	time_t t = timegm(&tm) - off;
 	if (t < 0)
 		return CAIRN_EINVAL;
-	*ns = (uint64_t)t * 1000000000u + frac;
+	/* After 2554 nanoseconds overflow 64 bits: such a bound lies after
+	 * every timestamp we store (not wrapped round to the 1970s). */
+	if ((uint64_t)t >= UINT64_MAX / 1000000000u)
+		*ns = UINT64_MAX;
+	else
+		*ns = (uint64_t)t * 1000000000u + frac;
 	return 0;
 }
 
-static int listq_parse(struct img_req *rq, struct listq *q, size_t *limit, const char **marker,
-		       struct img_resp *rs)
+static int listq_parse(const struct img_req *rq, struct listq *q, size_t *limit,
+		       const char **marker, struct img_resp *rs)
 {
 	char why[512];
 	bool classic = false, newstyle = false;
@@ -773,6 +778,18 @@ static int listq_parse(struct img_req *rq, struct listq *q, size_t *limit, const
 		q->desc[q->nkeys++] = dir;
 	}
 	return 0;
+}
+
+int img_list_query_check(const struct img_req *rq, struct img_resp *rs)
+{
+	struct listq q;
+	size_t limit;
+	const char *marker;
+	memset(&q, 0, sizeof(q));
+	q.who = &rq->who;
+	int ret = listq_parse(rq, &q, &limit, &marker, rs);
+	listq_free(&q);
+	return ret;
 }
 
 static const char *field_of(const struct img_entry *e, enum skey k, char *buf)
@@ -1359,36 +1376,43 @@ static int patch_fn(struct cs_txn *txn, struct img_mut *m)
 	return 0;
 }
 
-void img_api_patch(struct img_req *rq, struct img_resp *rs, const uint8_t id[IMG_ID_LEN])
+/* The JSON-patch draft a content type names (10 or 4), or -1 with a 415. */
+static int patch_draft(const char *ct, struct img_resp *rs)
 {
-	json_t *body = NULL;
-	struct pchange *ch = NULL;
-	size_t n = 0;
-	struct img_entry *e = NULL;
-	struct img_mut m = {0};
-	char why[512];
-	int draft;
-
-	if (!rq->content_type ||
-	    (strncmp(rq->content_type, "application/openstack-images-v2.1-json-patch", 44) &&
-	     strncmp(rq->content_type, "application/openstack-images-v2.0-json-patch", 44))) {
+	if (!ct || (strncmp(ct, "application/openstack-images-v2.1-json-patch", 44) &&
+		    strncmp(ct, "application/openstack-images-v2.0-json-patch", 44))) {
 		img_err(rs, 415, "The request content type is not supported.");
 		rs->hdr_name = "Accept-Patch";
 		snprintf(rs->hdr_val, sizeof(rs->hdr_val), "%s",
 			 "application/openstack-images-v2.0-json-patch, "
 			 "application/openstack-images-v2.1-json-patch");
-		return;
+		return -1;
 	}
-	draft = strstr(rq->content_type, "v2.1") ? 10 : 4;
-	if (img_lookup(rq->reg, &rq->who, id, &e) < 0) {
-		char s[37];
-		img_id_fmt(id, s);
-		not_found(rs, s);
-		return;
+	return strstr(ct, "v2.1") ? 10 : 4;
+}
+
+/* Parses a PATCH body (draft 10 or 4) into changes, checked as far as
+ * they can be without the image: 0, or -1 with rs filled. The body,
+ * changes and count are set either way (the changes borrow values from the body). */
+static int patch_parse(const char *text, size_t len, int draft, json_t **bodyp,
+		       struct pchange **chp, size_t *np, struct img_resp *rs)
+{
+	json_t *body = NULL;
+	struct pchange *ch = NULL;
+	size_t n = 0;
+	char why[512];
+	json_error_t jerr;
+	int ret = -1;
+
+	if (!text || len == 0) {
+		img_err(rs, 400, "Body expected in request.");
+		return -1;
 	}
-	body = parse_body(rq, rs);
-	if (!body)
-		goto out;
+	body = json_loadb(text, len, JSON_DECODE_ANY, &jerr);
+	if (!body) {
+		img_err(rs, 400, "Malformed JSON in request body.");
+		return -1;
+	}
 	if (!json_is_array(body)) {
 		img_err(rs, 400, "Request body must be a JSON array of operation objects.");
 		goto out;
@@ -1504,6 +1528,33 @@ void img_api_patch(struct img_req *rq, struct img_resp *rs, const uint8_t id[IMG
 			goto out;
 		}
 	}
+	ret = 0;
+out:
+	*bodyp = body;
+	*chp = ch;
+	*np = n;
+	return ret;
+}
+
+void img_api_patch(struct img_req *rq, struct img_resp *rs, const uint8_t id[IMG_ID_LEN])
+{
+	json_t *body = NULL;
+	struct pchange *ch = NULL;
+	size_t n = 0;
+	struct img_entry *e = NULL;
+	struct img_mut m = {0};
+	int draft;
+
+	if ((draft = patch_draft(rq->content_type, rs)) < 0)
+		return;
+	if (img_lookup(rq->reg, &rq->who, id, &e) < 0) {
+		char s[37];
+		img_id_fmt(id, s);
+		not_found(rs, s);
+		return;
+	}
+	if (patch_parse(rq->body, rq->body_len, draft, &body, &ch, &n, rs) < 0)
+		goto out;
 	struct patch_arg pa = {.who = &rq->who, .ch = ch, .n = n};
 	memcpy(m.id, id, IMG_ID_LEN);
 	m.fn = patch_fn;
@@ -1537,6 +1588,34 @@ out:
 	free(ch);
 	json_decref(body);
 	img_entry_put(e);
+}
+
+int img_patch_try(const struct img_who *w, const char *content_type, const char *body, size_t len,
+		  struct img_rec *rec, json_t *doc, struct img_resp *rs)
+{
+	json_t *bj = NULL;
+	struct pchange *ch = NULL;
+	size_t n = 0;
+	struct img_mut m = {.rec = *rec, .doc = doc};
+	int draft, ret = -1;
+	if ((draft = patch_draft(content_type, rs)) < 0)
+		return -1;
+	if (patch_parse(body, len, draft, &bj, &ch, &n, rs) < 0)
+		goto out;
+	struct patch_arg pa = {.who = w, .ch = ch, .n = n};
+	m.arg = &pa;
+	ret = n ? patch_fn(NULL, &m) : 0;
+	if (ret < 0) {
+		img_err(rs, pa.status ? pa.status : 500, "%s", m.why);
+		ret = -1;
+	}
+	*rec = m.rec;
+out:
+	for (size_t j = 0; j < n; j++)
+		free(ch[j].path);
+	free(ch);
+	json_decref(bj);
+	return ret;
 }
 
 /* ---- tags, actions ---- */

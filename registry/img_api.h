@@ -160,6 +160,36 @@ void img_api_download(struct img_req *rq, struct img_resp *rs, const uint8_t id[
 void img_api_import(struct img_req *rq, struct img_resp *rs, const uint8_t id[IMG_ID_LEN]);
 void img_api_info_import(struct img_req *rq, struct img_resp *rs);
 
+/* Pure entry points of the parsers above (no pool, no server): what the
+ * routes run on untrusted input, exposed for tests/fuzz/fuzz_glance.c.
+ * img_parse_target: a request target into rq->segs (pointers into a new
+ * *path_buf) and rq->q (each k and v malloc'd; the caller frees them and
+ * *path_buf, also on failure); 0, CAIRN_EINVAL (too many segments or
+ * parameters) or -ENOMEM. */
+int img_parse_target(const char *target, char **path_buf, struct img_req *rq) CAIRN_WUR;
+/* The list route's query rules on rq->q (filters, sorting, limit): 0, or
+ * -1 with the 400 in rs. */
+int img_list_query_check(const struct img_req *rq, struct img_resp *rs) CAIRN_WUR;
+/* A PATCH as img_api_patch runs it, on rec/doc instead of the store
+ * (changed in place, partly on failure, where the store would discard the
+ * write): 0, or -1 with status and message in rs. */
+int img_patch_try(const struct img_who *w, const char *content_type, const char *body, size_t len,
+		  struct img_rec *rec, json_t *doc, struct img_resp *rs) CAIRN_WUR;
+/* A member request (method POST, PUT or DELETE; member: the path's member
+ * or NULL) as img_api_members runs it, on rec/doc instead of the store
+ * (changed in place): 0 with status and the member in rs (rs->json owned
+ * by the caller), or -1 with status and message in rs. */
+int img_member_try(const struct img_who *w, const char *method, const char *member,
+		   const char *body, size_t len, struct img_rec *rec, json_t *doc,
+		   struct img_resp *rs) CAIRN_WUR;
+/* The checks of an import body that need no image (method name, flags):
+ * 0, or -1 with the 400 in rs. */
+int img_import_body_check(const char *body, size_t len, bool web_allow,
+			  struct img_resp *rs) CAIRN_WUR;
+/* A Range header against an image of size bytes: 0 and [off, off + len),
+ * CAIRN_EINVAL (several ranges: 400) or CAIRN_ERANGE (416). */
+int img_parse_range(const char *h, uint64_t size, uint64_t *off, uint64_t *len) CAIRN_WUR;
+
 /* Schemas (img_schema.c): new objects. */
 json_t *img_schema_image(void);
 json_t *img_schema_images(void);
@@ -182,6 +212,12 @@ int img_lookup(struct registry *reg, const struct img_who *w, const uint8_t id[I
  * new entry, or a code with status/message in rs. */
 int img_create(struct registry *reg, const struct img_who *w, json_t *body, struct img_entry **out,
 	       struct img_resp *rs) CAIRN_WUR;
+/* img_create's checks of the create fields, without the write: 0 with the
+ * id (given or random), visibility, protection and the new doc (owned), or a
+ * code with status/message in rs (*doc NULL). */
+int img_create_check(const struct img_who *w, json_t *body, uint8_t id[IMG_ID_LEN],
+		     uint8_t *visibility, bool *protect, json_t **doc,
+		     struct img_resp *rs) CAIRN_WUR;
 /* Data from a source into an image: the shared tail of uploads and imports.
  * kind: how the upload was fed. */
 enum img_src { IMG_SRC_BODY, IMG_SRC_STAGE, IMG_SRC_MANIFEST, IMG_SRC_URL };

@@ -187,7 +187,7 @@ static bool range_num(const char **p, unsigned long long *v)
 /* "bytes=a-b", "bytes=a-", "bytes=-n": 0 and [off, off+len). As Glance
  * (webob): several ranges are CAIRN_EINVAL (400); a header that does not
  * parse or starts past the end is CAIRN_ERANGE (416); "bytes=-0" is "0-". */
-static int parse_range(const char *h, uint64_t size, uint64_t *off, uint64_t *len)
+int img_parse_range(const char *h, uint64_t size, uint64_t *off, uint64_t *len)
 {
 	unsigned long long a = 0, b = 0;
 	bool has_a, has_b;
@@ -243,7 +243,7 @@ void img_api_download(struct img_req *rq, struct img_resp *rs, const uint8_t id[
 	}
 	uint64_t size = e->rec.size, off = 0, len = size;
 	if (rq->range) {
-		int r = parse_range(rq->range, size, &off, &len);
+		int r = img_parse_range(rq->range, size, &off, &len);
 		if (r == CAIRN_EINVAL) {
 			img_err(
 			    rs, 400,
@@ -464,45 +464,67 @@ static int direct_fn(struct cs_txn *txn, struct img_mut *m)
 	return s3_object_link_txn(txn, da->reg->pool, S3_SYSTEM_BUCKET, s, &l);
 }
 
+/* The checks of an import body that need no image: 0 with the method
+ * name (borrowed from *bodyp), or -1 with rs filled. */
+static int import_parse(const char *text, size_t len, bool web_allow, json_t **bodyp,
+			const char **namep, struct img_resp *rs)
+{
+	json_error_t jerr;
+
+	if (!len) {
+		img_err(rs, 400, "Body expected in request.");
+		return -1;
+	}
+	*bodyp = json_loadb(text, len, JSON_DECODE_ANY, &jerr);
+	if (!*bodyp) {
+		img_err(rs, 400, "Malformed JSON in request body.");
+		return -1;
+	}
+	json_t *method = json_object_get(*bodyp, "method");
+	if (!method) {
+		img_err(rs, 400, "Import request requires a 'method' field.");
+		return -1;
+	}
+	*namep = json_string_value(json_object_get(method, "name"));
+	if (!json_object_get(method, "name")) {
+		img_err(rs, 400, "Import request requires a 'name' field.");
+		return -1;
+	}
+	if (!*namep || (strcmp(*namep, "glance-direct") && strcmp(*namep, "s3-object") &&
+			(strcmp(*namep, "web-download") || !web_allow))) {
+		img_err(rs, 400, "Unknown import method name '%s'.", *namep ? *namep : "?");
+		return -1;
+	}
+	json_t *asm_ = json_object_get(*bodyp, "all_stores_must_succeed");
+	if (asm_ && !json_is_boolean(asm_)) {
+		img_err(rs, 400, "'all_stores_must_succeed' must be boolean value only");
+		return -1;
+	}
+	return 0;
+}
+
+int img_import_body_check(const char *body, size_t len, bool web_allow, struct img_resp *rs)
+{
+	json_t *bj = NULL;
+	const char *name = NULL;
+	int ret = import_parse(body, len, web_allow, &bj, &name, rs);
+	json_decref(bj);
+	return ret;
+}
+
 void img_api_import(struct img_req *rq, struct img_resp *rs, const uint8_t id[IMG_ID_LEN])
 {
 	struct registry *reg = rq->reg;
 	struct img_entry *e = NULL;
 	json_t *body = NULL;
-	json_error_t jerr;
 	char why[512] = "", s[37];
 	struct import_job *j = NULL;
 	int ret;
 	img_id_fmt(id, s);
-	if (!rq->body_len) {
-		img_err(rs, 400, "Body expected in request.");
-		return;
-	}
-	body = json_loadb(rq->body, rq->body_len, JSON_DECODE_ANY, &jerr);
-	if (!body) {
-		img_err(rs, 400, "Malformed JSON in request body.");
-		return;
-	}
+	const char *name = NULL;
+	if (import_parse(rq->body, rq->body_len, reg->web_allow != NULL, &body, &name, rs) < 0)
+		goto out;
 	json_t *method = json_object_get(body, "method");
-	if (!method) {
-		img_err(rs, 400, "Import request requires a 'method' field.");
-		goto out;
-	}
-	const char *name = json_string_value(json_object_get(method, "name"));
-	if (!json_object_get(method, "name")) {
-		img_err(rs, 400, "Import request requires a 'name' field.");
-		goto out;
-	}
-	if (!name || (strcmp(name, "glance-direct") && strcmp(name, "s3-object") &&
-		      (strcmp(name, "web-download") || !reg->web_allow))) {
-		img_err(rs, 400, "Unknown import method name '%s'.", name ? name : "?");
-		goto out;
-	}
-	json_t *asm_ = json_object_get(body, "all_stores_must_succeed");
-	if (asm_ && !json_is_boolean(asm_)) {
-		img_err(rs, 400, "'all_stores_must_succeed' must be boolean value only");
-		goto out;
-	}
 	if (img_lookup(reg, &rq->who, id, &e) < 0) {
 		img_err(rs, 404, "No image found with ID %s", s);
 		goto out;

@@ -138,11 +138,99 @@ static void mem_write(struct img_req *rq, struct img_resp *rs, const uint8_t id[
 	img_mut_clear(&m);
 }
 
+/* Parses a member request (POST a member, PUT a status, DELETE) into ma:
+ * 0, or -1 with rs filled. *bodyp: the parsed body (ma borrows from it). */
+static int mem_parse(const char *method, const char *member, const char *text, size_t len,
+		     json_t **bodyp, struct mem_arg *ma, struct img_resp *rs)
+{
+	json_error_t jerr;
+
+	if (strcmp(method, "POST") == 0) {
+		if (member) {
+			img_err(rs, 405, "The method is not allowed for this resource.");
+			return -1;
+		}
+		if (!len) {
+			img_err(rs, 400, "Body expected in request.");
+			return -1;
+		}
+		*bodyp = json_loadb(text, len, JSON_DECODE_ANY, &jerr);
+		if (!*bodyp) {
+			img_err(rs, 400, "Malformed JSON in request body.");
+			return -1;
+		}
+		json_t *mv = json_is_object(*bodyp) ? json_object_get(*bodyp, "member") : NULL;
+		if (!json_is_object(*bodyp)) {
+			img_err(rs, 400,
+				"Expected a member in the form: {\"member\": \"image_id\"}");
+			return -1;
+		}
+		if (!mv) {
+			img_err(rs, 400, "Member to be added not specified");
+			return -1;
+		}
+		if (!json_is_string(mv) || json_string_length(mv) == 0) {
+			img_err(rs, 400, "Member can't be empty");
+			return -1;
+		}
+		if (json_string_length(mv) > 255) {
+			img_err(rs, 400, "Member is too long");
+			return -1;
+		}
+		ma->op = M_ADD;
+		ma->member = json_string_value(mv);
+	} else if (strcmp(method, "PUT") == 0) {
+		if (!member) {
+			img_err(rs, 405, "The method is not allowed for this resource.");
+			return -1;
+		}
+		if (!len) {
+			img_err(rs, 400, "Body expected in request.");
+			return -1;
+		}
+		*bodyp = json_loadb(text, len, JSON_DECODE_ANY, &jerr);
+		if (!*bodyp) {
+			img_err(rs, 400, "Malformed JSON in request body.");
+			return -1;
+		}
+		if (!json_is_object(*bodyp)) {
+			img_err(rs, 400, "Expected a status in the form: {\"status\": \"status\"}");
+			return -1;
+		}
+		json_t *sv = json_object_get(*bodyp, "status");
+		if (!sv) {
+			img_err(rs, 400, "Status not specified");
+			return -1;
+		}
+		const char *st = json_string_value(sv);
+		if (!st ||
+		    (strcmp(st, "pending") && strcmp(st, "accepted") && strcmp(st, "rejected"))) {
+			char *t = json_dumps(sv, JSON_ENCODE_ANY);
+			img_err(rs, 400,
+				"Provided object does not match schema 'member': %s is not one of "
+				"['pending', 'accepted', 'rejected']",
+				t ? t : "?");
+			free(t);
+			return -1;
+		}
+		ma->op = M_STATUS;
+		ma->member = member;
+		ma->status = st;
+	} else {
+		if (!member) {
+			img_err(rs, 405, "The method is not allowed for this resource.");
+			return -1;
+		}
+		ma->op = M_DEL;
+		ma->member = member;
+	}
+	return 0;
+}
+
 void img_api_members(struct img_req *rq, struct img_resp *rs, const uint8_t id[IMG_ID_LEN])
 {
 	struct img_entry *e = NULL;
 	json_t *body = NULL;
-	json_error_t jerr;
 	char sid[37];
 	const char *member = rq->nsegs == 5 ? rq->segs[4] : NULL;
 	img_id_fmt(id, sid);
@@ -183,87 +271,35 @@ void img_api_members(struct img_req *rq, struct img_resp *rs, const uint8_t id[I
 		goto out;
 	}
 	struct mem_arg ma = {.who = &rq->who};
-	if (strcmp(rq->method, "POST") == 0) {
-		if (member) {
-			img_err(rs, 405, "The method is not allowed for this resource.");
-			goto out;
-		}
-		if (!rq->body_len) {
-			img_err(rs, 400, "Body expected in request.");
-			goto out;
-		}
-		body = json_loadb(rq->body, rq->body_len, JSON_DECODE_ANY, &jerr);
-		if (!body) {
-			img_err(rs, 400, "Malformed JSON in request body.");
-			goto out;
-		}
-		json_t *mv = json_is_object(body) ? json_object_get(body, "member") : NULL;
-		if (!json_is_object(body)) {
-			img_err(rs, 400,
-				"Expected a member in the form: {\"member\": \"image_id\"}");
-			goto out;
-		}
-		if (!mv) {
-			img_err(rs, 400, "Member to be added not specified");
-			goto out;
-		}
-		if (!json_is_string(mv) || json_string_length(mv) == 0) {
-			img_err(rs, 400, "Member can't be empty");
-			goto out;
-		}
-		if (json_string_length(mv) > 255) {
-			img_err(rs, 400, "Member is too long");
-			goto out;
-		}
-		ma.op = M_ADD;
-		ma.member = json_string_value(mv);
-	} else if (strcmp(rq->method, "PUT") == 0) {
-		if (!member) {
-			img_err(rs, 405, "The method is not allowed for this resource.");
-			goto out;
-		}
-		if (!rq->body_len) {
-			img_err(rs, 400, "Body expected in request.");
-			goto out;
-		}
-		body = json_loadb(rq->body, rq->body_len, JSON_DECODE_ANY, &jerr);
-		if (!body) {
-			img_err(rs, 400, "Malformed JSON in request body.");
-			goto out;
-		}
-		if (!json_is_object(body)) {
-			img_err(rs, 400, "Expected a status in the form: {\"status\": \"status\"}");
-			goto out;
-		}
-		json_t *sv = json_object_get(body, "status");
-		if (!sv) {
-			img_err(rs, 400, "Status not specified");
-			goto out;
-		}
-		const char *st = json_string_value(sv);
-		if (!st ||
-		    (strcmp(st, "pending") && strcmp(st, "accepted") && strcmp(st, "rejected"))) {
-			char *t = json_dumps(sv, JSON_ENCODE_ANY);
-			img_err(rs, 400,
-				"Provided object does not match schema 'member': %s is not one of "
-				"['pending', 'accepted', 'rejected']",
-				t ? t : "?");
-			free(t);
-			goto out;
-		}
-		ma.op = M_STATUS;
-		ma.member = member;
-		ma.status = st;
-	} else {
-		if (!member) {
-			img_err(rs, 405, "The method is not allowed for this resource.");
-			goto out;
-		}
-		ma.op = M_DEL;
-		ma.member = member;
-	}
+	if (mem_parse(rq->method, member, rq->body, rq->body_len, &body, &ma, rs) < 0)
+		goto out;
 	mem_write(rq, rs, id, &ma);
 out:
 	json_decref(body);
 	img_entry_put(e);
+}
+
+int img_member_try(const struct img_who *w, const char *method, const char *member,
+		   const char *body, size_t len, struct img_rec *rec, json_t *doc,
+		   struct img_resp *rs)
+{
+	json_t *bj = NULL;
+	struct mem_arg ma = {.who = w};
+	struct img_mut m = {.rec = *rec, .doc = doc, .arg = &ma};
+	int ret = -1;
+	memcpy(m.id, rec->id, IMG_ID_LEN);
+	if (mem_parse(method, member, body, len, &bj, &ma, rs) < 0)
+		goto out;
+	ret = mem_fn(NULL, &m);
+	if (ret < 0) {
+		img_err(rs, ma.err_status ? ma.err_status : 500, "%s", m.why);
+		ret = -1;
+	} else {
+		rs->status = ma.op == M_DEL ? 204 : 200;
+		rs->json = ma.out;
+	}
+	*rec = m.rec;
+out:
+	json_decref(bj);
+	return ret;
 }

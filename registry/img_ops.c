@@ -176,18 +176,17 @@ static bool reserved_key(const char *k)
 	       strcmp(k, "deleted_at") == 0 || strncmp(k, "os_glance", 9) == 0;
 }
 
-int img_create(struct registry *reg, const struct img_who *w, json_t *body, struct img_entry **out,
-	       struct img_resp *rs)
+int img_create_check(const struct img_who *w, json_t *body, uint8_t id[IMG_ID_LEN],
+		     uint8_t *visibility, bool *protect, json_t **doc, struct img_resp *rs)
 {
 	static const char *const disallowed[] = {"direct_url", "self",	 "file",
 						 "schema",     "stores", "locations"};
 	char why[512];
-	uint8_t id[IMG_ID_LEN];
 	struct create_arg ca = {.visibility = IMG_VIS_SHARED};
-	struct img_mut m = {0};
 	const char *k;
 	json_t *v;
-	int ret;
+
+	*doc = NULL;
 
 	for (size_t i = 0; i < sizeof(disallowed) / sizeof(disallowed[0]); i++)
 		if (json_object_get(body, disallowed[i])) {
@@ -284,6 +283,23 @@ int img_create(struct registry *reg, const struct img_who *w, json_t *body, stru
 	}
 	if (!owner)
 		json_object_set_new(ca.doc, "owner", json_string(w->user));
+	*visibility = ca.visibility;
+	*protect = ca.protect;
+	*doc = ca.doc;
+	return 0;
+}
+
+int img_create(struct registry *reg, const struct img_who *w, json_t *body, struct img_entry **out,
+	       struct img_resp *rs)
+{
+	uint8_t id[IMG_ID_LEN];
+	struct create_arg ca;
+	struct img_mut m = {0};
+	int ret;
+
+	ret = img_create_check(w, body, id, &ca.visibility, &ca.protect, &ca.doc, rs);
+	if (ret < 0)
+		return ret;
 	memcpy(m.id, id, IMG_ID_LEN);
 	m.create = true;
 	m.fn = create_fn;

@@ -164,20 +164,23 @@ static char *decode(const char *s, size_t n, bool plus_space)
 	return o;
 }
 
-static int parse_target(struct conn_state *cs)
+int img_parse_target(const char *t, char **path_buf, struct img_req *rq)
 {
-	const char *t = cs->raw_target;
+	/* %00 would decode to a NUL that silently cuts a segment or a value
+	 * short ("/v2/images/ID%00x" naming ID): malformed instead. */
+	if (strstr(t, "%00"))
+		return CAIRN_EINVAL;
 	size_t plen = strcspn(t, "?");
 	char *path = malloc(plen + 1);
 	if (!path)
 		return -ENOMEM;
 	memcpy(path, t, plen);
 	path[plen] = '\0';
-	cs->path_buf = path;
+	*path_buf = path;
 	/* segments: split the raw path, then decode each (a %2F stays inside) */
 	char *save = NULL;
 	for (char *seg = strtok_r(path, "/", &save); seg; seg = strtok_r(NULL, "/", &save)) {
-		if (cs->rq.nsegs >= IMG_MAX_SEGS)
+		if (rq->nsegs >= IMG_MAX_SEGS)
 			return CAIRN_EINVAL;
 		char *d = decode(seg, strlen(seg), false);
 		if (!d)
@@ -185,7 +188,7 @@ static int parse_target(struct conn_state *cs)
 		/* decoded in place: it is never longer */
 		strcpy(seg, d);
 		free(d);
-		cs->rq.segs[cs->rq.nsegs++] = seg;
+		rq->segs[rq->nsegs++] = seg;
 	}
 	if (t[plen] != '?')
 		return 0;
@@ -193,7 +196,7 @@ static int parse_target(struct conn_state *cs)
 	while (*q) {
 		size_t n = strcspn(q, "&");
 		if (n) {
-			if (cs->rq.nq >= IMG_MAX_QPARAMS)
+			if (rq->nq >= IMG_MAX_QPARAMS)
 				return CAIRN_EINVAL;
 			const char *eq = memchr(q, '=', n);
 			size_t kl = eq ? (size_t)(eq - q) : n;
@@ -204,15 +207,20 @@ static int parse_target(struct conn_state *cs)
 				free(v);
 				return -ENOMEM;
 			}
-			cs->rq.q[cs->rq.nq].k = k;
-			cs->rq.q[cs->rq.nq].v = v;
-			cs->rq.nq++;
+			rq->q[rq->nq].k = k;
+			rq->q[rq->nq].v = v;
+			rq->nq++;
 		}
 		q += n;
 		if (*q == '&')
 			q++;
 	}
 	return 0;
+}
+
+static int parse_target(struct conn_state *cs)
+{
+	return img_parse_target(cs->raw_target, &cs->path_buf, &cs->rq);
 }
 
 /* ---- responses ---- */

@@ -6,7 +6,7 @@ set -eu
 secs=${1:-20}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 build=${CAIRN_FUZZ_BUILD:-$root/build-fuzz}
-targets="fuzz_sigv4 fuzz_s3_request fuzz_s3_xml fuzz_aws_chunked fuzz_nbd fuzz_qcow2"
+targets="fuzz_sigv4 fuzz_s3_request fuzz_s3_xml fuzz_aws_chunked fuzz_nbd fuzz_qcow2 fuzz_glance"
 
 if ! command -v clang >/dev/null 2>&1; then
 	echo "fuzz: clang not found, skipping" >&2
