@@ -1290,6 +1290,10 @@ static int patch_one(struct img_mut *m, struct patch_arg *pa, const struct pchan
 			snprintf(m->why, sizeof(m->why), "Owner can't be updated by non admin.");
 			return CAIRN_EDENIED;
 		}
+		if (img_owner_check(v, m->why, sizeof(m->why)) < 0) {
+			pa->status = 400;
+			return CAIRN_EINVAL;
+		}
 		json_object_set_new(m->doc, k, json_deep_copy(v));
 	} else if (strcmp(k, "visibility") == 0) {
 		int vis = img_vis_parse(json_string_value(v));

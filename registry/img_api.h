@@ -178,6 +178,11 @@ bool img_schema_is_readonly(const char *prop);
 /* Looks up an image user may read: 0 with a reference, or CAIRN_ENOTFOUND. */
 int img_lookup(struct registry *reg, const struct img_who *w, const uint8_t id[IMG_ID_LEN],
 	       struct img_entry **out) CAIRN_WUR;
+/* An image owner must be a cairn user name (null: none) or its data could
+ * never be linked into the system bucket. 0, or CAIRN_EINVAL with why (the
+ * rule, for a 400). */
+#define IMG_OWNER_RULE "1 to 64 of the characters A-Z a-z 0-9 _ . @ + = , -"
+int img_owner_check(const json_t *v, char *why, size_t whylen) CAIRN_WUR;
 /* Creates an image from Glance create fields (validated here); 0 with the
  * new entry, or a code with status/message in rs. */
 int img_create(struct registry *reg, const struct img_who *w, json_t *body, struct img_entry **out,

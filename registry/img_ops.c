@@ -176,6 +176,16 @@ static bool reserved_key(const char *k)
 	       strcmp(k, "deleted_at") == 0 || strncmp(k, "os_glance", 9) == 0;
 }
 
+int img_owner_check(const json_t *v, char *why, size_t whylen)
+{
+	if (json_is_null(v) || (json_is_string(v) && s3_user_name_valid(json_string_value(v))))
+		return 0;
+	snprintf(why, whylen,
+		 "Invalid owner '%s': an owner must be a cairn user name (" IMG_OWNER_RULE ").",
+		 json_is_string(v) ? json_string_value(v) : "(not a string)");
+	return CAIRN_EINVAL;
+}
+
 int img_create(struct registry *reg, const struct img_who *w, json_t *body, struct img_entry **out,
 	       struct img_resp *rs)
 {
@@ -232,6 +242,10 @@ int img_create(struct registry *reg, const struct img_who *w, json_t *body, stru
 		img_err(rs, 403, "You are not permitted to create images owned by '%s'.",
 			json_string_value(owner) ? json_string_value(owner) : "None");
 		return CAIRN_EDENIED;
+	}
+	if (owner && img_owner_check(owner, why, sizeof(why)) < 0) {
+		img_err(rs, 400, "%s", why);
+		return CAIRN_EINVAL;
 	}
 	const char *vis = json_string_value(json_object_get(body, "visibility"));
 	if (vis) {
