@@ -215,6 +215,16 @@ int img_import_run(struct registry *reg, const uint8_t id[IMG_ID_LEN], enum img_
  * (why). */
 int img_claim(struct registry *reg, const uint8_t id[IMG_ID_LEN], unsigned status,
 	      bool need_formats, char *why, size_t whylen) CAIRN_WUR;
+/* Inside the commit that makes m's image active or changes the owner of an
+ * active one: (re)links its system bucket object to its data under the
+ * record's owner (null: the root user), replacing an object already there
+ * (whose reference is dropped). Every path that changes who may read the
+ * bytes over S3 goes through here, in the same commit as the change. */
+int img_sys_link_txn(struct cs_txn *txn, struct registry *reg, const struct img_mut *m) CAIRN_WUR;
+/* Inside the commit that deactivates an image: removes its system bucket
+ * object (and the object's reference); an object already gone is fine. */
+int img_sys_unlink_txn(struct cs_txn *txn, struct registry *reg,
+		       const uint8_t id[IMG_ID_LEN]) CAIRN_WUR;
 /* Deletes an image (all its references, the system bucket object). */
 int img_delete(struct registry *reg, const uint8_t id[IMG_ID_LEN]) CAIRN_WUR;
 

@@ -323,6 +323,39 @@ int img_create(struct registry *reg, const struct img_who *w, json_t *body, stru
 	return 0;
 }
 
+/* ---- the system bucket object ---- */
+
+int img_sys_link_txn(struct cs_txn *txn, struct registry *reg, const struct img_mut *m)
+{
+	const struct img_rec *r = &m->rec;
+	char s[37];
+	if (!(r->flags & IMG_F_DATA))
+		return 0;
+	struct s3_link l = {
+	    .mid = (const struct cs_mid *)r->mid,
+	    .size = r->size,
+	    .owner = json_string_value(json_object_get(m->doc, "owner")),
+	    .mtime_ns = (uint64_t)img_now_ns(),
+	};
+	memcpy(l.md5, r->md5, 16);
+	if (!l.owner)
+		l.owner = S3_ROOT_USER;
+	img_id_fmt(m->id, s);
+	return s3_object_link_txn(txn, reg->pool, S3_SYSTEM_BUCKET, s, &l);
+}
+
+int img_sys_unlink_txn(struct cs_txn *txn, struct registry *reg, const uint8_t id[IMG_ID_LEN])
+{
+	char s[37];
+	img_id_fmt(id, s);
+	int ret = s3_object_unlink_txn(txn, reg->pool, S3_SYSTEM_BUCKET, s);
+	if (ret == CAIRN_ENOTFOUND) {
+		log_warn(TAG, "image %s had no system bucket object to remove", s);
+		ret = 0;
+	}
+	return ret;
+}
+
 /* ---- delete ---- */
 
 static int unref_flagged(struct cs_txn *txn, struct img_rec *r, uint32_t flag)
@@ -346,6 +379,9 @@ static int delete_fn(struct cs_txn *txn, struct img_mut *m)
 	int ret;
 	if (m->rec.flags & IMG_F_PROTECTED)
 		return CAIRN_EDENIED;
+	/* A deactivated image has no object any more (its deactivation
+	 * removed it): the unlink finds nothing and drops no reference. It is
+	 * still tried, for images deactivated before deactivation unlinked. */
 	if (m->rec.flags & IMG_F_DATA) {
 		char s[37];
 		img_id_fmt(m->id, s);
