@@ -662,8 +662,11 @@ static int upload_open(struct registry *reg, const uint8_t id[IMG_ID_LEN], struc
 	struct img_entry *e = img_store_get(reg->st, id);
 	if (!e)
 		return CAIRN_ENOTFOUND;
-	struct img_data_opts o = {
-	    .max_size = reg->max_size, .tmp_dir = reg->tmp_dir, .qemu_img = reg->qemu_img};
+	/* the owner's dedup domain (a null owner is the root user's, as its link) */
+	struct img_data_opts o = {.max_size = reg->max_size,
+				  .tmp_dir = reg->tmp_dir,
+				  .qemu_img = reg->qemu_img,
+				  .owner = e->owner ? e->owner : S3_ROOT_USER};
 	int ret = img_upload_open(reg->pool, &o, e->disk_format, u);
 	img_entry_put(e);
 	return ret;
