@@ -90,6 +90,9 @@ struct s3_key {
  * or updating them). Called at every start. */
 int s3_users_bootstrap(struct cs_pool *pool, const char *root_key_id,
 		       const char *root_secret) CAIRN_WUR;
+/* True for a valid user name: 1..64 of [A-Za-z0-9_.@+=,-] (the registry
+ * checks image owners with it: the system bucket links need one). */
+bool s3_user_name_valid(const char *name);
 /* CAIRN_EINVAL for a bad name (1..64 of [A-Za-z0-9_.@+=,-]), CAIRN_EEXISTS. */
 int s3_user_create(struct cs_pool *pool, const char *name) CAIRN_WUR;
 /* One user; CAIRN_ENOTFOUND when absent. out may be NULL (existence check). */

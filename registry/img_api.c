@@ -20,6 +20,7 @@
 #include "chunkstore/chunkstore.h"
 #include "core/hash.h"
 #include "core/log.h"
+#include "objstore/s3.h"
 #include "registry/img_api.h"
 
 #define TAG "glance"
@@ -1199,6 +1200,7 @@ struct pchange {
 };
 
 struct patch_arg {
+	struct registry *reg;
 	const struct img_who *who;
 	struct pchange *ch;
 	size_t n;
@@ -1307,6 +1309,10 @@ static int patch_one(struct img_mut *m, struct patch_arg *pa, const struct pchan
 			snprintf(m->why, sizeof(m->why), "Owner can't be updated by non admin.");
 			return CAIRN_EDENIED;
 		}
+		if (img_owner_check(v, m->why, sizeof(m->why)) < 0) {
+			pa->status = 400;
+			return CAIRN_EINVAL;
+		}
 		json_object_set_new(m->doc, k, json_deep_copy(v));
 	} else if (strcmp(k, "visibility") == 0) {
 		int vis = img_vis_parse(json_string_value(v));
@@ -1359,21 +1365,30 @@ static int patch_one(struct img_mut *m, struct patch_arg *pa, const struct pchan
 
 static int patch_fn(struct cs_txn *txn, struct img_mut *m)
 {
-	(void)txn;
 	struct patch_arg *pa = m->arg;
 	struct img_entry tmp = {.rec = m->rec, .doc = m->doc};
+	int ret = 0;
 	tmp.owner = json_string_value(json_object_get(m->doc, "owner"));
 	if (!img_can_write(pa->who, &tmp)) {
 		pa->status = 403;
 		snprintf(m->why, sizeof(m->why), "You are not permitted to modify this image.");
 		return CAIRN_EDENIED;
 	}
-	for (size_t i = 0; i < pa->n; i++) {
-		int ret = patch_one(m, pa, &pa->ch[i]);
-		if (ret < 0)
-			return ret;
-	}
-	return 0;
+	/* the owner before, to see whether the system bucket must follow */
+	json_t *was = json_incref(json_object_get(m->doc, "owner"));
+	for (size_t i = 0; i < pa->n && ret == 0; i++)
+		ret = patch_one(m, pa, &pa->ch[i]);
+	/* An active image's object names its owner, the one user besides root
+	 * who may read it over S3: a new owner relinks it in this commit (a
+	 * deactivated image has no object; reactivation links the owner then). */
+	json_t *now = json_object_get(m->doc, "owner");
+	bool moved = was ? !json_equal(was, now) : now != NULL;
+	if (ret == 0 && moved && m->rec.status == IMG_ACTIVE && txn && /* NULL: a dry run */
+	    (ret = img_sys_link_txn(txn, pa->reg, m)) < 0)
+		snprintf(m->why, sizeof(m->why), "cannot relink the image in %s: %s",
+			 S3_SYSTEM_BUCKET, cairn_strerror(ret));
+	json_decref(was);
+	return ret;
 }
 
 /* The JSON-patch draft a content type names (10 or 4), or -1 with a 415. */
@@ -1555,7 +1570,7 @@ void img_api_patch(struct img_req *rq, struct img_resp *rs, const uint8_t id[IMG
 	}
 	if (patch_parse(rq->body, rq->body_len, draft, &body, &ch, &n, rs) < 0)
 		goto out;
-	struct patch_arg pa = {.who = &rq->who, .ch = ch, .n = n};
+	struct patch_arg pa = {.reg = rq->reg, .who = &rq->who, .ch = ch, .n = n};
 	memcpy(m.id, id, IMG_ID_LEN);
 	m.fn = patch_fn;
 	m.arg = &pa;
@@ -1705,6 +1720,7 @@ static void do_tag(struct img_req *rq, struct img_resp *rs, const uint8_t id[IMG
 }
 
 struct act_arg {
+	struct registry *reg;
 	const struct img_who *who;
 	bool deactivate;
 	unsigned status;
@@ -1712,7 +1728,6 @@ struct act_arg {
 
 static int act_fn(struct cs_txn *txn, struct img_mut *m)
 {
-	(void)txn;
 	struct act_arg *aa = m->arg;
 	struct img_entry tmp = {.rec = m->rec, .doc = m->doc};
 	tmp.owner = json_string_value(json_object_get(m->doc, "owner"));
@@ -1734,7 +1749,15 @@ static int act_fn(struct cs_txn *txn, struct img_mut *m)
 		return CAIRN_EDENIED;
 	}
 	m->rec.status = (uint8_t)to;
-	return 0;
+	/* A deactivated image's bytes are readable by no one but admins
+	 * (Glance): its system bucket object goes in the same commit, and
+	 * reactivation links it again under the owner of that moment. */
+	int ret = aa->deactivate ? img_sys_unlink_txn(txn, aa->reg, m->id)
+				 : img_sys_link_txn(txn, aa->reg, m);
+	if (ret < 0)
+		snprintf(m->why, sizeof(m->why), "cannot %s the image in %s: %s",
+			 aa->deactivate ? "unlink" : "link", S3_SYSTEM_BUCKET, cairn_strerror(ret));
+	return ret;
 }
 
 static void do_action(struct img_req *rq, struct img_resp *rs, const uint8_t id[IMG_ID_LEN],
@@ -1748,7 +1771,7 @@ static void do_action(struct img_req *rq, struct img_resp *rs, const uint8_t id[
 		return;
 	}
 	img_entry_put(e);
-	struct act_arg aa = {&rq->who, deactivate, 0};
+	struct act_arg aa = {rq->reg, &rq->who, deactivate, 0};
 	struct img_mut m = {.fn = act_fn, .arg = &aa};
 	memcpy(m.id, id, IMG_ID_LEN);
 	int ret = img_store_write(rq->reg->st, &m);

@@ -208,6 +208,11 @@ bool img_schema_is_readonly(const char *prop);
 /* Looks up an image user may read: 0 with a reference, or CAIRN_ENOTFOUND. */
 int img_lookup(struct registry *reg, const struct img_who *w, const uint8_t id[IMG_ID_LEN],
 	       struct img_entry **out) CAIRN_WUR;
+/* An image owner must be a cairn user name (null: none) or its data could
+ * never be linked into the system bucket. 0, or CAIRN_EINVAL with why (the
+ * rule, for a 400). */
+#define IMG_OWNER_RULE "1 to 64 of the characters A-Z a-z 0-9 _ . @ + = , -"
+int img_owner_check(const json_t *v, char *why, size_t whylen) CAIRN_WUR;
 /* Creates an image from Glance create fields (validated here); 0 with the
  * new entry, or a code with status/message in rs. */
 int img_create(struct registry *reg, const struct img_who *w, json_t *body, struct img_entry **out,
@@ -246,6 +251,16 @@ int img_import_run(struct registry *reg, const uint8_t id[IMG_ID_LEN], enum img_
  * (why). */
 int img_claim(struct registry *reg, const uint8_t id[IMG_ID_LEN], unsigned status,
 	      bool need_formats, char *why, size_t whylen) CAIRN_WUR;
+/* Inside the commit that makes m's image active or changes the owner of an
+ * active one: (re)links its system bucket object to its data under the
+ * record's owner (null: the root user), replacing an object already there
+ * (whose reference is dropped). Every path that changes who may read the
+ * bytes over S3 goes through here, in the same commit as the change. */
+int img_sys_link_txn(struct cs_txn *txn, struct registry *reg, const struct img_mut *m) CAIRN_WUR;
+/* Inside the commit that deactivates an image: removes its system bucket
+ * object (and the object's reference); an object already gone is fine. */
+int img_sys_unlink_txn(struct cs_txn *txn, struct registry *reg,
+		       const uint8_t id[IMG_ID_LEN]) CAIRN_WUR;
 /* Deletes an image (all its references, the system bucket object). */
 int img_delete(struct registry *reg, const uint8_t id[IMG_ID_LEN]) CAIRN_WUR;
 

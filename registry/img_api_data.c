@@ -105,8 +105,11 @@ int img_upload_begin(struct img_req *rq, struct img_resp *rs)
 	}
 	rq->up_started = true;
 	e = img_store_get(reg->st, rq->up_id);
-	struct img_data_opts o = {
-	    .max_size = reg->max_size, .tmp_dir = reg->tmp_dir, .qemu_img = reg->qemu_img};
+	/* the owner's dedup domain (a null owner is the root user's, as its link) */
+	struct img_data_opts o = {.max_size = reg->max_size,
+				  .tmp_dir = reg->tmp_dir,
+				  .qemu_img = reg->qemu_img,
+				  .owner = e && e->owner ? e->owner : S3_ROOT_USER};
 	ret = img_upload_open(reg->pool, &o, e ? e->disk_format : NULL, &rq->up);
 	img_entry_put(e);
 	if (ret < 0) {

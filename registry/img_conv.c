@@ -148,7 +148,8 @@ static int run_tool(const char *path, char *const argv[], int fd_a, int fd_b, ui
 }
 
 /* Streams the sparse raw file fd (size bytes) into a new writer. */
-static int conv_stream(struct cs_pool *pool, int fd, uint64_t size, struct cs_writer **out)
+static int conv_stream(struct cs_pool *pool, int fd, uint64_t size, const char *owner,
+		       struct cs_writer **out)
 {
 	struct cs_writer *w = NULL;
 	uint8_t *buf = NULL;
@@ -156,6 +157,7 @@ static int conv_stream(struct cs_pool *pool, int fd, uint64_t size, struct cs_wr
 
 	if ((rc = cs_writer_open(pool, &w)) < 0)
 		goto out;
+	img_writer_domain(w, owner); /* the raw view dedups within its owner's domain */
 	if (!(buf = malloc(CONV_BUF))) {
 		rc = -ENOMEM;
 		goto out;
@@ -292,7 +294,7 @@ int img_conv_raw(struct cs_pool *pool, const struct img_data_opts *opts, int spo
 		goto out;
 	}
 	double t1 = now_s();
-	rc = conv_stream(pool, raw, virtual_size, out);
+	rc = conv_stream(pool, raw, virtual_size, opts->owner, out);
 	if (rc == 0)
 		log_info("img", "qcow2 raw view of %llu bytes: qemu-img %.1f s, stored in %.1f s",
 			 (unsigned long long)virtual_size, t1 - t0, now_s() - t1);

@@ -56,6 +56,7 @@ struct img_upload {
 	struct cs_pool *pool;
 	uint64_t max_size; /* 0 = no limit */
 	char *tmp_dir, *qemu_img;
+	char *owner;	 /* the dedup domain's user (NULL: none) */
 	bool want_qcow2; /* disk_format "qcow2" */
 	bool want_other; /* another disk_format declared */
 	char fmt[32];	 /* the declared format, for messages */
@@ -268,6 +269,15 @@ static int refuse(struct img_upload *u, int err, const char *fmt, ...)
 	return err;
 }
 
+void img_writer_domain(struct cs_writer *w, const char *owner)
+{
+	uint8_t dom[32];
+	/* the same domain objstore's s3_writer_open gives the user's PUTs,
+	 * so an owner's images and objects dedup against each other */
+	if (owner && EVP_Digest(owner, strlen(owner), dom, NULL, EVP_sha256(), NULL) == 1)
+		cs_writer_set_domain(w, dom);
+}
+
 int img_upload_open(struct cs_pool *pool, const struct img_data_opts *opts, const char *disk_format,
 		    struct img_upload **out)
 {
@@ -289,10 +299,12 @@ int img_upload_open(struct cs_pool *pool, const struct img_data_opts *opts, cons
 	u->max_size = opts->max_size;
 	u->tmp_dir = strdup(opts->tmp_dir);
 	u->qemu_img = strdup(opts->qemu_img ? opts->qemu_img : "qemu-img");
+	u->owner = opts->owner ? strdup(opts->owner) : NULL;
 	u->head = malloc(IMG_HEAD_MAX);
 	u->md5 = EVP_MD_CTX_new();
 	u->p.sha512 = EVP_MD_CTX_new();
-	if (!u->tmp_dir || !u->qemu_img || !u->head || !u->md5 || !u->p.sha512) {
+	if (!u->tmp_dir || !u->qemu_img || (opts->owner && !u->owner) || !u->head || !u->md5 ||
+	    !u->p.sha512) {
 		rc = -ENOMEM;
 		goto out;
 	}
@@ -310,6 +322,7 @@ int img_upload_open(struct cs_pool *pool, const struct img_data_opts *opts, cons
 	}
 	if ((rc = cs_writer_open(pool, &u->w)) < 0)
 		goto out;
+	img_writer_domain(u->w, u->owner);
 	u->p.w = u->w;
 	if ((rc = pipe_start(&u->p)) < 0)
 		goto out;
@@ -458,7 +471,8 @@ int img_upload_finish(struct img_upload *u, struct img_data_result *res)
 		rc = img_conv_raw(u->pool,
 				  &(struct img_data_opts){.max_size = u->max_size,
 							  .tmp_dir = u->tmp_dir,
-							  .qemu_img = u->qemu_img},
+							  .qemu_img = u->qemu_img,
+							  .owner = u->owner},
 				  u->spool_fd, u->qi.virtual_size, &u->rw, u->why, sizeof(u->why));
 		close(u->spool_fd);
 		u->spool_fd = -1;
@@ -554,6 +568,7 @@ void img_upload_free(struct img_upload *u)
 	free(u->head);
 	free(u->tmp_dir);
 	free(u->qemu_img);
+	free(u->owner);
 	free(u);
 }
 

@@ -50,6 +50,11 @@ struct img_data_opts {
 	uint64_t max_size;    /* bytes; more is -EFBIG (as soon as it is seen) */
 	const char *tmp_dir;  /* scratch for qcow2 conversion (exists) */
 	const char *qemu_img; /* NULL = "qemu-img" */
+	/* The image's owner: in a [pool] dedup_domain = tenant pool the
+	 * upload's chunks (and its qcow2 raw view's) dedup only against that
+	 * user's, as the user's own S3 PUTs do (SHA-256 of the name, as
+	 * objstore's writers). NULL: the pool's default domain. */
+	const char *owner;
 };
 
 struct img_data_result {

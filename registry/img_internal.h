@@ -19,6 +19,9 @@ struct img_data_opts;
 
 struct img_upload;
 
+/* Sets w's dedup domain to owner's (img_data_opts.owner); NULL: none. */
+void img_writer_domain(struct cs_writer *w, const char *owner);
+
 /* Kills the upload (a source failed part way: what was written must never
  * be committed); later calls return err. */
 void img_upload_fail(struct img_upload *u, int err);

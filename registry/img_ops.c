@@ -176,6 +176,16 @@ static bool reserved_key(const char *k)
 	       strcmp(k, "deleted_at") == 0 || strncmp(k, "os_glance", 9) == 0;
 }
 
+int img_owner_check(const json_t *v, char *why, size_t whylen)
+{
+	if (json_is_null(v) || (json_is_string(v) && s3_user_name_valid(json_string_value(v))))
+		return 0;
+	snprintf(why, whylen,
+		 "Invalid owner '%s': an owner must be a cairn user name (" IMG_OWNER_RULE ").",
+		 json_is_string(v) ? json_string_value(v) : "(not a string)");
+	return CAIRN_EINVAL;
+}
+
 int img_create_check(const struct img_who *w, json_t *body, uint8_t id[IMG_ID_LEN],
 		     uint8_t *visibility, bool *protect, json_t **doc, struct img_resp *rs)
 {
@@ -231,6 +241,10 @@ int img_create_check(const struct img_who *w, json_t *body, uint8_t id[IMG_ID_LE
 		img_err(rs, 403, "You are not permitted to create images owned by '%s'.",
 			json_string_value(owner) ? json_string_value(owner) : "None");
 		return CAIRN_EDENIED;
+	}
+	if (owner && img_owner_check(owner, why, sizeof(why)) < 0) {
+		img_err(rs, 400, "%s", why);
+		return CAIRN_EINVAL;
 	}
 	const char *vis = json_string_value(json_object_get(body, "visibility"));
 	if (vis) {
@@ -325,6 +339,39 @@ int img_create(struct registry *reg, const struct img_who *w, json_t *body, stru
 	return 0;
 }
 
+/* ---- the system bucket object ---- */
+
+int img_sys_link_txn(struct cs_txn *txn, struct registry *reg, const struct img_mut *m)
+{
+	const struct img_rec *r = &m->rec;
+	char s[37];
+	if (!(r->flags & IMG_F_DATA))
+		return 0;
+	struct s3_link l = {
+	    .mid = (const struct cs_mid *)r->mid,
+	    .size = r->size,
+	    .owner = json_string_value(json_object_get(m->doc, "owner")),
+	    .mtime_ns = (uint64_t)img_now_ns(),
+	};
+	memcpy(l.md5, r->md5, 16);
+	if (!l.owner)
+		l.owner = S3_ROOT_USER;
+	img_id_fmt(m->id, s);
+	return s3_object_link_txn(txn, reg->pool, S3_SYSTEM_BUCKET, s, &l);
+}
+
+int img_sys_unlink_txn(struct cs_txn *txn, struct registry *reg, const uint8_t id[IMG_ID_LEN])
+{
+	char s[37];
+	img_id_fmt(id, s);
+	int ret = s3_object_unlink_txn(txn, reg->pool, S3_SYSTEM_BUCKET, s);
+	if (ret == CAIRN_ENOTFOUND) {
+		log_warn(TAG, "image %s had no system bucket object to remove", s);
+		ret = 0;
+	}
+	return ret;
+}
+
 /* ---- delete ---- */
 
 static int unref_flagged(struct cs_txn *txn, struct img_rec *r, uint32_t flag)
@@ -348,6 +395,9 @@ static int delete_fn(struct cs_txn *txn, struct img_mut *m)
 	int ret;
 	if (m->rec.flags & IMG_F_PROTECTED)
 		return CAIRN_EDENIED;
+	/* A deactivated image has no object any more (its deactivation
+	 * removed it): the unlink finds nothing and drops no reference. It is
+	 * still tried, for images deactivated before deactivation unlinked. */
 	if (m->rec.flags & IMG_F_DATA) {
 		char s[37];
 		img_id_fmt(m->id, s);
@@ -628,8 +678,11 @@ static int upload_open(struct registry *reg, const uint8_t id[IMG_ID_LEN], struc
 	struct img_entry *e = img_store_get(reg->st, id);
 	if (!e)
 		return CAIRN_ENOTFOUND;
-	struct img_data_opts o = {
-	    .max_size = reg->max_size, .tmp_dir = reg->tmp_dir, .qemu_img = reg->qemu_img};
+	/* the owner's dedup domain (a null owner is the root user's, as its link) */
+	struct img_data_opts o = {.max_size = reg->max_size,
+				  .tmp_dir = reg->tmp_dir,
+				  .qemu_img = reg->qemu_img,
+				  .owner = e->owner ? e->owner : S3_ROOT_USER};
 	int ret = img_upload_open(reg->pool, &o, e->disk_format, u);
 	img_entry_put(e);
 	return ret;
