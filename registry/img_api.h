@@ -188,7 +188,8 @@ int img_create(struct registry *reg, const struct img_who *w, json_t *body, stru
 enum img_src { IMG_SRC_BODY, IMG_SRC_STAGE, IMG_SRC_MANIFEST, IMG_SRC_URL };
 /* Puts an image whose data did not arrive back to queued (releasing raw,
  * stage and data manifests it held without being active), recording why
- * in doc "import" when import is non-NULL. Acts only while
+ * in doc "import" when import is non-NULL (shortened or left out when the
+ * doc would not fit: the revert itself never fails for it). Acts only while
  * the record still carries claim (img_claim); otherwise (deleted, or
  * another upload's now) it touches nothing and returns 0. */
 int img_revert_queued(struct registry *reg, const uint8_t id[IMG_ID_LEN], uint64_t claim,

@@ -441,6 +441,38 @@ struct revert_arg {
 	const char *why;
 };
 
+/* The doc's size as a record would hold it. */
+static size_t doc_len(const json_t *doc)
+{
+	char *t = json_dumps(doc, JSON_COMPACT);
+	size_t n = t ? strlen(t) : SIZE_MAX;
+	free(t);
+	return n;
+}
+
+/* Records {"method", "error"} in doc "import", shortening the error (at a
+ * UTF-8 boundary) until the doc fits IMG_DOC_MAX, and leaving "import" out
+ * when not even the method fits: the revert around it must commit whatever
+ * the doc holds. Without "import" the doc is no larger than the one the
+ * record holds now (the claim removed the old one), so it always fits. */
+static void set_import_error(json_t *doc, const char *method, const char *why)
+{
+	size_t n = why ? strlen(why) : 0;
+	for (;;) {
+		while (n && ((unsigned char)why[n] & 0xc0) == 0x80)
+			n--; /* never cut a UTF-8 sequence */
+		json_t *imp = json_pack("{s:s, s:s%}", "method", method, "error", n ? why : "", n);
+		if (imp && json_object_set_new(doc, "import", imp) == 0 &&
+		    doc_len(doc) <= IMG_DOC_MAX)
+			return;
+		if (!n)
+			break;
+		n /= 2;
+	}
+	json_object_del(doc, "import");
+	log_warn(TAG, "an import's error was not recorded: the image's doc is full");
+}
+
 /* Acts only while the record carries ra->claim: a stale upload's revert
  * (the image was deleted and re-created, or went back to queued and was
  * claimed again) leaves the new claimer's record alone. Whatever the
@@ -467,9 +499,7 @@ static int revert_fn(struct cs_txn *txn, struct img_mut *m)
 	memset(r->md5, 0, sizeof(r->md5));
 	memset(r->sha512, 0, sizeof(r->sha512));
 	if (ra->method)
-		json_object_set_new(
-		    m->doc, "import",
-		    json_pack("{s:s, s:s}", "method", ra->method, "error", ra->why ? ra->why : ""));
+		set_import_error(m->doc, ra->method, ra->why);
 	return 0;
 }
 

@@ -9,6 +9,9 @@ import on a full doc, and the cap on running imports (issue 7 review).
    A's bytes (409), B must still finish (204, active, B's checksum).
 2. The same, but A's connection is cut: X must stay "saving" (B's claim), a
    third upload C must be refused (409) while B streams, B then succeeds.
+3. An image whose doc is a byte short of the record's limit: a failed
+   web-download import must still put it back to "queued" (the error text
+   is shortened or left out), never leave it "importing".
 """
 import http.server
 import os
@@ -154,6 +157,33 @@ t.check("2: upload B finishing -> 204", st == 204, f"got {st}")
 img = g.show(iid, alice)
 t.check("2: the image is active with B's checksum",
         img and img["status"] == "active" and img.get("checksum") == reglib.md5(B), img)
+
+# ---- 3. a failed import on a full doc ---------------------------------------------------------------
+iid = create(name="full-doc")
+PATCH_T = "application/openstack-images-v2.1-json-patch"
+
+
+def pad(n):
+    return g.req("PATCH", f"/v2/images/{iid}", alice, data=__import__("json").dumps(
+        [{"op": "add", "path": "/pad", "value": "p" * n}]).encode(), headers={"Content-Type": PATCH_T})
+
+
+lo, hi = 0, 70000  # largest pad the record takes: lo fits, hi does not
+t.check("3: a pad of 70000 bytes does not fit the doc (413)", pad(hi).status_code == 413)
+while hi - lo > 1:
+    mid = (lo + hi) // 2
+    if pad(mid).status_code == 200:
+        lo = mid
+    else:
+        hi = mid
+t.check(f"3: the doc filled to its limit (pad {lo})", pad(lo).status_code == 200)
+r = g.req("POST", f"/v2/images/{iid}/import", alice,
+          json_body={"method": {"name": "web-download", "uri": SRC + "/missing-" + "e" * 200}})
+t.check("3: web-download of a missing file -> 202", r.status_code == 202, f"{r.status_code} {r.text[:200]}")
+img = g.wait_done(iid, alice)
+t.check("3: the failed import put the full-doc image back to queued (not stuck importing)",
+        img and img["status"] == "queued", img and img["status"])
+t.check("3: the image still holds its pad", img and len(img.get("pad", "")) == lo)
 
 httpd.shutdown()
 t.finish()

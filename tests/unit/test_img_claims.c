@@ -1,7 +1,8 @@
 /* tests/unit/test_img_claims.c - registry/img_ops.c: the claim an upload
  * holds on an image (img_rec.claim). A stale upload (its image deleted and
  * re-created, another upload claiming it now) must neither commit nor
- * revert (issue 7 review). Over a real pool. */
+ * revert; a failed import's revert must commit even when the doc has no
+ * room for the error text (issue 7 review). Over a real pool. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -153,10 +154,86 @@ static void test_stale_upload_touches_nothing(void **state)
 	assert_int_equal(img_delete(f->reg, id), 0);
 }
 
+static int pad_fn(struct cs_txn *txn, struct img_mut *m)
+{
+	(void)txn;
+	size_t n = *(size_t *)m->arg;
+	char *s = malloc(n + 1);
+	if (!s)
+		return -ENOMEM;
+	memset(s, 'p', n);
+	s[n] = '\0';
+	json_object_set_new(json_object_get(m->doc, "props"), "pad", json_string(s));
+	free(s);
+	return 0;
+}
+
+static int pad(struct fixture *f, const uint8_t id[IMG_ID_LEN], size_t n)
+{
+	struct img_mut m = {.fn = pad_fn, .arg = &n};
+	memcpy(m.id, id, IMG_ID_LEN);
+	int ret = img_store_write(f->reg->st, &m);
+	img_mut_clear(&m);
+	return ret;
+}
+
+/* A doc a few bytes short of IMG_DOC_MAX: the failed import's revert
+ * commits (queued, claim cleared), the error shortened or left out. */
+static void test_revert_on_full_doc(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t id[IMG_ID_LEN];
+	uint64_t claim = 0, now = 1;
+	char why[512] = "";
+
+	create(f, id);
+	size_t lo = 0, hi = IMG_DOC_MAX; /* lo fits, hi does not */
+	assert_int_equal(pad(f, id, hi), CAIRN_ETOOBIG);
+	while (hi - lo > 1) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (pad(f, id, mid) == 0)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	/* each room left: 0 bytes (even "import" cannot go in) up to room for
+	 * a shortened error */
+	for (size_t slack = 0; slack <= 80; slack += 20) {
+		assert_int_equal(pad(f, id, lo - slack), 0);
+		assert_int_equal(
+		    img_claim(f->reg, id, IMG_IMPORTING, true, why, sizeof(why), &claim), 0);
+		char err[400];
+		memset(err, 'e', sizeof(err) - 1);
+		err[sizeof(err) - 1] = '\0';
+		memcpy(err, "\xc3\xa9\xc3\xa9", 4); /* UTF-8 the shortening must not cut */
+		assert_int_equal(img_revert_queued(f->reg, id, claim, "web-download", err), 0);
+		assert_int_equal(status(f, id, &now, NULL), IMG_QUEUED);
+		assert_true(now == 0);
+		struct img_entry *e = img_store_get(f->reg->st, id);
+		json_t *imp = json_object_get(e->doc, "import");
+		if (slack >= 80) {
+			assert_non_null(imp);
+			assert_string_equal(json_string_value(json_object_get(imp, "method")),
+					    "web-download");
+		}
+		img_entry_put(e);
+	}
+	/* with room, the whole error is kept */
+	assert_int_equal(pad(f, id, 10), 0);
+	assert_int_equal(img_claim(f->reg, id, IMG_IMPORTING, true, why, sizeof(why), &claim), 0);
+	assert_int_equal(img_revert_queued(f->reg, id, claim, "s3-object", "the whole reason"), 0);
+	struct img_entry *e = img_store_get(f->reg->st, id);
+	assert_string_equal(
+	    json_string_value(json_object_get(json_object_get(e->doc, "import"), "error")),
+	    "the whole reason");
+	img_entry_put(e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_stale_upload_touches_nothing, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_revert_on_full_doc, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
