@@ -35,6 +35,9 @@ struct img_upload;
 #define IMG_USER_MAX 64
 #define IMG_LIST_DEFAULT 25 /* Glance's limit_param_default */
 #define IMG_LIST_MAX 1000   /* Glance's api_limit_max */
+/* Background imports (web-download, s3-object) running at once: each is a
+ * thread plus an upload pipeline thread; more are refused with 503. */
+#define IMG_IMPORTS_MAX 8
 
 struct registry {
 	struct cs_pool *pool;
@@ -48,7 +51,7 @@ struct registry {
 	/* background imports (web-download, s3-object): reg_close waits */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	unsigned imports;
+	unsigned imports; /* running; at most IMG_IMPORTS_MAX */
 	bool closing;
 	/* bumped whenever an image's data appears or goes: cached usage
 	 * figures of other images may have changed */

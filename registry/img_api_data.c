@@ -363,6 +363,31 @@ struct import_job {
 	uint8_t mid[16];
 };
 
+/* Takes one of the IMG_IMPORTS_MAX slots of running imports (before the
+ * claim, so a refused import leaves the image queued): -EAGAIN when all are
+ * taken. import_release gives it back (the thread does when it ends). */
+static int import_reserve(struct registry *reg)
+{
+	int ret = 0;
+	pthread_mutex_lock(&reg->lock);
+	if (reg->closing)
+		ret = CAIRN_ESHUTDOWN;
+	else if (reg->imports >= IMG_IMPORTS_MAX)
+		ret = -EAGAIN;
+	else
+		reg->imports++;
+	pthread_mutex_unlock(&reg->lock);
+	return ret;
+}
+
+static void import_release(struct registry *reg)
+{
+	pthread_mutex_lock(&reg->lock);
+	reg->imports--;
+	pthread_cond_broadcast(&reg->cond);
+	pthread_mutex_unlock(&reg->lock);
+}
+
 static void *import_main(void *arg)
 {
 	struct import_job *j = arg;
@@ -378,34 +403,22 @@ static void *import_main(void *arg)
 	free(j->url);
 	free(j->key);
 	free(j);
-	pthread_mutex_lock(&reg->lock);
-	reg->imports--;
-	pthread_cond_broadcast(&reg->cond);
-	pthread_mutex_unlock(&reg->lock);
+	import_release(reg);
 	return NULL;
 }
 
+/* Starts j's thread on the slot import_reserve took (released on failure). */
 static int import_spawn(struct import_job *j)
 {
 	pthread_t t;
 	pthread_attr_t attr;
 	struct registry *reg = j->reg;
-	pthread_mutex_lock(&reg->lock);
-	if (reg->closing) {
-		pthread_mutex_unlock(&reg->lock);
-		return CAIRN_ESHUTDOWN;
-	}
-	reg->imports++;
-	pthread_mutex_unlock(&reg->lock);
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	int rc = pthread_create(&t, &attr, import_main, j);
 	pthread_attr_destroy(&attr);
 	if (rc != 0) {
-		pthread_mutex_lock(&reg->lock);
-		reg->imports--;
-		pthread_cond_broadcast(&reg->cond);
-		pthread_mutex_unlock(&reg->lock);
+		import_release(reg);
 		return -rc;
 	}
 	return 0;
@@ -591,8 +604,26 @@ void img_api_import(struct img_req *rq, struct img_resp *rs, const uint8_t id[IM
 		j->src = IMG_SRC_MANIFEST;
 		memcpy(j->mid, oi.mid, 16);
 	}
+	ret = import_reserve(reg);
+	if (ret == -EAGAIN) {
+		/* 503 + Retry-After: the service is busy, not the image in a
+		 * wrong state (409 would tell the client to look at the image);
+		 * glanceclient shows the message. */
+		img_err(rs, 503,
+			"Too many image imports are running (at most %d at a time); "
+			"retry later.",
+			IMG_IMPORTS_MAX);
+		rs->hdr_name = "Retry-After";
+		snprintf(rs->hdr_val, sizeof(rs->hdr_val), "10");
+		goto out;
+	}
+	if (ret < 0) {
+		img_err_code(rs, ret, "import");
+		goto out;
+	}
 	ret = img_claim(reg, id, IMG_IMPORTING, true, why, sizeof(why), &j->claim);
 	if (ret < 0) {
+		import_release(reg);
 		img_err(rs, ret == CAIRN_EINVAL || ret == -EBUSY ? 409 : 500, "%s",
 			why[0] ? why : cairn_strerror(ret));
 		goto out;

@@ -12,6 +12,9 @@ import on a full doc, and the cap on running imports (issue 7 review).
 3. An image whose doc is a byte short of the record's limit: a failed
    web-download import must still put it back to "queued" (the error text
    is shortened or left out), never leave it "importing".
+4. At most 8 web-download/s3-object imports run at once: the 9th answers 503
+   with a Glance error body while 8 are running, and once they ended a new
+   import is accepted again.
 """
 import http.server
 import os
@@ -24,6 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import lib  # noqa: E402
 import reglib  # noqa: E402
 
+IMPORTS_MAX = 8
 t = lib.Test()
 t.catch_exceptions()
 
@@ -185,5 +189,30 @@ t.check("3: the failed import put the full-doc image back to queued (not stuck i
         img and img["status"] == "queued", img and img["status"])
 t.check("3: the image still holds its pad", img and len(img.get("pad", "")) == lo)
 
+# ---- 4. the cap on running imports ------------------------------------------------------------------
+ids = [create(name=f"imp{i}") for i in range(IMPORTS_MAX + 1)]
+for i in ids[:IMPORTS_MAX]:
+    r = g.req("POST", f"/v2/images/{i}/import", alice,
+              json_body={"method": {"name": "web-download", "uri": SRC + "/slow"}})
+    t.check(f"4: import {i[:8]} of a slow source -> 202", r.status_code == 202, f"{r.status_code}")
+deadline = time.time() + 30
+while len(slow_running) < IMPORTS_MAX and time.time() < deadline:
+    time.sleep(0.1)
+t.check(f"4: {IMPORTS_MAX} imports are fetching", len(slow_running) == IMPORTS_MAX, len(slow_running))
+r = g.req("POST", f"/v2/images/{ids[-1]}/import", alice,
+          json_body={"method": {"name": "web-download", "uri": SRC + "/slow"}})
+if g.expect_error(f"4: import number {IMPORTS_MAX + 1} while {IMPORTS_MAX} run", r, 503, "import"):
+    t.check("4: ... with Retry-After", r.headers.get("Retry-After") is not None, dict(r.headers))
+t.check("4: the refused image stays queued", status(ids[-1]) == "queued", status(ids[-1]))
+stop_slow.set()
+for i in ids[:IMPORTS_MAX]:
+    img = g.wait_done(i, alice)
+    t.check(f"4: import {i[:8]} cut by its source ended queued", img and img["status"] == "queued",
+            img and img["status"])
+r = g.req("POST", f"/v2/images/{ids[-1]}/import", alice,
+          json_body={"method": {"name": "web-download", "uri": SRC + "/missing"}})
+t.check("4: once they ended, a new import is accepted (202)", r.status_code == 202,
+        f"{r.status_code} {r.text[:200]}")
+g.wait_done(ids[-1], alice)
 httpd.shutdown()
 t.finish()
