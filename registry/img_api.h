@@ -35,6 +35,9 @@ struct img_upload;
 #define IMG_USER_MAX 64
 #define IMG_LIST_DEFAULT 25 /* Glance's limit_param_default */
 #define IMG_LIST_MAX 1000   /* Glance's api_limit_max */
+/* Background imports (web-download, s3-object) running at once: each is a
+ * thread plus an upload pipeline thread; more are refused with 503. */
+#define IMG_IMPORTS_MAX 8
 
 struct registry {
 	struct cs_pool *pool;
@@ -48,7 +51,7 @@ struct registry {
 	/* background imports (web-download, s3-object): reg_close waits */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	unsigned imports;
+	unsigned imports; /* running; at most IMG_IMPORTS_MAX */
 	bool closing;
 	/* bumped whenever an image's data appears or goes: cached usage
 	 * figures of other images may have changed */
@@ -124,6 +127,7 @@ struct img_req {
 	bool up_stage;
 	bool up_started;
 	uint8_t up_id[IMG_ID_LEN];
+	uint64_t up_claim; /* img_claim's */
 	struct img_entry *up_entry;
 	uint64_t up_bytes;
 };
@@ -228,29 +232,37 @@ int img_create_check(const struct img_who *w, json_t *body, uint8_t id[IMG_ID_LE
 enum img_src { IMG_SRC_BODY, IMG_SRC_STAGE, IMG_SRC_MANIFEST, IMG_SRC_URL };
 /* Puts an image whose data did not arrive back to queued (releasing raw,
  * stage and data manifests it held without being active), recording why
- * in doc "import" when import is non-NULL. */
-int img_revert_queued(struct registry *reg, const uint8_t id[IMG_ID_LEN], const char *import_method,
-		      const char *why) CAIRN_WUR;
+ * in doc "import" when import is non-NULL (shortened or left out when the
+ * doc would not fit: the revert itself never fails for it). Acts only while
+ * the record still carries claim (img_claim); otherwise (deleted, or
+ * another upload's now) it touches nothing and returns 0. */
+int img_revert_queued(struct registry *reg, const uint8_t id[IMG_ID_LEN], uint64_t claim,
+		      const char *import_method, const char *why) CAIRN_WUR;
 /* Commits a finished upload into image id (status active, or uploading
- * with stage_mid for a stage); link: also the system bucket object. For
- * an s3-object import, s3_bucket/s3_key are re-resolved in the commit. */
+ * with stage_mid for a stage; the claim cleared); link: also the system
+ * bucket object. For an s3-object import, s3_bucket/s3_key are re-resolved
+ * in the commit. Every phase commits only while the record carries claim:
+ * else -EBUSY (why), nothing committed by that phase. */
 struct img_finish {
 	enum img_src src;
 	const char *s3_bucket, *s3_key;
 	const uint8_t *s3_mid;
 };
-int img_commit_upload(struct registry *reg, const uint8_t id[IMG_ID_LEN], struct img_upload *u,
-		      const struct img_finish *f, char *why, size_t whylen) CAIRN_WUR;
-/* Runs a whole import of id from a manifest or URL on this thread: open,
- * feed, finish, commit; on failure the image goes back to queued. */
-int img_import_run(struct registry *reg, const uint8_t id[IMG_ID_LEN], enum img_src src,
-		   const char *url, const char *s3_bucket, const char *s3_key,
+int img_commit_upload(struct registry *reg, const uint8_t id[IMG_ID_LEN], uint64_t claim,
+		      struct img_upload *u, const struct img_finish *f, char *why,
+		      size_t whylen) CAIRN_WUR;
+/* Runs a whole import of id (claimed: claim) from a manifest or URL on this
+ * thread: open, feed, finish, commit; on failure the image goes back to
+ * queued (if it still carries claim). */
+int img_import_run(struct registry *reg, const uint8_t id[IMG_ID_LEN], uint64_t claim,
+		   enum img_src src, const char *url, const char *s3_bucket, const char *s3_key,
 		   const uint8_t s3_mid[16], char *why, size_t whylen) CAIRN_WUR;
-/* Moves a queued image to status (saving/importing/uploading) in one commit:
- * -EBUSY when it is not queued, CAIRN_EINVAL when formats are missing
- * (why). */
+/* Moves a queued image to status (saving/importing/uploading) in one commit
+ * and stamps a fresh claim (img_rec.claim) returned in *claim: the
+ * claimer's commits and revert pass it. -EBUSY when it is not queued,
+ * CAIRN_EINVAL when formats are missing (why). */
 int img_claim(struct registry *reg, const uint8_t id[IMG_ID_LEN], unsigned status,
-	      bool need_formats, char *why, size_t whylen) CAIRN_WUR;
+	      bool need_formats, char *why, size_t whylen, uint64_t *claim) CAIRN_WUR;
 /* Inside the commit that makes m's image active or changes the owner of an
  * active one: (re)links its system bucket object to its data under the
  * record's owner (null: the root user), replacing an object already there

@@ -95,7 +95,7 @@ int img_upload_begin(struct img_req *rq, struct img_resp *rs)
 		return -1;
 	}
 	ret = img_claim(reg, rq->up_id, rq->up_stage ? IMG_UPLOADING : IMG_SAVING, !rq->up_stage,
-			why, sizeof(why));
+			why, sizeof(why), &rq->up_claim);
 	if (ret < 0) {
 		if (ret == CAIRN_EINVAL)
 			img_err(rs, 400, "%s", why);
@@ -138,7 +138,7 @@ void img_upload_abort(struct img_req *rq)
 	rq->up_started = false;
 	img_upload_free(rq->up);
 	rq->up = NULL;
-	if (img_revert_queued(rq->reg, rq->up_id, NULL, NULL) < 0)
+	if (img_revert_queued(rq->reg, rq->up_id, rq->up_claim, NULL, NULL) < 0)
 		log_err(TAG, "cannot put an image back to queued after a failed upload");
 }
 
@@ -153,7 +153,8 @@ void img_upload_end(struct img_req *rq, struct img_resp *rs)
 		ret = img_upload_finish(rq->up, &res);
 	if (ret == 0) {
 		struct img_finish f = {.src = rq->up_stage ? IMG_SRC_STAGE : IMG_SRC_BODY};
-		ret = img_commit_upload(rq->reg, rq->up_id, rq->up, &f, why, sizeof(why));
+		ret = img_commit_upload(rq->reg, rq->up_id, rq->up_claim, rq->up, &f, why,
+					sizeof(why));
 	}
 	if (ret < 0) {
 		if (!why[0] && rq->up)
@@ -370,6 +371,7 @@ static bool uri_passes(const struct registry *reg, const char *uri)
 struct import_job {
 	struct registry *reg;
 	uint8_t id[IMG_ID_LEN];
+	uint64_t claim;
 	enum img_src src;
 	char *url;
 	char bucket[64];
@@ -377,11 +379,36 @@ struct import_job {
 	uint8_t mid[16];
 };
 
+/* Takes one of the IMG_IMPORTS_MAX slots of running imports (before the
+ * claim, so a refused import leaves the image queued): -EAGAIN when all are
+ * taken. import_release gives it back (the thread does when it ends). */
+static int import_reserve(struct registry *reg)
+{
+	int ret = 0;
+	pthread_mutex_lock(&reg->lock);
+	if (reg->closing)
+		ret = CAIRN_ESHUTDOWN;
+	else if (reg->imports >= IMG_IMPORTS_MAX)
+		ret = -EAGAIN;
+	else
+		reg->imports++;
+	pthread_mutex_unlock(&reg->lock);
+	return ret;
+}
+
+static void import_release(struct registry *reg)
+{
+	pthread_mutex_lock(&reg->lock);
+	reg->imports--;
+	pthread_cond_broadcast(&reg->cond);
+	pthread_mutex_unlock(&reg->lock);
+}
+
 static void *import_main(void *arg)
 {
 	struct import_job *j = arg;
 	char why[512];
-	if (img_import_run(j->reg, j->id, j->src, j->url,
+	if (img_import_run(j->reg, j->id, j->claim, j->src, j->url,
 			   j->src == IMG_SRC_MANIFEST ? j->bucket : NULL, j->key, j->mid, why,
 			   sizeof(why)) == 0) {
 		char s[37];
@@ -392,34 +419,22 @@ static void *import_main(void *arg)
 	free(j->url);
 	free(j->key);
 	free(j);
-	pthread_mutex_lock(&reg->lock);
-	reg->imports--;
-	pthread_cond_broadcast(&reg->cond);
-	pthread_mutex_unlock(&reg->lock);
+	import_release(reg);
 	return NULL;
 }
 
+/* Starts j's thread on the slot import_reserve took (released on failure). */
 static int import_spawn(struct import_job *j)
 {
 	pthread_t t;
 	pthread_attr_t attr;
 	struct registry *reg = j->reg;
-	pthread_mutex_lock(&reg->lock);
-	if (reg->closing) {
-		pthread_mutex_unlock(&reg->lock);
-		return CAIRN_ESHUTDOWN;
-	}
-	reg->imports++;
-	pthread_mutex_unlock(&reg->lock);
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	int rc = pthread_create(&t, &attr, import_main, j);
 	pthread_attr_destroy(&attr);
 	if (rc != 0) {
-		pthread_mutex_lock(&reg->lock);
-		reg->imports--;
-		pthread_cond_broadcast(&reg->cond);
-		pthread_mutex_unlock(&reg->lock);
+		import_release(reg);
 		return -rc;
 	}
 	return 0;
@@ -445,7 +460,7 @@ static int direct_fn(struct cs_txn *txn, struct img_mut *m)
 			 "import");
 		return -EBUSY;
 	}
-	if (r->status != IMG_UPLOADING || !(r->flags & IMG_F_STAGE)) {
+	if (r->status != IMG_UPLOADING || !(r->flags & IMG_F_STAGE) || r->claim) {
 		da->status = 409;
 		snprintf(m->why, sizeof(m->why),
 			 "Image needs to be staged before 'glance-direct' method can be used");
@@ -455,6 +470,7 @@ static int direct_fn(struct cs_txn *txn, struct img_mut *m)
 	memset(r->stage_mid, 0, 16);
 	r->flags = (r->flags & ~(uint32_t)IMG_F_STAGE) | IMG_F_DATA;
 	r->status = IMG_ACTIVE;
+	r->claim = 0;
 	json_object_set_new(m->doc, "import", json_pack("{s:s}", "method", "glance-direct"));
 	img_id_fmt(m->id, s);
 	struct s3_link l = {.mid = (const struct cs_mid *)r->mid,
@@ -626,15 +642,33 @@ void img_api_import(struct img_req *rq, struct img_resp *rs, const uint8_t id[IM
 		j->src = IMG_SRC_MANIFEST;
 		memcpy(j->mid, oi.mid, 16);
 	}
-	ret = img_claim(reg, id, IMG_IMPORTING, true, why, sizeof(why));
+	ret = import_reserve(reg);
+	if (ret == -EAGAIN) {
+		/* 503 + Retry-After: the service is busy, not the image in a
+		 * wrong state (409 would tell the client to look at the image);
+		 * glanceclient shows the message. */
+		img_err(rs, 503,
+			"Too many image imports are running (at most %d at a time); "
+			"retry later.",
+			IMG_IMPORTS_MAX);
+		rs->hdr_name = "Retry-After";
+		snprintf(rs->hdr_val, sizeof(rs->hdr_val), "10");
+		goto out;
+	}
 	if (ret < 0) {
+		img_err_code(rs, ret, "import");
+		goto out;
+	}
+	ret = img_claim(reg, id, IMG_IMPORTING, true, why, sizeof(why), &j->claim);
+	if (ret < 0) {
+		import_release(reg);
 		img_err(rs, ret == CAIRN_EINVAL || ret == -EBUSY ? 409 : 500, "%s",
 			why[0] ? why : cairn_strerror(ret));
 		goto out;
 	}
 	ret = import_spawn(j);
 	if (ret < 0) {
-		if (img_revert_queued(reg, id, name, "the import could not start") < 0)
+		if (img_revert_queued(reg, id, j->claim, name, "the import could not start") < 0)
 			log_err(TAG, "cannot put an image back to queued");
 		img_err_code(rs, ret, "import");
 		goto out;

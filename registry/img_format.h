@@ -78,7 +78,14 @@ struct img_rec {
 	uint64_t seq;	    /* bumped by every write of the record */
 	uint8_t md5[16];    /* Glance "checksum" */
 	uint8_t sha512[64]; /* Glance "os_hash_value" (os_hash_algo sha512) */
-	uint8_t reserved[32];
+	/* The upload or import that holds the image (saving, importing,
+	 * uploading without staged data): a fresh nonzero value set by the
+	 * claiming commit, 0 at rest. Its commits and its revert act only
+	 * while the record still carries its claim, so a stale upload (the
+	 * image deleted and re-created, or reverted, meanwhile) never touches
+	 * another one's. Records written before the field read 0 here. */
+	uint64_t claim;
+	uint8_t reserved[24];
 };
 static_assert(sizeof(struct img_rec) == 232, "img_rec layout");
 

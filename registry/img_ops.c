@@ -389,10 +389,20 @@ static int unref_flagged(struct cs_txn *txn, struct img_rec *r, uint32_t flag)
 	return 0;
 }
 
+struct delete_arg {
+	struct registry *reg;
+	uint64_t claim;	  /* 0: any; else only while the record carries it */
+	bool queued_only; /* only a queued image (no upload holds it) */
+};
+
 static int delete_fn(struct cs_txn *txn, struct img_mut *m)
 {
-	struct registry *reg = m->arg;
+	struct delete_arg *da = m->arg;
+	struct registry *reg = da->reg;
 	int ret;
+	if ((da->claim && m->rec.claim != da->claim) ||
+	    (da->queued_only && m->rec.status != IMG_QUEUED))
+		return CAIRN_ENOTFOUND; /* not the image its claimer made any more */
 	if (m->rec.flags & IMG_F_PROTECTED)
 		return CAIRN_EDENIED;
 	/* A deactivated image has no object any more (its deactivation
@@ -413,9 +423,11 @@ static int delete_fn(struct cs_txn *txn, struct img_mut *m)
 	return 0;
 }
 
-int img_delete(struct registry *reg, const uint8_t id[IMG_ID_LEN])
+static int delete_if(struct registry *reg, const uint8_t id[IMG_ID_LEN], uint64_t claim,
+		     bool queued_only)
 {
-	struct img_mut m = {.fn = delete_fn, .arg = reg};
+	struct delete_arg da = {reg, claim, queued_only};
+	struct img_mut m = {.fn = delete_fn, .arg = &da};
 	memcpy(m.id, id, IMG_ID_LEN);
 	int ret = img_store_write(reg->st, &m);
 	img_mut_clear(&m);
@@ -424,13 +436,30 @@ int img_delete(struct registry *reg, const uint8_t id[IMG_ID_LEN])
 	return ret;
 }
 
+int img_delete(struct registry *reg, const uint8_t id[IMG_ID_LEN])
+{
+	return delete_if(reg, id, 0, false);
+}
+
 /* ---- claims and reverts ---- */
+
+/* A fresh nonzero claim value: random, so no restart or other registry
+ * instance repeats one an in-flight upload still holds. */
+static uint64_t new_claim(void)
+{
+	static _Atomic uint64_t fallback;
+	uint64_t c = 0;
+	if (RAND_bytes((unsigned char *)&c, sizeof(c)) != 1)
+		c = (uint64_t)img_now_ns() ^ (atomic_fetch_add(&fallback, 1) << 48);
+	return c ? c : 1;
+}
 
 struct claim_arg {
 	unsigned status;
 	bool need_formats;
 	char *why;
 	size_t whylen;
+	uint64_t claim;
 };
 
 static int claim_fn(struct cs_txn *txn, struct img_mut *m)
@@ -454,66 +483,102 @@ static int claim_fn(struct cs_txn *txn, struct img_mut *m)
 		}
 	}
 	m->rec.status = (uint8_t)ca->status;
+	m->rec.claim = ca->claim;
 	json_object_del(m->doc, "import");
 	return 0;
 }
 
 int img_claim(struct registry *reg, const uint8_t id[IMG_ID_LEN], unsigned status,
-	      bool need_formats, char *why, size_t whylen)
+	      bool need_formats, char *why, size_t whylen, uint64_t *claim)
 {
-	struct claim_arg ca = {status, need_formats, why, whylen};
+	struct claim_arg ca = {status, need_formats, why, whylen, new_claim()};
 	struct img_mut m = {.fn = claim_fn, .arg = &ca};
 	memcpy(m.id, id, IMG_ID_LEN);
 	int ret = img_store_write(reg->st, &m);
 	img_mut_clear(&m);
+	if (ret == 0)
+		*claim = ca.claim;
 	return ret;
 }
 
 struct revert_arg {
+	uint64_t claim;
 	const char *method;
 	const char *why;
 };
 
+/* The doc's size as a record would hold it. */
+static size_t doc_len(const json_t *doc)
+{
+	char *t = json_dumps(doc, JSON_COMPACT);
+	size_t n = t ? strlen(t) : SIZE_MAX;
+	free(t);
+	return n;
+}
+
+/* Records {"method", "error"} in doc "import", shortening the error (at a
+ * UTF-8 boundary) until the doc fits IMG_DOC_MAX, and leaving "import" out
+ * when not even the method fits: the revert around it must commit whatever
+ * the doc holds. Without "import" the doc is no larger than the one the
+ * record holds now (the claim removed the old one), so it always fits. */
+static void set_import_error(json_t *doc, const char *method, const char *why)
+{
+	size_t n = why ? strlen(why) : 0;
+	for (;;) {
+		while (n && ((unsigned char)why[n] & 0xc0) == 0x80)
+			n--; /* never cut a UTF-8 sequence */
+		json_t *imp = json_pack("{s:s, s:s%}", "method", method, "error", n ? why : "", n);
+		if (imp && json_object_set_new(doc, "import", imp) == 0 &&
+		    doc_len(doc) <= IMG_DOC_MAX)
+			return;
+		if (!n)
+			break;
+		n /= 2;
+	}
+	json_object_del(doc, "import");
+	log_warn(TAG, "an import's error was not recorded: the image's doc is full");
+}
+
+/* Acts only while the record carries ra->claim: a stale upload's revert
+ * (the image was deleted and re-created, or went back to queued and was
+ * claimed again) leaves the new claimer's record alone. Whatever the
+ * record holds under the claim (a raw view committed before the data
+ * failed) was taken by this claimer, so it is released here. */
 static int revert_fn(struct cs_txn *txn, struct img_mut *m)
 {
 	struct revert_arg *ra = m->arg;
 	struct img_rec *r = &m->rec;
 	int ret;
-	if (r->status == IMG_ACTIVE || r->status == IMG_DEACTIVATED || r->status == IMG_QUEUED) {
-		/* someone else finished or reverted it already */
-		if (r->status != IMG_QUEUED)
-			return 0;
-	}
+	if (!ra->claim || r->claim != ra->claim)
+		return CAIRN_ENOTFOUND;
+	if (r->status == IMG_ACTIVE || r->status == IMG_DEACTIVATED)
+		return CAIRN_ENOTFOUND; /* never: activation clears the claim */
 	if ((ret = unref_flagged(txn, r, IMG_F_RAW)) < 0 ||
-	    (ret = unref_flagged(txn, r, IMG_F_STAGE)) < 0)
+	    (ret = unref_flagged(txn, r, IMG_F_STAGE)) < 0 ||
+	    (ret = unref_flagged(txn, r, IMG_F_DATA)) < 0)
 		return ret;
-	if (r->status != IMG_ACTIVE && r->status != IMG_DEACTIVATED) {
-		if ((ret = unref_flagged(txn, r, IMG_F_DATA)) < 0)
-			return ret;
-		r->status = IMG_QUEUED;
-		r->flags &= ~(uint32_t)IMG_F_QCOW2;
-		r->size = 0;
-		r->virtual_size = 0;
-		memset(r->md5, 0, sizeof(r->md5));
-		memset(r->sha512, 0, sizeof(r->sha512));
-	}
+	r->status = IMG_QUEUED;
+	r->claim = 0;
+	r->flags &= ~(uint32_t)IMG_F_QCOW2;
+	r->size = 0;
+	r->virtual_size = 0;
+	memset(r->md5, 0, sizeof(r->md5));
+	memset(r->sha512, 0, sizeof(r->sha512));
 	if (ra->method)
-		json_object_set_new(
-		    m->doc, "import",
-		    json_pack("{s:s, s:s}", "method", ra->method, "error", ra->why ? ra->why : ""));
+		set_import_error(m->doc, ra->method, ra->why);
 	return 0;
 }
 
-int img_revert_queued(struct registry *reg, const uint8_t id[IMG_ID_LEN], const char *import_method,
-		      const char *why)
+int img_revert_queued(struct registry *reg, const uint8_t id[IMG_ID_LEN], uint64_t claim,
+		      const char *import_method, const char *why)
 {
-	struct revert_arg ra = {import_method, why};
+	struct revert_arg ra = {claim, import_method, why};
 	struct img_mut m = {.fn = revert_fn, .arg = &ra};
 	memcpy(m.id, id, IMG_ID_LEN);
 	int ret = img_store_write(reg->st, &m);
 	img_mut_clear(&m);
 	if (ret == CAIRN_ENOTFOUND)
-		ret = 0; /* deleted meanwhile: its delete released everything */
+		ret = 0; /* deleted or claimed anew meanwhile: not ours to revert */
 	return ret;
 }
 
@@ -525,15 +590,17 @@ struct commit_arg {
 	struct img_mut m;
 	char *why;
 	size_t whylen;
-	unsigned expect; /* the status the claim set */
+	uint64_t claim; /* the upload's (img_claim) */
 };
 
 static int commit_mut(struct cs_txn *txn, struct img_mut *m)
 {
 	struct commit_arg *ca = m->arg;
 	(void)txn;
-	if (m->rec.status != ca->expect) {
-		snprintf(ca->why, ca->whylen, "the image changed status to %s during the upload",
+	if (!ca->claim || m->rec.claim != ca->claim) {
+		snprintf(ca->why, ca->whylen,
+			 "the image was deleted, re-created or claimed by another upload during "
+			 "this one (status %s now)",
 			 img_status_name(m->rec.status));
 		return -EBUSY;
 	}
@@ -586,7 +653,8 @@ static int phase_mut(struct cs_txn *txn, struct img_mut *m)
 			return -EBUSY;
 		memcpy(r->stage_mid, res->mid, 16);
 		r->flags |= IMG_F_STAGE;
-		return 0; /* stays uploading until the import */
+		r->claim = 0; /* at rest: stays uploading until the import */
+		return 0;
 	}
 	if (ca->f->src == IMG_SRC_MANIFEST && ca->f->s3_bucket) {
 		struct s3_object_info oi;
@@ -604,6 +672,7 @@ static int phase_mut(struct cs_txn *txn, struct img_mut *m)
 	memcpy(r->mid, res->mid, 16);
 	r->flags |= IMG_F_DATA;
 	r->status = IMG_ACTIVE;
+	r->claim = 0;
 	img_id_fmt(m->id, s);
 	struct s3_link l = {
 	    .mid = (const struct cs_mid *)r->mid,
@@ -634,15 +703,10 @@ static int phase_cb(struct cs_txn *txn, void *arg, enum img_phase phase,
 	return ret;
 }
 
-int img_commit_upload(struct registry *reg, const uint8_t id[IMG_ID_LEN], struct img_upload *u,
-		      const struct img_finish *f, char *why, size_t whylen)
+int img_commit_upload(struct registry *reg, const uint8_t id[IMG_ID_LEN], uint64_t claim,
+		      struct img_upload *u, const struct img_finish *f, char *why, size_t whylen)
 {
-	struct commit_arg ca = {.reg = reg, .f = f, .why = why, .whylen = whylen};
-	struct img_entry *e = img_store_get(reg->st, id);
-	if (!e)
-		return CAIRN_ENOTFOUND;
-	ca.expect = e->rec.status;
-	img_entry_put(e);
+	struct commit_arg ca = {.reg = reg, .f = f, .why = why, .whylen = whylen, .claim = claim};
 	memcpy(ca.m.id, id, IMG_ID_LEN);
 	img_store_write_begin(reg->st);
 	int ret = img_upload_commit(u, phase_cb, &ca);
@@ -660,7 +724,7 @@ int img_commit_upload(struct registry *reg, const uint8_t id[IMG_ID_LEN], struct
 	img_mut_clear(&ca.m);
 	if (ret == 0) {
 		atomic_fetch_add(&reg->data_gen, 1);
-		e = img_store_get(reg->st, id);
+		struct img_entry *e = img_store_get(reg->st, id);
 		if (e) {
 			struct cs_usage us;
 			if (img_usage(reg, e, &us) < 0)
@@ -702,8 +766,8 @@ static const char *src_method(enum img_src s)
 	}
 }
 
-int img_import_run(struct registry *reg, const uint8_t id[IMG_ID_LEN], enum img_src src,
-		   const char *url, const char *s3_bucket, const char *s3_key,
+int img_import_run(struct registry *reg, const uint8_t id[IMG_ID_LEN], uint64_t claim,
+		   enum img_src src, const char *url, const char *s3_bucket, const char *s3_key,
 		   const uint8_t s3_mid[16], char *why, size_t whylen)
 {
 	struct img_upload *u = NULL;
@@ -728,7 +792,7 @@ int img_import_run(struct registry *reg, const uint8_t id[IMG_ID_LEN], enum img_
 				 img_upload_why(u)[0] ? img_upload_why(u) : cairn_strerror(ret));
 		goto out;
 	}
-	ret = img_commit_upload(reg, id, u, &f, why, whylen);
+	ret = img_commit_upload(reg, id, claim, u, &f, why, whylen);
 out:
 	img_upload_free(u);
 	if (ret < 0) {
@@ -736,7 +800,7 @@ out:
 			snprintf(why, whylen, "%s", cairn_strerror(ret));
 		log_warn(TAG, "import (%s) failed: %s",
 			 src_method(src) ? src_method(src) : "upload", why);
-		if (img_revert_queued(reg, id, src_method(src), why) < 0)
+		if (img_revert_queued(reg, id, claim, src_method(src), why) < 0)
 			log_err(TAG, "cannot put a failed import back to queued");
 	}
 	return ret;
@@ -786,7 +850,7 @@ static int parse_s3_uri(const char *uri, char *bucket, size_t blen, const char *
 /* Creates an image from fields as w, claims it (status), and returns its id. */
 static int create_claimed(struct registry *reg, const struct img_who *w, json_t *fields,
 			  const char *def_name, const char *def_disk, unsigned status,
-			  uint8_t id[IMG_ID_LEN], char *why, size_t whylen)
+			  uint8_t id[IMG_ID_LEN], uint64_t *claim, char *why, size_t whylen)
 {
 	struct img_resp rs = {0};
 	struct img_entry *e = NULL;
@@ -816,7 +880,7 @@ static int create_claimed(struct registry *reg, const struct img_who *w, json_t 
 	}
 	memcpy(id, e->rec.id, IMG_ID_LEN);
 	img_entry_put(e);
-	ret = img_claim(reg, id, status, false, why, whylen);
+	ret = img_claim(reg, id, status, false, why, whylen, claim);
 	if (ret < 0 && img_delete(reg, id) < 0)
 		log_warn(TAG, "cannot remove an image whose claim failed");
 	return ret;
@@ -840,6 +904,7 @@ int reg_image_register_s3(struct registry *reg, const char *user, const char *ur
 	const char *key;
 	struct s3_object_info oi;
 	uint8_t id[IMG_ID_LEN];
+	uint64_t claim = 0;
 	int ret;
 	img_who_set(&w, user);
 	why[0] = '\0';
@@ -858,13 +923,17 @@ int reg_image_register_s3(struct registry *reg, const char *user, const char *ur
 		return CAIRN_EDENIED;
 	}
 	const char *base = strrchr(key, '/');
-	ret = create_claimed(reg, &w, fields, base ? base + 1 : key, NULL, IMG_IMPORTING, id, why,
-			     whylen);
+	ret = create_claimed(reg, &w, fields, base ? base + 1 : key, NULL, IMG_IMPORTING, id,
+			     &claim, why, whylen);
 	if (ret < 0)
 		return ret;
-	ret = img_import_run(reg, id, IMG_SRC_MANIFEST, NULL, bucket, key, oi.mid, why, whylen);
+	ret = img_import_run(reg, id, claim, IMG_SRC_MANIFEST, NULL, bucket, key, oi.mid, why,
+			     whylen);
 	if (ret < 0) {
-		if (img_delete(reg, id) < 0)
+		/* the revert cleared the claim: delete the queued image it made,
+		 * unless someone took it over meanwhile */
+		int r2 = delete_if(reg, id, 0, true);
+		if (r2 < 0 && r2 != CAIRN_ENOTFOUND)
 			log_warn(TAG, "cannot remove an image whose registration failed");
 		return ret;
 	}
@@ -881,6 +950,7 @@ int reg_image_from_volume(struct registry *reg, const char *user, const char *vo
 	struct img_upload *u = NULL;
 	struct img_data_result res;
 	bool snapped = false;
+	uint64_t claim = 0;
 	int ret;
 	img_who_set(&w, user);
 	why[0] = '\0';
@@ -897,7 +967,7 @@ int reg_image_from_volume(struct registry *reg, const char *user, const char *vo
 		snprintf(why, whylen, "an image made from a volume is raw");
 		return CAIRN_EINVAL;
 	}
-	ret = create_claimed(reg, &w, fields, vol, "raw", IMG_SAVING, id, why, whylen);
+	ret = create_claimed(reg, &w, fields, vol, "raw", IMG_SAVING, id, &claim, why, whylen);
 	if (ret < 0)
 		return ret;
 	img_id_fmt(id, sid);
@@ -919,7 +989,7 @@ int reg_image_from_volume(struct registry *reg, const char *user, const char *vo
 		goto out;
 	}
 	struct img_finish f = {.src = IMG_SRC_BODY};
-	ret = img_commit_upload(reg, id, u, &f, why, whylen);
+	ret = img_commit_upload(reg, id, claim, u, &f, why, whylen);
 out:
 	img_upload_free(u);
 	if (snapped) {
@@ -929,7 +999,10 @@ out:
 				 cairn_strerror(r2));
 	}
 	if (ret < 0) {
-		if (img_delete(reg, id) < 0)
+		/* only the image this capture claimed (a raw view never exists
+		 * here; the delete releases whatever the record holds) */
+		int r2 = delete_if(reg, id, claim, false);
+		if (r2 < 0 && r2 != CAIRN_ENOTFOUND)
 			log_warn(TAG, "cannot remove an image whose capture failed");
 		return ret;
 	}

@@ -516,6 +516,7 @@ static int recover_fn(struct cs_txn *txn, struct img_mut *m)
 	}
 	r->flags &= ~(uint32_t)IMG_F_QCOW2;
 	r->status = IMG_QUEUED;
+	r->claim = 0;
 	r->size = 0;
 	r->virtual_size = 0;
 	memset(r->md5, 0, sizeof(r->md5));

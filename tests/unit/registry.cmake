@@ -6,6 +6,10 @@ cairn_unit_test(test_qcow2 SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_qcow2.c
 if(TARGET cairn_registry)
   cairn_unit_test(test_img_store SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_img_store.c
                   LIBS cairn_registry LABELS quick registry TIMEOUT 120)
+  # Upload claims (registry/img_ops.c): stale uploads touch nothing, a
+  # failed import's revert commits on a full doc.
+  cairn_unit_test(test_img_claims SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_img_claims.c
+                  LIBS cairn_registry LABELS quick registry TIMEOUT 120)
 endif()
 # An image's bytes into the pool (registry/img_*.c): qemu-img, qemu-io and python3 at run time.
 cairn_unit_test(test_img_data SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_img_data.c
