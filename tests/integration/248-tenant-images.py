@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 # LABELS: registry
 # TIMEOUT: 300
-"""248-issue7-tenant-images: in a [pool] dedup_domain = tenant pool an image's
+"""248-tenant-images: in a [pool] dedup_domain = tenant pool an image's
 bytes dedup only within its OWNER's domain (issue 7), as S3 PUTs do.
 
 alice uploads an image (PUT .../file); bob uploads the same bytes: they are

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 # LABELS: registry
 # TIMEOUT: 300
-"""246-issue7-owner-name: an image owner must be a cairn user name (issue 7).
+"""246-glance-owner-name: an image owner must be a cairn user name (issue 7).
 
 The system bucket links an image's bytes under its owner, and an object
 owner must be a valid user name: an image created (or PATCHed) with owner

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 # LABELS: registry
 # TIMEOUT: 300
-"""246-glance-claims: uploads and imports that outlive their image, a failed
+"""249-glance-claims: uploads and imports that outlive their image, a failed
 import on a full doc, and the cap on running imports (issue 7 review).
 
 1. Upload A streams into image X; X is deleted and re-created with the same

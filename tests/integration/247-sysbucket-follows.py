@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 # LABELS: registry
 # TIMEOUT: 300
-"""247-issue7-sysbucket-follows: the system bucket object of an image follows
+"""247-sysbucket-follows: the system bucket object of an image follows
 its owner and its status (issue 7).
 
 An admin makes an image owned by alice: alice reads s3://cairn-images/ID
