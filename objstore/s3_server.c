@@ -29,6 +29,7 @@
 #include "core/hash.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/pipe.h"
 #include "objstore/s3_server_internal.h"
 #include "objstore/s3_tls.h"
 #include "objstore/s3_xml.h"
@@ -1090,174 +1091,50 @@ oom:
 /* ---- the body pipeline ----
  *
  * The connection thread receives, updates the payload SHA-256 (if any) and
- * copies the body into S3_PIPE_SEGS segments; the pipeline thread takes
- * full segments in order, updates the MD5 and feeds body_fn. Only the
- * pipeline thread touches r->md5, r->body_bytes and op_state until
+ * copies the body into S3_PIPE_SEGS segments (core/pipe.h); the pipeline
+ * thread takes full segments in order, updates the MD5 and feeds body_fn.
+ * Only the pipeline thread touches r->md5, r->body_bytes and op_state until
  * pipe_finish() or pipe_stop() has joined it. */
-struct s3_pipe {
-	pthread_t thread;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	uint8_t *seg[S3_PIPE_SEGS];
-	size_t seglen[S3_PIPE_SEGS];
-	unsigned head, count; /* full segments: [head, head + count) */
-	size_t cur_len;	      /* bytes in the segment being filled: (head + count) % N */
-	bool eof, abort, joined;
-	int err;
-};
-
-static void *pipe_main(void *arg)
+static int pipe_seg(void *arg, const uint8_t *data, size_t len)
 {
 	struct s3_req *r = arg;
-	struct s3_pipe *p = r->pipe;
 
-	pthread_mutex_lock(&p->mu);
-	for (;;) {
-		if (p->abort)
-			break;
-		if (!p->count) {
-			if (p->eof)
-				break;
-			pthread_cond_wait(&p->cv, &p->mu);
-			continue;
-		}
-		const uint8_t *data = p->seg[p->head];
-		size_t len = p->seglen[p->head];
-		pthread_mutex_unlock(&p->mu);
-		int rc = EVP_DigestUpdate(r->md5, data, len) == 1 ? 0 : -EIO;
-		if (r->ck_on)
-			s3_cksum_update(&r->ck, data, len);
-		if (rc == 0) {
-			r->body_bytes += len;
-			rc = r->body_fn(r, data, len);
-		}
-		pthread_mutex_lock(&p->mu);
-		if (rc < 0) {
-			p->err = rc;
-			break;
-		}
-		p->head = (p->head + 1) % S3_PIPE_SEGS;
-		p->count--;
-		pthread_cond_broadcast(&p->cv);
+	int rc = EVP_DigestUpdate(r->md5, data, len) == 1 ? 0 : -EIO;
+	if (r->ck_on)
+		s3_cksum_update(&r->ck, data, len);
+	if (rc == 0) {
+		r->body_bytes += len;
+		rc = r->body_fn(r, data, len);
 	}
-	pthread_cond_broadcast(&p->cv);
-	pthread_mutex_unlock(&p->mu);
-	return NULL;
-}
-
-static void pipe_free(struct s3_pipe *p)
-{
-	for (unsigned i = 0; i < S3_PIPE_SEGS; i++)
-		free(p->seg[i]);
-	free(p);
+	return rc;
 }
 
 /* Starts the pipeline for r's body; on any failure the body is simply
  * handled on the connection thread. */
 static void pipe_start(struct s3_req *r)
 {
-	struct s3_pipe *p = calloc(1, sizeof(*p));
-	if (!p)
-		return;
-	for (unsigned i = 0; i < S3_PIPE_SEGS; i++) {
-		p->seg[i] = malloc(S3_PIPE_SEG);
-		if (!p->seg[i]) {
-			pipe_free(p);
-			return;
-		}
-	}
-	pthread_mutex_init(&p->mu, NULL);
-	pthread_cond_init(&p->cv, NULL);
-	r->pipe = p;
-	if (pthread_create(&p->thread, NULL, pipe_main, r) != 0) {
+	if (seg_pipe_new(S3_PIPE_SEG, S3_PIPE_SEGS, pipe_seg, r, &r->pipe) < 0)
 		r->pipe = NULL;
-		pthread_mutex_destroy(&p->mu);
-		pthread_cond_destroy(&p->cv);
-		pipe_free(p);
-	}
-}
-
-static void pipe_join(struct s3_req *r)
-{
-	struct s3_pipe *p = r->pipe;
-	if (!p->joined) {
-		pthread_join(p->thread, NULL);
-		p->joined = true;
-	}
 }
 
 /* Aborts (if still running) and frees the pipeline. */
 static void pipe_stop(struct s3_req *r)
 {
-	struct s3_pipe *p = r->pipe;
-	if (!p)
-		return;
-	pthread_mutex_lock(&p->mu);
-	p->abort = true;
-	pthread_cond_broadcast(&p->cv);
-	pthread_mutex_unlock(&p->mu);
-	pipe_join(r);
-	pthread_mutex_destroy(&p->mu);
-	pthread_cond_destroy(&p->cv);
-	pipe_free(p);
+	seg_pipe_free(r->pipe);
 	r->pipe = NULL;
 }
 
 /* Queues body bytes; returns the pipeline's error once it failed. */
 static int pipe_push(struct s3_req *r, const char *data, size_t len)
 {
-	struct s3_pipe *p = r->pipe;
-	int rc = 0;
-
-	pthread_mutex_lock(&p->mu);
-	while (len && !p->err) {
-		if (p->count == S3_PIPE_SEGS) {
-			pthread_cond_wait(&p->cv, &p->mu);
-			continue;
-		}
-		unsigned idx = (p->head + p->count) % S3_PIPE_SEGS;
-		size_t n = S3_PIPE_SEG - p->cur_len;
-		if (n > len)
-			n = len;
-		/* the segment being filled is the connection thread's alone */
-		pthread_mutex_unlock(&p->mu);
-		memcpy(p->seg[idx] + p->cur_len, data, n);
-		pthread_mutex_lock(&p->mu);
-		p->cur_len += n;
-		data += n;
-		len -= n;
-		if (p->cur_len == S3_PIPE_SEG) {
-			p->seglen[idx] = p->cur_len;
-			p->cur_len = 0;
-			p->count++;
-			pthread_cond_broadcast(&p->cv);
-		}
-	}
-	rc = p->err;
-	pthread_mutex_unlock(&p->mu);
-	return rc;
+	return seg_pipe_push(r->pipe, data, len);
 }
 
 /* Queues the last partial segment, waits for the pipeline to drain; returns
  * its error. */
 static int pipe_finish(struct s3_req *r)
 {
-	struct s3_pipe *p = r->pipe;
-
-	pthread_mutex_lock(&p->mu);
-	while (p->cur_len && p->count == S3_PIPE_SEGS && !p->err)
-		pthread_cond_wait(&p->cv, &p->mu);
-	if (p->cur_len && !p->err) {
-		unsigned idx = (p->head + p->count) % S3_PIPE_SEGS;
-		p->seglen[idx] = p->cur_len;
-		p->cur_len = 0;
-		p->count++;
-	}
-	p->eof = true;
-	pthread_cond_broadcast(&p->cv);
-	pthread_mutex_unlock(&p->mu);
-	pipe_join(r);
-	return p->err;
+	return seg_pipe_finish(r->pipe);
 }
 
 /* Decoded body bytes (the whole body when not aws-chunked). */

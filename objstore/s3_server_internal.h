@@ -133,8 +133,8 @@ struct s3_req {
 	uint8_t body_md5[16];
 	char *body; /* small bodies (XML) */
 	size_t body_len;
-	s3_body_fn body_fn;   /* NULL: buffer into body (up to S3_SMALL_BODY_MAX) */
-	struct s3_pipe *pipe; /* large bodies: MD5 + body_fn on a thread of their own */
+	s3_body_fn body_fn;    /* NULL: buffer into body (up to S3_SMALL_BODY_MAX) */
+	struct seg_pipe *pipe; /* large bodies: MD5 + body_fn on a thread of their own */
 	s3_handler_fn finish;
 	void *op_state; /* handler's own state */
 	void (*op_free)(void *op_state);

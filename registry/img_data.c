@@ -10,13 +10,12 @@
  * (MD5 ~ SHA-512 ~ 0.8 GB/s each on this class of machine) and memory is
  * bounded by IMG_PIPE_SEGS segments plus the writer's window. Only the
  * pipeline thread touches the SHA-512 context and the data writer until
- * pipe_finish/pipe_stop joined it.
+ * seg_pipe_finish/seg_pipe_free joined it. The queue itself is core/pipe.h.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <openssl/evp.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +24,7 @@
 #include "chunkstore/chunkstore.h"
 #include "core/fault.h"
 #include "core/log.h"
+#include "core/pipe.h"
 #include "registry/img_data.h"
 #include "registry/img_internal.h"
 #include "registry/qcow2.h"
@@ -37,21 +37,6 @@ _Static_assert(CS_MID_LEN == 16, "img_data_result holds 16-byte manifest ids");
 
 enum img_probe { PROBE_UNDECIDED = 0, PROBE_QCOW2, PROBE_OTHER };
 
-struct img_pipe {
-	pthread_t thread;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	uint8_t *seg[IMG_PIPE_SEGS];
-	size_t seglen[IMG_PIPE_SEGS];
-	unsigned head, count; /* full segments: [head, head + count) */
-	size_t cur_len;	      /* bytes in the segment being filled: (head + count) % N */
-	bool eof, abort, running;
-	int err;
-	/* the pipeline thread's alone while it runs */
-	EVP_MD_CTX *sha512;
-	struct cs_writer *w; /* NULL: hash only (from_manifest) */
-};
-
 struct img_upload {
 	struct cs_pool *pool;
 	uint64_t max_size; /* 0 = no limit */
@@ -61,7 +46,10 @@ struct img_upload {
 	bool want_other; /* another disk_format declared */
 	char fmt[32];	 /* the declared format, for messages */
 	EVP_MD_CTX *md5; /* caller's thread */
-	struct img_pipe p;
+	/* the pipeline thread's alone while it runs: SHA-512 and, per segment,
+	 * the writer w */
+	EVP_MD_CTX *sha512;
+	struct seg_pipe *p;
 	struct cs_writer *w;  /* the bytes (NULL with from_mid) */
 	struct cs_writer *rw; /* the qcow2 raw view, after finish */
 	uint64_t size;
@@ -83,136 +71,14 @@ struct img_upload {
 
 /* ---- the pipeline ---- */
 
-static void *pipe_main(void *arg)
+/* One full segment, on the pipeline thread (core/pipe.h). */
+static int img_pipe_seg(void *arg, const uint8_t *data, size_t len)
 {
-	struct img_pipe *p = arg;
+	struct img_upload *u = arg;
 
-	pthread_mutex_lock(&p->mu);
-	for (;;) {
-		if (p->abort)
-			break;
-		if (!p->count) {
-			if (p->eof)
-				break;
-			pthread_cond_wait(&p->cv, &p->mu);
-			continue;
-		}
-		const uint8_t *data = p->seg[p->head];
-		size_t len = p->seglen[p->head];
-		struct cs_writer *w = p->w;
-		pthread_mutex_unlock(&p->mu);
-		int rc = EVP_DigestUpdate(p->sha512, data, len) == 1 ? 0 : -EIO;
-		if (rc == 0 && w)
-			rc = FAULT("img_pipe_write") ? -EIO : cs_writer_write(w, data, len);
-		pthread_mutex_lock(&p->mu);
-		if (rc < 0) {
-			p->err = rc;
-			break;
-		}
-		p->head = (p->head + 1) % IMG_PIPE_SEGS;
-		p->count--;
-		pthread_cond_broadcast(&p->cv);
-	}
-	pthread_cond_broadcast(&p->cv);
-	pthread_mutex_unlock(&p->mu);
-	return NULL;
-}
-
-static int pipe_start(struct img_pipe *p)
-{
-	for (unsigned i = 0; i < IMG_PIPE_SEGS; i++) {
-		p->seg[i] = malloc(IMG_PIPE_SEG);
-		if (!p->seg[i])
-			return -ENOMEM;
-	}
-	pthread_mutex_init(&p->mu, NULL);
-	pthread_cond_init(&p->cv, NULL);
-	int rc = pthread_create(&p->thread, NULL, pipe_main, p);
-	if (rc != 0) {
-		pthread_mutex_destroy(&p->mu);
-		pthread_cond_destroy(&p->cv);
-		return -rc;
-	}
-	p->running = true;
-	return 0;
-}
-
-/* Aborts (if still running), joins and frees the pipeline's memory. */
-static void pipe_stop(struct img_pipe *p)
-{
-	if (p->running) {
-		pthread_mutex_lock(&p->mu);
-		p->abort = true;
-		pthread_cond_broadcast(&p->cv);
-		pthread_mutex_unlock(&p->mu);
-		pthread_join(p->thread, NULL);
-		pthread_mutex_destroy(&p->mu);
-		pthread_cond_destroy(&p->cv);
-		p->running = false;
-	}
-	for (unsigned i = 0; i < IMG_PIPE_SEGS; i++) {
-		free(p->seg[i]);
-		p->seg[i] = NULL;
-	}
-}
-
-/* Queues bytes (copied); returns the pipeline's error once it failed. */
-static int pipe_push(struct img_pipe *p, const uint8_t *data, size_t len)
-{
-	int rc;
-
-	pthread_mutex_lock(&p->mu);
-	while (len && !p->err) {
-		if (p->count == IMG_PIPE_SEGS) {
-			pthread_cond_wait(&p->cv, &p->mu);
-			continue;
-		}
-		unsigned idx = (p->head + p->count) % IMG_PIPE_SEGS;
-		size_t n = IMG_PIPE_SEG - p->cur_len;
-		if (n > len)
-			n = len;
-		/* the segment being filled is the caller's alone */
-		pthread_mutex_unlock(&p->mu);
-		memcpy(p->seg[idx] + p->cur_len, data, n);
-		pthread_mutex_lock(&p->mu);
-		p->cur_len += n;
-		data += n;
-		len -= n;
-		if (p->cur_len == IMG_PIPE_SEG) {
-			p->seglen[idx] = p->cur_len;
-			p->cur_len = 0;
-			p->count++;
-			pthread_cond_broadcast(&p->cv);
-		}
-	}
-	rc = p->err;
-	pthread_mutex_unlock(&p->mu);
-	return rc;
-}
-
-/* Queues the last partial segment, waits until the pipeline drained and
- * joins it; returns its error. */
-static int pipe_finish(struct img_pipe *p)
-{
-	int rc;
-
-	pthread_mutex_lock(&p->mu);
-	while (p->cur_len && p->count == IMG_PIPE_SEGS && !p->err)
-		pthread_cond_wait(&p->cv, &p->mu);
-	if (p->cur_len && !p->err) {
-		unsigned idx = (p->head + p->count) % IMG_PIPE_SEGS;
-		p->seglen[idx] = p->cur_len;
-		p->cur_len = 0;
-		p->count++;
-	}
-	p->eof = true;
-	pthread_cond_broadcast(&p->cv);
-	pthread_mutex_unlock(&p->mu);
-	pthread_join(p->thread, NULL);
-	pthread_mutex_destroy(&p->mu);
-	pthread_cond_destroy(&p->cv);
-	p->running = false;
-	rc = p->err;
+	int rc = EVP_DigestUpdate(u->sha512, data, len) == 1 ? 0 : -EIO;
+	if (rc == 0 && u->w)
+		rc = FAULT("img_pipe_write") ? -EIO : cs_writer_write(u->w, data, len);
 	return rc;
 }
 
@@ -302,14 +168,14 @@ int img_upload_open(struct cs_pool *pool, const struct img_data_opts *opts, cons
 	u->owner = opts->owner ? strdup(opts->owner) : NULL;
 	u->head = malloc(IMG_HEAD_MAX);
 	u->md5 = EVP_MD_CTX_new();
-	u->p.sha512 = EVP_MD_CTX_new();
+	u->sha512 = EVP_MD_CTX_new();
 	if (!u->tmp_dir || !u->qemu_img || (opts->owner && !u->owner) || !u->head || !u->md5 ||
-	    !u->p.sha512) {
+	    !u->sha512) {
 		rc = -ENOMEM;
 		goto out;
 	}
 	if (EVP_DigestInit_ex(u->md5, EVP_md5(), NULL) != 1 ||
-	    EVP_DigestInit_ex(u->p.sha512, EVP_sha512(), NULL) != 1) {
+	    EVP_DigestInit_ex(u->sha512, EVP_sha512(), NULL) != 1) {
 		rc = -EIO;
 		goto out;
 	}
@@ -323,8 +189,7 @@ int img_upload_open(struct cs_pool *pool, const struct img_data_opts *opts, cons
 	if ((rc = cs_writer_open(pool, &u->w)) < 0)
 		goto out;
 	img_writer_domain(u->w, u->owner);
-	u->p.w = u->w;
-	if ((rc = pipe_start(&u->p)) < 0)
+	if ((rc = seg_pipe_new(IMG_PIPE_SEG, IMG_PIPE_SEGS, img_pipe_seg, u, &u->p)) < 0)
 		goto out;
 	*out = u;
 	u = NULL;
@@ -404,7 +269,7 @@ int img_upload_write(struct img_upload *u, const void *buf, size_t len)
 		return refuse(u, rc, "cannot write the scratch file");
 	if (EVP_DigestUpdate(u->md5, buf, len) != 1)
 		return refuse(u, -EIO, "md5 failed");
-	if ((rc = pipe_push(&u->p, buf, len)) < 0)
+	if ((rc = seg_pipe_push(u->p, buf, len)) < 0)
 		return refuse(u, rc, "%s", "");
 	u->size += len;
 	return 0;
@@ -452,14 +317,15 @@ int img_upload_finish(struct img_upload *u, struct img_data_result *res)
 		return u->err;
 	if (u->finished)
 		return CAIRN_EINVAL;
-	rc = pipe_finish(&u->p);
-	pipe_stop(&u->p); /* the segments are not needed while commit waits */
+	rc = seg_pipe_finish(u->p);
+	seg_pipe_free(u->p); /* the segments are not needed while commit waits */
+	u->p = NULL;
 	if (rc < 0)
 		return refuse(u, rc, "%s", "");
 	if (u->w && (rc = cs_writer_finish(u->w)) < 0)
 		return refuse(u, rc, "%s", "");
 	if (EVP_DigestFinal_ex(u->md5, u->res.md5, &mdlen) != 1 ||
-	    EVP_DigestFinal_ex(u->p.sha512, u->res.sha512, &mdlen) != 1)
+	    EVP_DigestFinal_ex(u->sha512, u->res.sha512, &mdlen) != 1)
 		return refuse(u, -EIO, "digest failed");
 	if ((rc = probe_final(u)) < 0)
 		return rc;
@@ -557,14 +423,14 @@ void img_upload_free(struct img_upload *u)
 {
 	if (!u)
 		return;
-	pipe_stop(&u->p);
+	seg_pipe_free(u->p); /* before the writer: the pipeline thread uses it */
 	/* an uncommitted writer's chunks are dead by construction */
 	cs_writer_free(u->w);
 	cs_writer_free(u->rw);
 	if (u->spool_fd >= 0)
 		close(u->spool_fd);
 	EVP_MD_CTX_free(u->md5);
-	EVP_MD_CTX_free(u->p.sha512);
+	EVP_MD_CTX_free(u->sha512);
 	free(u->head);
 	free(u->tmp_dir);
 	free(u->qemu_img);
@@ -589,11 +455,9 @@ int img_upload_from_manifest(struct img_upload *u, const uint8_t mid[16])
 	if ((rc = cs_reader_open(u->pool, &m, &r)) < 0)
 		goto out;
 	/* The bytes are in the pool already: hash them, write nothing. The
-	 * pipeline has seen no segment yet, so taking its writer away under
-	 * its lock is safe. */
-	pthread_mutex_lock(&u->p.mu);
-	u->p.w = NULL;
-	pthread_mutex_unlock(&u->p.mu);
+	 * pipeline has seen no segment yet and reads u->w only for a segment,
+	 * which reaches it through the pipeline's lock, so taking the writer
+	 * away here is safe. */
 	cs_writer_free(u->w);
 	u->w = NULL;
 	u->from_mid = true;
