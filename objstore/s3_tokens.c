@@ -74,8 +74,9 @@ static bool token_expired(const struct s3_token *t, uint64_t now_ns)
 	return t->expires_ns != 0 && now_ns >= t->expires_ns;
 }
 
-/* Removes every expired record (write txn). O(tokens). */
-static int tokens_sweep(struct meta_txn *t, uint64_t now_ns)
+/* Removes every record drop() accepts (write txn). O(tokens). */
+static int tokens_delete_if(struct meta_txn *t, bool (*drop)(const struct s3_token *, const void *),
+			    const void *arg)
 {
 	struct meta_cursor *c = NULL;
 	const void *k, *v;
@@ -92,7 +93,7 @@ static int tokens_sweep(struct meta_txn *t, uint64_t now_ns)
 		rc = token_decode(k, kl, v, vl, &tok);
 		if (rc < 0)
 			goto out;
-		if (token_expired(&tok, now_ns)) {
+		if (drop(&tok, arg)) {
 			memcpy(key, k, sizeof(key));
 			rc = meta_cursor_del(c);
 			if (rc < 0)
@@ -108,6 +109,17 @@ static int tokens_sweep(struct meta_txn *t, uint64_t now_ns)
 out:
 	meta_cursor_close(c);
 	return rc;
+}
+
+static bool drop_expired(const struct s3_token *tok, const void *now_ns)
+{
+	return token_expired(tok, *(const uint64_t *)now_ns);
+}
+
+/* Removes every expired record (write txn). */
+static int tokens_sweep(struct meta_txn *t, uint64_t now_ns)
+{
+	return tokens_delete_if(t, drop_expired, &now_ns);
 }
 
 /* ---- create ---- */
@@ -328,36 +340,12 @@ int s3_token_delete(struct cs_pool *pool, const char *id)
 
 /* ---- for s3_user_delete ---- */
 
+static bool drop_user(const struct s3_token *tok, const void *user)
+{
+	return strcmp(tok->user, user) == 0;
+}
+
 int s3_tokens_drop_user(struct meta_txn *t, const char *user)
 {
-	struct meta_cursor *c = NULL;
-	const void *k, *v;
-	size_t kl, vl;
-	int rc = meta_cursor_open(t, META_T_TOKENS, &c);
-
-	if (rc < 0)
-		return rc;
-	rc = meta_cursor_seek(c, NULL, 0, &k, &kl, &v, &vl);
-	while (rc == 0) {
-		struct s3_token tok;
-		uint8_t key[TOKEN_HASH_LEN];
-
-		rc = token_decode(k, kl, v, vl, &tok);
-		if (rc < 0)
-			goto out;
-		if (strcmp(tok.user, user) == 0) {
-			memcpy(key, k, sizeof(key));
-			rc = meta_cursor_del(c);
-			if (rc < 0)
-				goto out;
-			rc = meta_cursor_seek(c, key, sizeof(key), &k, &kl, &v, &vl);
-			continue;
-		}
-		rc = meta_cursor_next(c, &k, &kl, &v, &vl);
-	}
-	if (rc == CAIRN_ENOTFOUND)
-		rc = 0;
-out:
-	meta_cursor_close(c);
-	return rc;
+	return tokens_delete_if(t, drop_user, user);
 }
