@@ -70,6 +70,7 @@ void img_isotime(uint64_t ns, char out[32])
 
 /* ---- errors ---- */
 
+/* webob's titles (Glance's), which differ from RFC 9110's for 413 and 416. */
 const char *img_status_title(unsigned status)
 {
 	switch (status) {
@@ -93,8 +94,6 @@ const char *img_status_title(unsigned status)
 		return "Unsupported Media Type";
 	case 416:
 		return "Requested Range Not Satisfiable";
-	case 501:
-		return "Not Implemented";
 	case 503:
 		return "Service Unavailable";
 	default:
